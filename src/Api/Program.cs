@@ -1,1 +1,39 @@
-Console.WriteLine("skeleton");
+using Forecaster.Api;
+using Forecaster.Api.Cli;
+using Forecaster.Api.Database;
+using Forecaster.Api.Errors;
+using Forecaster.Api.Health;
+using Forecaster.Api.OpenApi;
+using Forecaster.Api.Resources;
+using Forecaster.Api.Samples;
+using Forecaster.Api.Security;
+
+// `forecaster VERB ...` runs a command-line verb; `forecaster serve` (or no verb) runs the service below.
+if (Cli.IsVerb(args))
+{
+    return await Cli.RunAsync(args);
+}
+
+var builder = WebApplication.CreateBuilder(Cli.ServeArguments(args));
+builder.AddForecasterHost();
+builder.AddForecasterDatabase();
+builder.Services.AddApiKeys();
+builder.Services.AddForecasterProblems();
+builder.Services.AddForecasterOpenApi();
+builder.Services.AddForecasterHealth();
+
+var app = builder.Build();
+app.UseForecasterProblems();
+app.UseForecasterOpenApi();
+app.UseAuthentication();
+app.UseAuthorization();
+
+app.MapHealth();
+app.MapResources();
+app.MapSamples();
+
+await app.RunAsync();
+return 0;
+
+/// <summary>The entry point, visible to WebApplicationFactory in the tests.</summary>
+public partial class Program;

@@ -1,0 +1,32 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Forecaster.Api;
+
+/// <summary>The `Forecaster` configuration section. Validated at start: a bad value stops the service with every error listed.</summary>
+public sealed class ForecasterOptions
+{
+    public const string Section = "Forecaster";
+
+    /// <summary>Keys accepted in X-Api-Key (also FORECASTER_API_KEYS, comma-separated).</summary>
+    public List<string> ApiKeys { get; set; } = [];
+
+    /// <summary>When true, reads need an API key too.</summary>
+    public bool RequireApiKeyForReads { get; set; }
+
+    /// <summary>Seed the demo fleet into an empty database and generate an API key when none is configured.</summary>
+    public bool Demo { get; set; }
+
+    [Range(1024, long.MaxValue)]
+    public long MaxJsonBodyBytes { get; set; } = 16L << 20;
+
+    [Range(1024, long.MaxValue)]
+    public long MaxCsvBodyBytes { get; set; } = 4L << 30;
+
+    /// <summary>Samples older than this are refused (they would only create empty partitions nobody reads).</summary>
+    [Range(1, 36500)]
+    public int MaxSampleAgeDays { get; set; } = 3650;
+
+    /// <summary>The most points one samples query returns; a larger range must be aggregated with `step`.</summary>
+    [Range(100, 10_000_000)]
+    public int MaxPointsPerQuery { get; set; } = 200_000;
+}

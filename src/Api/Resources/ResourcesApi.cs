@@ -1,0 +1,156 @@
+using System.Text.Json;
+using Dapper;
+using Forecaster.Api.Errors;
+using Forecaster.Api.OpenApi;
+using Forecaster.Api.Samples;
+using Forecaster.Api.Security;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Npgsql;
+
+namespace Forecaster.Api.Resources;
+
+/// <summary>/api/v1/resources: register, list, read and delete services and streaming jobs.</summary>
+public static class ResourcesApi
+{
+    public static IEndpointRouteBuilder MapResources(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/v1/resources").WithTags("Resources");
+
+        group.MapGet("/", ListResources)
+            .WithName(nameof(ListResources))
+            .WithSummary("List resources, paged by name, optionally filtered by group and kind")
+            .RequireAuthorization(ApiKeyExtensions.ReadPolicy)
+            .ProducesProblem(StatusCodes.Status400BadRequest);
+        group.MapGet("/{name}", GetResource)
+            .WithName(nameof(GetResource))
+            .WithSummary("Get one resource with its policy and the metrics it has samples for")
+            .RequireAuthorization(ApiKeyExtensions.ReadPolicy);
+        group.MapPut("/{name}", PutResource)
+            .WithName(nameof(PutResource))
+            .WithSummary("Create or replace a resource (201 when created, 200 when updated)")
+            .RequireAuthorization(ApiKeyExtensions.WritePolicy)
+            .WithRequestExample("""{"kind":"service","group":"checkout","loadMetric":"qps","policy":{"minReplicas":2,"maxReplicas":40,"targetUtilization":0.7,"capacityPerReplica":150}}""")
+            .ProducesProblem(StatusCodes.Status401Unauthorized);
+        group.MapDelete("/{name}", DeleteResource)
+            .WithName(nameof(DeleteResource))
+            .WithSummary("Delete a resource and all of its samples")
+            .RequireAuthorization(ApiKeyExtensions.WritePolicy)
+            .ProducesProblem(StatusCodes.Status401Unauthorized);
+        return app;
+    }
+
+    static async Task<Results<Ok<ResourcePage>, ValidationProblem>> ListResources(
+        NpgsqlDataSource db, string? group, string? kind, string? after, int? limit, CancellationToken ct)
+    {
+        if (kind is not null and not ("service" or "job"))
+        {
+            return ProblemHandling.Invalid("kind", $"'{kind}' is not a kind; use 'service' or 'job'");
+        }
+        var take = limit ?? 100;
+        if (take is < 1 or > 1000)
+        {
+            return ProblemHandling.Invalid("limit", "must be between 1 and 1000");
+        }
+        var sql = $"""
+            SELECT {ResourceRow.Columns}
+            FROM resources r
+            WHERE (@group::text IS NULL OR r."group" = @group)
+              AND (@kind::text IS NULL OR r.kind = @kind)
+              AND (@after::text IS NULL OR r.name > @after)
+            ORDER BY r.name
+            LIMIT @take
+            """;
+        await using var conn = await db.OpenConnectionAsync(ct);
+        var rows = (await conn.QueryAsync<ResourceRow>(new CommandDefinition(sql, new { group, kind, after, take = take + 1 }, cancellationToken: ct))).ToList();
+        var next = rows.Count > take ? rows[take - 1].Name : null;
+        return TypedResults.Ok(new ResourcePage([.. rows.Take(take).Select(r => r.ToView())], next));
+    }
+
+    static async Task<Results<Ok<ResourceView>, ProblemHttpResult>> GetResource(NpgsqlDataSource db, string name, CancellationToken ct)
+    {
+        await using var conn = await db.OpenConnectionAsync(ct);
+        var row = await conn.QuerySingleOrDefaultAsync<ResourceRow>(new CommandDefinition(
+            $"SELECT {ResourceRow.Columns} FROM resources r WHERE r.name = @name", new { name }, cancellationToken: ct));
+        return row is null ? ProblemHandling.NotFound($"No resource is named '{name}'.") : TypedResults.Ok(row.ToView());
+    }
+
+    static async Task<Results<Created<ResourceView>, Ok<ResourceView>, ValidationProblem>> PutResource(
+        NpgsqlDataSource db, TimeProvider clock, string name, ResourceInput input, CancellationToken ct)
+    {
+        var errors = Validate(name, input);
+        if (errors.Count > 0)
+        {
+            return TypedResults.ValidationProblem(errors, detail: string.Join(" ", errors.Select(e => $"{e.Key} {e.Value[0]}.")));
+        }
+        const string upsert = """
+            INSERT INTO resources (name, kind, "group", load_metric, policy, created_at, updated_at)
+            VALUES (@name, @kind, @group, @loadMetric, @policy::jsonb, @now, @now)
+            ON CONFLICT (name) DO UPDATE
+               SET kind = EXCLUDED.kind, "group" = EXCLUDED."group", load_metric = EXCLUDED.load_metric,
+                   policy = EXCLUDED.policy, updated_at = EXCLUDED.updated_at
+            RETURNING (xmax = 0) AS inserted
+            """;
+        await using var conn = await db.OpenConnectionAsync(ct);
+        var inserted = await conn.ExecuteScalarAsync<bool>(new CommandDefinition(upsert, new
+        {
+            name,
+            kind = input.Kind,
+            group = input.Group ?? "",
+            loadMetric = input.LoadMetric,
+            policy = input.Policy is { ValueKind: JsonValueKind.Object } p ? p.GetRawText() : "{}",
+            now = clock.GetUtcNow(),
+        }, cancellationToken: ct));
+        var view = (await conn.QuerySingleAsync<ResourceRow>(new CommandDefinition(
+            $"SELECT {ResourceRow.Columns} FROM resources r WHERE r.name = @name", new { name }, cancellationToken: ct))).ToView();
+        return inserted ? TypedResults.Created($"/api/v1/resources/{name}", view) : TypedResults.Ok(view);
+    }
+
+    static async Task<Results<NoContent, ProblemHttpResult>> DeleteResource(NpgsqlDataSource db, string name, CancellationToken ct)
+    {
+        // Samples carry no foreign key (it would slow bulk ingestion), so they go explicitly, in the same transaction.
+        const string deleteSamples = """
+            DELETE FROM samples
+            WHERE series_id IN (SELECT s.id FROM series s JOIN resources r ON r.id = s.resource_id WHERE r.name = @name)
+            """;
+        const string deleteResource = "DELETE FROM resources WHERE name = @name RETURNING id";
+        await using var conn = await db.OpenConnectionAsync(ct);
+        await using var tx = await conn.BeginTransactionAsync(ct);
+        await conn.ExecuteAsync(new CommandDefinition(deleteSamples, new { name }, tx, cancellationToken: ct));
+        if (await conn.ExecuteScalarAsync<int?>(new CommandDefinition(deleteResource, new { name }, tx, cancellationToken: ct)) is null)
+        {
+            return ProblemHandling.NotFound($"No resource is named '{name}'.");
+        }
+        await tx.CommitAsync(ct);
+        return TypedResults.NoContent();
+    }
+
+    static Dictionary<string, string[]> Validate(string name, ResourceInput input)
+    {
+        var errors = new Dictionary<string, string[]>();
+        if (SampleRules.CheckResourceName(name) is { } n)
+        {
+            errors["name"] = [n];
+        }
+        if (input.Kind is not ("service" or "job"))
+        {
+            errors["kind"] = [input.Kind is null ? "is required ('service' or 'job')" : $"'{input.Kind}' is not a kind; use 'service' or 'job'"];
+        }
+        if (input.LoadMetric is null)
+        {
+            errors["loadMetric"] = ["is required (e.g. 'qps' or 'records_in_rate')"];
+        }
+        else if (SampleRules.CheckMetric(input.LoadMetric) is { } m)
+        {
+            errors["loadMetric"] = [m];
+        }
+        if (input.Group is { Length: > 128 })
+        {
+            errors["group"] = ["is longer than 128 characters"];
+        }
+        if (input.Policy is { ValueKind: not (JsonValueKind.Object or JsonValueKind.Null or JsonValueKind.Undefined) })
+        {
+            errors["policy"] = ["must be a JSON object"];
+        }
+        return errors;
+    }
+}

@@ -1,0 +1,70 @@
+using System.CommandLine;
+using System.Diagnostics;
+using Spectre.Console;
+
+namespace Forecaster.Api.Samples;
+
+/// <summary>`forecaster import FILE.csv`: the bulk path of POST /api/v1/samples from the command line.</summary>
+public static class ImportCommand
+{
+    public static Command Create()
+    {
+        var file = new Argument<FileInfo>("file") { Description = "CSV with header resource,metric,timestamp,value." };
+        var create = new Option<bool>("--create-resources") { Description = "Register unknown resources as services." };
+        var command = new Command("import", "Bulk-load samples from a CSV file (all-or-nothing).") { file, create };
+        command.SetAction(async (parse, ct) =>
+        {
+            var input = parse.GetValue(file)!;
+            if (!input.Exists)
+            {
+                Console.Error.WriteLine($"{input.FullName}: no such file");
+                return 2;
+            }
+            var started = Stopwatch.GetTimestamp();
+            var (dataSource, partitions) = await Cli.Cli.OpenDatabaseAsync(ct);
+            await using var _ = dataSource;
+            await using var stream = input.OpenRead();
+            await using var import = await SampleImport.BeginAsync(dataSource, partitions, ct);
+            var now = TimeProvider.System.GetUtcNow();
+            var maxAge = new ForecasterOptions().MaxSampleAgeDays;
+
+            IReadOnlyList<SampleError> errors;
+            if (AnsiConsole.Profile.Capabilities.Interactive)
+            {
+                errors = await AnsiConsole.Progress()
+                    .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                    .StartAsync(async progress =>
+                    {
+                        var task = progress.AddTask($"Importing {input.Name}", maxValue: Math.Max(1, input.Length));
+                        return await CsvSamples.ReadAsync(stream, import, now, maxAge, _ => task.Value = stream.Position, ct);
+                    });
+            }
+            else
+            {
+                errors = await CsvSamples.ReadAsync(stream, import, now, maxAge, null, ct);
+            }
+            if (errors.Count == 0)
+            {
+                var (summary, unknown) = await import.CompleteAsync(parse.GetValue(create), now, ct);
+                if (summary is not null)
+                {
+                    var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+                    if (summary.ResourcesCreated.Count > 0)
+                    {
+                        Console.WriteLine($"created resources: {string.Join(", ", summary.ResourcesCreated)}");
+                    }
+                    Console.WriteLine($"rows={summary.Rows} series={summary.Series} seconds={seconds:F2} rate={summary.Rows / Math.Max(seconds, 1e-9):F0} rows/s");
+                    return 0;
+                }
+                errors = unknown;
+            }
+            foreach (var e in errors)
+            {
+                Console.Error.WriteLine($"{input.Name}: line {e.Row}: {e.Field}: {e.Message}");
+            }
+            Console.Error.WriteLine("Nothing was imported.");
+            return 2;
+        });
+        return command;
+    }
+}

@@ -1,0 +1,290 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using System.Xml;
+using Dapper;
+using Forecaster.Api.Errors;
+using Forecaster.Api.OpenApi;
+using Forecaster.Api.Security;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.Http.Json;
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace Forecaster.Api.Samples;
+
+/// <summary>Load history: write samples (JSON per resource, CSV in bulk) and read them back raw or aggregated.</summary>
+public static class SamplesApi
+{
+    public static IEndpointRouteBuilder MapSamples(this IEndpointRouteBuilder app)
+    {
+        var perResource = app.MapGroup("/api/v1/resources/{name}/samples").WithTags("Samples");
+        perResource.MapPost("/", PostSamples)
+            .WithName(nameof(PostSamples))
+            .WithSummary("Upsert samples of one resource (all-or-nothing; the same metric and timestamp again overwrites)")
+            .Accepts<SamplesInput>("application/json")
+            .WithRequestExample("""{"samples":[{"metric":"qps","timestamp":"2026-11-20T13:00:00Z","value":812.5},{"metric":"cpu_cores","timestamp":"2026-11-20T13:00:00Z","value":6.2}]}""")
+            .RequireAuthorization(ApiKeyExtensions.WritePolicy)
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
+            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType);
+        perResource.MapGet("/", GetSamples)
+            .WithName(nameof(GetSamples))
+            .WithSummary("Read one series in a time range: raw points, or mean/max/min per step (e.g. step=1h)")
+            .RequireAuthorization(ApiKeyExtensions.ReadPolicy);
+
+        app.MapPost("/api/v1/samples", PostCsv)
+            .WithTags("Samples")
+            .WithName(nameof(PostCsv))
+            .WithSummary("Bulk upsert from CSV (header resource,metric,timestamp,value), streamed; all-or-nothing")
+            .Accepts<string>("text/csv")
+            .WithRequestExample("resource,metric,timestamp,value\ncheckout,qps,2026-11-20T13:00:00Z,812.5\ncheckout,qps,2026-11-20T14:00:00Z,901\n", "text/csv")
+            .RequireAuthorization(ApiKeyExtensions.WritePolicy)
+            .ProducesProblem(StatusCodes.Status401Unauthorized)
+            .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
+            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType);
+        return app;
+    }
+
+    static async Task<Results<Ok<IngestResult>, ValidationProblem, ProblemHttpResult>> PostSamples(
+        HttpContext http, string name, NpgsqlDataSource db, SamplePartitions partitions, TimeProvider clock,
+        IOptions<ForecasterOptions> options, IOptions<JsonOptions> json, CancellationToken ct)
+    {
+        var started = Stopwatch.GetTimestamp();
+        if (!http.Request.HasJsonContentType())
+        {
+            return UnsupportedMediaType("application/json");
+        }
+        var limit = options.Value.MaxJsonBodyBytes;
+        if (LimitBody(http, limit) is { } tooLarge)
+        {
+            return tooLarge;
+        }
+        var input = await JsonSerializer.DeserializeAsync<SamplesInput>(new LimitedStream(http.Request.Body, limit), json.Value.SerializerOptions, ct);
+        if (input?.Samples is not { } samples)
+        {
+            return ProblemHandling.Invalid("samples", "is required: {\"samples\":[{\"metric\":...,\"timestamp\":...,\"value\":...}]}");
+        }
+
+        await using (var conn = await db.OpenConnectionAsync(ct))
+        {
+            if (await conn.ExecuteScalarAsync<int?>(new CommandDefinition("SELECT id FROM resources WHERE name = @name", new { name }, cancellationToken: ct)) is null)
+            {
+                return ProblemHandling.NotFound($"No resource is named '{name}'; register it first with PUT /api/v1/resources/{name}. Nothing was stored.");
+            }
+        }
+
+        var now = clock.GetUtcNow();
+        var maxAge = options.Value.MaxSampleAgeDays;
+        var errors = new List<SampleError>();
+        var rows = new List<(string Metric, DateTime Ts, double Value)>(samples.Count);
+        for (var i = 0; i < samples.Count && errors.Count < 20; i++)
+        {
+            var s = samples[i];
+            if (s is null)
+            {
+                errors.Add(new SampleError(i, "", "is null"));
+                continue;
+            }
+            if (SampleRules.CheckMetric(s.Metric ?? "") is { } me)
+            {
+                errors.Add(new SampleError(i, "metric", s.Metric is null ? "is required" : me));
+                continue;
+            }
+            if (s.Timestamp is null)
+            {
+                errors.Add(new SampleError(i, "timestamp", "is required"));
+                continue;
+            }
+            if (!UtcTimestamp.TryParse(s.Timestamp, out var ts, out var te))
+            {
+                errors.Add(new SampleError(i, "timestamp", te!));
+                continue;
+            }
+            if (SampleRules.CheckTime(ts, now, maxAge) is { } tr)
+            {
+                errors.Add(new SampleError(i, "timestamp", tr));
+                continue;
+            }
+            if (s.Value is not { } value)
+            {
+                errors.Add(new SampleError(i, "value", "is required"));
+                continue;
+            }
+            if (SampleRules.CheckValue(value) is { } ve)
+            {
+                errors.Add(new SampleError(i, "value", ve));
+                continue;
+            }
+            rows.Add((s.Metric!, ts, value));
+        }
+        if (errors.Count > 0)
+        {
+            return ProblemHandling.Invalid("Invalid samples", errors, e => e.Field.Length == 0 ? $"samples[{e.Row}]" : $"samples[{e.Row}].{e.Field}");
+        }
+
+        await using var import = await SampleImport.BeginAsync(db, partitions, ct);
+        foreach (var (metric, ts, value) in rows)
+        {
+            await import.AddAsync(import.AddKey(name, metric, 0), ts, value, ct);
+        }
+        var (summary, _) = await import.CompleteAsync(createResources: false, now, ct);
+        return TypedResults.Ok(new IngestResult(summary!.Rows, summary.Series, summary.ResourcesCreated, Stopwatch.GetElapsedTime(started).TotalSeconds));
+    }
+
+    static async Task<Results<Ok<IngestResult>, ValidationProblem, ProblemHttpResult>> PostCsv(
+        HttpContext http, NpgsqlDataSource db, SamplePartitions partitions, TimeProvider clock,
+        IOptions<ForecasterOptions> options, ILoggerFactory logs, bool? createResources, CancellationToken ct)
+    {
+        var started = Stopwatch.GetTimestamp();
+        if (http.Request.ContentType is not { } type || !type.StartsWith("text/csv", StringComparison.OrdinalIgnoreCase))
+        {
+            return UnsupportedMediaType("text/csv");
+        }
+        var limit = options.Value.MaxCsvBodyBytes;
+        if (LimitBody(http, limit) is { } tooLarge)
+        {
+            return tooLarge;
+        }
+        var now = clock.GetUtcNow();
+        await using var import = await SampleImport.BeginAsync(db, partitions, ct);
+        var errors = await CsvSamples.ReadAsync(new LimitedStream(http.Request.Body, limit), import, now, options.Value.MaxSampleAgeDays, null, ct);
+        if (errors.Count > 0)
+        {
+            return ProblemHandling.Invalid("Invalid CSV", errors, e => $"line {e.Row}: {e.Field}");
+        }
+        var (summary, unknown) = await import.CompleteAsync(createResources ?? false, now, ct);
+        if (summary is null)
+        {
+            return ProblemHandling.Invalid("Unknown resources", unknown, e => $"line {e.Row}: {e.Field}");
+        }
+        var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+        logs.CreateLogger(typeof(SamplesApi)).LogInformation("Imported {Rows} samples of {Series} series in {Seconds:F2}s", summary.Rows, summary.Series, seconds);
+        return TypedResults.Ok(new IngestResult(summary.Rows, summary.Series, summary.ResourcesCreated, seconds));
+    }
+
+    static async Task<Results<Ok<SeriesView>, ValidationProblem, ProblemHttpResult>> GetSamples(
+        NpgsqlDataSource db, TimeProvider clock, IOptions<ForecasterOptions> options,
+        string name, string? metric, string? from, string? to, string? step, CancellationToken ct)
+    {
+        var now = clock.GetUtcNow().UtcDateTime;
+        DateTime toUtc = now.AddDays(1), fromUtc;
+        if (to is not null && !UtcTimestamp.TryParse(to, out toUtc, out var te))
+        {
+            return ProblemHandling.Invalid("to", te!);
+        }
+        fromUtc = toUtc.AddDays(-8);
+        if (from is not null && !UtcTimestamp.TryParse(from, out fromUtc, out var fe))
+        {
+            return ProblemHandling.Invalid("from", fe!);
+        }
+        if (fromUtc >= toUtc)
+        {
+            return ProblemHandling.Invalid("from", "must be before 'to'");
+        }
+        TimeSpan? stepSpan = null;
+        if (step is not null)
+        {
+            if (ParseStep(step) is not { } parsed)
+            {
+                return ProblemHandling.Invalid("step", $"'{step}' is not a step; use e.g. 1m, 5m, 1h, 1d or an ISO 8601 duration (PT1H)");
+            }
+            stepSpan = parsed;
+        }
+
+        await using var conn = await db.OpenConnectionAsync(ct);
+        var series = await conn.QuerySingleOrDefaultAsync<(int ResourceId, string LoadMetric)?>(new CommandDefinition(
+            "SELECT id, load_metric FROM resources WHERE name = @name", new { name }, cancellationToken: ct));
+        if (series is not { } resource)
+        {
+            return ProblemHandling.NotFound($"No resource is named '{name}'.");
+        }
+        metric ??= resource.LoadMetric;
+        var seriesId = await conn.ExecuteScalarAsync<int?>(new CommandDefinition(
+            "SELECT id FROM series WHERE resource_id = @ResourceId AND metric = @metric", new { resource.ResourceId, metric }, cancellationToken: ct));
+        var cap = options.Value.MaxPointsPerQuery;
+        var view = new SeriesView(name, metric, new DateTimeOffset(fromUtc), new DateTimeOffset(toUtc), step, null, null);
+        if (seriesId is null)
+        {
+            return TypedResults.Ok(stepSpan is null ? view with { Points = [] } : view with { Buckets = [] });
+        }
+
+        if (stepSpan is { } bin)
+        {
+            if ((toUtc - fromUtc) / bin > cap)
+            {
+                return ProblemHandling.Invalid("step", $"gives more than {cap} buckets for this range; use a larger step or a shorter range");
+            }
+            const string aggregate = """
+                SELECT date_bin(@bin, ts, '2000-01-01T00:00:00Z') AS Timestamp, avg(value) AS Mean, max(value) AS Max, min(value) AS Min, count(*) AS Count
+                FROM samples
+                WHERE series_id = @seriesId AND ts >= @fromUtc AND ts < @toUtc
+                GROUP BY 1 ORDER BY 1
+                """;
+            var buckets = await conn.QueryAsync<(DateTime Timestamp, double Mean, double Max, double Min, long Count)>(
+                new CommandDefinition(aggregate, new { bin, seriesId, fromUtc, toUtc }, cancellationToken: ct));
+            return TypedResults.Ok(view with { Buckets = [.. buckets.Select(b => new SampleBucket(new DateTimeOffset(b.Timestamp), b.Mean, b.Max, b.Min, b.Count))] });
+        }
+
+        const string raw = """
+            SELECT ts, value FROM samples
+            WHERE series_id = @seriesId AND ts >= @fromUtc AND ts < @toUtc
+            ORDER BY ts LIMIT @limit
+            """;
+        var points = (await conn.QueryAsync<(DateTime Ts, double Value)>(
+            new CommandDefinition(raw, new { seriesId, fromUtc, toUtc, limit = cap + 1 }, cancellationToken: ct))).ToList();
+        if (points.Count > cap)
+        {
+            return ProblemHandling.Invalid("step", $"is required: the range holds more than {cap} points; aggregate with e.g. step=1h or shorten the range");
+        }
+        return TypedResults.Ok(view with { Points = [.. points.Select(p => new SamplePoint(new DateTimeOffset(p.Ts), p.Value))] });
+    }
+
+    /// <summary>1m, 15m, 1h, 1d, 30s, or an ISO 8601 duration.</summary>
+    internal static TimeSpan? ParseStep(string step)
+    {
+        if (step.Length >= 2 && int.TryParse(step.AsSpan(0, step.Length - 1), NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n > 0)
+        {
+            TimeSpan? unit = step[^1] switch
+            {
+                's' => TimeSpan.FromSeconds(n),
+                'm' => TimeSpan.FromMinutes(n),
+                'h' => TimeSpan.FromHours(n),
+                'd' => TimeSpan.FromDays(n),
+                _ => null,
+            };
+            if (unit is not null)
+            {
+                return unit;
+            }
+        }
+        try
+        {
+            var iso = XmlConvert.ToTimeSpan(step);
+            return iso > TimeSpan.Zero ? iso : null;
+        }
+        catch (FormatException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Refuses a declared length over the limit up front and lifts the server's default cap to the limit.</summary>
+    static ProblemHttpResult? LimitBody(HttpContext http, long limit)
+    {
+        if (http.Request.ContentLength > limit)
+        {
+            return ProblemHandling.TooLarge(limit);
+        }
+        if (http.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } feature)
+        {
+            feature.MaxRequestBodySize = limit;
+        }
+        return null;
+    }
+
+    static ProblemHttpResult UnsupportedMediaType(string expected) =>
+        TypedResults.Problem(statusCode: StatusCodes.Status415UnsupportedMediaType, title: "Unsupported media type",
+            detail: $"Send the body as {expected}.");
+}

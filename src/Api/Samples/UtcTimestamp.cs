@@ -1,0 +1,105 @@
+using System.Globalization;
+
+namespace Forecaster.Api.Samples;
+
+/// <summary>Strict ISO 8601 UTC timestamps: an explicit `Z` or zero offset is required, so local times never slip in.</summary>
+public static class UtcTimestamp
+{
+    /// <summary>Parses <paramref name="text"/>; on failure <paramref name="error"/> says why in words a user can act on.</summary>
+    public static bool TryParse(ReadOnlySpan<char> text, out DateTime utc, out string? error)
+    {
+        text = text.Trim();
+        if (TryParseFast(text, out utc))
+        {
+            error = null;
+            return true;
+        }
+        utc = default;
+        if (text.IsEmpty)
+        {
+            error = "is empty";
+            return false;
+        }
+        if (!DateTimeOffset.TryParse(text, CultureInfo.InvariantCulture, DateTimeStyles.None, out var parsed) || text.IndexOf('T') < 0 && text.IndexOf(' ') < 0)
+        {
+            error = $"'{Shorten(text)}' is not an ISO 8601 timestamp (expected e.g. 2026-11-20T13:00:00Z)";
+            return false;
+        }
+        if (!HasExplicitOffset(text))
+        {
+            error = $"'{Shorten(text)}' has no UTC designator; append 'Z' (timestamps are UTC)";
+            return false;
+        }
+        if (parsed.Offset != TimeSpan.Zero)
+        {
+            error = $"'{Shorten(text)}' is not UTC (offset {parsed.Offset:hh\\:mm}); send UTC timestamps ending in 'Z'";
+            return false;
+        }
+        utc = parsed.UtcDateTime;
+        error = null;
+        return true;
+    }
+
+    /// <summary>yyyy-MM-ddTHH:mm:ss[.f{1,7}]Z, the form every exporter writes, parsed without allocation.</summary>
+    static bool TryParseFast(ReadOnlySpan<char> s, out DateTime utc)
+    {
+        utc = default;
+        if (s.Length < 20 || s[^1] != 'Z' || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':')
+        {
+            return false;
+        }
+        if (!Digits(s, 0, 4, out var year) || !Digits(s, 5, 2, out var month) || !Digits(s, 8, 2, out var day)
+            || !Digits(s, 11, 2, out var hour) || !Digits(s, 14, 2, out var minute) || !Digits(s, 17, 2, out var second))
+        {
+            return false;
+        }
+        long ticks = 0;
+        if (s.Length > 20)
+        {
+            var fraction = s[19..^1];
+            if (fraction.Length < 2 || fraction.Length > 8 || fraction[0] != '.' || !Digits(fraction, 1, fraction.Length - 1, out var f))
+            {
+                return false;
+            }
+            ticks = f;
+            for (var i = fraction.Length - 1; i < 7; i++)
+            {
+                ticks *= 10;
+            }
+        }
+        if (month is < 1 or > 12 || day < 1 || day > DateTime.DaysInMonth(Math.Max(1, year), month) || hour > 23 || minute > 59 || second > 59 || year < 1)
+        {
+            return false;
+        }
+        utc = new DateTime(year, month, day, hour, minute, second, DateTimeKind.Utc).AddTicks(ticks);
+        return true;
+    }
+
+    static bool Digits(ReadOnlySpan<char> s, int start, int count, out int value)
+    {
+        value = 0;
+        for (var i = start; i < start + count; i++)
+        {
+            var d = s[i] - '0';
+            if ((uint)d > 9)
+            {
+                return false;
+            }
+            value = value * 10 + d;
+        }
+        return true;
+    }
+
+    static bool HasExplicitOffset(ReadOnlySpan<char> s)
+    {
+        if (s[^1] is 'Z' or 'z')
+        {
+            return true;
+        }
+        // ...+HH:MM, ...+HHMM or ...+HH after the time part.
+        var t = s.IndexOfAny('T', ' ');
+        return t >= 0 && s[t..].IndexOfAny('+', '-') >= 0;
+    }
+
+    static string Shorten(ReadOnlySpan<char> s) => s.Length <= 40 ? s.ToString() : string.Concat(s[..40], "...");
+}

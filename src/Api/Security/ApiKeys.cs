@@ -1,0 +1,100 @@
+using System.Security.Claims;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Encodings.Web;
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.Extensions.Options;
+
+namespace Forecaster.Api.Security;
+
+/// <summary>
+/// The accepted API keys: `Forecaster:ApiKeys` plus FORECASTER_API_KEYS (comma-separated); in demo mode with none
+/// configured, one generated key that the service prints at start.
+/// </summary>
+public sealed class ApiKeyRing
+{
+    readonly byte[][] _hashes;
+
+    public ApiKeyRing(IOptions<ForecasterOptions> options, IConfiguration configuration)
+    {
+        var keys = options.Value.ApiKeys
+            .Concat((configuration["FORECASTER_API_KEYS"] ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+            .Where(k => k.Length > 0)
+            .Distinct(StringComparer.Ordinal)
+            .ToList();
+        if (keys.Count == 0 && options.Value.Demo)
+        {
+            GeneratedKey = "demo-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
+            keys.Add(GeneratedKey);
+        }
+        _hashes = [.. keys.Select(k => SHA256.HashData(Encoding.UTF8.GetBytes(k)))];
+    }
+
+    /// <summary>The key generated for a demo run, if any.</summary>
+    public string? GeneratedKey { get; }
+
+    public bool IsEmpty => _hashes.Length == 0;
+
+    /// <summary>A stable, non-secret name for the key (its hash prefix), or null when the key is not accepted.</summary>
+    public string? Identify(string presented)
+    {
+        var hash = SHA256.HashData(Encoding.UTF8.GetBytes(presented));
+        // Compare hashes in constant time so response timing says nothing about the keys.
+        foreach (var known in _hashes)
+        {
+            if (CryptographicOperations.FixedTimeEquals(known, hash))
+            {
+                return "key-" + Convert.ToHexStringLower(hash)[..8];
+            }
+        }
+        return null;
+    }
+}
+
+/// <summary>The X-Api-Key authentication scheme.</summary>
+public sealed class ApiKeyHandler(IOptionsMonitor<AuthenticationSchemeOptions> options, ILoggerFactory logger, UrlEncoder encoder, ApiKeyRing ring)
+    : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
+{
+    public const string SchemeName = "ApiKey";
+    public const string Header = "X-Api-Key";
+
+    protected override Task<AuthenticateResult> HandleAuthenticateAsync()
+    {
+        if (!Request.Headers.TryGetValue(Header, out var values) || values.Count == 0 || string.IsNullOrEmpty(values[0]))
+        {
+            return Task.FromResult(AuthenticateResult.NoResult());
+        }
+        if (ring.Identify(values[0]!) is not { } name)
+        {
+            return Task.FromResult(AuthenticateResult.Fail("The API key is not valid."));
+        }
+        var identity = new ClaimsIdentity([new Claim(ClaimTypes.Name, name)], SchemeName);
+        return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), SchemeName)));
+    }
+
+    protected override Task HandleChallengeAsync(AuthenticationProperties properties)
+    {
+        Response.Headers.WWWAuthenticate = $"{SchemeName} header=\"{Header}\"";
+        return base.HandleChallengeAsync(properties);
+    }
+}
+
+public static class ApiKeyExtensions
+{
+    public const string WritePolicy = "write";
+    public const string ReadPolicy = "read";
+
+    public static IServiceCollection AddApiKeys(this IServiceCollection services)
+    {
+        services.AddSingleton<ApiKeyRing>();
+        services.AddAuthentication(ApiKeyHandler.SchemeName)
+            .AddScheme<AuthenticationSchemeOptions, ApiKeyHandler>(ApiKeyHandler.SchemeName, null);
+        services.AddAuthorizationBuilder()
+            .AddPolicy(WritePolicy, p => p.RequireAuthenticatedUser())
+            .AddPolicy(ReadPolicy, p => p.RequireAssertion(ctx =>
+                ctx.User.Identity?.IsAuthenticated == true
+                || ctx.Resource is HttpContext http
+                   && !http.RequestServices.GetRequiredService<IOptions<ForecasterOptions>>().Value.RequireApiKeyForReads));
+        return services;
+    }
+}
