@@ -5,6 +5,8 @@
 
 var benches = new Dictionary<string, Func<string[], Task<int>>>(StringComparer.OrdinalIgnoreCase)
 {
+    ["planner"] = Forecaster.Bench.Planning.PlannerBench.Run,
+    ["m4"] = Forecaster.Bench.Forecasting.M4Bench.Run,
 };
 
 if (args.Length == 0 || !benches.TryGetValue(args[0], out var run))

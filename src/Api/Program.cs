@@ -14,7 +14,11 @@ if (Cli.IsVerb(args))
     return await Cli.RunAsync(args);
 }
 
-var builder = WebApplication.CreateBuilder(Cli.ServeArguments(args));
+var builder = WebApplication.CreateBuilder(new WebApplicationOptions
+{
+    Args = Cli.ServeArguments(args),
+    ContentRootPath = AppContext.BaseDirectory,
+});
 builder.AddForecasterHost();
 builder.AddForecasterDatabase();
 builder.Services.AddApiKeys();

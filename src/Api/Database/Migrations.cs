@@ -10,7 +10,7 @@ namespace Forecaster.Api.Database;
 /// <summary>One ordered SQL file from db/migrations, named NNNN_name.sql.</summary>
 public sealed partial record Migration(int Version, string Name, string Sql)
 {
-    public string Checksum { get; } = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(Sql.ReplaceLineEndings("\n"))));
+    public string Checksum => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(Sql.ReplaceLineEndings("\n"))));
 
     /// <summary>The migrations compiled into this executable (db/migrations/*.sql as embedded resources).</summary>
     public static IReadOnlyList<Migration> Embedded { get; } = LoadEmbedded();

@@ -11,7 +11,15 @@ public static class ProblemHandling
     public static IServiceCollection AddForecasterProblems(this IServiceCollection services)
     {
         services.AddProblemDetails(o => o.CustomizeProblemDetails = ctx =>
-            ctx.ProblemDetails.Extensions.TryAdd("traceId", ctx.HttpContext.TraceIdentifier));
+        {
+            ctx.ProblemDetails.Extensions.TryAdd("traceId", ctx.HttpContext.TraceIdentifier);
+            // Routing answers a wrong Content-Type before any handler runs; say what the endpoint takes.
+            if (ctx.ProblemDetails.Status == StatusCodes.Status415UnsupportedMediaType && ctx.ProblemDetails.Detail is null
+                && ctx.HttpContext.GetEndpoint()?.Metadata.GetMetadata<Microsoft.AspNetCore.Http.Metadata.IAcceptsMetadata>() is { } accepts)
+            {
+                ctx.ProblemDetails.Detail = $"Send the body as {string.Join(" or ", accepts.ContentTypes)}.";
+            }
+        });
         services.AddExceptionHandler<BadRequestExceptionHandler>();
         // Minimal APIs throw instead of answering a bare 400, so the handler below can say what was wrong.
         services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);

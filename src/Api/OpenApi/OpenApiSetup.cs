@@ -66,11 +66,19 @@ sealed class ForecasterOperationFilter : IOperationFilter
         }
         if (metadata.OfType<RequestExample>().FirstOrDefault() is { } example)
         {
-            operation.RequestBody ??= new OpenApiRequestBody { Content = new Dictionary<string, IOpenApiMediaType>() };
-            if (operation.RequestBody.Content is { } content && content.TryGetValue(example.ContentType, out var media)
-                && media is OpenApiMediaType concrete)
+            operation.RequestBody ??= new OpenApiRequestBody { Content = new Dictionary<string, IOpenApiMediaType>(), Required = true };
+            if (operation.RequestBody.Content is { } content)
             {
-                concrete.Example = example.ContentType == "application/json" ? JsonNode.Parse(example.Body) : JsonValue.Create(example.Body);
+                if (!content.TryGetValue(example.ContentType, out var media))
+                {
+                    // A streamed body (CSV) has no bound type for the generator to describe.
+                    media = new OpenApiMediaType { Schema = new OpenApiSchema { Type = JsonSchemaType.String } };
+                    content[example.ContentType] = media;
+                }
+                if (media is OpenApiMediaType concrete)
+                {
+                    concrete.Example = example.ContentType == "application/json" ? JsonNode.Parse(example.Body) : JsonValue.Create(example.Body);
+                }
             }
         }
         if (operation.Parameters is { Count: > 0 } || operation.RequestBody is not null)

@@ -49,7 +49,8 @@ public sealed class SampleImport : IAsyncDisposable
                 """;
             await conn.ExecuteAsync(new CommandDefinition(staging, transaction: tx, cancellationToken: ct));
             var importer = await conn.BeginBinaryImportAsync("COPY import_staging (k, ts, value) FROM STDIN (FORMAT BINARY)", ct);
-            importer.Timeout = TimeSpan.Zero;
+            // A bulk load may stream for many minutes; the request itself bounds it.
+            importer.Timeout = TimeSpan.FromHours(1);
             return new SampleImport(conn, tx, importer, partitions);
         }
         catch
@@ -114,6 +115,7 @@ public sealed class SampleImport : IAsyncDisposable
 
         await using (var keys = await _conn.BeginBinaryImportAsync("COPY import_keys (k, resource, metric, first_row) FROM STDIN (FORMAT BINARY)", ct))
         {
+            keys.Timeout = TimeSpan.FromHours(1);
             for (var k = 0; k < _keyList.Count; k++)
             {
                 var (resource, metric, row) = _keyList[k];

@@ -38,7 +38,6 @@ public static class SamplesApi
             .WithTags("Samples")
             .WithName(nameof(PostCsv))
             .WithSummary("Bulk upsert from CSV (header resource,metric,timestamp,value), streamed; all-or-nothing")
-            .Accepts<string>("text/csv")
             .WithRequestExample("resource,metric,timestamp,value\ncheckout,qps,2026-11-20T13:00:00Z,812.5\ncheckout,qps,2026-11-20T14:00:00Z,901\n", "text/csv")
             .RequireAuthorization(ApiKeyExtensions.WritePolicy)
             .ProducesProblem(StatusCodes.Status401Unauthorized)

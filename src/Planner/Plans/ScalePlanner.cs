@@ -1,0 +1,138 @@
+using System.Globalization;
+
+namespace Forecaster.Planner;
+
+/// <summary>
+/// Turns a resource's forecast and policy into an hourly scale plan (issue 5). Pure: records in, records out.
+/// Order per hour: load (forecast, else fallback) → raw count → min/max and windows (or exceed) → divisor (jobs);
+/// then backwards a ramp so a rise is reached within maxStepUp; then forwards in hour order scale-down delay,
+/// tolerance, maxStepUp/Down, and last the bounds, which win over step limits when a window opens or closes.
+/// </summary>
+public static class ScalePlanner
+{
+    private static readonly TimeSpan Hour = TimeSpan.FromHours(1);
+
+    /// <summary>The plan for the horizon, or what is missing when some hour has no forecast, no history and no bounds.</summary>
+    public static PlanOutcome<Plan> Plan(PlanInput input)
+    {
+        Guard(input);
+        var context = new PlanningContext(input);
+        var trust = Trust(input.Forecast, input.Policy, input.Now);
+        var forecast = trust == FallbackReason.None ? input.Forecast : null;
+        var hours = new HourPlan[input.HorizonHours];
+        List<string>? missing = null;
+        var cursor = 0;
+        for (var k = 0; k < hours.Length; k++)
+        {
+            var at = input.HorizonStart + (k * Hour);
+            var hour = forecast is null ? (ForecastHour?)null : Find(forecast.Hours, at, ref cursor);
+            var reason = forecast is null ? trust : FallbackReason.HourNotForecast;
+            if (!context.Resolve(at, hour, reason, out hours[k]))
+            {
+                (missing ??= []).Add(context.Missing(at));
+            }
+        }
+        if (missing is not null)
+        {
+            return new CannotPlan<Plan>(input.Resource, missing);
+        }
+
+        context.Ramp(hours);
+        var steps = new PlanStep[hours.Length];
+        var previous = input.Current;
+        for (var k = 0; k < hours.Length; k++)
+        {
+            context.Smooth(hours, k, previous, input.Current);
+            steps[k] = context.Step(ref hours[k]);
+            previous = hours[k].Count;
+        }
+        return new Planned<Plan>(new Plan(input.Resource, input.Kind, input.Now, input.Policy.Mode,
+            input.Forecast?.Version, input.Forecast?.ModelVersion, input.CapacityModel?.Version,
+            context.Requests, Notes(input, trust, context.Capacity), steps));
+    }
+
+    /// <summary>
+    /// The desired state at <paramref name="instant"/> when no plan covers it (serve time): yesterday's same hour,
+    /// else last week's, else <c>max(minReplicas, current)</c>, through the same policy. The served hour is the one
+    /// starting within the lead. Scale-down delay uses the fallback counts of the preceding hours, since no plan
+    /// history exists to say what was wanted.
+    /// </summary>
+    public static PlanOutcome<PlanStep> CurrentStep(PlanInput input, DateTimeOffset instant)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        var context = new PlanningContext(input);
+        var leadAhead = instant.AddMinutes(input.Policy.LeadMinutes).ToUniversalTime();
+        var served = new DateTimeOffset(leadAhead.UtcTicks - (leadAhead.UtcTicks % TimeSpan.TicksPerHour), TimeSpan.Zero);
+        var delay = input.Policy.ScaleDownDelayHours;
+        var hours = new HourPlan[delay + 1];
+        for (var j = 0; j <= delay; j++)
+        {
+            var at = served - ((delay - j) * Hour);
+            if (!context.Resolve(at, null, FallbackReason.ServeTime, out hours[j]))
+            {
+                if (j == delay)
+                {
+                    return new CannotPlan<PlanStep>(input.Resource, [context.Missing(at)]);
+                }
+                hours[j].Need = int.MinValue;
+            }
+        }
+        context.Smooth(hours, delay, input.Current, preHorizon: null);
+        return new Planned<PlanStep>(context.Step(ref hours[delay]));
+    }
+
+    private static void Guard(PlanInput input)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        if (input.HorizonStart.UtcTicks % TimeSpan.TicksPerHour != 0)
+        {
+            throw new ArgumentException("HorizonStart must be a UTC hour boundary", nameof(input));
+        }
+        if (input.HorizonHours is < 1 or > 24 * 14)
+        {
+            throw new ArgumentException("HorizonHours must be between 1 and 336", nameof(input));
+        }
+    }
+
+    /// <summary>Whether the forecast may be used at all: it exists, is fresh, and its model beats seasonal naive.</summary>
+    internal static FallbackReason Trust(Forecast? forecast, Policy policy, DateTimeOffset now) => forecast switch
+    {
+        null => FallbackReason.NoForecast,
+        _ when (now - forecast.GeneratedAt).TotalHours > policy.StaleAfterHours => FallbackReason.Stale,
+        { BeatsSeasonalNaive: false } => FallbackReason.WorseThanSeasonalNaive,
+        _ => FallbackReason.None,
+    };
+
+    /// <summary>Forecast hours are sorted, and so are the horizon's: one cursor walks both.</summary>
+    private static ForecastHour? Find(IReadOnlyList<ForecastHour> hours, DateTimeOffset at, ref int cursor)
+    {
+        while (cursor < hours.Count && hours[cursor].Hour < at)
+        {
+            cursor++;
+        }
+        return cursor < hours.Count && hours[cursor].Hour == at ? hours[cursor] : null;
+    }
+
+    private static string[] Notes(PlanInput input, FallbackReason trust, Capacity capacity)
+    {
+        var notes = new List<string>(2);
+        var c = CultureInfo.InvariantCulture;
+        switch (trust)
+        {
+            case FallbackReason.NoForecast:
+                notes.Add("no forecast: every hour falls back");
+                break;
+            case FallbackReason.Stale:
+                notes.Add(string.Create(c, $"forecast {input.Forecast!.Version} generated {(input.Now - input.Forecast.GeneratedAt).TotalHours:F1} h ago (staleAfterHours {input.Policy.StaleAfterHours}): every hour falls back"));
+                break;
+            case FallbackReason.WorseThanSeasonalNaive:
+                notes.Add(string.Create(c, $"model {input.Forecast!.ModelVersion} does not beat seasonal naive in backtest: every hour falls back"));
+                break;
+        }
+        if (capacity.Gap is string gap)
+        {
+            notes.Add($"{gap}: load cannot be turned into a count, so every hour uses fallback:static");
+        }
+        return [.. notes];
+    }
+}

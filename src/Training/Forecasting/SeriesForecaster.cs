@@ -1,0 +1,274 @@
+using Forecaster.Training.Baselines;
+using Forecaster.Training.Regression;
+using Forecaster.Training.Series;
+using Forecaster.Training.Ssa;
+
+namespace Forecaster.Training.Forecasting;
+
+/// <summary>
+/// Fits one series: cleans it, backtests every candidate model from rolling origins on the most recent days (never looking
+/// past an origin), keeps the best by MASE or their error-weighted combination when that backtests better, calibrates the
+/// intervals and refits the choice on the whole history (Tashman, "Out-of-sample tests of forecasting accuracy", IJF 2000).
+/// </summary>
+public static class SeriesForecaster
+{
+    private sealed record Candidate(string Kind, Func<int, IForecastModel?> Fit);
+
+    private sealed record Trial(Candidate Candidate, string Name, ModelForecast[] Forecasts, double Mase, double Smape);
+
+    /// <summary>
+    /// Fits a model to <paramref name="y"/>, a series on the grid <paramref name="start"/> + i·<paramref name="step"/> with NaN for
+    /// missing points. Needs at least one observed point.
+    /// </summary>
+    public static FittedModel Fit(ReadOnlySpan<double> y, DateTimeOffset start, TimeSpan step, ForecastOptions? options = null)
+    {
+        options ??= new ForecastOptions();
+        int first = 0;
+        while (first < y.Length && double.IsNaN(y[first]))
+        {
+            first++;
+        }
+        if (first == y.Length)
+        {
+            throw new ArgumentException("The series has no observed value.", nameof(y));
+        }
+        y = y[first..];
+        var grid = new TimeGrid(start + TimeSpan.FromTicks(step.Ticks * first), step);
+        int n = y.Length, daily = grid.DailyPeriod, weekly = grid.WeeklyPeriod;
+        int m = daily >= 2 ? daily : 1;
+        var notes = new List<string>();
+
+        int observed = 0;
+        bool nonNegative = true;
+        double min = double.PositiveInfinity, max = double.NegativeInfinity;
+        foreach (double v in y)
+        {
+            if (!double.IsNaN(v))
+            {
+                observed++;
+                nonNegative &= v >= 0;
+                (min, max) = (Math.Min(min, v), Math.Max(max, v));
+            }
+        }
+        var x = SeriesPreparation.Impute(y, m);
+        if (observed < n)
+        {
+            notes.Add($"imputed {n - observed} missing points");
+        }
+
+        if (max - min <= 1e-9 * Math.Max(1, Math.Abs(max)))
+        {
+            notes.Add("constant series: forecast is the constant");
+            var constant = new SeasonalNaiveModel(1, [x[^1]], 0);
+            return new FittedModel(grid, new TrainingWindow(grid.Start, grid.At(n - 1), n, observed, 0), constant, constant,
+                IntervalCalibration.Theory, null, nonNegative, notes);
+        }
+
+        var clean = x;
+        int clipped = options.ClipOutliers ? SeriesPreparation.ClipOutliers(clean, m, options.OutlierThreshold) : 0;
+        if (clipped > 0)
+        {
+            notes.Add($"clipped {clipped} outliers for training");
+        }
+        var window = new TrainingWindow(grid.Start, grid.At(n - 1), n, observed, clipped);
+        var fallback = SeasonalNaiveModel.Fit(clean, n >= m ? m : 1);
+
+        if (n < 2 * m)
+        {
+            notes.Add($"short history ({n} points, under two days): {fallback.Name}, not backtested");
+            return new FittedModel(grid, window, fallback, fallback, IntervalCalibration.Theory, null, nonNegative, notes);
+        }
+
+        var seasons = SeriesPreparation.DetectSeasonality(clean, daily, weekly);
+        notes.Add(seasons.None ? "no seasonality detected" : $"seasonality: {(seasons.Daily > 0 ? "daily" : "")}{(seasons.Daily > 0 && seasons.Weekly > 0 ? "+" : "")}{(seasons.Weekly > 0 ? "weekly" : "")}");
+        var candidates = Candidates(clean, grid, m, seasons, options);
+
+        int horizon = options.Horizon, spacing = options.OriginSpacing ?? m;
+        var origins = Enumerable.Range(0, options.BacktestOrigins)
+            .Select(j => n - horizon - (spacing * (options.BacktestOrigins - 1 - j)))
+            .Where(o => o >= 3 * m)
+            .ToArray();
+        if (origins.Length == 0)
+        {
+            notes.Add($"history too short to backtest: {fallback.Name}");
+            return new FittedModel(grid, window, fallback, fallback, IntervalCalibration.Theory, null, nonNegative, notes);
+        }
+
+        var raw = y.ToArray();
+        var actuals = origins.Select(o => raw.AsSpan(o, horizon).ToArray()).ToArray();
+        var scales = origins.Select(o => Accuracy.MaseScale(raw.AsSpan(0, o), m)).ToArray();
+        var trials = new List<Trial>();
+        foreach (var candidate in candidates)
+        {
+            var forecasts = new ModelForecast[origins.Length];
+            string? name = null;
+            for (int j = 0; j < origins.Length && TryFit(candidate, origins[j], horizon, notes) is { } fitted; j++)
+            {
+                forecasts[j] = fitted.Forecast;
+                name = fitted.Name;
+            }
+            if (forecasts.All(f => f is not null))
+            {
+                var (mase, smape) = Score(forecasts, actuals, scales);
+                trials.Add(new Trial(candidate, name!, forecasts, mase, smape));
+            }
+        }
+        trials.Sort((a, b) => a.Mase.CompareTo(b.Mase));
+
+        // The best single model, or the error-weighted mean of the top two or three when that backtests better.
+        var chosen = new[] { trials[0] };
+        var weights = new[] { 1.0 };
+        var chosenForecasts = trials[0].Forecasts;
+        double chosenMase = trials[0].Mase, chosenSmape = trials[0].Smape;
+        for (int size = 2; options.Combine && size <= Math.Min(3, trials.Count); size++)
+        {
+            var members = trials.Take(size).ToArray();
+            var w = CombinationModel.InverseErrorWeights(members.Select(t => t.Mase).ToArray());
+            var combined = Enumerable.Range(0, origins.Length).Select(j => Combine(members.Select(t => t.Forecasts[j]).ToArray(), w)).ToArray();
+            var (mase, smape) = Score(combined, actuals, scales);
+            if (mase < chosenMase)
+            {
+                (chosen, weights, chosenForecasts, chosenMase, chosenSmape) = (members, w, combined, mase, smape);
+            }
+        }
+
+        var errors = Enumerable.Range(0, origins.Length)
+            .Select(j => actuals[j].Select((a, h) => a - chosenForecasts[j].Point[h]).ToArray())
+            .ToArray();
+        double theoryCoverage = Coverage(IntervalCalibration.Theory, chosenForecasts, errors, options.Level);
+        // Keep the model's own intervals only when the backtest says they cover about as often as they claim.
+        var calibration = Math.Abs(theoryCoverage - options.Level) <= 0.03
+            ? IntervalCalibration.Theory
+            : IntervalCalibration.FromBacktest(errors, options.IntervalInflation);
+
+        var components = new List<IForecastModel>();
+        foreach (var member in chosen)
+        {
+            if (TryFit(member.Candidate, n, horizon, notes) is { } final)
+            {
+                components.Add(final.Model);
+            }
+        }
+        IForecastModel model;
+        if (components.Count == chosen.Length)
+        {
+            model = components.Count == 1 ? components[0] : new CombinationModel([.. components], weights);
+        }
+        else
+        {
+            notes.Add($"final fit of {string.Join('+', chosen.Select(c => c.Name))} failed: {fallback.Name}");
+            (model, calibration) = (fallback, IntervalCalibration.Theory);
+        }
+
+        var snaive = trials.FirstOrDefault(t => t.Candidate.Kind == "snaive-daily");
+        var report = new BacktestReport(
+            origins.Length,
+            horizon,
+            trials.Select(t => new ModelScore(t.Name, t.Mase, t.Smape, Coverage(IntervalCalibration.Theory, t.Forecasts, Errors(t.Forecasts, actuals), options.Level))).ToArray(),
+            new ModelScore(model.Name, chosenMase, chosenSmape, Coverage(calibration, chosenForecasts, errors, options.Level)),
+            snaive is null ? null : new ModelScore(snaive.Name, snaive.Mase, snaive.Smape, Coverage(IntervalCalibration.Theory, snaive.Forecasts, Errors(snaive.Forecasts, actuals), options.Level)));
+        return new FittedModel(grid, window, model, fallback, calibration, report, nonNegative, notes);
+    }
+
+    private static List<Candidate> Candidates(double[] x, TimeGrid grid, int m, Seasonality seasons, ForecastOptions options)
+    {
+        var list = new List<Candidate> { new("snaive-daily", end => SeasonalNaiveModel.Fit(x.AsSpan(0, end), m)) };
+        int weekly = grid.WeeklyPeriod;
+        if (options.Models.HasFlag(ModelKinds.SeasonalNaiveWeekly) && weekly > 0 && x.Length >= 2 * weekly)
+        {
+            list.Add(new("snaive-weekly", end => end >= weekly ? SeasonalNaiveModel.Fit(x.AsSpan(0, end), weekly) : null));
+        }
+        if (options.Models.HasFlag(ModelKinds.Ridge))
+        {
+            // The penalty chosen at the earliest fit (the first backtest origin) serves the later ones: no look-ahead, one choice.
+            double? penalty = null;
+            list.Add(new("ridge", end =>
+            {
+                var model = RidgeModel.Fit(x.AsSpan(0, end), grid, options.Ridge, options.Events, penalty);
+                penalty ??= model?.Penalty;
+                return model;
+            }));
+        }
+        if (options.Models.HasFlag(ModelKinds.Ssa))
+        {
+            // Backtest fits reuse one decomposition of the oldest data; the final fit decomposes the whole history afresh.
+            var workspace = new SsaWorkspace(reuseWithin: options.Horizon + (options.BacktestOrigins * (options.OriginSpacing ?? m)));
+            list.Add(new("ssa", end => end >= 4 * m
+                ? SsaModel.Fit(x.AsSpan(0, end), options.Ssa, seasons.Daily, seasons.Weekly, workspace, fresh: end == x.Length)
+                : null));
+        }
+        return list;
+    }
+
+    // A candidate's fit and forecast, or null when it cannot fit or forecasts a non-finite value (noted, never propagated).
+    private static (IForecastModel Model, string Name, ModelForecast Forecast)? TryFit(Candidate candidate, int end, int horizon, List<string> notes)
+    {
+        try
+        {
+            var model = candidate.Fit(end);
+            if (model is null)
+            {
+                return null;
+            }
+            var forecast = model.Forecast(horizon);
+            if (forecast.Point.All(double.IsFinite) && forecast.StandardError.All(double.IsFinite))
+            {
+                return (model, model.Name, forecast);
+            }
+            notes.Add($"{model.Name} forecast a non-finite value from {end} points: dropped");
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or ArithmeticException or MathNet.Numerics.NonConvergenceException)
+        {
+            notes.Add($"{candidate.Kind} failed on {end} points ({ex.Message}): dropped");
+        }
+        return null;
+    }
+
+    private static ModelForecast Combine(ModelForecast[] parts, double[] weights)
+    {
+        int horizon = parts[0].Point.Length;
+        var point = new double[horizon];
+        var se = new double[horizon];
+        for (int i = 0; i < parts.Length; i++)
+        {
+            for (int h = 0; h < horizon; h++)
+            {
+                point[h] += weights[i] * parts[i].Point[h];
+                se[h] += weights[i] * parts[i].StandardError[h];
+            }
+        }
+        return new ModelForecast(point, se);
+    }
+
+    private static (double Mase, double Smape) Score(ModelForecast[] forecasts, double[][] actuals, double[] scales)
+    {
+        double mase = 0, smape = 0;
+        for (int j = 0; j < forecasts.Length; j++)
+        {
+            mase += Accuracy.Mase(actuals[j], forecasts[j].Point, scales[j]);
+            smape += Accuracy.Smape(actuals[j], forecasts[j].Point);
+        }
+        return (mase / forecasts.Length, smape / forecasts.Length);
+    }
+
+    private static double[][] Errors(ModelForecast[] forecasts, double[][] actuals) =>
+        Enumerable.Range(0, forecasts.Length).Select(j => actuals[j].Select((a, h) => a - forecasts[j].Point[h]).ToArray()).ToArray();
+
+    private static double Coverage(IntervalCalibration calibration, ModelForecast[] forecasts, double[][] errors, double level)
+    {
+        int inside = 0, count = 0;
+        for (int j = 0; j < forecasts.Length; j++)
+        {
+            var half = calibration.HalfWidths(forecasts[j].StandardError, level);
+            for (int h = 0; h < half.Length; h++)
+            {
+                if (!double.IsNaN(errors[j][h]))
+                {
+                    count++;
+                    inside += Math.Abs(errors[j][h]) <= half[h] ? 1 : 0;
+                }
+            }
+        }
+        return count == 0 ? double.NaN : (double)inside / count;
+    }
+}

@@ -1,0 +1,189 @@
+using Forecaster.Training.Forecasting;
+using Forecaster.Training.Series;
+
+namespace Forecaster.Training.Regression;
+
+/// <summary>
+/// A fitted ridge regression on calendar features and lagged load, forecasting recursively (a forecast feeds the lags of later
+/// steps). Features are standardised with <paramref name="Mean"/> and <paramref name="Scale"/> before
+/// <paramref name="Coefficients"/> apply; <paramref name="Tail"/> holds the last observations the lags need and
+/// <paramref name="Origin"/> is the grid index of the first forecast step; <paramref name="Penalty"/> is λ as a multiple of the
+/// mean eigenvalue of the standardised Gram matrix.
+/// </summary>
+public sealed record RidgeModel(
+    FeatureSpec Features,
+    TimeGrid Grid,
+    int WeekPhaseAtZero,
+    long Origin,
+    double[] Mean,
+    double[] Scale,
+    double[] Coefficients,
+    double Intercept,
+    double Penalty,
+    double[] Tail,
+    double ResidualStd) : IForecastModel
+{
+    /// <inheritdoc/>
+    public string Name => "ridge";
+
+    /// <inheritdoc/>
+    public ModelForecast Forecast(int horizon)
+    {
+        var buffer = new double[Tail.Length + horizon];
+        Tail.CopyTo(buffer, 0);
+        var row = new double[Features.Count];
+        var point = new double[horizon];
+        var se = new double[horizon];
+        int day = Math.Max(Features.DailyPeriod, 1);
+        for (int h = 0; h < horizon; h++)
+        {
+            Features.Fill(Grid, WeekPhaseAtZero, Origin + h, buffer.AsSpan(0, Tail.Length + h), row);
+            point[h] = buffer[Tail.Length + h] = Predict(row);
+            // Past one day the lags are themselves forecasts, so errors compound roughly once per day.
+            se[h] = ResidualStd * Math.Sqrt(1 + (h / day));
+        }
+        return new ModelForecast(point, se);
+    }
+
+    private double Predict(ReadOnlySpan<double> row)
+    {
+        double y = Intercept;
+        for (int j = 0; j < row.Length; j++)
+        {
+            y += Coefficients[j] * (row[j] - Mean[j]) / Scale[j];
+        }
+        return y;
+    }
+
+    /// <summary>
+    /// Fits the regression on <paramref name="x"/> (gap-free, starting at grid index 0), choosing the penalty by the recursive
+    /// forecast error on the last <see cref="RidgeOptions.ValidationLength"/> points. Returns null when the history is too
+    /// short for the design.
+    /// </summary>
+    /// <remarks>
+    /// A given <paramref name="penalty"/> (a multiple of the mean eigenvalue, as in <see cref="RidgeOptions.Penalties"/>)
+    /// skips the choice: the backtest chooses once, at its earliest origin, and reuses it.
+    /// </remarks>
+    public static RidgeModel? Fit(ReadOnlySpan<double> x, TimeGrid grid, RidgeOptions options, IReadOnlyCollection<DateOnly>? events = null, double? penalty = null)
+    {
+        int n = x.Length, daily = grid.DailyPeriod, weekly = grid.WeeklyPeriod;
+        if (daily < 2 || n < 3 * daily)
+        {
+            return null;
+        }
+        int[] lags = n >= weekly + (7 * daily) ? [daily, weekly] : [daily];
+        int weeklyHarmonics = n >= options.WeeksForWeeklyTerms * weekly ? options.WeeklyHarmonics : 0;
+        int start = Math.Max(lags.Max(), options.TrainingWindow is int w ? n - w : 0);
+        // Event days are kept from the training start on (the future ones drive the forecast), but only when some fall
+        // inside the training data: a flag never seen cannot be fitted.
+        var firstDay = DateOnly.FromDateTime(grid.At(0).UtcDateTime);
+        var eventDays = events is null || !events.Any(d => InRange(grid, d, start, n))
+            ? []
+            : events.Where(d => d >= firstDay).Distinct().Order().ToArray();
+        var spec = new FeatureSpec(daily, Math.Min(options.DailyHarmonics, (daily - 1) / 2), weekly, weeklyHarmonics,
+            options.Trend, n, lags, eventDays);
+        int p = spec.Count, m = n - start;
+        if (m < 2 * p)
+        {
+            return null;
+        }
+
+        int phase0 = grid.StepOfWeek(0);
+        var design = new double[m * p];
+        var target = new double[m];
+        for (int i = 0; i < m; i++)
+        {
+            spec.Fill(grid, phase0, start + i, x[..(start + i)], design.AsSpan(i * p, p));
+            target[i] = x[start + i];
+        }
+        var (mean, scale) = Standardise(design, m, p);
+        double yMean = target.Average();
+        for (int i = 0; i < m; i++)
+        {
+            target[i] -= yMean;
+        }
+
+        var g = new double[p * p];
+        var b = new double[p];
+        int validation = options.ValidationLength ?? (2 * daily);
+        int split = m - validation;
+        double tau = penalty ?? options.Penalties[options.Penalties.Count / 2];
+        if (penalty is null && split >= 2 * p && options.Penalties.Count > 1)
+        {
+            Ridge.Accumulate(design, target, p, 0, split, g, b);
+            var (v, d) = Ridge.Decompose(g, p);
+            double bestError = double.PositiveInfinity;
+            foreach (double candidate in options.Penalties)
+            {
+                var beta = Ridge.Solve(v, d, b, candidate * d.Average());
+                int origin = start + split;
+                var trial = new RidgeModel(spec, grid, phase0, origin, mean, scale, beta, yMean, 0, x[(origin - spec.MaxLag)..origin].ToArray(), 0);
+                var f = trial.Forecast(validation).Point;
+                double error = 0;
+                for (int h = 0; h < validation; h++)
+                {
+                    error += Math.Abs(f[h] - x[origin + h]);
+                }
+                if (error < bestError)
+                {
+                    (bestError, tau) = (error, candidate);
+                }
+            }
+            Ridge.Accumulate(design, target, p, split, m, g, b);
+        }
+        else
+        {
+            Ridge.Accumulate(design, target, p, 0, m, g, b);
+        }
+
+        double lambda = tau * Ridge.MeanEigenvalue(g, p);
+        var coefficients = Ridge.Solve(g, b, p, lambda);
+        double sse = 0;
+        for (int i = 0; i < m; i++)
+        {
+            double fit = 0;
+            for (int j = 0; j < p; j++)
+            {
+                fit += coefficients[j] * design[(i * p) + j];
+            }
+            sse += (target[i] - fit) * (target[i] - fit);
+        }
+        return new RidgeModel(spec, grid, phase0, n, mean, scale, coefficients, yMean, tau,
+            x[(n - spec.MaxLag)..].ToArray(), Math.Sqrt(sse / Math.Max(m - p, 1)));
+    }
+
+    // Centres and scales the columns in place; a constant column keeps scale 1 (it becomes all zeros).
+    private static (double[] Mean, double[] Scale) Standardise(double[] design, int m, int p)
+    {
+        var mean = new double[p];
+        var scale = new double[p];
+        for (int j = 0; j < p; j++)
+        {
+            double s = 0, ss = 0;
+            for (int i = 0; i < m; i++)
+            {
+                s += design[(i * p) + j];
+            }
+            mean[j] = s / m;
+            for (int i = 0; i < m; i++)
+            {
+                double d = design[(i * p) + j] - mean[j];
+                ss += d * d;
+            }
+            double sd = Math.Sqrt(ss / m);
+            scale[j] = sd > 1e-12 ? sd : 1;
+            for (int i = 0; i < m; i++)
+            {
+                design[(i * p) + j] = (design[(i * p) + j] - mean[j]) / scale[j];
+            }
+        }
+        return (mean, scale);
+    }
+
+    private static bool InRange(TimeGrid grid, DateOnly day, long from, long to)
+    {
+        var first = DateOnly.FromDateTime(grid.At(from).UtcDateTime);
+        var last = DateOnly.FromDateTime(grid.At(to - 1).UtcDateTime);
+        return day >= first && day <= last;
+    }
+}

@@ -1,0 +1,221 @@
+namespace Forecaster.Training.Series;
+
+/// <summary>Cleaning applied before fitting: gap imputation, outlier clipping, seasonality detection.</summary>
+public static class SeriesPreparation
+{
+    /// <summary>
+    /// Fills NaN gaps so that time is never compressed: the seasonal profile (mean by phase of <paramref name="period"/>)
+    /// is removed, the remainder is interpolated linearly (edges held at the nearest value), and the profile added back.
+    /// </summary>
+    public static double[] Impute(ReadOnlySpan<double> y, int period)
+    {
+        var x = y.ToArray();
+        if (!x.Any(double.IsNaN))
+        {
+            return x;
+        }
+        var profile = PhaseMeans(x, period);
+        for (int t = 0; t < x.Length; t++)
+        {
+            x[t] -= profile[t % profile.Length];
+        }
+        int prev = -1;
+        for (int t = 0; t <= x.Length; t++)
+        {
+            if (t < x.Length && double.IsNaN(x[t]))
+            {
+                continue;
+            }
+            // Fill (prev, t): between two known points linearly, at the edges with the nearest known value.
+            for (int g = prev + 1; g < t; g++)
+            {
+                x[g] = prev < 0 ? x[t] : t == x.Length ? x[prev] : x[prev] + ((x[t] - x[prev]) * (g - prev) / (t - prev));
+            }
+            prev = t;
+        }
+        for (int t = 0; t < x.Length; t++)
+        {
+            x[t] += profile[t % profile.Length];
+        }
+        return x;
+    }
+
+    /// <summary>
+    /// Clips points further than <paramref name="k"/> robust standard deviations (1.4826·MAD) from a local level plus seasonal
+    /// profile, so that one-off spikes do not teach the models a pattern. Returns the number of clipped points.
+    /// </summary>
+    public static int ClipOutliers(Span<double> x, int period, double k = 5.0)
+    {
+        if (period < 2 || x.Length < 3 * period)
+        {
+            return 0;
+        }
+        var level = CenteredMovingAverage(x, period);
+        var detrended = new double[x.Length];
+        for (int t = 0; t < x.Length; t++)
+        {
+            detrended[t] = x[t] - level[t];
+        }
+        var profile = PhaseMedians(detrended, period);
+        var fit = new double[x.Length];
+        var residual = new double[x.Length];
+        for (int t = 0; t < x.Length; t++)
+        {
+            fit[t] = level[t] + profile[t % period];
+            residual[t] = Math.Abs(x[t] - fit[t]);
+        }
+        double scale = 1.4826 * Median(residual);
+        if (scale <= 0)
+        {
+            return 0;
+        }
+        int clipped = 0;
+        for (int t = 0; t < x.Length; t++)
+        {
+            double lo = fit[t] - (k * scale), hi = fit[t] + (k * scale);
+            if (x[t] < lo || x[t] > hi)
+            {
+                x[t] = Math.Clamp(x[t], lo, hi);
+                clipped++;
+            }
+        }
+        return clipped;
+    }
+
+    /// <summary>
+    /// The seasonal periods present among <paramref name="daily"/> and <paramref name="weekly"/>, by the autocorrelation of the
+    /// series less its centred moving average (which removes trend but keeps cycles): daily when r(daily) &gt; 0.3, weekly
+    /// when at least three weeks are known and r(weekly) exceeds r(daily) by 0.1 (a week that differs from its days).
+    /// </summary>
+    public static Seasonality DetectSeasonality(ReadOnlySpan<double> x, int daily, int weekly)
+    {
+        bool hasDaily = false, hasWeekly = false;
+        if (daily >= 2 && x.Length >= 3 * daily)
+        {
+            hasDaily = Autocorrelation(Detrend(x, daily), daily) > 0.3;
+        }
+        if (weekly >= 2 && x.Length >= 3 * weekly)
+        {
+            var r = Detrend(x, weekly);
+            double rWeek = Autocorrelation(r, weekly);
+            hasWeekly = rWeek > 0.3 && rWeek > Autocorrelation(r, daily) + 0.1;
+        }
+        return new Seasonality(hasDaily ? daily : 0, hasWeekly ? weekly : 0);
+    }
+
+    /// <summary>Sample autocorrelation at <paramref name="lag"/>.</summary>
+    public static double Autocorrelation(ReadOnlySpan<double> x, int lag)
+    {
+        if (lag >= x.Length)
+        {
+            return 0;
+        }
+        double mean = System.Numerics.Tensors.TensorPrimitives.Sum(x) / x.Length;
+        double num = 0, den = 0;
+        for (int t = 0; t < x.Length; t++)
+        {
+            double d = x[t] - mean;
+            den += d * d;
+            if (t >= lag)
+            {
+                num += d * (x[t - lag] - mean);
+            }
+        }
+        return den == 0 ? 0 : num / den;
+    }
+
+    /// <summary>Centred moving average over <paramref name="window"/> points, shortened at the edges.</summary>
+    public static double[] CenteredMovingAverage(ReadOnlySpan<double> x, int window)
+    {
+        var prefix = new double[x.Length + 1];
+        for (int t = 0; t < x.Length; t++)
+        {
+            prefix[t + 1] = prefix[t] + x[t];
+        }
+        var m = new double[x.Length];
+        int half = window / 2;
+        for (int t = 0; t < x.Length; t++)
+        {
+            int a = Math.Max(0, t - half), b = Math.Min(x.Length, t - half + window);
+            if (b - a < window)
+            {
+                // Near the edges keep a full window inside the series rather than a lopsided short one.
+                a = Math.Max(0, Math.Min(a, x.Length - window));
+                b = Math.Min(x.Length, a + window);
+            }
+            m[t] = (prefix[b] - prefix[a]) / (b - a);
+        }
+        return m;
+    }
+
+    internal static double Median(double[] values)
+    {
+        var copy = (double[])values.Clone();
+        Array.Sort(copy);
+        int n = copy.Length;
+        return n == 0 ? 0 : n % 2 == 1 ? copy[n / 2] : 0.5 * (copy[(n / 2) - 1] + copy[n / 2]);
+    }
+
+    private static double[] Detrend(ReadOnlySpan<double> x, int window)
+    {
+        var m = CenteredMovingAverage(x, window);
+        var r = new double[x.Length];
+        for (int t = 0; t < x.Length; t++)
+        {
+            r[t] = x[t] - m[t];
+        }
+        return r;
+    }
+
+    private static double[] PhaseMeans(double[] x, int period)
+    {
+        if (period < 2 || x.Length < 2 * period)
+        {
+            return [0.0];
+        }
+        var sums = new double[period];
+        var counts = new int[period];
+        double total = 0;
+        int known = 0;
+        for (int t = 0; t < x.Length; t++)
+        {
+            if (!double.IsNaN(x[t]))
+            {
+                sums[t % period] += x[t];
+                counts[t % period]++;
+                total += x[t];
+                known++;
+            }
+        }
+        double overall = known == 0 ? 0 : total / known;
+        var profile = new double[period];
+        for (int p = 0; p < period; p++)
+        {
+            profile[p] = counts[p] == 0 ? 0 : (sums[p] / counts[p]) - overall;
+        }
+        return profile;
+    }
+
+    private static double[] PhaseMedians(double[] x, int period)
+    {
+        var profile = new double[period];
+        var bucket = new double[(x.Length + period - 1) / period];
+        for (int p = 0; p < period; p++)
+        {
+            int c = 0;
+            for (int t = p; t < x.Length; t += period)
+            {
+                bucket[c++] = x[t];
+            }
+            profile[p] = Median(bucket[..c]);
+        }
+        return profile;
+    }
+}
+
+/// <summary>Detected seasonal periods in steps; 0 means absent.</summary>
+public sealed record Seasonality(int Daily, int Weekly)
+{
+    /// <summary>True when neither cycle was found.</summary>
+    public bool None => Daily == 0 && Weekly == 0;
+}

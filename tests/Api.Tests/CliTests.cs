@@ -1,0 +1,76 @@
+using System.Diagnostics;
+using Dapper;
+using Forecaster.Api.Tests.Infrastructure;
+using Npgsql;
+
+namespace Forecaster.Api.Tests;
+
+/// <summary>The `forecaster` executable itself, run as a process against the test cluster.</summary>
+public sealed class CliTests
+{
+    static async Task<(int Exit, string Out, string Err)> RunAsync(string connectionString, params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "forecaster.dll"));
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+        psi.Environment["FORECASTER_DB"] = connectionString;
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        return (p.ExitCode, await stdout, await stderr);
+    }
+
+    static string TempCsv(string content)
+    {
+        var path = Path.Combine(Path.GetTempPath(), $"forecaster-cli-{Guid.NewGuid():N}.csv");
+        File.WriteAllText(path, content);
+        return path;
+    }
+
+    [Fact]
+    public async Task ImportLoadsAFileAndPrintsASummary()
+    {
+        var db = await TestCluster.CreateDatabaseAsync("cliimport");
+        var now = TimeProvider.System.GetUtcNow().AddHours(-3).ToString("yyyy-MM-ddTHH:00:00Z", System.Globalization.CultureInfo.InvariantCulture);
+        var file = TempCsv($"resource,metric,timestamp,value\ncli-svc,qps,{now},10\ncli-svc,cpu_cores,{now},1.5\ncli-job,records_in_rate,{now},900\n");
+        var (exit, stdout, stderr) = await RunAsync(db, "import", file, "--create-resources");
+        Assert.True(exit == 0, stderr);
+        Assert.Matches(@"rows=3 series=3 seconds=[\d.]+ rate=\d+ rows/s", stdout);
+        await using var conn = new NpgsqlConnection(db);
+        Assert.Equal(3, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM samples"));
+        Assert.Equal(2, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM resources"));
+    }
+
+    [Fact]
+    public async Task ImportRejectsABadRowWithItsLineNumberAndExitCode2()
+    {
+        var db = await TestCluster.CreateDatabaseAsync("clibad");
+        var file = TempCsv("resource,metric,timestamp,value\ncli-svc,qps,2026-01-01T00:00:00Z,10\ncli-svc,qps,2026-01-01T01:00:00Z,-4\n");
+        var (exit, _, stderr) = await RunAsync(db, "import", file, "--create-resources");
+        Assert.Equal(2, exit);
+        Assert.Contains("line 3: value:", stderr, StringComparison.Ordinal);
+        Assert.DoesNotContain("   at ", stderr, StringComparison.Ordinal);
+        await using var conn = new NpgsqlConnection(db);
+        Assert.Equal(0, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM samples"));
+
+        var (missingExit, _, missingErr) = await RunAsync(db, "import", "/nonexistent.csv");
+        Assert.Equal(2, missingExit);
+        Assert.Contains("no such file", missingErr, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task MigrateAppliesOnceThenReportsUpToDate()
+    {
+        var db = await TestCluster.CreateDatabaseAsync("climigrate");
+        var (exit, stdout, stderr) = await RunAsync(db, "migrate");
+        Assert.True(exit == 0, stderr);
+        Assert.Contains("Applied", stdout, StringComparison.Ordinal);
+        (exit, stdout, _) = await RunAsync(db, "migrate");
+        Assert.Equal(0, exit);
+        Assert.Contains("up to date", stdout, StringComparison.Ordinal);
+    }
+}

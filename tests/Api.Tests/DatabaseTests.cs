@@ -1,0 +1,91 @@
+using Dapper;
+using Forecaster.Api.Database;
+using Forecaster.Api.Tests.Infrastructure;
+using Microsoft.Extensions.Logging.Abstractions;
+using Npgsql;
+
+namespace Forecaster.Api.Tests;
+
+public sealed class MigrationTests
+{
+    [Fact]
+    public async Task ApplyingTwiceIsANoOp()
+    {
+        await using var db = NpgsqlDataSource.Create(await TestCluster.CreateDatabaseAsync("migrate"));
+        var first = await MigrationRunner.ApplyAsync(db, Migration.Embedded, NullLogger.Instance);
+        var second = await MigrationRunner.ApplyAsync(db, Migration.Embedded, NullLogger.Instance);
+        Assert.Equal(Migration.Embedded.Count, first);
+        Assert.Equal(0, second);
+        await using var conn = await db.OpenConnectionAsync();
+        Assert.True(await MigrationRunner.IsCurrentAsync(conn, Migration.Embedded, default));
+        Assert.Equal(Migration.Embedded.Count, await conn.ExecuteScalarAsync<int>("SELECT count(*) FROM schema_migrations"));
+    }
+
+    [Fact]
+    public async Task AChangedAppliedMigrationIsRefused()
+    {
+        await using var db = NpgsqlDataSource.Create(await TestCluster.CreateDatabaseAsync("checksum"));
+        await MigrationRunner.ApplyAsync(db, Migration.Embedded, NullLogger.Instance);
+        var edited = Migration.Embedded.Select((m, i) => i == 0 ? m with { Sql = m.Sql + "\n-- edited" } : m).ToList();
+        var error = await Assert.ThrowsAsync<MigrationException>(() => MigrationRunner.ApplyAsync(db, edited, NullLogger.Instance));
+        Assert.Contains(Migration.Embedded[0].Name, error.Message, StringComparison.Ordinal);
+        Assert.Contains("changed after it was applied", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ConcurrentRunnersApplyEachMigrationOnce()
+    {
+        await using var db = NpgsqlDataSource.Create(await TestCluster.CreateDatabaseAsync("concurrent"));
+        var counts = await Task.WhenAll(Enumerable.Range(0, 3).Select(_ => MigrationRunner.ApplyAsync(db, Migration.Embedded, NullLogger.Instance)));
+        Assert.Equal(Migration.Embedded.Count, counts.Sum());
+    }
+
+    [Fact]
+    public async Task PartitionsAreCreatedForOldData()
+    {
+        await using var db = NpgsqlDataSource.Create(await TestCluster.CreateDatabaseAsync("partitions"));
+        await MigrationRunner.ApplyAsync(db, Migration.Embedded, NullLogger.Instance);
+        var partitions = new Forecaster.Api.Samples.SamplePartitions(db);
+        await partitions.EnsureAsync(new DateTime(2023, 1, 15, 0, 0, 0, DateTimeKind.Utc), new DateTime(2023, 3, 2, 0, 0, 0, DateTimeKind.Utc), default);
+        await using var conn = await db.OpenConnectionAsync();
+        var names = (await conn.QueryAsync<string>("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'samples'::regclass ORDER BY 1")).ToList();
+        Assert.Equal(["samples_202301", "samples_202302", "samples_202303"], names);
+    }
+}
+
+public sealed class EmbeddedClusterTests
+{
+    [Fact]
+    public async Task TheClusterKeepsItsDataAcrossARestartAndIsSharedWhileRunning()
+    {
+        var home = Path.Combine(Path.GetTempPath(), "forecaster-tests", "restart-" + Guid.NewGuid().ToString("N")[..8]);
+        var cluster = EmbeddedPostgres.For(home, fast: true);
+        try
+        {
+            var (cs, started) = await cluster.EnsureRunningAsync();
+            Assert.True(started);
+            await using (var conn = new NpgsqlConnection(cs))
+            {
+                await conn.ExecuteAsync("CREATE TABLE kept (v int); INSERT INTO kept VALUES (42)");
+            }
+            // A second user of the same home connects to the running cluster instead of starting another.
+            var (cs2, startedAgain) = await EmbeddedPostgres.For(home, fast: true).EnsureRunningAsync();
+            Assert.False(startedAgain);
+            Assert.Equal(new NpgsqlConnectionStringBuilder(cs).Port, new NpgsqlConnectionStringBuilder(cs2).Port);
+            NpgsqlConnection.ClearAllPools();
+
+            await cluster.StopAsync();
+            Assert.False(cluster.Status().Running);
+
+            var (cs3, restarted) = await cluster.EnsureRunningAsync();
+            Assert.True(restarted);
+            await using var again = new NpgsqlConnection(cs3);
+            Assert.Equal(42, await again.ExecuteScalarAsync<int>("SELECT v FROM kept"));
+        }
+        finally
+        {
+            NpgsqlConnection.ClearAllPools();
+            await cluster.StopAsync();
+        }
+    }
+}

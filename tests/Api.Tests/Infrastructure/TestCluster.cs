@@ -1,0 +1,61 @@
+using Forecaster.Api.Database;
+using Npgsql;
+
+namespace Forecaster.Api.Tests.Infrastructure;
+
+/// <summary>
+/// One real PostgreSQL server per test run: FORECASTER_TEST_DB when set (any server the user points at), otherwise
+/// a private embedded cluster (the service's own launcher) in a temporary home, stopped and removed at exit.
+/// Each test class gets a database of its own, so classes run in parallel without seeing each other's rows.
+/// </summary>
+public static class TestCluster
+{
+    static readonly Lazy<Task<string>> Server = new(StartAsync);
+
+    /// <summary>Creates an empty database and returns its connection string.</summary>
+    public static async Task<string> CreateDatabaseAsync(string label)
+    {
+        var admin = new NpgsqlConnectionStringBuilder(await Server.Value) { Pooling = false };
+        // Identifiers stop at 63 bytes: keep the label short and the random suffix whole.
+        var name = $"t_{label.ToLowerInvariant()[..Math.Min(label.Length, 24)]}_{Guid.NewGuid():N}";
+        await using (var conn = new NpgsqlConnection(admin.ConnectionString))
+        {
+            await conn.OpenAsync();
+            await using var cmd = new NpgsqlCommand($"CREATE DATABASE \"{name}\"", conn);
+            await cmd.ExecuteNonQueryAsync();
+        }
+        return new NpgsqlConnectionStringBuilder(admin.ConnectionString) { Database = name, Pooling = true }.ConnectionString;
+    }
+
+    static async Task<string> StartAsync()
+    {
+        if (Environment.GetEnvironmentVariable("FORECASTER_TEST_DB") is { Length: > 0 } external)
+        {
+            return external;
+        }
+        var home = Path.Combine(Path.GetTempPath(), "forecaster-tests", Guid.NewGuid().ToString("N")[..12]);
+        var cluster = EmbeddedPostgres.For(home, fast: true);
+        var (connectionString, _) = await cluster.EnsureRunningAsync();
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            cluster.StopAsync().GetAwaiter().GetResult();
+            TryDelete(home);
+            TryDelete(Path.GetDirectoryName(cluster.DataDir)!);
+        };
+        return new NpgsqlConnectionStringBuilder(connectionString) { Database = "postgres" }.ConnectionString;
+    }
+
+    static void TryDelete(string dir)
+    {
+        try
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+    }
+}

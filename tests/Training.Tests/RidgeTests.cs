@@ -1,0 +1,61 @@
+using Forecaster.Training.Regression;
+using Forecaster.Training.Series;
+
+namespace Forecaster.Training.Tests;
+
+public class RidgeTests
+{
+    [Fact]
+    public void RidgeRecoversKnownCoefficients()
+    {
+        var random = new Random(3);
+        int n = 500, p = 4;
+        double[] beta = [2, -1, 0.5, 3];
+        var x = new double[n * p];
+        var y = new double[n];
+        for (int i = 0; i < n; i++)
+        {
+            for (int j = 0; j < p; j++)
+            {
+                x[(i * p) + j] = Synthetic.Gaussian(random);
+                y[i] += beta[j] * x[(i * p) + j];
+            }
+            y[i] += 0.01 * Synthetic.Gaussian(random);
+        }
+        var g = new double[p * p];
+        var b = new double[p];
+
+        Ridge.Accumulate(x, y, p, 0, n, g, b);
+        var (v, d) = Ridge.Decompose(g, p);
+        var estimate = Ridge.Solve(v, d, b, lambda: 1e-6);
+        var shrunk = Ridge.Solve(v, d, b, lambda: 1e4);
+
+        for (int j = 0; j < p; j++)
+        {
+            Assert.Equal(beta[j], estimate[j], 2);
+        }
+        Assert.True(shrunk.Sum(Math.Abs) < 0.5 * beta.Sum(Math.Abs), "a large penalty shrinks the coefficients");
+    }
+
+    [Fact]
+    public void RidgeModelLearnsTheWeeklyShapeAndUsesEventFlags()
+    {
+        var grid = new TimeGrid(Synthetic.Start, TimeSpan.FromHours(1));
+        var holiday = DateOnly.FromDateTime(grid.At(24 * 40).UtcDateTime);
+        var futureHoliday = DateOnly.FromDateTime(grid.At((24 * 43) + 5).UtcDateTime);
+        var y = Synthetic.Load(24 * 42, noise: 0.5, seed: 4, weekly: 10);
+        for (int t = 24 * 40; t < 24 * 41; t++)
+        {
+            y[t] -= 30; // the holiday's load drop
+        }
+
+        var model = RidgeModel.Fit(y, grid, new RidgeOptions(), [holiday, futureHoliday])!;
+        var forecast = model.Forecast(48).Point;
+        var truth = Synthetic.Load((24 * 42) + 48, noise: 0, seed: 4, weekly: 10)[(24 * 42)..];
+
+        Assert.Equal(2, model.Features.Events.Length);
+        // Day 1 is ordinary, day 2 the future holiday: about 30 lower than the ordinary pattern.
+        Assert.True(truth.Take(24).Zip(forecast).Average(p => Math.Abs(p.First - p.Second)) < 2.5);
+        Assert.InRange(truth.Skip(24).Zip(forecast.Skip(24)).Average(p => p.First - p.Second), 20, 40);
+    }
+}
