@@ -24,11 +24,13 @@ public sealed class CliTests
         return (p.ExitCode, await stdout, await stderr);
     }
 
-    static string TempCsv(string content)
+    sealed class TempCsv : IDisposable
     {
-        var path = Path.Combine(Path.GetTempPath(), $"forecaster-cli-{Guid.NewGuid():N}.csv");
-        File.WriteAllText(path, content);
-        return path;
+        public TempCsv(string content) => File.WriteAllText(Path, content);
+
+        public string Path { get; } = System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"forecaster-cli-{Guid.NewGuid():N}.csv");
+
+        public void Dispose() => File.Delete(Path);
     }
 
     [Fact]
@@ -36,8 +38,8 @@ public sealed class CliTests
     {
         var db = await TestCluster.CreateDatabaseAsync("cliimport");
         var now = TimeProvider.System.GetUtcNow().AddHours(-3).ToString("yyyy-MM-ddTHH:00:00Z", System.Globalization.CultureInfo.InvariantCulture);
-        var file = TempCsv($"resource,metric,timestamp,value\ncli-svc,qps,{now},10\ncli-svc,cpu_cores,{now},1.5\ncli-job,records_in_rate,{now},900\n");
-        var (exit, stdout, stderr) = await RunAsync(db, "import", file, "--create-resources");
+        using var file = new TempCsv($"resource,metric,timestamp,value\ncli-svc,qps,{now},10\ncli-svc,cpu_cores,{now},1.5\ncli-job,records_in_rate,{now},900\n");
+        var (exit, stdout, stderr) = await RunAsync(db, "import", file.Path, "--create-resources");
         Assert.True(exit == 0, stderr);
         Assert.Matches(@"rows=3 series=3 seconds=[\d.]+ rate=\d+ rows/s", stdout);
         await using var conn = new NpgsqlConnection(db);
@@ -49,8 +51,8 @@ public sealed class CliTests
     public async Task ImportRejectsABadRowWithItsLineNumberAndExitCode2()
     {
         var db = await TestCluster.CreateDatabaseAsync("clibad");
-        var file = TempCsv("resource,metric,timestamp,value\ncli-svc,qps,2026-01-01T00:00:00Z,10\ncli-svc,qps,2026-01-01T01:00:00Z,-4\n");
-        var (exit, _, stderr) = await RunAsync(db, "import", file, "--create-resources");
+        using var file = new TempCsv("resource,metric,timestamp,value\ncli-svc,qps,2026-01-01T00:00:00Z,10\ncli-svc,qps,2026-01-01T01:00:00Z,-4\n");
+        var (exit, _, stderr) = await RunAsync(db, "import", file.Path, "--create-resources");
         Assert.Equal(2, exit);
         Assert.Contains("line 3: value:", stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("   at ", stderr, StringComparison.Ordinal);

@@ -45,7 +45,7 @@ public static class M4Bench
         var options = new ForecastOptions
         {
             Horizon = horizon,
-            BacktestOrigins = int.Parse(Arg(args, "--origins") ?? "4", CultureInfo.InvariantCulture),
+            BacktestOrigins = int.Parse(Arg(args, "--origins") ?? "6", CultureInfo.InvariantCulture),
         };
         Console.WriteLine($"backtest: {options.BacktestOrigins} origins, horizon {horizon}");
         var fitted = new FittedModel[series.Length];

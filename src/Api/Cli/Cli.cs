@@ -16,6 +16,7 @@ public static class Cli
         MigrateCommand.Create(),
         ImportCommand.Create(),
         DbCommand.Create(),
+        Forecasting.ForecastCommand.Create(),
     };
 
     /// <summary>True when <paramref name="args"/> name a CLI verb (or ask for help) rather than the service.</summary>

@@ -6,7 +6,8 @@ using NpgsqlTypes;
 namespace Forecaster.Api.Samples;
 
 /// <summary>What one accepted write stored.</summary>
-public sealed record ImportSummary(long Rows, int Series, IReadOnlyList<string> ResourcesCreated);
+/// <param name="MergeSeconds">Time spent upserting from staging and committing (the rest of a request is parsing and COPY).</param>
+public sealed record ImportSummary(long Rows, int Series, IReadOnlyList<string> ResourcesCreated, double MergeSeconds);
 
 /// <summary>
 /// One all-or-nothing write of samples: rows stream through binary COPY into a temporary staging table keyed by a
@@ -181,13 +182,14 @@ public sealed class SampleImport : IAsyncDisposable
             """;
         await _conn.ExecuteAsync(new CommandDefinition(series, transaction: _tx, cancellationToken: ct));
 
+        var merging = System.Diagnostics.Stopwatch.GetTimestamp();
         if (Rows > 0)
         {
             await _partitions.EnsureAsync(_min, _max, ct);
             await MergeAsync(ct);
         }
         await _tx.CommitAsync(ct);
-        return (new ImportSummary(Rows, _keyList.Count, created), []);
+        return (new ImportSummary(Rows, _keyList.Count, created, System.Diagnostics.Stopwatch.GetElapsedTime(merging).TotalSeconds), []);
     }
 
     async Task MergeAsync(CancellationToken ct)

@@ -159,7 +159,7 @@ public static class SamplesApi
             return ProblemHandling.Invalid("Unknown resources", unknown, e => $"line {e.Row}: {e.Field}");
         }
         var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
-        logs.CreateLogger(typeof(SamplesApi)).LogInformation("Imported {Rows} samples of {Series} series in {Seconds:F2}s", summary.Rows, summary.Series, seconds);
+        logs.CreateLogger(typeof(SamplesApi)).LogInformation("Imported {Rows} samples of {Series} series in {Seconds:F2}s ({MergeSeconds:F2}s merging)", summary.Rows, summary.Series, seconds, summary.MergeSeconds);
         return TypedResults.Ok(new IngestResult(summary.Rows, summary.Series, summary.ResourcesCreated, seconds));
     }
 

@@ -13,7 +13,11 @@ public sealed record IntervalCalibration(string Source, double[]? StepScale, dou
     private static readonly double[] s_levels = [0.5, 0.8, 0.9, 0.95, 0.98, 0.99];
 
     /// <summary>Intervals from the model's standard errors and the normal distribution.</summary>
-    public static IntervalCalibration Theory { get; } = new("theory", null, s_levels, s_levels.Select(NormalMultiplier).ToArray(), 0);
+    public static IntervalCalibration Theory { get; } = FromTheory(1.0);
+
+    /// <summary>Intervals from the model's standard errors, widened by <paramref name="inflation"/>, and the normal distribution.</summary>
+    public static IntervalCalibration FromTheory(double inflation) =>
+        new("theory", null, s_levels, s_levels.Select(level => inflation * NormalMultiplier(level)).ToArray(), 0);
 
     /// <summary>Half-widths for each step, from the model's standard errors <paramref name="se"/> when no backtest scale applies.</summary>
     public double[] HalfWidths(ReadOnlySpan<double> se, double level)

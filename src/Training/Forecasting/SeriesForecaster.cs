@@ -94,9 +94,11 @@ public static class SeriesForecaster
             return new FittedModel(grid, window, fallback, fallback, IntervalCalibration.Theory, null, nonNegative, notes);
         }
 
+        // Score against the cleaned values (a clipped spike would otherwise dominate the errors and the intervals) but only
+        // where something was observed: imputed points are not evidence.
         var raw = y.ToArray();
-        var actuals = origins.Select(o => raw.AsSpan(o, horizon).ToArray()).ToArray();
-        var scales = origins.Select(o => Accuracy.MaseScale(raw.AsSpan(0, o), m)).ToArray();
+        var actuals = origins.Select(o => Enumerable.Range(o, horizon).Select(t => double.IsNaN(raw[t]) ? double.NaN : clean[t]).ToArray()).ToArray();
+        var scales = origins.Select(o => Accuracy.MaseScale(clean.AsSpan(0, o), m)).ToArray();
         var trials = new List<Trial>();
         foreach (var candidate in candidates)
         {
@@ -135,10 +137,10 @@ public static class SeriesForecaster
         var errors = Enumerable.Range(0, origins.Length)
             .Select(j => actuals[j].Select((a, h) => a - chosenForecasts[j].Point[h]).ToArray())
             .ToArray();
-        double theoryCoverage = Coverage(IntervalCalibration.Theory, chosenForecasts, errors, options.Level);
         // Keep the model's own intervals only when the backtest says they cover about as often as they claim.
-        var calibration = Math.Abs(theoryCoverage - options.Level) <= 0.03
-            ? IntervalCalibration.Theory
+        var theory = IntervalCalibration.FromTheory(options.IntervalInflation);
+        var calibration = Math.Abs(Coverage(theory, chosenForecasts, errors, options.Level) - options.Level) <= 0.03
+            ? theory
             : IntervalCalibration.FromBacktest(errors, options.IntervalInflation);
 
         var components = new List<IForecastModel>();

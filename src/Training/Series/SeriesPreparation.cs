@@ -41,8 +41,8 @@ public static class SeriesPreparation
     }
 
     /// <summary>
-    /// Clips points further than <paramref name="k"/> robust standard deviations (1.4826·MAD) from a local level plus seasonal
-    /// profile, so that one-off spikes do not teach the models a pattern. Returns the number of clipped points.
+    /// Clips points further than <paramref name="k"/> robust standard deviations (1.4826·MAD) from a local level (moving median
+    /// over one period, which a spike cannot drag along) plus the seasonal profile (median by phase), so that one-off spikes do not teach the models a pattern. Returns the number of clipped points.
     /// </summary>
     public static int ClipOutliers(Span<double> x, int period, double k = 5.0)
     {
@@ -50,7 +50,7 @@ public static class SeriesPreparation
         {
             return 0;
         }
-        var level = CenteredMovingAverage(x, period);
+        var level = CenteredMovingMedian(x, period);
         var detrended = new double[x.Length];
         for (int t = 0; t < x.Length; t++)
         {
@@ -144,6 +144,22 @@ public static class SeriesPreparation
                 b = Math.Min(x.Length, a + window);
             }
             m[t] = (prefix[b] - prefix[a]) / (b - a);
+        }
+        return m;
+    }
+
+    /// <summary>Centred moving median over <paramref name="window"/> points, the window kept inside the series at the edges.</summary>
+    public static double[] CenteredMovingMedian(ReadOnlySpan<double> x, int window)
+    {
+        window = Math.Min(window, x.Length);
+        var m = new double[x.Length];
+        var buffer = new double[window];
+        for (int t = 0; t < x.Length; t++)
+        {
+            int a = Math.Clamp(t - (window / 2), 0, x.Length - window);
+            x.Slice(a, window).CopyTo(buffer);
+            Array.Sort(buffer);
+            m[t] = window % 2 == 1 ? buffer[window / 2] : 0.5 * (buffer[(window / 2) - 1] + buffer[window / 2]);
         }
         return m;
     }
