@@ -143,6 +143,35 @@ public sealed class SamplesApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         });
     }
 
+    [Fact]
+    public async Task BulkCsvRetriesOverwriteAndNewSeriesAndOldMonthsAreHandledInOneRequest()
+    {
+        var client = api.Writer();
+        await api.PutServiceAsync(client, "retry-a");
+        await api.PutServiceAsync(client, "retry-b");
+        const string header = "resource,metric,timestamp,value\n";
+        // New series: every row takes the path that registers series first.
+        var first = header + "retry-a,qps,2026-11-20T10:00:00Z,1\nretry-a,qps,2026-11-20T11:00:00Z,2\n";
+        Assert.Equal(HttpStatusCode.OK, (await client.PostAsync("/api/v1/samples", ApiFixture.Csv(first))).StatusCode);
+        // Existing rows with new values (an upsert), a new series and a month long before today, all at once.
+        var second = header + "retry-a,qps,2026-11-20T10:00:00Z,10\nretry-a,qps,2026-11-20T12:00:00Z,3\nretry-b,qps,2026-11-20T10:00:00Z,7\nretry-b,qps,2024-02-10T00:00:00Z,9\n";
+        var response = await client.PostAsync("/api/v1/samples", ApiFixture.Csv(second));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+
+        var a = await client.GetFromJsonAsync<JsonElement>("/api/v1/resources/retry-a/samples?from=2026-11-20T00:00:00Z&to=2026-11-21T00:00:00Z");
+        Assert.Equal([10.0, 2.0, 3.0], a.GetProperty("points").EnumerateArray().Select(p => p.GetProperty("value").GetDouble()));
+        var b = await client.GetFromJsonAsync<JsonElement>("/api/v1/resources/retry-b/samples?from=2024-01-01T00:00:00Z&to=2026-11-21T00:00:00Z");
+        Assert.Equal([9.0, 7.0], b.GetProperty("points").EnumerateArray().Select(p => p.GetProperty("value").GetDouble()));
+        Assert.Equal(1, await api.ScalarAsync<long>("SELECT count(*) FROM pg_class WHERE relname = 'samples_202402'"));
+
+        // Appending to existing series: rows stream straight in; a retry of the whole body changes nothing.
+        var third = header + "retry-a,qps,2026-11-20T13:00:00Z,4\nretry-b,qps,2026-11-20T11:00:00Z,8\n";
+        Assert.Equal(HttpStatusCode.OK, (await client.PostAsync("/api/v1/samples", ApiFixture.Csv(third))).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await client.PostAsync("/api/v1/samples", ApiFixture.Csv(third))).StatusCode);
+        Assert.Equal(4, await api.CountSamplesAsync("retry-a"));
+        Assert.Equal(3, await api.CountSamplesAsync("retry-b"));
+    }
+
     [Theory]
     [InlineData("bulkbad,qps,2026-11-20T10:00:00Z,NaN", "value", "not a finite number")]
     [InlineData("bulkbad,qps,2026-11-20T10:00:00Z,-5", "value", "negative")]

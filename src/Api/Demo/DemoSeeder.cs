@@ -47,7 +47,7 @@ sealed class DemoSeeder(
         {
             foreach (var (metric, ts, value) in DemoFleet.Samples(r, now.UtcDateTime))
             {
-                await import.AddAsync(import.AddKey(r.Name, metric, 0), ts, value, ct);
+                await import.AddAsync(await import.AddKeyAsync(r.Name, metric, 0, ct), ts, value, ct);
             }
         }
         // Resources are registered inside the same transaction as their samples: a half-seeded fleet never shows.

@@ -73,10 +73,11 @@ public static class CsvSamples
     {
         // "resource,metric" is one contiguous span of the line: look the pair up without allocating.
         var key = import.FindKey(span[..fields[1].End]);
+        string? resource = null, metric = null;
         if (key < 0)
         {
-            var resource = span[fields[0]].Trim().ToString();
-            var metric = span[fields[1]].Trim().ToString();
+            resource = span[fields[0]].Trim().ToString();
+            metric = span[fields[1]].Trim().ToString();
             if (SampleRules.CheckResourceName(resource) is { } re)
             {
                 return ValueTask.FromResult<SampleError?>(new SampleError(line, "resource", re));
@@ -85,7 +86,6 @@ public static class CsvSamples
             {
                 return ValueTask.FromResult<SampleError?>(new SampleError(line, "metric", me));
             }
-            key = import.AddKey(resource, metric, line);
         }
         if (!UtcTimestamp.TryParse(span[fields[2]], out var ts, out var te))
         {
@@ -104,11 +104,17 @@ public static class CsvSamples
         {
             return ValueTask.FromResult<SampleError?>(new SampleError(line, "value", ve));
         }
-        return Write(import, key, ts, value, ct);
+        return key >= 0 ? Write(import, key, ts, value, ct) : AddKeyAndWrite(import, resource!, metric!, line, ts, value, ct);
 
         static async ValueTask<SampleError?> Write(SampleImport import, int key, DateTime ts, double value, CancellationToken ct)
         {
             await import.AddAsync(key, ts, value, ct);
+            return null;
+        }
+
+        static async ValueTask<SampleError?> AddKeyAndWrite(SampleImport import, string resource, string metric, long line, DateTime ts, double value, CancellationToken ct)
+        {
+            await import.AddAsync(await import.AddKeyAsync(resource, metric, line, ct), ts, value, ct);
             return null;
         }
     }

@@ -1,39 +1,58 @@
 using Dapper;
-using Forecaster.Api.Database;
 using Npgsql;
 using NpgsqlTypes;
 
 namespace Forecaster.Api.Samples;
 
 /// <summary>What one accepted write stored.</summary>
-/// <param name="MergeSeconds">Time spent upserting from staging and committing (the rest of a request is parsing and COPY).</param>
-public sealed record ImportSummary(long Rows, int Series, IReadOnlyList<string> ResourcesCreated, double MergeSeconds);
+/// <param name="Upserted">True when some rows already existed and were overwritten through the merge path.</param>
+/// <param name="FinishSeconds">Time from the end of the body to the commit (the rest of a request is parsing and COPY).</param>
+public sealed record ImportSummary(long Rows, int Series, IReadOnlyList<string> ResourcesCreated, bool Upserted, double FinishSeconds);
 
 /// <summary>
-/// One all-or-nothing write of samples: rows stream through binary COPY into a temporary staging table keyed by a
-/// small per-request id of (resource, metric), then one statement upserts them into `samples`. Nothing is visible
-/// until <see cref="CompleteAsync"/> commits; disposing without completing rolls everything back.
+/// One all-or-nothing write of samples. Rows of series that already exist stream straight into `samples` through
+/// binary COPY while the body is still being read (the fast path: one write per row, as `\copy` does), and every row
+/// is also spooled to a temporary file. When that cannot finish, because a row's series is new, or a row is a retry of a
+/// stored sample (an upsert), the spool is replayed: new series are registered first, and overwrites go through a
+/// staging table and one INSERT ... ON CONFLICT. Nothing is visible until <see cref="CompleteAsync"/> commits;
+/// disposing without completing rolls everything back.
 /// </summary>
 public sealed class SampleImport : IAsyncDisposable
 {
+    const int DirectFlag = 1 << 30;
+
     readonly NpgsqlConnection _conn;
+    readonly NpgsqlConnection _lookup;
     readonly NpgsqlTransaction _tx;
-    readonly NpgsqlBinaryImporter _staging;
     readonly SamplePartitions _partitions;
+    readonly FileStream _spoolFile;
+    readonly BinaryWriter _spool;
     readonly Dictionary<string, int> _keys = new(StringComparer.Ordinal);
     readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _keyLookup;
-    readonly List<(string Resource, string Metric, long FirstRow)> _keyList = [];
-    readonly List<object> _register = [];
+    readonly List<Key> _keyList = [];
+    readonly List<(string Name, string Kind, string Group, string LoadMetric, string Policy)> _register = [];
+    NpgsqlBinaryImporter? _direct;
     DateTime _min = DateTime.MaxValue, _max = DateTime.MinValue;
-    bool _stagingOpen = true;
+    long _pending;
 
-    SampleImport(NpgsqlConnection conn, NpgsqlTransaction tx, NpgsqlBinaryImporter staging, SamplePartitions partitions)
+    sealed record Key(string Resource, string Metric, long FirstRow)
+    {
+        public int? SeriesId { get; set; }
+        public bool ResourceExists { get; set; }
+    }
+
+    SampleImport(NpgsqlConnection conn, NpgsqlConnection lookup, NpgsqlTransaction tx, NpgsqlBinaryImporter direct, SamplePartitions partitions)
     {
         _conn = conn;
+        _lookup = lookup;
         _tx = tx;
-        _staging = staging;
+        _direct = direct;
         _partitions = partitions;
         _keyLookup = _keys.GetAlternateLookup<ReadOnlySpan<char>>();
+        // The spool lives on disk, so a request of any size keeps only buffers in memory.
+        _spoolFile = new FileStream(Path.Combine(Path.GetTempPath(), $"forecaster-import-{Guid.NewGuid():N}.spool"),
+            FileMode.CreateNew, FileAccess.ReadWrite, FileShare.None, 1 << 16, FileOptions.DeleteOnClose);
+        _spool = new BinaryWriter(_spoolFile);
     }
 
     public long Rows { get; private set; }
@@ -41,21 +60,23 @@ public sealed class SampleImport : IAsyncDisposable
     public static async Task<SampleImport> BeginAsync(NpgsqlDataSource dataSource, SamplePartitions partitions, CancellationToken ct)
     {
         var conn = await dataSource.OpenConnectionAsync(ct);
+        NpgsqlConnection? lookup = null;
         try
         {
+            lookup = await dataSource.OpenConnectionAsync(ct);
             var tx = await conn.BeginTransactionAsync(ct);
-            const string staging = """
-                CREATE TEMP TABLE import_staging (k integer NOT NULL, ts timestamptz NOT NULL, value double precision NOT NULL) ON COMMIT DROP;
-                CREATE TEMP TABLE import_keys (k integer NOT NULL, resource text NOT NULL, metric text NOT NULL, first_row bigint NOT NULL) ON COMMIT DROP;
-                """;
-            await conn.ExecuteAsync(new CommandDefinition(staging, transaction: tx, cancellationToken: ct));
-            var importer = await conn.BeginBinaryImportAsync("COPY import_staging (k, ts, value) FROM STDIN (FORMAT BINARY)", ct);
-            // A bulk load may stream for many minutes; the request itself bounds it.
-            importer.Timeout = TimeSpan.FromHours(1);
-            return new SampleImport(conn, tx, importer, partitions);
+            await tx.SaveAsync("direct", ct);
+            var direct = await conn.BeginBinaryImportAsync("COPY samples (series_id, ts, value) FROM STDIN (FORMAT BINARY)", ct);
+            // A bulk load may stream for many minutes; the request's own limits bound it.
+            direct.Timeout = TimeSpan.FromHours(1);
+            return new SampleImport(conn, lookup, tx, direct, partitions);
         }
         catch
         {
+            if (lookup is not null)
+            {
+                await lookup.DisposeAsync();
+            }
             await conn.DisposeAsync();
             throw;
         }
@@ -69,30 +90,50 @@ public sealed class SampleImport : IAsyncDisposable
         _keyLookup.TryGetValue(resourceCommaMetric, out var k) ? k : -1;
 
     /// <summary>Registers an already validated (resource, metric) pair first seen at <paramref name="row"/>.</summary>
-    public int AddKey(string resource, string metric, long row)
+    public async ValueTask<int> AddKeyAsync(string resource, string metric, long row, CancellationToken ct)
     {
         var composite = string.Concat(resource, ",", metric);
         if (_keys.TryGetValue(composite, out var existing))
         {
             return existing;
         }
+        // Looked up on a second connection: the first is busy streaming the COPY.
+        const string find = """
+            SELECT r.id AS ResourceId, s.id AS SeriesId
+            FROM resources r LEFT JOIN series s ON s.resource_id = r.id AND s.metric = @metric
+            WHERE r.name = @resource
+            """;
+        var found = await _lookup.QuerySingleOrDefaultAsync<(int ResourceId, int? SeriesId)?>(
+            new CommandDefinition(find, new { resource, metric }, cancellationToken: ct));
+        var key = new Key(resource, metric, row) { ResourceExists = found is not null, SeriesId = found?.SeriesId };
         var k = _keyList.Count;
         _keys.Add(composite, k);
-        _keyList.Add((resource, metric, row));
+        _keyList.Add(key);
         return k;
     }
 
     /// <summary>Resources to create in the same transaction (when absent), before the samples are resolved.</summary>
     public void RegisterResources(IEnumerable<(string Name, string Kind, string Group, string LoadMetric, string Policy)> resources) =>
-        _register.AddRange(resources.Select(r => new { r.Name, r.Kind, r.Group, r.LoadMetric, r.Policy }));
+        _register.AddRange(resources);
 
     /// <summary>Adds one validated sample.</summary>
     public async ValueTask AddAsync(int key, DateTime utc, double value, CancellationToken ct)
     {
-        await _staging.StartRowAsync(ct);
-        await _staging.WriteAsync(key, NpgsqlDbType.Integer, ct);
-        await _staging.WriteAsync(utc, NpgsqlDbType.TimestampTz, ct);
-        await _staging.WriteAsync(value, NpgsqlDbType.Double, ct);
+        var direct = _direct is not null && _keyList[key].SeriesId is { } id && _partitions.IsKnown(utc);
+        if (direct)
+        {
+            await _direct!.StartRowAsync(ct);
+            await _direct.WriteAsync(_keyList[key].SeriesId!.Value, NpgsqlDbType.Integer, ct);
+            await _direct.WriteAsync(utc, NpgsqlDbType.TimestampTz, ct);
+            await _direct.WriteAsync(value, NpgsqlDbType.Double, ct);
+        }
+        else
+        {
+            _pending++;
+        }
+        _spool.Write(direct ? key | DirectFlag : key);
+        _spool.Write(utc.Ticks);
+        _spool.Write(value);
         if (utc < _min)
         {
             _min = utc;
@@ -105,108 +146,150 @@ public sealed class SampleImport : IAsyncDisposable
     }
 
     /// <summary>
-    /// Resolves resources, upserts every staged row and commits. Returns the errors instead (and stores nothing)
-    /// when a resource is unknown and <paramref name="createResources"/> is off.
+    /// Finishes the write and commits. Returns the errors instead (and stores nothing) when a resource is unknown
+    /// and <paramref name="createResources"/> is off.
     /// </summary>
     public async Task<(ImportSummary? Summary, IReadOnlyList<SampleError> Errors)> CompleteAsync(bool createResources, DateTimeOffset now, CancellationToken ct)
     {
-        await _staging.CompleteAsync(ct);
-        await _staging.DisposeAsync();
-        _stagingOpen = false;
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        _spool.Flush();
+        var directFailed = !await FinishCopyAsync(_direct!, "direct", ct);
+        _direct = null;
 
-        await using (var keys = await _conn.BeginBinaryImportAsync("COPY import_keys (k, resource, metric, first_row) FROM STDIN (FORMAT BINARY)", ct))
-        {
-            keys.Timeout = TimeSpan.FromHours(1);
-            for (var k = 0; k < _keyList.Count; k++)
-            {
-                var (resource, metric, row) = _keyList[k];
-                await keys.WriteRowAsync(ct, k, resource, metric, row);
-            }
-            await keys.CompleteAsync(ct);
-        }
-
-        if (_register.Count > 0)
-        {
-            const string register = """
-                INSERT INTO resources (name, kind, "group", load_metric, policy, created_at, updated_at)
-                VALUES (@Name, @Kind, @Group, @LoadMetric, @Policy::jsonb, @now, @now)
-                ON CONFLICT (name) DO NOTHING
-                """;
-            foreach (var r in _register)
-            {
-                var p = new DynamicParameters(r);
-                p.Add("now", now);
-                await _conn.ExecuteAsync(new CommandDefinition(register, p, _tx, cancellationToken: ct));
-            }
-        }
-
-        const string unknown = """
-            SELECT k.resource, min(k.first_row) AS row
-            FROM import_keys k LEFT JOIN resources r ON r.name = k.resource
-            WHERE r.id IS NULL
-            GROUP BY k.resource
-            ORDER BY 2
-            """;
-        var missing = (await _conn.QueryAsync<(string Resource, long Row)>(new CommandDefinition(unknown, transaction: _tx, cancellationToken: ct))).ToList();
         var created = new List<string>();
-        if (missing.Count > 0)
+        if (_keyList.Any(k => !k.ResourceExists) || _register.Count > 0)
         {
-            if (!createResources)
+            var missing = await RegisterResourcesAsync(now, ct);
+            if (missing.Count > 0 && !createResources)
             {
-                return (null, [.. missing.Take(20).Select(m => new SampleError(m.Row, "resource",
-                    $"unknown resource '{m.Resource}'; register it with PUT /api/v1/resources/{m.Resource} or pass createResources=true"))]);
+                return (null, [.. missing.Take(20).Select(k => new SampleError(k.FirstRow, "resource",
+                    $"unknown resource '{k.Resource}'; register it with PUT /api/v1/resources/{k.Resource} or pass createResources=true"))]);
             }
-            // New resources are services whose load metric is the first metric seen for them.
-            const string create = """
-                INSERT INTO resources (name, kind, load_metric, created_at, updated_at)
-                SELECT DISTINCT ON (k.resource) k.resource, 'service', k.metric, @now, @now
-                FROM import_keys k
-                WHERE NOT EXISTS (SELECT 1 FROM resources r WHERE r.name = k.resource)
-                ORDER BY k.resource, k.first_row
-                ON CONFLICT (name) DO NOTHING
-                RETURNING name
-                """;
-            created.AddRange(await _conn.QueryAsync<string>(new CommandDefinition(create, new { now }, _tx, cancellationToken: ct)));
+            created.AddRange(await CreateResourcesAsync(missing, now, ct));
         }
+        await ResolveSeriesAsync(ct);
 
-        const string series = """
-            INSERT INTO series (resource_id, metric)
-            SELECT r.id, k.metric FROM import_keys k JOIN resources r ON r.name = k.resource
-            ON CONFLICT (resource_id, metric) DO NOTHING;
-            CREATE TEMP TABLE import_map ON COMMIT DROP AS
-            SELECT k.k, s.id AS series_id
-            FROM import_keys k
-            JOIN resources r ON r.name = k.resource
-            JOIN series s ON s.resource_id = r.id AND s.metric = k.metric;
-            ANALYZE import_map;
-            """;
-        await _conn.ExecuteAsync(new CommandDefinition(series, transaction: _tx, cancellationToken: ct));
-
-        var merging = System.Diagnostics.Stopwatch.GetTimestamp();
-        if (Rows > 0)
+        var upserted = directFailed;
+        if (directFailed)
         {
-            await _partitions.EnsureAsync(_min, _max, ct);
-            await MergeAsync(ct);
+            await MergeAsync(onlyPending: false, ct);
+        }
+        else if (_pending > 0)
+        {
+            await _conn.ExecuteAsync(new CommandDefinition("SELECT ensure_sample_partitions(@_min, @_max)", new { _min, _max }, _tx, cancellationToken: ct));
+            await _tx.SaveAsync("pending", ct);
+            var copy = await _conn.BeginBinaryImportAsync("COPY samples (series_id, ts, value) FROM STDIN (FORMAT BINARY)", ct);
+            copy.Timeout = TimeSpan.FromHours(1);
+            await ReplayAsync(onlyPending: true, (k, ts, v) => WriteRowAsync(copy, _keyList[k].SeriesId!.Value, ts, v, ct));
+            if (!await FinishCopyAsync(copy, "pending", ct))
+            {
+                upserted = true;
+                await MergeAsync(onlyPending: true, ct);
+            }
         }
         await _tx.CommitAsync(ct);
-        return (new ImportSummary(Rows, _keyList.Count, created, System.Diagnostics.Stopwatch.GetElapsedTime(merging).TotalSeconds), []);
+        _partitions.MarkKnown(_min, _max);
+        return (new ImportSummary(Rows, _keyList.Count, created, upserted, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds), []);
     }
 
-    async Task MergeAsync(CancellationToken ct)
+    /// <summary>Completes a COPY; false (rolled back to <paramref name="savepoint"/>) when a row was already stored.</summary>
+    async Task<bool> FinishCopyAsync(NpgsqlBinaryImporter copy, string savepoint, CancellationToken ct)
     {
+        try
+        {
+            await copy.CompleteAsync(ct);
+            await copy.DisposeAsync();
+            return true;
+        }
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UniqueViolation)
+        {
+            await copy.DisposeAsync();
+            await _tx.RollbackAsync(savepoint, ct);
+            return false;
+        }
+    }
+
+    /// <summary>Inserts the resources given by <see cref="RegisterResources"/>; returns the keys whose resource is still unknown.</summary>
+    async Task<List<Key>> RegisterResourcesAsync(DateTimeOffset now, CancellationToken ct)
+    {
+        const string register = """
+            INSERT INTO resources (name, kind, "group", load_metric, policy, created_at, updated_at)
+            VALUES (@Name, @Kind, @Group, @LoadMetric, @Policy::jsonb, @now, @now)
+            ON CONFLICT (name) DO NOTHING
+            """;
+        foreach (var (name, kind, group, loadMetric, policy) in _register)
+        {
+            await _conn.ExecuteAsync(new CommandDefinition(register, new { Name = name, Kind = kind, Group = group, LoadMetric = loadMetric, Policy = policy, now }, _tx, cancellationToken: ct));
+        }
+        var names = _keyList.Where(k => !k.ResourceExists).Select(k => k.Resource).Distinct().ToArray();
+        var known = (await _conn.QueryAsync<string>(new CommandDefinition("SELECT name FROM resources WHERE name = ANY(@names)", new { names }, _tx, cancellationToken: ct))).ToHashSet();
+        return [.. _keyList.Where(k => !k.ResourceExists && !known.Contains(k.Resource)).GroupBy(k => k.Resource).Select(g => g.MinBy(k => k.FirstRow)!).OrderBy(k => k.FirstRow)];
+    }
+
+    /// <summary>New resources are services whose load metric is the first metric seen for them.</summary>
+    async Task<IEnumerable<string>> CreateResourcesAsync(List<Key> missing, DateTimeOffset now, CancellationToken ct)
+    {
+        const string create = """
+            INSERT INTO resources (name, kind, load_metric, created_at, updated_at)
+            SELECT name, 'service', metric, @now, @now FROM unnest(@names, @metrics) AS m(name, metric)
+            ON CONFLICT (name) DO NOTHING
+            RETURNING name
+            """;
+        return await _conn.QueryAsync<string>(new CommandDefinition(create,
+            new { names = missing.Select(k => k.Resource).ToArray(), metrics = missing.Select(k => k.Metric).ToArray(), now }, _tx, cancellationToken: ct));
+    }
+
+    /// <summary>Creates the series this request introduces and learns every key's series id.</summary>
+    async Task ResolveSeriesAsync(CancellationToken ct)
+    {
+        var unresolved = _keyList.Where(k => k.SeriesId is null).ToList();
+        if (unresolved.Count == 0)
+        {
+            return;
+        }
+        const string resolve = """
+            INSERT INTO series (resource_id, metric)
+            SELECT r.id, m.metric FROM unnest(@resources, @metrics) AS m(resource, metric) JOIN resources r ON r.name = m.resource
+            ON CONFLICT (resource_id, metric) DO NOTHING;
+            SELECT r.name AS Resource, s.metric AS Metric, s.id AS Id
+            FROM unnest(@resources, @metrics) AS m(resource, metric)
+            JOIN resources r ON r.name = m.resource JOIN series s ON s.resource_id = r.id AND s.metric = m.metric;
+            """;
+        var ids = (await _conn.QueryAsync<(string Resource, string Metric, int Id)>(new CommandDefinition(resolve, new
+        {
+            resources = unresolved.Select(k => k.Resource).ToArray(),
+            metrics = unresolved.Select(k => k.Metric).ToArray(),
+        }, _tx, cancellationToken: ct))).ToDictionary(x => (x.Resource, x.Metric), x => x.Id);
+        foreach (var k in unresolved)
+        {
+            k.SeriesId = ids[(k.Resource, k.Metric)];
+        }
+    }
+
+    /// <summary>The upsert path: spooled rows into a staging table, then one INSERT ... ON CONFLICT DO UPDATE.</summary>
+    async Task MergeAsync(bool onlyPending, CancellationToken ct)
+    {
+        await _conn.ExecuteAsync(new CommandDefinition(
+            "CREATE TEMP TABLE import_staging (series_id integer NOT NULL, ts timestamptz NOT NULL, value double precision NOT NULL) ON COMMIT DROP",
+            transaction: _tx, cancellationToken: ct));
+        var staging = await _conn.BeginBinaryImportAsync("COPY import_staging (series_id, ts, value) FROM STDIN (FORMAT BINARY)", ct);
+        staging.Timeout = TimeSpan.FromHours(1);
+        await ReplayAsync(onlyPending, (k, ts, v) => WriteRowAsync(staging, _keyList[k].SeriesId!.Value, ts, v, ct));
+        await staging.CompleteAsync(ct);
+        await staging.DisposeAsync();
+        await _conn.ExecuteAsync(new CommandDefinition("SELECT ensure_sample_partitions(@_min, @_max)", new { _min, _max }, _tx, cancellationToken: ct));
+
         const string merge = """
             INSERT INTO samples (series_id, ts, value)
-            SELECT m.series_id, st.ts, st.value
-            FROM import_staging st JOIN import_map m ON m.k = st.k
+            SELECT series_id, ts, value FROM import_staging
             ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value
             """;
         // A request may repeat a (series, timestamp); the upsert cannot touch one row twice, so such a request is
         // merged again keeping the last occurrence (the staging heap holds rows in arrival order, hence ctid).
         const string mergeDistinct = """
             INSERT INTO samples (series_id, ts, value)
-            SELECT DISTINCT ON (m.series_id, st.ts) m.series_id, st.ts, st.value
-            FROM import_staging st JOIN import_map m ON m.k = st.k
-            ORDER BY m.series_id, st.ts, st.ctid DESC
+            SELECT DISTINCT ON (series_id, ts) series_id, ts, value FROM import_staging
+            ORDER BY series_id, ts, ctid DESC
             ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value
             """;
         await _tx.SaveAsync("merge", ct);
@@ -221,21 +304,49 @@ public sealed class SampleImport : IAsyncDisposable
         }
     }
 
+    /// <summary>Reads the spool back: every row, or only those that did not go straight into `samples`.</summary>
+    async Task ReplayAsync(bool onlyPending, Func<int, DateTime, double, ValueTask> write)
+    {
+        _spoolFile.Position = 0;
+        using var reader = new BinaryReader(_spoolFile, System.Text.Encoding.UTF8, leaveOpen: true);
+        for (long i = 0; i < Rows; i++)
+        {
+            var flagged = reader.ReadInt32();
+            var ts = new DateTime(reader.ReadInt64(), DateTimeKind.Utc);
+            var value = reader.ReadDouble();
+            if (onlyPending && (flagged & DirectFlag) != 0)
+            {
+                continue;
+            }
+            await write(flagged & ~DirectFlag, ts, value);
+        }
+    }
+
+    static async ValueTask WriteRowAsync(NpgsqlBinaryImporter copy, int seriesId, DateTime ts, double value, CancellationToken ct)
+    {
+        await copy.StartRowAsync(ct);
+        await copy.WriteAsync(seriesId, NpgsqlDbType.Integer, ct);
+        await copy.WriteAsync(ts, NpgsqlDbType.TimestampTz, ct);
+        await copy.WriteAsync(value, NpgsqlDbType.Double, ct);
+    }
+
     public async ValueTask DisposeAsync()
     {
-        if (_stagingOpen)
+        if (_direct is not null)
         {
             // Disposing an unfinished COPY cancels it; the transaction then rolls back with the connection.
             try
             {
-                await _staging.DisposeAsync();
+                await _direct.DisposeAsync();
             }
             catch (NpgsqlException)
             {
                 // The connection is being discarded anyway.
             }
         }
+        await _spool.DisposeAsync();
         await _tx.DisposeAsync();
         await _conn.DisposeAsync();
+        await _lookup.DisposeAsync();
     }
 }

@@ -13,6 +13,18 @@ public sealed class SamplePartitions(NpgsqlDataSource dataSource)
 {
     readonly ConcurrentDictionary<DateTime, bool> _known = new();
 
+    /// <summary>True when this process knows the month of <paramref name="utc"/> has its partition.</summary>
+    public bool IsKnown(DateTime utc) => _known.ContainsKey(new DateTime(utc.Year, utc.Month, 1, 0, 0, 0, DateTimeKind.Utc));
+
+    /// <summary>Records months whose partitions a committed transaction created.</summary>
+    public void MarkKnown(DateTime fromUtc, DateTime toUtc)
+    {
+        for (var m = new DateTime(fromUtc.Year, fromUtc.Month, 1, 0, 0, 0, DateTimeKind.Utc); m <= toUtc; m = m.AddMonths(1))
+        {
+            _known[m] = true;
+        }
+    }
+
     public async Task EnsureAsync(DateTime fromUtc, DateTime toUtc, CancellationToken ct)
     {
         var first = new DateTime(fromUtc.Year, fromUtc.Month, 1, 0, 0, 0, DateTimeKind.Utc);
@@ -31,9 +43,6 @@ public sealed class SamplePartitions(NpgsqlDataSource dataSource)
         await using var conn = await dataSource.OpenConnectionAsync(ct);
         await conn.ExecuteAsync(new CommandDefinition("SELECT ensure_sample_partitions(@from, @to)",
             new { from = months[0], to = months[^1] }, cancellationToken: ct));
-        foreach (var m in months)
-        {
-            _known[m] = true;
-        }
+        MarkKnown(months[0], months[^1]);
     }
 }

@@ -126,7 +126,7 @@ public static class SamplesApi
         await using var import = await SampleImport.BeginAsync(db, partitions, ct);
         foreach (var (metric, ts, value) in rows)
         {
-            await import.AddAsync(import.AddKey(name, metric, 0), ts, value, ct);
+            await import.AddAsync(await import.AddKeyAsync(name, metric, 0, ct), ts, value, ct);
         }
         var (summary, _) = await import.CompleteAsync(createResources: false, now, ct);
         return TypedResults.Ok(new IngestResult(summary!.Rows, summary.Series, summary.ResourcesCreated, Stopwatch.GetElapsedTime(started).TotalSeconds));
@@ -159,7 +159,7 @@ public static class SamplesApi
             return ProblemHandling.Invalid("Unknown resources", unknown, e => $"line {e.Row}: {e.Field}");
         }
         var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
-        logs.CreateLogger(typeof(SamplesApi)).LogInformation("Imported {Rows} samples of {Series} series in {Seconds:F2}s ({MergeSeconds:F2}s merging)", summary.Rows, summary.Series, seconds, summary.MergeSeconds);
+        logs.CreateLogger(typeof(SamplesApi)).LogInformation("Imported {Rows} samples of {Series} series in {Seconds:F2}s ({FinishSeconds:F2}s to finish, upsert: {Upserted})", summary.Rows, summary.Series, seconds, summary.FinishSeconds, summary.Upserted);
         return TypedResults.Ok(new IngestResult(summary.Rows, summary.Series, summary.ResourcesCreated, seconds));
     }
 
