@@ -42,7 +42,7 @@ sealed class DemoSeeder(
             }
         }
         var fleet = DemoFleet.Resources();
-        await using var import = await SampleImport.BeginAsync(db, partitions, ct);
+        await using var import = await SampleImport.BeginAsync(db, partitions, createResources: false, now, ct);
         foreach (var r in fleet)
         {
             foreach (var (metric, ts, value) in DemoFleet.Samples(r, now.UtcDateTime))
@@ -52,7 +52,7 @@ sealed class DemoSeeder(
         }
         // Resources are registered inside the same transaction as their samples: a half-seeded fleet never shows.
         import.RegisterResources(fleet.Select(r => (r.Name, r.Kind, r.Group, r.LoadMetric, r.Policy.ToJsonString())));
-        var (summary, _) = await import.CompleteAsync(createResources: false, now, ct);
+        var (summary, _) = await import.CompleteAsync(ct);
         logger.LogInformation("Seeded the demo fleet: {Resources} resources, {Rows} samples", fleet.Count, summary!.Rows);
         return true;
     }

@@ -24,8 +24,8 @@ public static class ImportCommand
             var (dataSource, partitions) = await Cli.Cli.OpenDatabaseAsync(ct);
             await using var _ = dataSource;
             await using var stream = input.OpenRead();
-            await using var import = await SampleImport.BeginAsync(dataSource, partitions, ct);
             var now = TimeProvider.System.GetUtcNow();
+            await using var import = await SampleImport.BeginAsync(dataSource, partitions, parse.GetValue(create), now, ct);
             var maxAge = new ForecasterOptions().MaxSampleAgeDays;
 
             IReadOnlyList<SampleError> errors;
@@ -45,7 +45,7 @@ public static class ImportCommand
             }
             if (errors.Count == 0)
             {
-                var (summary, unknown) = await import.CompleteAsync(parse.GetValue(create), now, ct);
+                var (summary, unknown) = await import.CompleteAsync(ct);
                 if (summary is not null)
                 {
                     var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;

@@ -31,6 +31,8 @@ public sealed class SampleImport : IAsyncDisposable
     readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _keyLookup;
     readonly List<Key> _keyList = [];
     readonly List<(string Name, string Kind, string Group, string LoadMetric, string Policy)> _register = [];
+    readonly List<(int Key, DateTime Ts, double Value)> _waiting = [];
+    const int WaitingLimit = 1 << 16;
     NpgsqlBinaryImporter? _direct;
     DateTime _min = DateTime.MaxValue, _max = DateTime.MinValue;
     long _pending;
@@ -39,10 +41,20 @@ public sealed class SampleImport : IAsyncDisposable
     {
         public int? SeriesId { get; set; }
         public bool ResourceExists { get; set; }
+
+        /// <summary>Created by this transaction after the savepoint, so undone when the direct path rolls back.</summary>
+        public bool CreatedHere { get; set; }
     }
 
-    SampleImport(NpgsqlConnection conn, NpgsqlConnection lookup, NpgsqlTransaction tx, NpgsqlBinaryImporter direct, SamplePartitions partitions)
+    readonly bool _createResources;
+    readonly DateTimeOffset _now;
+    readonly List<string> _created = [];
+
+    SampleImport(NpgsqlConnection conn, NpgsqlConnection lookup, NpgsqlTransaction tx, NpgsqlBinaryImporter direct, SamplePartitions partitions,
+        bool createResources, DateTimeOffset now)
     {
+        _createResources = createResources;
+        _now = now;
         _conn = conn;
         _lookup = lookup;
         _tx = tx;
@@ -57,7 +69,8 @@ public sealed class SampleImport : IAsyncDisposable
 
     public long Rows { get; private set; }
 
-    public static async Task<SampleImport> BeginAsync(NpgsqlDataSource dataSource, SamplePartitions partitions, CancellationToken ct)
+    /// <param name="createResources">Register unknown resources as services (else they are errors at the end).</param>
+    public static async Task<SampleImport> BeginAsync(NpgsqlDataSource dataSource, SamplePartitions partitions, bool createResources, DateTimeOffset now, CancellationToken ct)
     {
         var conn = await dataSource.OpenConnectionAsync(ct);
         NpgsqlConnection? lookup = null;
@@ -66,10 +79,7 @@ public sealed class SampleImport : IAsyncDisposable
             lookup = await dataSource.OpenConnectionAsync(ct);
             var tx = await conn.BeginTransactionAsync(ct);
             await tx.SaveAsync("direct", ct);
-            var direct = await conn.BeginBinaryImportAsync("COPY samples (series_id, ts, value) FROM STDIN (FORMAT BINARY)", ct);
-            // A bulk load may stream for many minutes; the request's own limits bound it.
-            direct.Timeout = TimeSpan.FromHours(1);
-            return new SampleImport(conn, lookup, tx, direct, partitions);
+            return new SampleImport(conn, lookup, tx, await StartCopyAsync(conn, ct), partitions, createResources, now);
         }
         catch
         {
@@ -112,6 +122,70 @@ public sealed class SampleImport : IAsyncDisposable
         return k;
     }
 
+    /// <summary>
+    /// Rows of series this request introduces wait (a bounded batch) until their series exist. Then the COPY is ended,
+    /// the series (and with createResources the resources) are created inside the transaction, and a new COPY takes
+    /// the waiting rows and whatever follows: new series stream straight in too, at the cost of one pause per batch.
+    /// When the segment that ends turns out to hold a stored sample, the direct path is abandoned for the merge.
+    /// </summary>
+    async Task SwitchSegmentAsync(CancellationToken ct)
+    {
+        if (!await FinishCopyAsync(_direct!, "direct", ct))
+        {
+            _direct = null;
+            AbandonDirect();
+            foreach (var (key, ts, value) in _waiting)
+            {
+                Spool(key, ts, value, direct: false);
+            }
+            _pending += _waiting.Count;
+            _waiting.Clear();
+            return;
+        }
+        var keys = _waiting.Select(w => _keyList[w.Key]).Distinct().Where(k => k.SeriesId is null).ToList();
+        var newResources = keys.Where(k => !k.ResourceExists).GroupBy(k => k.Resource).Select(g => g.MinBy(k => k.FirstRow)!).ToList();
+        if (newResources.Count > 0)
+        {
+            _created.AddRange(await CreateResourcesAsync(newResources, _now, ct));
+            foreach (var k in keys)
+            {
+                k.ResourceExists = true;
+            }
+        }
+        await ResolveSeriesAsync(keys, ct);
+        foreach (var k in keys)
+        {
+            k.CreatedHere = true;
+        }
+        _direct = await StartCopyAsync(_conn, ct);
+        foreach (var (key, ts, value) in _waiting)
+        {
+            await WriteRowAsync(_direct, _keyList[key].SeriesId!.Value, ts, value, ct);
+            Spool(key, ts, value, direct: true);
+        }
+        _waiting.Clear();
+    }
+
+    /// <summary>After a rollback to the savepoint, what this transaction created must be created again at the end.</summary>
+    void AbandonDirect()
+    {
+        foreach (var k in _keyList.Where(k => k.CreatedHere))
+        {
+            k.SeriesId = null;
+            k.CreatedHere = false;
+            k.ResourceExists = !_created.Contains(k.Resource) && k.ResourceExists;
+        }
+        _created.Clear();
+    }
+
+    static async Task<NpgsqlBinaryImporter> StartCopyAsync(NpgsqlConnection conn, CancellationToken ct)
+    {
+        var copy = await conn.BeginBinaryImportAsync("COPY samples (series_id, ts, value) FROM STDIN (FORMAT BINARY)", ct);
+        // A bulk load may stream for many minutes; the request's own limits bound it.
+        copy.Timeout = TimeSpan.FromHours(1);
+        return copy;
+    }
+
     /// <summary>Resources to create in the same transaction (when absent), before the samples are resolved.</summary>
     public void RegisterResources(IEnumerable<(string Name, string Kind, string Group, string LoadMetric, string Policy)> resources) =>
         _register.AddRange(resources);
@@ -119,21 +193,7 @@ public sealed class SampleImport : IAsyncDisposable
     /// <summary>Adds one validated sample.</summary>
     public async ValueTask AddAsync(int key, DateTime utc, double value, CancellationToken ct)
     {
-        var direct = _direct is not null && _keyList[key].SeriesId is { } id && _partitions.IsKnown(utc);
-        if (direct)
-        {
-            await _direct!.StartRowAsync(ct);
-            await _direct.WriteAsync(_keyList[key].SeriesId!.Value, NpgsqlDbType.Integer, ct);
-            await _direct.WriteAsync(utc, NpgsqlDbType.TimestampTz, ct);
-            await _direct.WriteAsync(value, NpgsqlDbType.Double, ct);
-        }
-        else
-        {
-            _pending++;
-        }
-        _spool.Write(direct ? key | DirectFlag : key);
-        _spool.Write(utc.Ticks);
-        _spool.Write(value);
+        Rows++;
         if (utc < _min)
         {
             _min = utc;
@@ -142,21 +202,63 @@ public sealed class SampleImport : IAsyncDisposable
         {
             _max = utc;
         }
-        Rows++;
+        var k = _keyList[key];
+        if (_direct is null || !_partitions.IsKnown(utc))
+        {
+            // After a conflict, or in a month without a partition yet: replayed at the end.
+            Spool(key, utc, value, direct: false);
+            _pending++;
+        }
+        else if (k.SeriesId is { } seriesId)
+        {
+            await WriteRowAsync(_direct, seriesId, utc, value, ct);
+            Spool(key, utc, value, direct: true);
+        }
+        else if (k.ResourceExists || _createResources)
+        {
+            _waiting.Add((key, utc, value));
+            if (_waiting.Count >= WaitingLimit)
+            {
+                await SwitchSegmentAsync(ct);
+            }
+        }
+        else
+        {
+            // An unknown resource: an error at the end, unless registered by RegisterResources (the demo).
+            Spool(key, utc, value, direct: false);
+            _pending++;
+        }
+    }
+
+    void Spool(int key, DateTime utc, double value, bool direct)
+    {
+        _spool.Write(direct ? key | DirectFlag : key);
+        _spool.Write(utc.Ticks);
+        _spool.Write(value);
     }
 
     /// <summary>
     /// Finishes the write and commits. Returns the errors instead (and stores nothing) when a resource is unknown
     /// and <paramref name="createResources"/> is off.
     /// </summary>
-    public async Task<(ImportSummary? Summary, IReadOnlyList<SampleError> Errors)> CompleteAsync(bool createResources, DateTimeOffset now, CancellationToken ct)
+    public async Task<(ImportSummary? Summary, IReadOnlyList<SampleError> Errors)> CompleteAsync(CancellationToken ct)
     {
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var now = _now;
+        var createResources = _createResources;
+        if (_waiting.Count > 0)
+        {
+            await SwitchSegmentAsync(ct);
+        }
         _spool.Flush();
-        var directFailed = !await FinishCopyAsync(_direct!, "direct", ct);
+        var directFailed = _direct is null || !await FinishCopyAsync(_direct, "direct", ct);
+        if (directFailed && _direct is not null)
+        {
+            AbandonDirect();
+        }
         _direct = null;
 
-        var created = new List<string>();
+        var created = new List<string>(_created);
         if (_keyList.Any(k => !k.ResourceExists) || _register.Count > 0)
         {
             var missing = await RegisterResourcesAsync(now, ct);
@@ -167,7 +269,7 @@ public sealed class SampleImport : IAsyncDisposable
             }
             created.AddRange(await CreateResourcesAsync(missing, now, ct));
         }
-        await ResolveSeriesAsync(ct);
+        await ResolveSeriesAsync(_keyList, ct);
 
         var upserted = directFailed;
         if (directFailed)
@@ -240,9 +342,9 @@ public sealed class SampleImport : IAsyncDisposable
     }
 
     /// <summary>Creates the series this request introduces and learns every key's series id.</summary>
-    async Task ResolveSeriesAsync(CancellationToken ct)
+    async Task ResolveSeriesAsync(IEnumerable<Key> keys, CancellationToken ct)
     {
-        var unresolved = _keyList.Where(k => k.SeriesId is null).ToList();
+        var unresolved = keys.Where(k => k.SeriesId is null).ToList();
         if (unresolved.Count == 0)
         {
             return;
@@ -262,7 +364,7 @@ public sealed class SampleImport : IAsyncDisposable
         }, _tx, cancellationToken: ct))).ToDictionary(x => (x.Resource, x.Metric), x => x.Id);
         foreach (var k in unresolved)
         {
-            k.SeriesId = ids[(k.Resource, k.Metric)];
+            k.SeriesId = ids.TryGetValue((k.Resource, k.Metric), out var id) ? id : null;
         }
     }
 
@@ -283,6 +385,7 @@ public sealed class SampleImport : IAsyncDisposable
             INSERT INTO samples (series_id, ts, value)
             SELECT series_id, ts, value FROM import_staging
             ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value
+            WHERE samples.value IS DISTINCT FROM EXCLUDED.value
             """;
         // A request may repeat a (series, timestamp); the upsert cannot touch one row twice, so such a request is
         // merged again keeping the last occurrence (the staging heap holds rows in arrival order, hence ctid).
@@ -291,11 +394,13 @@ public sealed class SampleImport : IAsyncDisposable
             SELECT DISTINCT ON (series_id, ts) series_id, ts, value FROM import_staging
             ORDER BY series_id, ts, ctid DESC
             ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value
+            WHERE samples.value IS DISTINCT FROM EXCLUDED.value
             """;
         await _tx.SaveAsync("merge", ct);
         try
         {
-            await _conn.ExecuteAsync(new CommandDefinition(merge, transaction: _tx, cancellationToken: ct, commandTimeout: 0));
+            // A retry of identical rows writes nothing (the WHERE), which is what makes retries cheap as well as safe.
+        await _conn.ExecuteAsync(new CommandDefinition(merge, transaction: _tx, cancellationToken: ct, commandTimeout: 0));
         }
         catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.CardinalityViolation)
         {

@@ -123,12 +123,12 @@ public static class SamplesApi
             return ProblemHandling.Invalid("Invalid samples", errors, e => e.Field.Length == 0 ? $"samples[{e.Row}]" : $"samples[{e.Row}].{e.Field}");
         }
 
-        await using var import = await SampleImport.BeginAsync(db, partitions, ct);
+        await using var import = await SampleImport.BeginAsync(db, partitions, createResources: false, now, ct);
         foreach (var (metric, ts, value) in rows)
         {
             await import.AddAsync(await import.AddKeyAsync(name, metric, 0, ct), ts, value, ct);
         }
-        var (summary, _) = await import.CompleteAsync(createResources: false, now, ct);
+        var (summary, _) = await import.CompleteAsync(ct);
         return TypedResults.Ok(new IngestResult(summary!.Rows, summary.Series, summary.ResourcesCreated, Stopwatch.GetElapsedTime(started).TotalSeconds));
     }
 
@@ -147,13 +147,13 @@ public static class SamplesApi
             return tooLarge;
         }
         var now = clock.GetUtcNow();
-        await using var import = await SampleImport.BeginAsync(db, partitions, ct);
+        await using var import = await SampleImport.BeginAsync(db, partitions, createResources ?? false, now, ct);
         var errors = await CsvSamples.ReadAsync(new LimitedStream(http.Request.Body, limit), import, now, options.Value.MaxSampleAgeDays, null, ct);
         if (errors.Count > 0)
         {
             return ProblemHandling.Invalid("Invalid CSV", errors, e => $"line {e.Row}: {e.Field}");
         }
-        var (summary, unknown) = await import.CompleteAsync(createResources ?? false, now, ct);
+        var (summary, unknown) = await import.CompleteAsync(ct);
         if (summary is null)
         {
             return ProblemHandling.Invalid("Unknown resources", unknown, e => $"line {e.Row}: {e.Field}");
