@@ -8,6 +8,7 @@ rows="${1:-5000000}"
 series=1000
 per=$(( rows / series ))
 work="$(mktemp -d /tmp/forecaster-ingest.XXXXXX)"
+chmod 755 "$work"   # as root the cluster runs as `postgres`, which must reach its data here
 export FORECASTER_HOME="$work/home" FORECASTER_API_KEYS=bench-key
 port=18181
 csv="$work/samples.csv"

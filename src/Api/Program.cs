@@ -29,8 +29,7 @@ builder.Services.AddForecasterHealth();
 var app = builder.Build();
 app.UseForecasterProblems();
 app.UseForecasterOpenApi();
-app.UseAuthentication();
-app.UseAuthorization();
+app.UseApiKeys();
 
 app.MapHealth();
 app.MapResources();

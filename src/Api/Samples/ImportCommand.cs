@@ -51,7 +51,9 @@ public static class ImportCommand
                     var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
                     if (summary.ResourcesCreated.Count > 0)
                     {
-                        Console.WriteLine($"created resources: {string.Join(", ", summary.ResourcesCreated)}");
+                        var shown = string.Join(", ", summary.ResourcesCreated.Take(10));
+                        var more = summary.ResourcesCreated.Count > 10 ? $" and {summary.ResourcesCreated.Count - 10} more" : "";
+                        Console.WriteLine($"created {summary.ResourcesCreated.Count} resources: {shown}{more}");
                     }
                     Console.WriteLine($"rows={summary.Rows} series={summary.Series} seconds={seconds:F2} rate={summary.Rows / Math.Max(seconds, 1e-9):F0} rows/s");
                     return 0;

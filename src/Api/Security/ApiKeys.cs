@@ -15,7 +15,7 @@ public sealed class ApiKeyRing
 {
     readonly byte[][] _hashes;
 
-    public ApiKeyRing(IOptions<ForecasterOptions> options, IConfiguration configuration)
+    public ApiKeyRing(IOptions<ForecasterOptions> options, IConfiguration configuration, ILogger<ApiKeyRing> logger)
     {
         var keys = options.Value.ApiKeys
             .Concat((configuration["FORECASTER_API_KEYS"] ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
@@ -28,6 +28,10 @@ public sealed class ApiKeyRing
             keys.Add(GeneratedKey);
         }
         _hashes = [.. keys.Select(k => SHA256.HashData(Encoding.UTF8.GetBytes(k)))];
+        if (_hashes.Length == 0)
+        {
+            logger.LogWarning("No API keys are configured (Forecaster:ApiKeys or FORECASTER_API_KEYS): every write will be refused with 401");
+        }
     }
 
     /// <summary>The key generated for a demo run, if any.</summary>
@@ -83,6 +87,15 @@ public static class ApiKeyExtensions
 {
     public const string WritePolicy = "write";
     public const string ReadPolicy = "read";
+
+    /// <summary>Authentication and authorization, with the key ring built at start so a missing key is logged at once.</summary>
+    public static WebApplication UseApiKeys(this WebApplication app)
+    {
+        app.Services.GetRequiredService<ApiKeyRing>();
+        app.UseAuthentication();
+        app.UseAuthorization();
+        return app;
+    }
 
     public static IServiceCollection AddApiKeys(this IServiceCollection services)
     {
