@@ -84,7 +84,9 @@ public sealed class EmbeddedPostgres
         var port = RunningPort();
         if (port is null)
         {
-            port = await StartAsync(ct);
+            port = await StartAsync(state.Port, ct);
+            state = state with { Port = port };
+            await WriteStateAsync(state, ct);
             started = true;
         }
 
@@ -180,20 +182,17 @@ public sealed class EmbeddedPostgres
             log_timezone = 'UTC'
             """;
         await File.AppendAllTextAsync(Path.Combine(DataDir, "postgresql.conf"), conf.Replace("\r", "", StringComparison.Ordinal) + "\n", ct);
-        var state = new ClusterState(password, DataDir);
-        await File.WriteAllTextAsync(StatePath, JsonSerializer.Serialize(state), ct);
-        if (!OperatingSystem.IsWindows())
-        {
-            File.SetUnixFileMode(StatePath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
-        }
+        var state = new ClusterState(password, DataDir, null);
+        await WriteStateAsync(state, ct);
         return state;
     }
 
-    async Task<int> StartAsync(CancellationToken ct)
+    /// <summary>Starts the server on its previous port when that is free (clients holding the old address reconnect), else on a new one.</summary>
+    async Task<int> StartAsync(int? previousPort, CancellationToken ct)
     {
         for (var attempt = 1; ; attempt++)
         {
-            var port = FreeLoopbackPort();
+            var port = attempt == 1 && previousPort is { } p && IsFree(p) ? p : FreeLoopbackPort();
             var options = $"-p {port}" + (_fast ? " -c fsync=off -c synchronous_commit=off -c full_page_writes=off" : "");
             var (exit, output) = Run("pg_ctl", ["start", "-D", DataDir, "-w", "-t", "60", "-l", Path.Combine(DataDir, "server.log"), "-o", options], check: false);
             if (exit == 0)
@@ -223,6 +222,16 @@ public sealed class EmbeddedPostgres
         catch (UnauthorizedAccessException)
         {
             return [];
+        }
+    }
+
+    async Task WriteStateAsync(ClusterState state, CancellationToken ct)
+    {
+        await File.WriteAllTextAsync(StatePath, JsonSerializer.Serialize(state), ct);
+        if (!OperatingSystem.IsWindows())
+        {
+            // It holds the superuser's password.
+            File.SetUnixFileMode(StatePath, UnixFileMode.UserRead | UnixFileMode.UserWrite);
         }
     }
 
@@ -300,6 +309,20 @@ public sealed class EmbeddedPostgres
             .FirstOrDefault();
     }
 
+    static bool IsFree(int port)
+    {
+        try
+        {
+            using var listener = new TcpListener(IPAddress.Loopback, port);
+            listener.Start();
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+    }
+
     static int FreeLoopbackPort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
@@ -318,7 +341,7 @@ public sealed class EmbeddedPostgres
         return p?.ExitCode == 0;
     }
 
-    sealed record ClusterState(string Password, string DataDir);
+    sealed record ClusterState(string Password, string DataDir, int? Port);
 }
 
 public sealed record ClusterStatus(bool Running, string DataDir, int? Port, int? Pid, string? Version);

@@ -64,6 +64,23 @@ sealed class BadRequestExceptionHandler(IProblemDetailsService problems) : IExce
 {
     public async ValueTask<bool> TryHandleAsync(HttpContext context, Exception exception, CancellationToken ct)
     {
+        if (DatabaseUnavailable.Is(exception) && !context.Response.HasStarted)
+        {
+            // A write (or a read that needs the database) while PostgreSQL is away: nothing was stored, retry later.
+            context.Response.StatusCode = StatusCodes.Status503ServiceUnavailable;
+            context.Response.Headers.RetryAfter = DatabaseUnavailable.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            return await problems.TryWriteAsync(new ProblemDetailsContext
+            {
+                HttpContext = context,
+                Exception = exception,
+                ProblemDetails =
+                {
+                    Status = StatusCodes.Status503ServiceUnavailable,
+                    Title = "Database unavailable",
+                    Detail = $"The database cannot be reached ({exception.GetBaseException().Message}). Nothing was stored; retry in {DatabaseUnavailable.RetryAfterSeconds} s.",
+                },
+            });
+        }
         var (status, detail) = exception switch
         {
             BadHttpRequestException { InnerException: JsonException json } => (400, Describe(json)),
@@ -127,4 +144,18 @@ public sealed class LimitedStream(Stream inner, long limit) : Stream
         _read += n;
         return _read > limit ? throw new BodyTooLargeException(limit) : n;
     }
+}
+
+/// <summary>Tells a database that cannot be reached (connection refused, reset, shut down, timed out) from a real error.</summary>
+public static class DatabaseUnavailable
+{
+    public const int RetryAfterSeconds = 5;
+
+    public static bool Is(Exception e) => e switch
+    {
+        // 08: connection exceptions; 57P01-57P03: the server is shutting down or not yet accepting connections.
+        Npgsql.PostgresException pg => pg.SqlState.StartsWith("08", StringComparison.Ordinal) || pg.SqlState is "57P01" or "57P02" or "57P03",
+        Npgsql.NpgsqlException npgsql => npgsql.IsTransient || npgsql.InnerException is System.Net.Sockets.SocketException or IOException or TimeoutException,
+        _ => e.InnerException is not null && Is(e.InnerException),
+    };
 }

@@ -88,11 +88,13 @@ public static class ApiKeyExtensions
     public const string WritePolicy = "write";
     public const string ReadPolicy = "read";
 
-    /// <summary>Authentication and authorization, with the key ring built at start so a missing key is logged at once.</summary>
+    /// <summary>Authentication, per-key rate limits and authorization, with the key ring built at start so a missing key is logged at once.</summary>
     public static WebApplication UseApiKeys(this WebApplication app)
     {
         app.Services.GetRequiredService<ApiKeyRing>();
         app.UseAuthentication();
+        // After authentication, so that requests are limited per key; before authorization, so floods stay cheap.
+        app.UseRateLimiter();
         app.UseAuthorization();
         return app;
     }
@@ -100,6 +102,7 @@ public static class ApiKeyExtensions
     public static IServiceCollection AddApiKeys(this IServiceCollection services)
     {
         services.AddSingleton<ApiKeyRing>();
+        services.AddForecasterRateLimits();
         services.AddAuthentication(ApiKeyHandler.SchemeName)
             .AddScheme<AuthenticationSchemeOptions, ApiKeyHandler>(ApiKeyHandler.SchemeName, null);
         services.AddAuthorizationBuilder()

@@ -1,0 +1,112 @@
+using System.Net;
+using System.Text.Json;
+using Forecaster.Api.Database;
+using Forecaster.Api.Tests.Infrastructure;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.TestHost;
+using Microsoft.Extensions.DependencyInjection;
+using Npgsql;
+
+namespace Forecaster.Api.Tests;
+
+/// <summary>Per-key rate limits answer 429 with Retry-After and a problem document.</summary>
+public sealed class RateLimitTests(RateLimitTests.TightLimits api) : IClassFixture<RateLimitTests.TightLimits>
+{
+    public sealed class TightLimits : ApiFixture
+    {
+        protected override IEnumerable<KeyValuePair<string, string?>> Settings =>
+        [
+            new("Forecaster:ApiKeys:1", "test-key-2"),
+            new("Forecaster:RateLimit:PermitsPerPeriod", "1"),
+            new("Forecaster:RateLimit:Burst", "3"),
+            new("Forecaster:RateLimit:PeriodSeconds", "3600"),
+        ];
+    }
+
+    [Fact]
+    public async Task AKeyOverItsBudgetGets429WhileOtherKeysAndHealthProbesGoOn()
+    {
+        var first = api.Writer();
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.Equal(HttpStatusCode.NotFound, (await first.GetAsync($"/api/v1/resources/none-{i}")).StatusCode);
+        }
+        var limited = await first.GetAsync("/api/v1/resources/none");
+        await SamplesApiTests.AssertProblem(limited, HttpStatusCode.TooManyRequests, null, "retry in");
+        Assert.True(limited.Headers.RetryAfter?.Delta > TimeSpan.Zero);
+
+        var second = api.Reader();
+        second.DefaultRequestHeaders.Add("X-Api-Key", "test-key-2");
+        Assert.Equal(HttpStatusCode.NotFound, (await second.GetAsync("/api/v1/resources/none")).StatusCode);
+        Assert.Equal(HttpStatusCode.OK, (await first.GetAsync("/health/live")).StatusCode);
+    }
+}
+
+/// <summary>
+/// PostgreSQL really stops mid-test (its own cluster, not the shared one): writes answer 503 with Retry-After, readiness
+/// reports why, and everything recovers by itself when the server is back, without restarting the service.
+/// </summary>
+public sealed class DatabaseOutageTests : IAsyncLifetime
+{
+    readonly string _home = Path.Combine(Path.GetTempPath(), "forecaster-tests", "outage-" + Guid.NewGuid().ToString("N")[..8]);
+    EmbeddedPostgres _cluster = null!;
+    WebApplicationFactory<Program> _factory = null!;
+
+    public async Task InitializeAsync()
+    {
+        _cluster = EmbeddedPostgres.For(_home, fast: true);
+        var (cs, _) = await _cluster.EnsureRunningAsync();
+        // Fail fast while the server is away instead of waiting out the default timeouts.
+        var connectionString = new NpgsqlConnectionStringBuilder(cs) { Timeout = 3, CommandTimeout = 5 }.ConnectionString;
+        _factory = new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
+        {
+            web.UseSetting("FORECASTER_DB", connectionString);
+            web.UseSetting("Forecaster:ApiKeys:0", ApiFixture.ApiKey);
+            web.ConfigureTestServices(s => s.AddSingleton<TimeProvider>(new FakeClock(ApiFixture.Now)));
+        });
+        _ = _factory.Server;
+    }
+
+    public async Task DisposeAsync()
+    {
+        _factory.Dispose();
+        NpgsqlConnection.ClearAllPools();
+        await _cluster.StopAsync();
+        Directory.Delete(_home, recursive: true);
+    }
+
+    [Fact]
+    public async Task WritesAnswer503WhileTheDatabaseIsDownAndRecoverWhenItReturns()
+    {
+        var client = _factory.CreateClient();
+        client.DefaultRequestHeaders.Add("X-Api-Key", ApiFixture.ApiKey);
+        var body = ApiFixture.Json("""{"kind":"service","loadMetric":"qps"}""");
+        Assert.Equal(HttpStatusCode.Created, (await client.PutAsync("/api/v1/resources/before", body)).StatusCode);
+
+        await _cluster.StopAsync();
+        var down = await client.PutAsync("/api/v1/resources/during", ApiFixture.Json("""{"kind":"service","loadMetric":"qps"}"""));
+        await SamplesApiTests.AssertProblem(down, HttpStatusCode.ServiceUnavailable, null, "Nothing was stored");
+        Assert.NotNull(down.Headers.RetryAfter);
+        var ready = await client.GetAsync("/health/ready");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, ready.StatusCode);
+        Assert.Contains("database unreachable", await ready.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health/live")).StatusCode);
+
+        await _cluster.EnsureRunningAsync();
+        HttpStatusCode status = default;
+        for (var attempt = 0; attempt < 20 && status != HttpStatusCode.Created; attempt++)
+        {
+            status = (await client.PutAsync("/api/v1/resources/after", ApiFixture.Json("""{"kind":"service","loadMetric":"qps"}"""))).StatusCode;
+            if (status != HttpStatusCode.Created)
+            {
+                await Task.Delay(250);
+            }
+        }
+        Assert.Equal(HttpStatusCode.Created, status);
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health/ready")).StatusCode);
+        var names = JsonDocument.Parse(await client.GetStringAsync("/api/v1/resources")).RootElement.GetProperty("items")
+            .EnumerateArray().Select(i => i.GetProperty("name").GetString());
+        Assert.Equal(["after", "before"], names);
+    }
+}
