@@ -7,6 +7,7 @@ using Forecaster.Api.OpenApi;
 using Forecaster.Api.Resources;
 using Forecaster.Api.Samples;
 using Forecaster.Api.Security;
+using Forecaster.Api.Training;
 
 // `forecaster VERB ...` runs a command-line verb; `forecaster serve` (or no verb) runs the service below.
 if (Cli.IsVerb(args))
@@ -21,6 +22,7 @@ var builder = WebApplication.CreateBuilder(new WebApplicationOptions
 });
 builder.AddForecasterHost();
 builder.AddForecasterDatabase();
+builder.AddForecasterTraining();
 builder.Services.AddApiKeys();
 builder.Services.AddForecasterProblems();
 builder.Services.AddForecasterOpenApi();
@@ -35,6 +37,8 @@ app.UseAuthorization();
 app.MapHealth();
 app.MapResources();
 app.MapSamples();
+app.MapModels();
+app.MapTrainingRuns();
 
 await app.RunAsync();
 return 0;

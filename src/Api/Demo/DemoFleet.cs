@@ -120,6 +120,8 @@ public static class DemoFleet
             yield return (r.LoadMetric, t, Math.Round(load, 3));
             yield return ("cpu_cores", t, Math.Round(Math.Max(0, cores), 4));
             yield return ("memory_bytes", t, Math.Round(memory));
+            // The observed replica (job: parallelism) count: training divides cpu and memory by it for per-replica usage.
+            yield return ("replicas", t, replicas);
             if (r.Kind == "job")
             {
                 // Backlog builds while a spike outruns the job and drains afterwards.
