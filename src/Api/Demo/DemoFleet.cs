@@ -114,8 +114,9 @@ public static class DemoFleet
             // Spikes: rare bursts that decay over a few steps.
             spike = rng.NextDouble() < 0.003 * r.Step.TotalHours ? 1.6 + rng.NextDouble() * 1.4 : 1 + (spike - 1) * Math.Pow(0.5, r.Step.TotalHours);
             load = Math.Max(0, load * spike);
-            var cores = 0.2 + load / r.LoadPerCore * (1 + 0.03 * Gaussian(rng));
             var replicas = Math.Max(2, Math.Ceiling(load / (r.LoadPerCore * 0.7)));
+            // Each replica idles at 0.1 core and load costs 1 / LoadPerCore cores: per replica, cpu = 0.1 + load / LoadPerCore.
+            var cores = replicas * 0.1 + load / r.LoadPerCore * (1 + 0.03 * Gaussian(rng));
             var memory = replicas * r.MemoryBase + load * r.MemoryPerLoad * (1 + 0.02 * Gaussian(rng));
             yield return (r.LoadMetric, t, Math.Round(load, 3));
             yield return ("cpu_cores", t, Math.Round(Math.Max(0, cores), 4));

@@ -62,12 +62,6 @@ public sealed class TrainingOptions : IValidatableObject
     [Range(1, 300)]
     public int SchedulerIdleSeconds { get; set; } = 5;
 
-    /// <summary>
-    /// Test seam: series of resources whose name starts with this prefix fail to fit, as a corrupt series would. The
-    /// production path is the same (the exception is raised inside the fit), so a test proves what a real failure does.
-    /// </summary>
-    public string? FailResourcesWithPrefix { get; set; }
-
     /// <summary>The absolute directory of model artifacts.</summary>
     public string ResolvedModelsPath => Path.IsPathRooted(ModelsPath)
         ? ModelsPath

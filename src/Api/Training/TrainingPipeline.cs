@@ -25,7 +25,14 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
     static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
     /// <summary>A resource of the batch and the series it has among those training reads.</summary>
-    sealed record BatchResource(int Id, string Name, string LoadMetric, int[] SeriesIds, string[] Metrics);
+    sealed record BatchResource
+    {
+        public int Id { get; init; }
+        public string Name { get; init; } = "";
+        public string LoadMetric { get; init; } = "";
+        public int[] SeriesIds { get; init; } = [];
+        public string[] Metrics { get; init; } = [];
+    }
 
     /// <summary>One series to fit, with its pre-allocated model version id.</summary>
     sealed record Item(BatchResource Resource, string Metric, int SeriesId, long Version);
@@ -173,10 +180,6 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
                 {
                     results[i] = new Fitted(null, null, null, $"no samples in the last {o.HistoryDays} days");
                     return;
-                }
-                if (o.FailResourcesWithPrefix is { Length: > 0 } prefix && item.Resource.Name.StartsWith(prefix, StringComparison.Ordinal))
-                {
-                    throw new InvalidOperationException($"injected fit failure (Forecaster:Training:FailResourcesWithPrefix = '{prefix}')");
                 }
                 var forecastOptions = new ForecastOptions
                 {

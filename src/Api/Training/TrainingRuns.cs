@@ -4,10 +4,22 @@ using Npgsql;
 namespace Forecaster.Api.Training;
 
 /// <summary>A training run as stored: status, progress counters and timing.</summary>
-public sealed record TrainingRunRow(
-    long Id, string Trigger, string Status, string[]? Resources, int ShardCount, int SeriesTotal, int SeriesDone, int SeriesFailed,
-    DateTime CreatedAt, DateTime? StartedAt, DateTime? FinishedAt, string? Error, string? Planning)
+public sealed record TrainingRunRow
 {
+    public long Id { get; init; }
+    public string Trigger { get; init; } = "";
+    public string Status { get; init; } = "";
+    public string[]? Resources { get; init; }
+    public int ShardCount { get; init; }
+    public int SeriesTotal { get; init; }
+    public int SeriesDone { get; init; }
+    public int SeriesFailed { get; init; }
+    public DateTime CreatedAt { get; init; }
+    public DateTime? StartedAt { get; init; }
+    public DateTime? FinishedAt { get; init; }
+    public string? Error { get; init; }
+    public string? Planning { get; init; }
+
     public const string Columns = """
         id, trigger, status, resources, shard_count AS ShardCount, series_total AS SeriesTotal, series_done AS SeriesDone,
         series_failed AS SeriesFailed, created_at AS CreatedAt, started_at AS StartedAt, finished_at AS FinishedAt, error, planning

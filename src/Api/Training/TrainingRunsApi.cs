@@ -77,8 +77,17 @@ public static class TrainingRunsApi
                 detail: $"Run {active} is queued or running; follow it at /api/v1/training-runs/{active}.",
                 extensions: new Dictionary<string, object?> { ["activeRun"] = active });
         }
-        var scheduler = await schedulers.GetScheduler(ct);
-        await scheduler.TriggerJob(TrainingRunJob.Key, new JobDataMap { [TrainingRunJob.RunIdKey] = runId.ToString(System.Globalization.CultureInfo.InvariantCulture) }, ct);
+        try
+        {
+            var scheduler = await schedulers.GetScheduler(ct);
+            await scheduler.TriggerJob(TrainingRunJob.Key, new JobDataMap { [TrainingRunJob.RunIdKey] = runId.ToString(System.Globalization.CultureInfo.InvariantCulture) }, ct);
+        }
+        catch (Exception e) when (e is SchedulerException or NpgsqlException or OperationCanceledException)
+        {
+            // A run nobody will start must not block the next one.
+            await TrainingRuns.FailAsync(db, runId, $"could not be scheduled: {e.Message}", clock.GetUtcNow(), CancellationToken.None);
+            throw;
+        }
         await using (var conn = await db.OpenConnectionAsync(ct))
         {
             var run = await TrainingRuns.GetAsync(conn, runId, ct);
