@@ -18,6 +18,7 @@ public static class Cli
         DbCommand.Create(),
         Forecasting.ForecastCommand.Create(),
         Training.TrainCommand.Create(),
+        Plans.PlanCommand.Create(),
     };
 
     /// <summary>True when <paramref name="args"/> name a CLI verb (or ask for help) rather than the service.</summary>

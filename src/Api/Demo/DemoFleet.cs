@@ -43,9 +43,15 @@ public static class DemoFleet
                 ["overcommitBuffer"] = 0.15,
             };
             // Half the fleet states its capacity; the other half leaves it to the trained capacity model.
+            // The other half states the cores a replica is sized for (its limit), which turns the capacity model's
+            // cpu = a + b·load into a capacity: (replicaCpu − a) / b.
             if (i % 2 == 0)
             {
                 policy["capacityPerReplica"] = loadPerCore;
+            }
+            else
+            {
+                policy["replicaCpu"] = 1.0;
             }
             if (i % 5 == 0)
             {
@@ -79,6 +85,10 @@ public static class DemoFleet
             if (i % 2 == 1)
             {
                 policy["capacityPerSubtask"] = perCore;
+            }
+            else
+            {
+                policy["replicaCpu"] = 1.0;
             }
             list.Add(new DemoResource(
                 Jobs[i], "job", "streaming", "records_in_rate", policy,

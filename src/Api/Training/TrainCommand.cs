@@ -83,7 +83,8 @@ public static class TrainCommand
                 Console.Error.WriteLine($"Training run {runId} failed: {error}");
             }
             var status = await TrainingRuns.CompleteShardAsync(db, runId, 0, error, clock.GetUtcNow(), CancellationToken.None) ?? "failed";
-            await new PlanningStep(db, loggers.CreateLogger<PlanningStep>()).AfterRunAsync(runId, status, CancellationToken.None);
+            var planner = Plans.PlanCommand.Pipeline(db, Plans.PlanCommand.ReadOptions(out _) ?? new Plans.PlanningOptions(), loggers);
+            await new PlanningStep(db, planner, loggers.CreateLogger<PlanningStep>()).AfterRunAsync(runId, status, CancellationToken.None);
 
             var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
             var series = outcome?.Series ?? 0;
