@@ -27,6 +27,11 @@ CREATE TABLE IF NOT EXISTS plan_versions (
     requests              jsonb       NOT NULL,
     notes                 text[]      NOT NULL DEFAULT '{}',
     steps                 jsonb       NOT NULL,
+    -- Planned count × request per step, hour by hour from horizon_start (0 where a request is unknown): the capacity view
+    -- sums these arrays instead of opening every plan's steps. requests_known is false when cpu or memory is unknown.
+    cpu_hours             double precision[] NOT NULL,
+    memory_hours          bigint[]    NOT NULL,
+    requests_known        boolean     NOT NULL,
     superseded_at         timestamptz
 );
 -- At most one active (served) plan per resource; the serving side loads `WHERE status = 'active'`.

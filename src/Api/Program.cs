@@ -1,9 +1,11 @@
 using Forecaster.Api;
+using Forecaster.Api.Capacity;
 using Forecaster.Api.Cli;
 using Forecaster.Api.Database;
 using Forecaster.Api.Errors;
 using Forecaster.Api.Health;
 using Forecaster.Api.OpenApi;
+using Forecaster.Api.Plans;
 using Forecaster.Api.Resources;
 using Forecaster.Api.Samples;
 using Forecaster.Api.Security;
@@ -23,6 +25,7 @@ var builder = WebApplication.CreateBuilder(new WebApplicationOptions
 builder.AddForecasterHost();
 builder.AddForecasterDatabase();
 builder.AddForecasterTraining();
+builder.AddForecasterPlanning();
 builder.Services.AddApiKeys();
 builder.Services.AddForecasterProblems();
 builder.Services.AddForecasterOpenApi();
@@ -39,6 +42,9 @@ app.MapResources();
 app.MapSamples();
 app.MapModels();
 app.MapTrainingRuns();
+app.MapPlans();
+app.MapCapacity();
+app.MapGroups();
 
 await app.RunAsync();
 return 0;

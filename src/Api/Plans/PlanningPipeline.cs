@@ -135,7 +135,8 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
         await conn.ExecuteAsync(new CommandDefinition(supersede, new { planned = plannedIds, now }, tx, cancellationToken: ct));
         await using (var copy = await conn.BeginBinaryImportAsync("""
             COPY plan_versions (resource_id, status, kind, mode, trigger, training_run_id, generated_at, horizon_start, horizon_hours,
-                lead_minutes, model_version_id, forecast_generated_at, capacity_model, policy, requests, notes, steps) FROM STDIN (FORMAT BINARY)
+                lead_minutes, model_version_id, forecast_generated_at, capacity_model, policy, requests, notes, steps, cpu_hours, memory_hours,
+                requests_known) FROM STDIN (FORMAT BINARY)
             """, ct))
         {
             var trigger = scope.Trigger.ToString().ToLowerInvariant();
@@ -160,6 +161,9 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
                 await copy.WriteAsync(r.Requests!, NpgsqlDbType.Jsonb, ct);
                 await copy.WriteAsync(plan.Notes.ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Text, ct);
                 await copy.WriteAsync(r.Steps!, NpgsqlDbType.Jsonb, ct);
+                await copy.WriteAsync(plan.Steps.Select(s => s.Count * (s.Cpu ?? 0)).ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Double, ct);
+                await copy.WriteAsync(plan.Steps.Select(s => s.Count * (s.Memory ?? 0)).ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Bigint, ct);
+                await copy.WriteAsync(plan.Requests.Cpu is not null && plan.Requests.Memory is not null, NpgsqlDbType.Boolean, ct);
             }
             await copy.CompleteAsync(ct);
         }
