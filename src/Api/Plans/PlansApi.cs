@@ -29,7 +29,11 @@ public sealed record PlanVersionSummary
 }
 
 /// <summary>Why the last planning attempt produced no plan (the previous one, if any, stays active).</summary>
-public sealed record PlanProblem(DateTime CheckedAt, string[] Missing);
+public sealed record PlanProblem
+{
+    public DateTime CheckedAt { get; init; }
+    public string[] Missing { get; init; } = [];
+}
 
 /// <summary>A resource's plan versions, newest first, and the last planning problem if it has one.</summary>
 public sealed record PlanVersionPage(string Resource, PlanProblem? Problem, IReadOnlyList<PlanVersionSummary> Items);

@@ -37,7 +37,7 @@ public sealed class PlansApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         Assert.Equal(
             ["policy.maxParallelism", "policy.maxReplica", "policy.minReplicas", "policy.targetUtilization", "policy.windows[0].timeZone"],
             errors.EnumerateObject().Select(e => e.Name).Order(StringComparer.Ordinal));
-        Assert.Contains("did you mean \"maxReplicas\"", errors.GetProperty("policy.maxReplica")[0].GetString(), StringComparison.Ordinal);
+        Assert.StartsWith("unknown property", errors.GetProperty("policy.maxReplica")[0].GetString(), StringComparison.Ordinal);
 
         var stored = await client.GetFromJsonAsync<JsonElement>("/api/v1/resources/valid-svc");
         Assert.Equal(2, stored.GetProperty("policy").GetProperty("minReplicas").GetInt32());
