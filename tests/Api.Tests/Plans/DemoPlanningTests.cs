@@ -10,9 +10,9 @@ public sealed class DemoPlanningTests(TrainingFixture fx) : IClassFixture<Traini
     [Fact]
     public async Task ATrainingRunPlansEveryDemoResourceWith48ExplainedSteps()
     {
-        var run = await fx.WaitForRunAsync(await fx.FullRunAsync());
-        Assert.Equal("succeeded", run.GetProperty("status").GetString());
-        Assert.StartsWith("resources=25 planned=25 cannot=0", run.GetProperty("planning").GetString(), StringComparison.Ordinal);
+        var id = await fx.FullRunAsync();
+        Assert.Equal("succeeded", (await fx.WaitForRunAsync(id)).GetProperty("status").GetString());
+        Assert.StartsWith("resources=25 planned=25 cannot=0", await RunPlanning.WaitAsync(fx, id), StringComparison.Ordinal);
 
         using var client = fx.Reader();
         var resources = await client.GetFromJsonAsync<JsonElement>("/api/v1/resources?limit=100");
@@ -36,12 +36,18 @@ public sealed class DemoPlanningTests(TrainingFixture fx) : IClassFixture<Traini
                 sources.Add(step.GetProperty("source").GetString()!);
                 capacitySources.Add(explanation.GetProperty("capacitySource").GetString()!);
             }
+            if (steps.EnumerateArray().Any(s => s.GetProperty("explanation").GetProperty("capacitySource").GetString() == "none"))
+            {
+                // No usable capacity (e.g. a weak fit) is said once on the plan, not guessed.
+                Assert.Contains(active.GetProperty("notes").EnumerateArray(), n => n.GetString()!.Contains("capacity", StringComparison.Ordinal));
+            }
             // Requests come from the weekly peaks training computed.
             Assert.True(steps[0].GetProperty("cpu").GetDouble() > 0, name);
             Assert.True(steps[0].GetProperty("memory").GetInt64() > 0, name);
         }
         Assert.Contains("forecast", sources);
         // Half the fleet states its capacity; the other half gets it from the capacity model and policy.replicaCpu.
-        Assert.Equal(["capacityModel", "policy"], capacitySources.Order(StringComparer.Ordinal));
+        Assert.Contains("capacityModel", capacitySources);
+        Assert.Contains("policy", capacitySources);
     }
 }

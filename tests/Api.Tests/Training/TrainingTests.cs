@@ -26,7 +26,7 @@ public sealed class TrainingTests(TrainingFixture fx) : IClassFixture<TrainingFi
         Assert.Equal(expected, progress.GetProperty("done").GetInt32());
         Assert.Equal(0, progress.GetProperty("failed").GetInt32());
         Assert.Equal(3, run.GetProperty("shards").GetArrayLength());
-        Assert.StartsWith("resources=25 planned=25 cannot=0", run.GetProperty("planning").GetString(), StringComparison.Ordinal);
+        Assert.StartsWith("resources=25 planned=25 cannot=0", await Plans.RunPlanning.WaitAsync(fx, id), StringComparison.Ordinal);
 
         Assert.Equal(expected, await fx.ScalarAsync<int>($"SELECT count(*)::int FROM model_versions WHERE status = 'active' AND run_id = {id}"));
         Assert.Equal(expected * 48, await fx.ScalarAsync<int>($"SELECT count(*)::int FROM forecasts f JOIN model_versions mv ON mv.id = f.model_version_id AND mv.status = 'active'"));
