@@ -1,12 +1,15 @@
 using Forecaster.Api;
+using Forecaster.Api.Capacity;
 using Forecaster.Api.Cli;
 using Forecaster.Api.Database;
 using Forecaster.Api.Errors;
 using Forecaster.Api.Health;
 using Forecaster.Api.OpenApi;
+using Forecaster.Api.Plans;
 using Forecaster.Api.Resources;
 using Forecaster.Api.Samples;
 using Forecaster.Api.Security;
+using Forecaster.Api.Training;
 
 // `forecaster VERB ...` runs a command-line verb; `forecaster serve` (or no verb) runs the service below.
 if (Cli.IsVerb(args))
@@ -21,6 +24,8 @@ var builder = WebApplication.CreateBuilder(new WebApplicationOptions
 });
 builder.AddForecasterHost();
 builder.AddForecasterDatabase();
+builder.AddForecasterTraining();
+builder.AddForecasterPlanning();
 builder.Services.AddApiKeys();
 builder.Services.AddForecasterProblems();
 builder.Services.AddForecasterOpenApi();
@@ -34,6 +39,11 @@ app.UseApiKeys();
 app.MapHealth();
 app.MapResources();
 app.MapSamples();
+app.MapModels();
+app.MapTrainingRuns();
+app.MapPlans();
+app.MapCapacity();
+app.MapGroups();
 
 await app.RunAsync();
 return 0;

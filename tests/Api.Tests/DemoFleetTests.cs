@@ -19,7 +19,7 @@ public sealed class DemoFleetTests
         Assert.Equal(5, fleet.Count(r => r.Kind == "job"));
         Assert.Equal(DemoFleet.Samples(fleet[3], End).Take(500), DemoFleet.Samples(DemoFleet.Resources()[3], End).Take(500));
         var job = fleet.First(r => r.Kind == "job");
-        Assert.Equal(["backlog_records", "cpu_cores", "memory_bytes", "records_in_rate"], DemoFleet.Samples(job, End).Select(s => s.Metric).Distinct().Order());
+        Assert.Equal(["backlog_records", "cpu_cores", "memory_bytes", "records_in_rate", "replicas"], DemoFleet.Samples(job, End).Select(s => s.Metric).Distinct().Order());
     }
 
     [Fact]

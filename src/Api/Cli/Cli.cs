@@ -17,6 +17,8 @@ public static class Cli
         ImportCommand.Create(),
         DbCommand.Create(),
         Forecasting.ForecastCommand.Create(),
+        Training.TrainCommand.Create(),
+        Plans.PlanCommand.Create(),
     };
 
     /// <summary>True when <paramref name="args"/> name a CLI verb (or ask for help) rather than the service.</summary>

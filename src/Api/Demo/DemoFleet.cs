@@ -43,9 +43,15 @@ public static class DemoFleet
                 ["overcommitBuffer"] = 0.15,
             };
             // Half the fleet states its capacity; the other half leaves it to the trained capacity model.
+            // The other half states the cores a replica is sized for (its limit), which turns the capacity model's
+            // cpu = a + b·load into a capacity: (replicaCpu − a) / b.
             if (i % 2 == 0)
             {
                 policy["capacityPerReplica"] = loadPerCore;
+            }
+            else
+            {
+                policy["replicaCpu"] = 1.0;
             }
             if (i % 5 == 0)
             {
@@ -79,6 +85,10 @@ public static class DemoFleet
             if (i % 2 == 1)
             {
                 policy["capacityPerSubtask"] = perCore;
+            }
+            else
+            {
+                policy["replicaCpu"] = 1.0;
             }
             list.Add(new DemoResource(
                 Jobs[i], "job", "streaming", "records_in_rate", policy,
@@ -114,12 +124,15 @@ public static class DemoFleet
             // Spikes: rare bursts that decay over a few steps.
             spike = rng.NextDouble() < 0.003 * r.Step.TotalHours ? 1.6 + rng.NextDouble() * 1.4 : 1 + (spike - 1) * Math.Pow(0.5, r.Step.TotalHours);
             load = Math.Max(0, load * spike);
-            var cores = 0.2 + load / r.LoadPerCore * (1 + 0.03 * Gaussian(rng));
             var replicas = Math.Max(2, Math.Ceiling(load / (r.LoadPerCore * 0.7)));
+            // Each replica idles at 0.1 core and load costs 1 / LoadPerCore cores: per replica, cpu = 0.1 + load / LoadPerCore.
+            var cores = replicas * 0.1 + load / r.LoadPerCore * (1 + 0.03 * Gaussian(rng));
             var memory = replicas * r.MemoryBase + load * r.MemoryPerLoad * (1 + 0.02 * Gaussian(rng));
             yield return (r.LoadMetric, t, Math.Round(load, 3));
             yield return ("cpu_cores", t, Math.Round(Math.Max(0, cores), 4));
             yield return ("memory_bytes", t, Math.Round(memory));
+            // The observed replica (job: parallelism) count: training divides cpu and memory by it for per-replica usage.
+            yield return ("replicas", t, replicas);
             if (r.Kind == "job")
             {
                 // Backlog builds while a spike outruns the job and drains afterwards.

@@ -2,8 +2,10 @@ using System.Text.Json;
 using Dapper;
 using Forecaster.Api.Errors;
 using Forecaster.Api.OpenApi;
+using Forecaster.Api.Plans;
 using Forecaster.Api.Samples;
 using Forecaster.Api.Security;
+using Forecaster.Planner;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Npgsql;
 
@@ -27,7 +29,7 @@ public static class ResourcesApi
             .RequireAuthorization(ApiKeyExtensions.ReadPolicy);
         group.MapPut("/{name}", PutResource)
             .WithName(nameof(PutResource))
-            .WithSummary("Create or replace a resource (201 when created, 200 when updated)")
+            .WithSummary("Create or replace a resource (201 when created, 200 when updated); a new or changed policy is validated and the resource replanned")
             .RequireAuthorization(ApiKeyExtensions.WritePolicy)
             .WithRequestExample("""{"kind":"service","group":"checkout","loadMetric":"qps","policy":{"minReplicas":2,"maxReplicas":40,"targetUtilization":0.7,"capacityPerReplica":150}}""")
             .ProducesProblem(StatusCodes.Status401Unauthorized);
@@ -75,23 +77,26 @@ public static class ResourcesApi
     }
 
     static async Task<Results<Created<ResourceView>, Ok<ResourceView>, ValidationProblem>> PutResource(
-        NpgsqlDataSource db, TimeProvider clock, string name, ResourceInput input, CancellationToken ct)
+        NpgsqlDataSource db, PlanningPipeline planner, TimeProvider clock, string name, ResourceInput input, CancellationToken ct)
     {
         var errors = Validate(name, input);
         if (errors.Count > 0)
         {
             return TypedResults.ValidationProblem(errors, detail: string.Join(" ", errors.Select(e => $"{e.Key} {e.Value[0]}.")));
         }
+        // `old` reads the row as it was before this statement: whatever the plan depends on (kind, load metric, policy) changed?
         const string upsert = """
+            WITH old AS (SELECT kind, load_metric, policy FROM resources WHERE name = @name)
             INSERT INTO resources (name, kind, "group", load_metric, policy, created_at, updated_at)
             VALUES (@name, @kind, @group, @loadMetric, @policy::jsonb, @now, @now)
             ON CONFLICT (name) DO UPDATE
                SET kind = EXCLUDED.kind, "group" = EXCLUDED."group", load_metric = EXCLUDED.load_metric,
                    policy = EXCLUDED.policy, updated_at = EXCLUDED.updated_at
-            RETURNING (xmax = 0) AS inserted
+            RETURNING (xmax = 0) AS Inserted,
+                NOT EXISTS (SELECT 1 FROM old WHERE old.kind = @kind AND old.load_metric = @loadMetric AND old.policy = @policy::jsonb) AS Changed
             """;
         await using var conn = await db.OpenConnectionAsync(ct);
-        var inserted = await conn.ExecuteScalarAsync<bool>(new CommandDefinition(upsert, new
+        var (inserted, changed) = await conn.QuerySingleAsync<(bool Inserted, bool Changed)>(new CommandDefinition(upsert, new
         {
             name,
             kind = input.Kind,
@@ -100,6 +105,11 @@ public static class ResourcesApi
             policy = input.Policy is { ValueKind: JsonValueKind.Object } p ? p.GetRawText() : "{}",
             now = clock.GetUtcNow(),
         }, cancellationToken: ct));
+        if (changed)
+        {
+            // Only this resource: its plan follows its policy at once instead of waiting for the next training run.
+            await planner.PlanAsync(new PlanScope(PlanTrigger.Policy, [name]), null, ct);
+        }
         var view = (await conn.QuerySingleAsync<ResourceRow>(new CommandDefinition(
             $"SELECT {ResourceRow.Columns} FROM resources r WHERE r.name = @name", new { name }, cancellationToken: ct))).ToView();
         return inserted ? TypedResults.Created($"/api/v1/resources/{name}", view) : TypedResults.Ok(view);
@@ -150,6 +160,14 @@ public static class ResourcesApi
         if (input.Policy is { ValueKind: not (JsonValueKind.Object or JsonValueKind.Null or JsonValueKind.Undefined) })
         {
             errors["policy"] = ["must be a JSON object"];
+        }
+        else if (input.Policy is { ValueKind: JsonValueKind.Object } policy && input.Kind is "service" or "job")
+        {
+            // Every bad field at once, each under its own path (policy.maxReplicas, policy.windows[0].timeZone).
+            foreach (var field in PolicyValidator.Validate(policy, input.Kind == "job" ? ResourceKind.Job : ResourceKind.Service).GroupBy(p => p.Field))
+            {
+                errors[field.Key] = [.. field.Select(p => p.Message)];
+            }
         }
         return errors;
     }

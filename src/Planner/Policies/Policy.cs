@@ -43,6 +43,13 @@ public sealed record Policy
     /// <summary>Load one replica carries at 100% utilisation; when absent it is derived from the trained capacity model.</summary>
     public double? CapacityPerReplica { get; init; }
 
+    /// <summary>
+    /// Cores one replica (subtask) is sized for: its cpu limit, else the request in its manifest. With the trained
+    /// capacity model it gives the capacity when the policy states none; the host passes it as <see cref="PlanInput.ReplicaCpu"/>.
+    /// A fixed reference on purpose: never the planner's own overcommitted request (see <see cref="CapacityModel"/>).
+    /// </summary>
+    public double? ReplicaCpu { get; init; }
+
     public double TargetUtilization { get; init; } = DefaultTargetUtilization;
 
     /// <summary>Absent means 1 when clamping; but the static fallback only trusts an explicit value or the current count.</summary>

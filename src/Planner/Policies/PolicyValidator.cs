@@ -22,7 +22,7 @@ public static class PolicyValidator
 
     private static readonly string[] PolicyFields =
     [
-        "loadMetric", "capacityPerReplica", "targetUtilization", "minReplicas", "maxReplicas", "forecastBound",
+        "loadMetric", "capacityPerReplica", "replicaCpu", "targetUtilization", "minReplicas", "maxReplicas", "forecastBound",
         "maxStepUp", "maxStepDown", "tolerance", "scaleDownDelayHours", "leadMinutes", "windows", "maxBreach",
         "maxBreachBuffer", "mode", "overcommitBuffer", "minCpu", "minMemory", "cpuGranularity", "memoryGranularity",
         "staleAfterHours", .. JobOnly,
@@ -46,6 +46,7 @@ public static class PolicyValidator
         check.Text("backlogMetric");
         check.Number("capacityPerReplica", min: 0, minExclusive: true);
         check.Number("capacityPerSubtask", min: 0, minExclusive: true);
+        check.Number("replicaCpu", min: 0, minExclusive: true, max: 1024);
         check.Number("targetUtilization", min: 0, minExclusive: true, max: 1, nullable: false);
         var min = check.Integer("minReplicas", min: kind == ResourceKind.Job ? 1 : 0);
         var max = check.Integer("maxReplicas", min: 1);

@@ -41,7 +41,7 @@ public class ApiFixture : IAsyncLifetime
         _ = _factory.Server;
     }
 
-    public Task DisposeAsync()
+    public virtual Task DisposeAsync()
     {
         _factory?.Dispose();
         NpgsqlConnection.ClearAllPools();

@@ -1,0 +1,95 @@
+using System.CommandLine;
+using ValidationContext = System.ComponentModel.DataAnnotations.ValidationContext;
+using ValidationResult = System.ComponentModel.DataAnnotations.ValidationResult;
+using Validator = System.ComponentModel.DataAnnotations.Validator;
+using Dapper;
+using Npgsql;
+using Spectre.Console;
+
+namespace Forecaster.Api.Plans;
+
+/// <summary>
+/// <c>forecaster plan [--resource NAME]...</c>: plans every resource now (or the named ones) from the stored forecasts, with a
+/// progress bar on a terminal, ending with <c>resources=N planned=P cannot=C seconds=S rate=R/s</c> on stdout.
+/// Exit codes: 0 done (resources that cannot be planned are reported, not failures), 1 failure, 2 bad input.
+/// </summary>
+public static class PlanCommand
+{
+    public static Command Create()
+    {
+        var resource = new Option<string[]>("--resource") { Description = "Plan only this resource (repeatable).", AllowMultipleArgumentsPerToken = false };
+        var command = new Command("plan", "Plan every resource now (or the named ones) and publish the plans.") { resource };
+        command.SetAction(async (parse, ct) =>
+        {
+            if (ReadOptions(out var problems) is not { } options)
+            {
+                foreach (var p in problems)
+                {
+                    Console.Error.WriteLine(p);
+                }
+                return 2;
+            }
+            var names = parse.GetValue(resource) is { Length: > 0 } given ? given.Distinct(StringComparer.Ordinal).ToArray() : null;
+            var (db, _) = await Cli.Cli.OpenDatabaseAsync(ct);
+            await using var __ = db;
+            int total;
+            await using (var conn = await db.OpenConnectionAsync(ct))
+            {
+                if (names is not null)
+                {
+                    var known = (await conn.QueryAsync<string>(new CommandDefinition("SELECT name FROM resources WHERE name = ANY(@names)", new { names }, cancellationToken: ct))).ToHashSet();
+                    if (names.FirstOrDefault(n => !known.Contains(n)) is { } unknown)
+                    {
+                        Console.Error.WriteLine($"--resource: no resource is named '{unknown}'");
+                        return 2;
+                    }
+                }
+                total = await conn.ExecuteScalarAsync<int>(new CommandDefinition(
+                    "SELECT count(*)::int FROM resources WHERE @names::text[] IS NULL OR name = ANY(@names)", new { names }, cancellationToken: ct));
+            }
+
+            // Logs go to stderr, so stdout holds only the summary line.
+            using var loggers = LoggerFactory.Create(b => b
+                .AddSimpleConsole(o => o.SingleLine = true)
+                .SetMinimumLevel(LogLevel.Information)
+                .Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace));
+            var pipeline = Pipeline(db, options, loggers);
+            var scope = new PlanScope(PlanTrigger.Cli, names);
+            PlanningOutcome outcome;
+            try
+            {
+                outcome = AnsiConsole.Profile.Capabilities.Interactive && !Console.IsErrorRedirected
+                    ? await AnsiConsole.Progress()
+                        .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                        .StartAsync(async progress =>
+                        {
+                            var task = progress.AddTask("Planning", maxValue: Math.Max(1, total));
+                            return await Task.Run(() => pipeline.PlanAsync(scope, done => task.Value = done, ct), ct);
+                        })
+                    : await Task.Run(() => pipeline.PlanAsync(scope, null, ct), ct);
+            }
+            catch (Exception e) when (e is NpgsqlException or TimeoutException)
+            {
+                Console.Error.WriteLine($"Planning failed: {e.GetType().Name}: {e.Message}");
+                return 1;
+            }
+            Console.WriteLine(outcome.Summary);
+            return 0;
+        });
+        return command;
+    }
+
+    /// <summary>A pipeline outside the service (the `plan` and `train` verbs), on the configured options and the system clock.</summary>
+    internal static PlanningPipeline Pipeline(NpgsqlDataSource db, PlanningOptions options, ILoggerFactory loggers) =>
+        new(db, Microsoft.Extensions.Options.Options.Create(options), TimeProvider.System, loggers.CreateLogger<PlanningPipeline>());
+
+    /// <summary>The `Forecaster:Planning` section, validated as the service validates it; null with every problem otherwise.</summary>
+    internal static PlanningOptions? ReadOptions(out List<string> problems)
+    {
+        var options = Cli.Cli.Configuration().GetSection(PlanningOptions.Section).Get<PlanningOptions>() ?? new PlanningOptions();
+        var results = new List<ValidationResult>();
+        Validator.TryValidateObject(options, new ValidationContext(options), results, validateAllProperties: true);
+        problems = [.. results.Select(p => $"{PlanningOptions.Section}:{string.Join(',', p.MemberNames)}: {p.ErrorMessage}")];
+        return problems.Count == 0 ? options : null;
+    }
+}

@@ -1,0 +1,267 @@
+using System.Text.Json;
+using Dapper;
+using Forecaster.Planner;
+using Npgsql;
+
+namespace Forecaster.Api.Plans;
+
+/// <summary>A resource of a planning batch as stored; <see cref="UpdatedAt"/> detects a policy changed while the batch was planned.</summary>
+public sealed record PlanResource
+{
+    public int Id { get; init; }
+    public string Name { get; init; } = "";
+    public string Kind { get; init; } = "";
+    public string LoadMetric { get; init; } = "";
+    public string Policy { get; init; } = "{}";
+    public DateTime UpdatedAt { get; init; }
+}
+
+/// <summary>What one resource of a batch is planned from, or why its stored policy cannot be used.</summary>
+public sealed record PlanRequest(PlanResource Resource, PlanInput? Input, IReadOnlyList<string> Problems);
+
+/// <summary>
+/// Loads the planner's inputs for one batch of resources with a handful of queries (never per resource): policy, the latest
+/// forecast of the load metric (and a job's backlog metric) within the horizon, 8 days of observed hourly mean load for the
+/// fallbacks, the latest <c>replicas</c> (current count) and backlog samples, the capacity model and the weekly peaks.
+/// <para>
+/// <c>ReplicaCpu</c>, which turns the capacity model into a capacity, is the policy's <c>replicaCpu</c> (the cores a
+/// replica is sized for: its limit or manifest request). It is deliberately not a metric of requests: the planner's own
+/// overcommitted request would feed back into the replica count (see <see cref="CapacityModel"/>).
+/// </para>
+/// </summary>
+public static class PlanInputs
+{
+    static readonly TimeSpan Hour = TimeSpan.FromHours(1);
+
+    /// <summary>Days of observed load read for yesterday's and last week's same hour.</summary>
+    public const int ObservedDays = 8;
+
+    public static async Task<List<PlanResource>> NextBatchAsync(NpgsqlDataSource db, string[]? names, int after, int take, CancellationToken ct)
+    {
+        // Keyset paging by id keeps memory flat however large the fleet.
+        const string next = """
+            SELECT id, name, kind, load_metric AS LoadMetric, policy::text AS Policy, updated_at AS UpdatedAt
+            FROM resources
+            WHERE id > @after AND (@names::text[] IS NULL OR name = ANY(@names))
+            ORDER BY id
+            LIMIT @take
+            """;
+        await using var conn = await db.OpenConnectionAsync(ct);
+        return [.. await conn.QueryAsync<PlanResource>(new CommandDefinition(next, new { names, after, take }, cancellationToken: ct))];
+    }
+
+    public static async Task<PlanRequest[]> LoadAsync(
+        NpgsqlDataSource db, List<PlanResource> batch, DateTimeOffset now, DateTimeOffset horizonStart, PlanningOptions o, CancellationToken ct)
+    {
+        var requests = new PlanRequest[batch.Count];
+        var policies = new Policy?[batch.Count];
+        for (var i = 0; i < batch.Count; i++)
+        {
+            (policies[i], var problems) = ReadPolicy(batch[i]);
+            requests[i] = new PlanRequest(batch[i], null, problems);
+        }
+        var ids = batch.Select(r => r.Id).ToArray();
+        var horizonEnd = horizonStart + (Hour * o.HorizonHours);
+        var observedFrom = horizonStart - TimeSpan.FromDays(ObservedDays);
+
+        await using var conn = await db.OpenConnectionAsync(ct);
+        var series = (await conn.QueryAsync<(int ResourceId, string Metric, int Id)>(new CommandDefinition(
+            "SELECT resource_id, metric, id FROM series WHERE resource_id = ANY(@ids)", new { ids }, cancellationToken: ct)))
+            .ToDictionary(s => (s.ResourceId, s.Metric), s => s.Id);
+
+        string LoadMetric(int i) => policies[i]?.LoadMetric ?? batch[i].LoadMetric;
+        string? BacklogMetric(int i) => batch[i].Kind == "job" ? policies[i]?.BacklogMetric : null;
+        int? Series(int i, string? metric) => metric is not null && series.TryGetValue((batch[i].Id, metric), out var id) ? id : null;
+
+        var loadSeries = Enumerable.Range(0, batch.Count).Select(i => Series(i, LoadMetric(i))).ToArray();
+        var replicaSeries = Enumerable.Range(0, batch.Count).Select(i => Series(i, "replicas")).ToArray();
+        var backlogSeries = Enumerable.Range(0, batch.Count).Select(i => Series(i, BacklogMetric(i))).ToArray();
+
+        var forecasts = await ForecastsAsync(conn, [.. Enumerable.Range(0, batch.Count)
+            .SelectMany(i => new[] { (batch[i].Id, LoadMetric(i)), (batch[i].Id, BacklogMetric(i)) })
+            .Where(p => p.Item2 is not null).Select(p => (p.Id, p.Item2!))], horizonStart, horizonEnd, ct);
+        var observed = await ObservedAsync(conn, [.. loadSeries.OfType<int>()], observedFrom, horizonStart, ct);
+        var since = now - TimeSpan.FromHours(o.CurrentMaxAgeHours);
+        var latest = await LatestAsync(conn, [.. replicaSeries.Concat(backlogSeries).OfType<int>().Distinct()], since, now, ct);
+        var capacity = (await conn.QueryAsync<CapacityRow>(new CommandDefinition("""
+            SELECT resource_id AS ResourceId, load_metric AS LoadMetric, intercept, slope, r_squared AS RSquared, samples,
+                   per_replica AS PerReplica, fitted_at AS FittedAt
+            FROM capacity_models WHERE resource_id = ANY(@ids)
+            """, new { ids }, cancellationToken: ct))).ToDictionary(c => c.ResourceId);
+        var peaks = (await conn.QueryAsync<(int ResourceId, double? Cpu, long? Memory)>(new CommandDefinition(
+            "SELECT resource_id, cpu_cores, memory_bytes FROM weekly_peaks WHERE resource_id = ANY(@ids)", new { ids }, cancellationToken: ct)))
+            .ToDictionary(p => p.ResourceId);
+
+        for (var i = 0; i < batch.Count; i++)
+        {
+            if (policies[i] is not { } policy)
+            {
+                continue;
+            }
+            var r = batch[i];
+            var kind = r.Kind == "job" ? ResourceKind.Job : ResourceKind.Service;
+            var load = LoadMetric(i);
+            // A model over totals (no `replicas` metric) or of another metric says nothing about one replica of this load.
+            var model = capacity.TryGetValue(r.Id, out var c) && c.PerReplica && c.LoadMetric == load
+                ? new CapacityModel(c.Intercept, c.Slope, c.RSquared, c.Samples, $"{r.Id}@{c.FittedAt:yyyy-MM-ddTHH:mm:ssZ}")
+                : null;
+            requests[i] = requests[i] with
+            {
+                Input = new PlanInput
+                {
+                    Resource = r.Name,
+                    Kind = kind,
+                    Policy = policy,
+                    Now = now,
+                    HorizonStart = horizonStart,
+                    HorizonHours = o.HorizonHours,
+                    Forecast = forecasts.GetValueOrDefault((r.Id, load)),
+                    ObservedLoad = loadSeries[i] is int ls && observed.TryGetValue(ls, out var h) ? new HourlySeries(observedFrom, h) : null,
+                    Current = replicaSeries[i] is int rs && latest.TryGetValue(rs, out var n) && double.IsFinite(n) ? (int)Math.Round(n) : null,
+                    CapacityModel = model,
+                    ReplicaCpu = policy.ReplicaCpu,
+                    WeeklyPeak = peaks.TryGetValue(r.Id, out var p) ? new UsagePeak(p.Cpu, p.Memory) : null,
+                    CurrentBacklog = backlogSeries[i] is int bs && latest.TryGetValue(bs, out var b) ? b : null,
+                    BacklogForecast = BacklogMetric(i) is { } bm && forecasts.TryGetValue((r.Id, bm), out var bf)
+                        ? Hourly(bf, horizonStart, o.HorizonHours)
+                        : null,
+                },
+            };
+        }
+        return requests;
+    }
+
+    /// <summary>The stored policy, read through the same validation as a PUT: a policy stored before validation existed is reported, not guessed.</summary>
+    static (Policy?, IReadOnlyList<string>) ReadPolicy(PlanResource r)
+    {
+        using var doc = JsonDocument.Parse(r.Policy);
+        var problems = PolicyValidator.Validate(doc.RootElement, r.Kind == "job" ? ResourceKind.Job : ResourceKind.Service);
+        return problems.Count > 0
+            ? (null, [.. problems.Select(p => $"{p.Field}: {p.Message}")])
+            : (PolicyJson.Read(doc.RootElement), []);
+    }
+
+    sealed record CapacityRow
+    {
+        public int ResourceId { get; init; }
+        public string LoadMetric { get; init; } = "";
+        public double Intercept { get; init; }
+        public double Slope { get; init; }
+        public double RSquared { get; init; }
+        public int Samples { get; init; }
+        public bool PerReplica { get; init; }
+        public DateTime FittedAt { get; init; }
+    }
+
+    /// <summary>
+    /// The stored forecast of each (resource, metric) within the horizon. A model whose backtest is not known to be worse than
+    /// seasonal naive counts as beating it: only evidence of being worse makes the planner fall back.
+    /// </summary>
+    static async Task<Dictionary<(int, string), Forecast>> ForecastsAsync(
+        NpgsqlConnection conn, (int Id, string Metric)[] wanted, DateTimeOffset from, DateTimeOffset to, CancellationToken ct)
+    {
+        const string forecasts = """
+            SELECT f.resource_id, f.metric, f.ts, f.forecast, f.lower, f.upper, f.model_version_id, f.generated_at,
+                   mv.beats_seasonal_naive IS DISTINCT FROM false AS beats
+            FROM unnest(@ids, @metrics) AS w(resource_id, metric)
+            JOIN forecasts f ON f.resource_id = w.resource_id AND f.metric = w.metric
+            JOIN model_versions mv ON mv.id = f.model_version_id
+            WHERE f.ts >= @from AND f.ts < @to
+            ORDER BY f.resource_id, f.metric, f.ts
+            """;
+        var result = new Dictionary<(int, string), Forecast>();
+        await using var cmd = new NpgsqlCommand(forecasts, conn);
+        cmd.Parameters.AddWithValue("ids", wanted.Select(w => w.Id).ToArray());
+        cmd.Parameters.AddWithValue("metrics", wanted.Select(w => w.Metric).ToArray());
+        cmd.Parameters.AddWithValue("from", from.UtcDateTime);
+        cmd.Parameters.AddWithValue("to", to.UtcDateTime);
+        await using var reader = await cmd.ExecuteReaderAsync(ct);
+        (int, string)? key = null;
+        List<ForecastHour> hours = [];
+        (long Model, DateTime Generated, bool Beats) meta = default;
+        void Flush()
+        {
+            if (key is { } k && hours.Count > 0)
+            {
+                var generated = new DateTimeOffset(meta.Generated, TimeSpan.Zero);
+                result[k] = new Forecast($"{meta.Model}@{generated:yyyy-MM-ddTHH:mm:ssZ}", meta.Model.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                    generated, meta.Beats, hours);
+            }
+            hours = [];
+        }
+        while (await reader.ReadAsync(ct))
+        {
+            var k = (reader.GetInt32(0), reader.GetString(1));
+            if (key != k)
+            {
+                Flush();
+                key = k;
+                meta = (reader.GetInt64(6), reader.GetDateTime(7), reader.GetBoolean(8));
+            }
+            hours.Add(new ForecastHour(new DateTimeOffset(reader.GetDateTime(2), TimeSpan.Zero), reader.GetDouble(3), reader.GetDouble(4), reader.GetDouble(5)));
+        }
+        Flush();
+        return result;
+    }
+
+    /// <summary>Hourly mean of each series over [from, to); NaN where nothing was observed. PostgreSQL aggregates, so per-minute series cost no more.</summary>
+    static async Task<Dictionary<int, double[]>> ObservedAsync(NpgsqlConnection conn, int[] ids, DateTimeOffset from, DateTimeOffset to, CancellationToken ct)
+    {
+        const string observed = """
+            SELECT series_id, date_bin('1 hour', ts, timestamptz '2000-01-01 00:00:00+00') AS hour, avg(value) AS mean
+            FROM samples
+            WHERE series_id = ANY(@ids) AND ts >= @from AND ts < @to
+            GROUP BY 1, 2
+            """;
+        var hours = (int)((to - from) / Hour);
+        var result = new Dictionary<int, double[]>();
+        await using var cmd = new NpgsqlCommand(observed, conn);
+        cmd.Parameters.AddWithValue("ids", ids);
+        cmd.Parameters.AddWithValue("from", from.UtcDateTime);
+        cmd.Parameters.AddWithValue("to", to.UtcDateTime);
+        cmd.CommandTimeout = 600;
+        await using var reader = await cmd.ExecuteReaderAsync(ct);
+        while (await reader.ReadAsync(ct))
+        {
+            var id = reader.GetInt32(0);
+            if (!result.TryGetValue(id, out var values))
+            {
+                values = new double[hours];
+                Array.Fill(values, double.NaN);
+                result.Add(id, values);
+            }
+            values[(int)((reader.GetDateTime(1) - from.UtcDateTime) / Hour)] = reader.GetDouble(2);
+        }
+        return result;
+    }
+
+    /// <summary>The latest value of each series within (since, now]: the current replica count, a job's backlog.</summary>
+    static async Task<Dictionary<int, double>> LatestAsync(NpgsqlConnection conn, int[] ids, DateTimeOffset since, DateTimeOffset now, CancellationToken ct)
+    {
+        // One backwards index probe per series, rather than scanning the window.
+        const string latest = """
+            SELECT l.id, x.value
+            FROM unnest(@ids) AS l(id)
+            CROSS JOIN LATERAL (
+                SELECT value FROM samples WHERE series_id = l.id AND ts > @since AND ts <= @now ORDER BY ts DESC LIMIT 1
+            ) x
+            """;
+        return (await conn.QueryAsync<(int Id, double Value)>(new CommandDefinition(latest, new { ids, since, now }, cancellationToken: ct)))
+            .ToDictionary(x => x.Id, x => x.Value);
+    }
+
+    static HourlySeries Hourly(Forecast forecast, DateTimeOffset start, int hours)
+    {
+        var values = new double[hours];
+        Array.Fill(values, double.NaN);
+        foreach (var h in forecast.Hours)
+        {
+            var k = (int)((h.Hour - start) / Hour);
+            if (k >= 0 && k < hours)
+            {
+                values[k] = h.Point;
+            }
+        }
+        return new HourlySeries(start, values);
+    }
+}

@@ -1,0 +1,218 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using Dapper;
+using Forecaster.Planner;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace Forecaster.Api.Plans;
+
+/// <summary>What started a planning run: the end of a training run, a policy change (PUT resource) or the `plan` verb.</summary>
+public enum PlanTrigger { Training, Policy, Cli }
+
+/// <summary>Which resources to plan (null: the whole fleet) and why.</summary>
+public sealed record PlanScope(PlanTrigger Trigger, string[]? Resources = null, long? TrainingRunId = null);
+
+/// <summary>What a planning run did. <see cref="Skipped"/> counts resources changed or deleted while their batch was planned (their own change replans them).</summary>
+public sealed record PlanningOutcome(int Resources, int Planned, int Cannot, int Skipped, int Purged, TimeSpan Elapsed)
+{
+    public string Summary => string.Create(CultureInfo.InvariantCulture,
+        $"resources={Resources} planned={Planned} cannot={Cannot} seconds={Elapsed.TotalSeconds:F2} rate={Resources / Math.Max(Elapsed.TotalSeconds, 1e-9):F1}/s");
+}
+
+/// <summary>
+/// Plans resources in batches of <see cref="PlanningOptions.BatchResources"/>: each batch's inputs are loaded with a few
+/// queries (<see cref="PlanInputs"/>), planned in parallel with the pure <see cref="ScalePlanner"/>, and published in one
+/// transaction: the previous active version of each resource superseded, the new one inserted active (steps included, so a
+/// plan is published whole or not at all), <c>NOTIFY plans, '&lt;resource name&gt;'</c> per resource, and resources that cannot
+/// be planned recorded in <c>plan_problems</c> with what is missing (their previous plan stays active). A fleet run then
+/// deletes superseded versions older than <see cref="PlanningOptions.RetentionDays"/>.
+/// </summary>
+public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptions> options, TimeProvider clock, ILogger<PlanningPipeline> logger)
+{
+    /// <summary>The LISTEN/NOTIFY channel a published plan is announced on; the payload is the resource's name.</summary>
+    public const string Channel = "plans";
+
+    static readonly TimeSpan Hour = TimeSpan.FromHours(1);
+
+    /// <summary>One planned (or unplannable) resource, with its JSON ready for the COPY.</summary>
+    sealed record Result(PlanResource Resource, Forecast? Forecast, Plan? Plan, string? Steps, string? Requests, IReadOnlyList<string> Missing);
+
+    /// <summary>Plans <paramref name="scope"/>; <paramref name="progress"/> hears the resources done after each batch.</summary>
+    public async Task<PlanningOutcome> PlanAsync(PlanScope scope, Action<int>? progress, CancellationToken ct)
+    {
+        var o = options.Value;
+        var started = Stopwatch.GetTimestamp();
+        var now = clock.GetUtcNow();
+        // The first step covers the hour in progress, so a freshly published plan already covers the current instant.
+        var horizonStart = new DateTimeOffset(now.UtcTicks - (now.UtcTicks % Hour.Ticks), TimeSpan.Zero);
+        int after = 0, resources = 0, planned = 0, cannot = 0, skipped = 0;
+        while (true)
+        {
+            var batch = await PlanInputs.NextBatchAsync(db, scope.Resources, after, o.BatchResources, ct);
+            if (batch.Count == 0)
+            {
+                break;
+            }
+            after = batch[^1].Id;
+            var requests = await PlanInputs.LoadAsync(db, batch, now, horizonStart, o, ct);
+            var results = Plan(requests, o, ct);
+            var (published, gaps) = await PublishAsync(results, scope, now, o, ct);
+            resources += batch.Count;
+            planned += published;
+            cannot += gaps;
+            skipped += batch.Count - published - gaps;
+            progress?.Invoke(resources);
+        }
+        var purged = scope.Resources is null ? await PurgeAsync(now - TimeSpan.FromDays(o.RetentionDays), ct) : 0;
+        var outcome = new PlanningOutcome(resources, planned, cannot, skipped, purged, Stopwatch.GetElapsedTime(started));
+        logger.LogInformation("Planning ({Trigger}): {Summary} skipped={Skipped} purged={Purged}", scope.Trigger, outcome.Summary, skipped, purged);
+        return outcome;
+    }
+
+    Result[] Plan(PlanRequest[] requests, PlanningOptions o, CancellationToken ct)
+    {
+        var results = new Result[requests.Length];
+        var parallel = new ParallelOptions { MaxDegreeOfParallelism = o.EffectiveParallelism, CancellationToken = ct };
+        // Ranges rather than single items: a plan takes microseconds, so per-item scheduling would cost as much as the work.
+        Parallel.ForEach(Partitioner.Create(0, requests.Length, Math.Max(16, requests.Length / (4 * o.EffectiveParallelism))), parallel, range =>
+        {
+            for (var i = range.Item1; i < range.Item2; i++)
+            {
+                results[i] = PlanOne(requests[i]);
+            }
+        });
+        foreach (var r in results.Where(r => r.Plan is null))
+        {
+            logger.LogWarning("Cannot plan {Resource}: {Missing}", r.Resource.Name, string.Join("; ", r.Missing.Take(3)));
+        }
+        return results;
+    }
+
+    static Result PlanOne(PlanRequest request)
+    {
+        if (request.Input is not { } input)
+        {
+            return new Result(request.Resource, null, null, null, null, [.. request.Problems.Select(p => $"invalid stored policy: {p}")]);
+        }
+        try
+        {
+            return ScalePlanner.Plan(input) switch
+            {
+                Planned<Plan> { Value: var plan } => new Result(request.Resource, input.Forecast, plan, PlanJson.WriteSteps(plan.Steps), PlanJson.Write(plan.Requests), []),
+                CannotPlan<Plan> c => new Result(request.Resource, null, null, null, null, c.Missing),
+                _ => throw new InvalidOperationException("unknown plan outcome"),
+            };
+        }
+        catch (ArgumentException e)
+        {
+            // One resource's bad input never stops the fleet: it is recorded like any other gap.
+            return new Result(request.Resource, null, null, null, null, [$"planner rejected the input: {e.Message}"]);
+        }
+    }
+
+    async Task<(int Published, int Cannot)> PublishAsync(Result[] results, PlanScope scope, DateTimeOffset now, PlanningOptions o, CancellationToken ct)
+    {
+        var ids = results.Select(r => r.Resource.Id).ToArray();
+        await using var conn = await db.OpenConnectionAsync(ct);
+        await using var tx = await conn.BeginTransactionAsync(ct);
+        // Lock the batch's resources (in id order, so concurrent runs cannot deadlock) and drop those changed or deleted since
+        // they were read: a PUT that changed a policy plans that resource itself, and a stale plan must not overwrite it.
+        const string lockResources = "SELECT id, updated_at FROM resources WHERE id = ANY(@ids) ORDER BY id FOR NO KEY UPDATE";
+        var current = (await conn.QueryAsync<(int Id, DateTime UpdatedAt)>(new CommandDefinition(lockResources, new { ids }, tx, cancellationToken: ct)))
+            .ToDictionary(r => r.Id, r => r.UpdatedAt);
+        var fresh = results.Where(r => current.TryGetValue(r.Resource.Id, out var u) && u == r.Resource.UpdatedAt).ToList();
+        var plans = fresh.Where(r => r.Plan is not null).ToList();
+        var gaps = fresh.Where(r => r.Plan is null).ToList();
+
+        const string supersede = """
+            UPDATE plan_versions SET status = 'superseded', superseded_at = @now
+            WHERE resource_id = ANY(@planned) AND status = 'active'
+            """;
+        var plannedIds = plans.Select(r => r.Resource.Id).ToArray();
+        await conn.ExecuteAsync(new CommandDefinition(supersede, new { planned = plannedIds, now }, tx, cancellationToken: ct));
+        await using (var copy = await conn.BeginBinaryImportAsync("""
+            COPY plan_versions (resource_id, status, kind, mode, trigger, training_run_id, generated_at, horizon_start, horizon_hours,
+                lead_minutes, model_version_id, forecast_generated_at, capacity_model, policy, requests, notes, steps, cpu_hours, memory_hours,
+                requests_known) FROM STDIN (FORMAT BINARY)
+            """, ct))
+        {
+            var trigger = scope.Trigger.ToString().ToLowerInvariant();
+            foreach (var r in plans)
+            {
+                var plan = r.Plan!;
+                await copy.StartRowAsync(ct);
+                await copy.WriteAsync(r.Resource.Id, NpgsqlDbType.Integer, ct);
+                await copy.WriteAsync("active", NpgsqlDbType.Text, ct);
+                await copy.WriteAsync(r.Resource.Kind, NpgsqlDbType.Text, ct);
+                await copy.WriteAsync(plan.Mode == PlanMode.ForecastOnly ? "forecastOnly" : "scale", NpgsqlDbType.Text, ct);
+                await copy.WriteAsync(trigger, NpgsqlDbType.Text, ct);
+                await Nullable(copy, scope.TrainingRunId, NpgsqlDbType.Bigint, ct);
+                await copy.WriteAsync(plan.GeneratedAt.UtcDateTime, NpgsqlDbType.TimestampTz, ct);
+                await copy.WriteAsync(plan.Steps[0].Hour.UtcDateTime, NpgsqlDbType.TimestampTz, ct);
+                await copy.WriteAsync(plan.Steps.Count, NpgsqlDbType.Integer, ct);
+                await copy.WriteAsync((int)(plan.Steps[0].Hour - plan.Steps[0].Start).TotalMinutes, NpgsqlDbType.Integer, ct);
+                await Nullable(copy, r.Forecast is { } f ? long.Parse(f.ModelVersion, CultureInfo.InvariantCulture) : (long?)null, NpgsqlDbType.Bigint, ct);
+                await Nullable(copy, r.Forecast?.GeneratedAt.UtcDateTime, NpgsqlDbType.TimestampTz, ct);
+                await Nullable(copy, plan.CapacityModelVersion, NpgsqlDbType.Text, ct);
+                await copy.WriteAsync(r.Resource.Policy, NpgsqlDbType.Jsonb, ct);
+                await copy.WriteAsync(r.Requests!, NpgsqlDbType.Jsonb, ct);
+                await copy.WriteAsync(plan.Notes.ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Text, ct);
+                await copy.WriteAsync(r.Steps!, NpgsqlDbType.Jsonb, ct);
+                await copy.WriteAsync(plan.Steps.Select(s => s.Count * (s.Cpu ?? 0)).ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Double, ct);
+                await copy.WriteAsync(plan.Steps.Select(s => s.Count * (s.Memory ?? 0)).ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Bigint, ct);
+                await copy.WriteAsync(plan.Requests.Cpu is not null && plan.Requests.Memory is not null, NpgsqlDbType.Boolean, ct);
+            }
+            await copy.CompleteAsync(ct);
+        }
+
+        // Listeners (the serving side) reload the named resources' active plans once this transaction commits.
+        const string publish = """
+            DELETE FROM plan_problems WHERE resource_id = ANY(@planned);
+            SELECT pg_notify('plans', n) FROM unnest(@names) AS n;
+            INSERT INTO plan_problems (resource_id, checked_at, missing)
+            SELECT g.id, @now, string_to_array(g.missing, E'\n') FROM unnest(@gapIds, @gapMissing) AS g(id, missing)
+            ON CONFLICT (resource_id) DO UPDATE SET checked_at = EXCLUDED.checked_at, missing = EXCLUDED.missing;
+            """;
+        await conn.ExecuteAsync(new CommandDefinition(publish, new
+        {
+            planned = plannedIds,
+            names = plans.Select(r => r.Resource.Name).ToArray(),
+            gapIds = gaps.Select(r => r.Resource.Id).ToArray(),
+            gapMissing = gaps.Select(r => string.Join('\n', r.Missing.Select(m => m.ReplaceLineEndings(" ")))).ToArray(),
+            now,
+        }, tx, cancellationToken: ct));
+        await tx.CommitAsync(ct);
+        return (plans.Count, gaps.Count);
+    }
+
+    /// <summary>Deletes superseded versions generated before <paramref name="cutoff"/>, in chunks so no single statement holds locks long.</summary>
+    public async Task<int> PurgeAsync(DateTimeOffset cutoff, CancellationToken ct)
+    {
+        const string purge = """
+            DELETE FROM plan_versions
+            WHERE id IN (SELECT id FROM plan_versions WHERE status = 'superseded' AND generated_at < @cutoff LIMIT 10000)
+            """;
+        var total = 0;
+        await using var conn = await db.OpenConnectionAsync(ct);
+        while (await conn.ExecuteAsync(new CommandDefinition(purge, new { cutoff }, cancellationToken: ct)) is var n and > 0)
+        {
+            total += n;
+        }
+        return total;
+    }
+
+    static async Task Nullable<T>(NpgsqlBinaryImporter w, T? value, NpgsqlDbType type, CancellationToken ct)
+    {
+        if (value is null)
+        {
+            await w.WriteNullAsync(ct);
+        }
+        else
+        {
+            await w.WriteAsync(value, type, ct);
+        }
+    }
+}

@@ -1,0 +1,126 @@
+using Dapper;
+using Forecaster.Api.Errors;
+using Forecaster.Api.Samples;
+using Forecaster.Api.Security;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Npgsql;
+
+namespace Forecaster.Api.Training;
+
+/// <summary>/api/v1/resources/{name}/models and /forecast: a resource's model registry and its stored forecasts.</summary>
+public static class ModelsApi
+{
+    public static IEndpointRouteBuilder MapModels(this IEndpointRouteBuilder app)
+    {
+        var group = app.MapGroup("/api/v1/resources/{name}").WithTags("Models");
+
+        group.MapGet("/models", ListModels)
+            .WithName(nameof(ListModels))
+            .WithSummary("Model versions of a resource (optionally one metric), newest first, with their backtest figures")
+            .RequireAuthorization(ApiKeyExtensions.ReadPolicy)
+            .ProducesProblem(StatusCodes.Status400BadRequest);
+        group.MapGet("/forecast", GetForecast)
+            .WithName(nameof(GetForecast))
+            .WithSummary("The stored forecast of a metric (default: the load metric) with bounds and the model version that made it")
+            .RequireAuthorization(ApiKeyExtensions.ReadPolicy)
+            .ProducesProblem(StatusCodes.Status400BadRequest);
+        return app;
+    }
+
+    static async Task<Results<Ok<ModelVersionPage>, ValidationProblem, ProblemHttpResult>> ListModels(
+        NpgsqlDataSource db, string name, string? metric, int? limit, CancellationToken ct)
+    {
+        var take = limit ?? 50;
+        if (take is < 1 or > 1000)
+        {
+            return ProblemHandling.Invalid("limit", "must be between 1 and 1000");
+        }
+        if (metric is not null && !SampleRules.MetricName().IsMatch(metric))
+        {
+            return ProblemHandling.Invalid("metric", $"'{metric}' is not a metric name");
+        }
+        const string versions = """
+            SELECT mv.id AS Version, mv.metric, mv.status, mv.algorithm, mv.run_id AS RunId, mv.trained_at AS TrainedAt,
+                   mv.train_from AS TrainFrom, mv.train_to AS TrainTo, mv.train_points AS TrainPoints, mv.backtest_origins AS BacktestOrigins,
+                   mv.mase, mv.smape, mv.coverage, mv.snaive_mase AS SeasonalNaiveMase, mv.beats_seasonal_naive AS BeatsSeasonalNaive,
+                   mv.artifact, mv.error
+            FROM model_versions mv
+            WHERE mv.resource_id = @resourceId AND (@metric::text IS NULL OR mv.metric = @metric)
+            ORDER BY mv.id DESC
+            LIMIT @take
+            """;
+        await using var conn = await db.OpenConnectionAsync(ct);
+        if (await ResourceIdAsync(conn, name, ct) is not int resourceId)
+        {
+            return ProblemHandling.NotFound($"No resource is named '{name}'.");
+        }
+        var rows = await conn.QueryAsync<ModelVersionView>(new CommandDefinition(versions, new { resourceId, metric, take }, cancellationToken: ct));
+        return TypedResults.Ok(new ModelVersionPage(name, [.. rows]));
+    }
+
+    static async Task<Results<Ok<StoredForecast>, ValidationProblem, ProblemHttpResult>> GetForecast(
+        NpgsqlDataSource db, string name, string? metric, string? from, string? to, CancellationToken ct)
+    {
+        if (metric is not null && !SampleRules.MetricName().IsMatch(metric))
+        {
+            return ProblemHandling.Invalid("metric", $"'{metric}' is not a metric name");
+        }
+        DateTime? fromUtc = null, toUtc = null;
+        if (from is not null)
+        {
+            if (!UtcTimestamp.TryParse(from, out var f, out var error))
+            {
+                return ProblemHandling.Invalid("from", error!);
+            }
+            fromUtc = f;
+        }
+        if (to is not null)
+        {
+            if (!UtcTimestamp.TryParse(to, out var t, out var error))
+            {
+                return ProblemHandling.Invalid("to", error!);
+            }
+            toUtc = t;
+        }
+        if (fromUtc > toUtc)
+        {
+            return ProblemHandling.Invalid("from", "must not be after 'to'");
+        }
+        const string resource = """SELECT id, load_metric AS LoadMetric FROM resources WHERE name = @name""";
+        const string version = """
+            SELECT id AS Version, algorithm, trained_at AS TrainedAt, level, beats_seasonal_naive AS BeatsSeasonalNaive
+            FROM model_versions WHERE resource_id = @id AND metric = @metric AND status = 'active'
+            """;
+        // Forecast rows carry the version that wrote them; reading them by the active version keeps the answer consistent.
+        const string points = """
+            SELECT ts, forecast, lower, upper
+            FROM forecasts
+            WHERE resource_id = @id AND metric = @metric AND model_version_id = @version
+              AND (@fromUtc::timestamptz IS NULL OR ts >= @fromUtc) AND (@toUtc::timestamptz IS NULL OR ts <= @toUtc)
+            ORDER BY ts
+            """;
+        await using var conn = await db.OpenConnectionAsync(ct);
+        await using var tx = await conn.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, ct);
+        var r = await conn.QuerySingleOrDefaultAsync<(int Id, string LoadMetric)?>(new CommandDefinition(resource, new { name }, tx, cancellationToken: ct));
+        if (r is not { } res)
+        {
+            return ProblemHandling.NotFound($"No resource is named '{name}'.");
+        }
+        metric ??= res.LoadMetric;
+        var active = await conn.QuerySingleOrDefaultAsync<(long Version, string? Algorithm, DateTime TrainedAt, double? Level, bool? BeatsSeasonalNaive)?>(
+            new CommandDefinition(version, new { id = res.Id, metric }, tx, cancellationToken: ct));
+        if (active is not { } v)
+        {
+            return ProblemHandling.NotFound($"'{name}' has no trained model for '{metric}' yet; start a run with POST /api/v1/training-runs.");
+        }
+        var rows = await conn.QueryAsync<(DateTime Ts, double Forecast, double Lower, double Upper)>(new CommandDefinition(
+            points, new { id = res.Id, metric, version = v.Version, fromUtc, toUtc }, tx, cancellationToken: ct));
+        return TypedResults.Ok(new StoredForecast(name, metric, v.Version, v.Algorithm, Utc(v.TrainedAt), v.Level, v.BeatsSeasonalNaive,
+            [.. rows.Select(p => new ForecastPoint(Utc(p.Ts), p.Forecast, p.Lower, p.Upper))]));
+    }
+
+    static async Task<int?> ResourceIdAsync(NpgsqlConnection conn, string name, CancellationToken ct) =>
+        await conn.ExecuteScalarAsync<int?>(new CommandDefinition("SELECT id FROM resources WHERE name = @name", new { name }, cancellationToken: ct));
+
+    static DateTimeOffset Utc(DateTime t) => new(DateTime.SpecifyKind(t, DateTimeKind.Utc));
+}

@@ -1,0 +1,100 @@
+using System.CommandLine;
+using System.Diagnostics;
+using Dapper;
+using Spectre.Console;
+
+namespace Forecaster.Api.Training;
+
+/// <summary>
+/// <c>forecaster train [--resource NAME]...</c>: one training run in the foreground (one shard, every core) with a progress bar,
+/// ending with <c>series=N failed=F seconds=S rate=R/s</c>. Exit codes: 0 succeeded, 1 failed or another run active, 2 bad input.
+/// </summary>
+public static class TrainCommand
+{
+    public static Command Create()
+    {
+        var resource = new Option<string[]>("--resource") { Description = "Train only this resource (repeatable).", AllowMultipleArgumentsPerToken = false };
+        var command = new Command("train", "Retrain every series now (or the named resources) and store models and forecasts.") { resource };
+        command.SetAction(async (parse, ct) =>
+        {
+            var options = Cli.Cli.Configuration().GetSection(TrainingOptions.Section).Get<TrainingOptions>() ?? new TrainingOptions();
+            var problems = new List<System.ComponentModel.DataAnnotations.ValidationResult>();
+            if (!System.ComponentModel.DataAnnotations.Validator.TryValidateObject(options, new System.ComponentModel.DataAnnotations.ValidationContext(options), problems, validateAllProperties: true))
+            {
+                foreach (var p in problems)
+                {
+                    Console.Error.WriteLine($"{TrainingOptions.Section}:{string.Join(',', p.MemberNames)}: {p.ErrorMessage}");
+                }
+                return 2;
+            }
+            var names = parse.GetValue(resource) is { Length: > 0 } given ? given.Distinct(StringComparer.Ordinal).ToArray() : null;
+            var started = Stopwatch.GetTimestamp();
+            var (db, _) = await Cli.Cli.OpenDatabaseAsync(ct);
+            await using var __ = db;
+            if (names is not null)
+            {
+                await using var conn = await db.OpenConnectionAsync(ct);
+                var known = (await conn.QueryAsync<string>(new CommandDefinition("SELECT name FROM resources WHERE name = ANY(@names)", new { names }, cancellationToken: ct))).ToHashSet();
+                if (names.FirstOrDefault(n => !known.Contains(n)) is { } unknown)
+                {
+                    Console.Error.WriteLine($"--resource: no resource is named '{unknown}'");
+                    return 2;
+                }
+            }
+
+            var clock = TimeProvider.System;
+            var (created, active) = await TrainingRuns.CreateAsync(db, "cli", names, clock.GetUtcNow(), ct);
+            if (created is not long runId)
+            {
+                Console.Error.WriteLine($"Training run {active} is already queued or running; wait for it (GET /api/v1/training-runs/{active}).");
+                return 1;
+            }
+            await TrainingRuns.StartAsync(db, runId, 1, clock.GetUtcNow(), ct);
+            int total;
+            await using (var conn = await db.OpenConnectionAsync(ct))
+            {
+                total = (await TrainingRuns.GetAsync(conn, runId, ct))!.SeriesTotal;
+            }
+
+            // Logs go to stderr, so stdout holds only the summary line.
+            using var loggers = LoggerFactory.Create(b => b
+                .AddSimpleConsole(o => o.SingleLine = true)
+                .SetMinimumLevel(LogLevel.Information)
+                .Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace));
+            var pipeline = new TrainingPipeline(db, Microsoft.Extensions.Options.Options.Create(options), clock, loggers.CreateLogger<TrainingPipeline>());
+            ShardOutcome? outcome = null;
+            string? error = null;
+            try
+            {
+                await TrainingRuns.ClaimShardAsync(db, runId, 0, $"cli@{Environment.MachineName}", clock.GetUtcNow(), ct);
+                outcome = AnsiConsole.Profile.Capabilities.Interactive && !Console.IsErrorRedirected
+                    ? await AnsiConsole.Progress()
+                        .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                        .StartAsync(async progress =>
+                        {
+                            var task = progress.AddTask($"Training run {runId}", maxValue: Math.Max(1, total));
+                            return await Task.Run(() => pipeline.RunShardAsync(runId, 0, (done, _) => task.Value = done, ct), ct);
+                        })
+                    : await Task.Run(() => pipeline.RunShardAsync(runId, 0, null, ct), ct);
+            }
+            catch (Exception e) when (e is Npgsql.NpgsqlException or TimeoutException or IOException)
+            {
+                error = $"{e.GetType().Name}: {e.Message}";
+                Console.Error.WriteLine($"Training run {runId} failed: {error}");
+            }
+            var status = await TrainingRuns.CompleteShardAsync(db, runId, 0, error, clock.GetUtcNow(), CancellationToken.None) ?? "failed";
+            var planner = Plans.PlanCommand.Pipeline(db, Plans.PlanCommand.ReadOptions(out _) ?? new Plans.PlanningOptions(), loggers);
+            await new PlanningStep(db, planner, loggers.CreateLogger<PlanningStep>()).AfterRunAsync(runId, status, CancellationToken.None);
+
+            var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+            var series = outcome?.Series ?? 0;
+            if (outcome is not null)
+            {
+                Console.Error.WriteLine($"run={runId} status={status} reading={outcome.Reading.TotalSeconds:F1}s fitting={outcome.Fitting.TotalSeconds:F1}s writing={outcome.Writing.TotalSeconds:F1}s models={options.ResolvedModelsPath}");
+            }
+            Console.WriteLine(FormattableString.Invariant($"series={series} failed={outcome?.Failed ?? 0} seconds={seconds:F2} rate={series / Math.Max(seconds, 1e-9):F1}/s"));
+            return status == "succeeded" ? 0 : 1;
+        });
+        return command;
+    }
+}

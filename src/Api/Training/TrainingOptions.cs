@@ -1,0 +1,79 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Forecaster.Api.Training;
+
+/// <summary>The `Forecaster:Training` configuration section. Validated at start: a bad value stops the service with every error listed.</summary>
+public sealed class TrainingOptions : IValidatableObject
+{
+    public const string Section = "Forecaster:Training";
+
+    /// <summary>Days of history each series is fitted on.</summary>
+    [Range(3, 400)]
+    public int HistoryDays { get; set; } = 35;
+
+    /// <summary>Hours forecast ahead (with bounds) and stored.</summary>
+    [Range(1, 24 * 14)]
+    public int HorizonHours { get; set; } = 48;
+
+    /// <summary>Level of the stored forecast bounds.</summary>
+    [Range(0.5, 0.999)]
+    public double Level { get; set; } = 0.95;
+
+    /// <summary>Quartz cron (seconds first) of the nightly retraining, in UTC.</summary>
+    [Required]
+    public string NightlyCron { get; set; } = "0 0 2 * * ?";
+
+    /// <summary>Whether this instance runs the Quartz scheduler (nightly trigger, shards of API runs).</summary>
+    public bool Scheduler { get; set; } = true;
+
+    /// <summary>Shards a scheduled run is split into; each is a Quartz job any instance of the cluster may take.</summary>
+    [Range(1, 1024)]
+    public int Shards { get; set; } = 8;
+
+    /// <summary>Shards one instance runs at once (each already uses every core).</summary>
+    [Range(1, 64)]
+    public int ShardsPerInstance { get; set; } = 1;
+
+    /// <summary>Resources read, fitted and written together: bounds memory whatever the fleet's size.</summary>
+    [Range(1, 100_000)]
+    public int BatchResources { get; set; } = 200;
+
+    /// <summary>Series fitted at once; 0 uses every core.</summary>
+    [Range(0, 1024)]
+    public int Parallelism { get; set; }
+
+    /// <summary>Backtest origins for the load metric's model selection.</summary>
+    [Range(1, 30)]
+    public int LoadBacktestOrigins { get; set; } = 6;
+
+    /// <summary>Backtest origins for cpu and memory: fewer, because they follow load and only size requests.</summary>
+    [Range(1, 30)]
+    public int UsageBacktestOrigins { get; set; } = 3;
+
+    /// <summary>Where model artifacts go; relative paths are under FORECASTER_HOME (default ~/.forecaster).</summary>
+    [Required]
+    public string ModelsPath { get; set; } = "models";
+
+    /// <summary>A running run whose shards have shown no progress for this long was abandoned by a dead process.</summary>
+    [Range(1, 24 * 60)]
+    public int StaleRunMinutes { get; set; } = 15;
+
+    /// <summary>How often an idle scheduler looks for work in the shared store (new shards of another instance's run).</summary>
+    [Range(1, 300)]
+    public int SchedulerIdleSeconds { get; set; } = 5;
+
+    /// <summary>The absolute directory of model artifacts.</summary>
+    public string ResolvedModelsPath => Path.IsPathRooted(ModelsPath)
+        ? ModelsPath
+        : Path.Combine(Database.EmbeddedPostgres.DefaultHome(), ModelsPath);
+
+    public int EffectiveParallelism => Parallelism > 0 ? Parallelism : Environment.ProcessorCount;
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (!Quartz.CronExpression.TryParse(NightlyCron, out _))
+        {
+            yield return new ValidationResult($"'{NightlyCron}' is not a Quartz cron expression (seconds minutes hours day month weekday, e.g. '0 0 2 * * ?').", [nameof(NightlyCron)]);
+        }
+    }
+}

@@ -1,0 +1,402 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Dapper;
+using Forecaster.Training.Capacity;
+using Forecaster.Training.Forecasting;
+using Microsoft.Extensions.Options;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace Forecaster.Api.Training;
+
+/// <summary>What one shard did: series fitted (including failures), series that failed, and where the time went.</summary>
+public sealed record ShardOutcome(int Series, int Failed, TimeSpan Reading, TimeSpan Fitting, TimeSpan Writing);
+
+/// <summary>
+/// Trains one shard of a run: the shard's resources (id modulo shard count) in batches of <see cref="TrainingOptions.BatchResources"/>,
+/// each read with one query (hourly mean and max of every series of the batch), fitted in parallel on every core, and written
+/// in one transaction: new model versions active, the previous ones superseded, forecasts replaced, capacity models and weekly
+/// peaks upserted, progress counted. A series that fails is recorded as a failed version and keeps its active model and
+/// forecasts. Resources this run already trained are skipped, so a shard recovered after a crash resumes where it stopped.
+/// </summary>
+public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptions> options, TimeProvider clock, ILogger<TrainingPipeline> logger)
+{
+    static readonly TimeSpan Hour = TimeSpan.FromHours(1);
+    static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
+
+    /// <summary>A resource of the batch and the series it has among those training reads.</summary>
+    sealed record BatchResource
+    {
+        public int Id { get; init; }
+        public string Name { get; init; } = "";
+        public string LoadMetric { get; init; } = "";
+        public int[] SeriesIds { get; init; } = [];
+        public string[] Metrics { get; init; } = [];
+    }
+
+    /// <summary>One series to fit, with its pre-allocated model version id.</summary>
+    sealed record Item(BatchResource Resource, string Metric, int SeriesId, long Version);
+
+    /// <summary>What fitting one series gave: the model and its forecast, or the error.</summary>
+    sealed record Fitted(FittedModel? Model, Forecast? Forecast, string? Artifact, string? Error);
+
+    /// <summary>Hourly mean and max of one series over the run's window; NaN where nothing was observed.</summary>
+    sealed record Hourly(double[] Mean, double[] Max);
+
+    /// <summary>Runs shard <paramref name="shard"/> of run <paramref name="runId"/>; <paramref name="progress"/> hears (done, failed) after each batch.</summary>
+    public async Task<ShardOutcome> RunShardAsync(long runId, int shard, Action<int, int>? progress, CancellationToken ct)
+    {
+        var o = options.Value;
+        TrainingRunRow run;
+        await using (var conn = await db.OpenConnectionAsync(ct))
+        {
+            run = await TrainingRuns.GetAsync(conn, runId, ct) ?? throw new InvalidOperationException($"training run {runId} does not exist");
+        }
+        // Every shard of a run sees the same window, ending at the last whole hour before the run was created.
+        var created = new DateTimeOffset(DateTime.SpecifyKind(run.CreatedAt, DateTimeKind.Utc));
+        var to = new DateTimeOffset(created.UtcTicks - (created.UtcTicks % Hour.Ticks), TimeSpan.Zero);
+        var from = to - (Hour * (o.HistoryDays * 24));
+
+        int after = 0, done = 0, failed = 0;
+        TimeSpan reading = default, fitting = default, writing = default;
+        while (true)
+        {
+            var started = Stopwatch.GetTimestamp();
+            var batch = await NextBatchAsync(runId, shard, run.ShardCount, run.Resources, after, o.BatchResources, ct);
+            if (batch.Count == 0)
+            {
+                break;
+            }
+            after = batch[^1].Id;
+            var history = await ReadHistoryAsync(batch, from, to, ct);
+            var items = await AllocateAsync(batch, ct);
+            reading += Stopwatch.GetElapsedTime(started);
+
+            started = Stopwatch.GetTimestamp();
+            var trainedAt = clock.GetUtcNow();
+            var results = Fit(items, history, from, runId, trainedAt, o, ct);
+            fitting += Stopwatch.GetElapsedTime(started);
+
+            started = Stopwatch.GetTimestamp();
+            var batchFailed = results.Count(r => r.Error is not null);
+            await WriteAsync(runId, shard, batch, items, results, history, from, to, trainedAt, o, ct);
+            writing += Stopwatch.GetElapsedTime(started);
+
+            done += items.Count;
+            failed += batchFailed;
+            progress?.Invoke(done, failed);
+        }
+        logger.LogInformation(
+            "Training run {RunId} shard {Shard}: {Series} series, {Failed} failed; reading {Reading:F1}s, fitting {Fitting:F1}s, writing {Writing:F1}s",
+            runId, shard, done, failed, reading.TotalSeconds, fitting.TotalSeconds, writing.TotalSeconds);
+        return new ShardOutcome(done, failed, reading, fitting, writing);
+    }
+
+    async Task<List<BatchResource>> NextBatchAsync(long runId, int shard, int shardCount, string[]? resources, int after, int take, CancellationToken ct)
+    {
+        // Keyset paging by id keeps memory flat however large the fleet; resources this run already wrote are skipped.
+        const string next = """
+            SELECT r.id, r.name, r.load_metric AS LoadMetric, array_agg(s.id ORDER BY s.metric) AS SeriesIds, array_agg(s.metric ORDER BY s.metric) AS Metrics
+            FROM resources r JOIN series s ON s.resource_id = r.id
+            WHERE mod(r.id, @shardCount) = @shard AND r.id > @after
+              AND (@resources::text[] IS NULL OR r.name = ANY(@resources))
+              AND s.metric IN (r.load_metric, 'cpu_cores', 'memory_bytes', 'replicas')
+              AND NOT EXISTS (SELECT 1 FROM model_versions mv WHERE mv.run_id = @runId AND mv.resource_id = r.id)
+            GROUP BY r.id
+            HAVING bool_or(s.metric IN (r.load_metric, 'cpu_cores', 'memory_bytes'))
+            ORDER BY r.id
+            LIMIT @take
+            """;
+        await using var conn = await db.OpenConnectionAsync(ct);
+        return [.. await conn.QueryAsync<BatchResource>(new CommandDefinition(next, new { runId, shard, shardCount, resources, after, take }, cancellationToken: ct))];
+    }
+
+    async Task<Dictionary<int, Hourly>> ReadHistoryAsync(List<BatchResource> batch, DateTimeOffset from, DateTimeOffset to, CancellationToken ct)
+    {
+        // One query for the whole batch; PostgreSQL aggregates to hours, so per-minute series cost no more memory than hourly ones.
+        const string history = """
+            SELECT series_id, date_bin('1 hour', ts, timestamptz '2000-01-01 00:00:00+00') AS hour, avg(value) AS mean, max(value) AS peak
+            FROM samples
+            WHERE series_id = ANY(@ids) AND ts >= @from AND ts < @to
+            GROUP BY 1, 2
+            """;
+        int hours = (int)((to - from) / Hour);
+        var result = new Dictionary<int, Hourly>();
+        await using var conn = await db.OpenConnectionAsync(ct);
+        await using var cmd = new NpgsqlCommand(history, conn);
+        cmd.Parameters.AddWithValue("ids", batch.SelectMany(r => r.SeriesIds).ToArray());
+        cmd.Parameters.AddWithValue("from", from.UtcDateTime);
+        cmd.Parameters.AddWithValue("to", to.UtcDateTime);
+        cmd.CommandTimeout = 600;
+        await using var reader = await cmd.ExecuteReaderAsync(ct);
+        while (await reader.ReadAsync(ct))
+        {
+            var id = reader.GetInt32(0);
+            if (!result.TryGetValue(id, out var series))
+            {
+                series = new Hourly(new double[hours], new double[hours]);
+                Array.Fill(series.Mean, double.NaN);
+                Array.Fill(series.Max, double.NaN);
+                result.Add(id, series);
+            }
+            var h = (int)((reader.GetFieldValue<DateTime>(1) - from.UtcDateTime) / Hour);
+            series.Mean[h] = reader.GetDouble(2);
+            series.Max[h] = reader.GetDouble(3);
+        }
+        return result;
+    }
+
+    async Task<List<Item>> AllocateAsync(List<BatchResource> batch, CancellationToken ct)
+    {
+        var pending = new List<(BatchResource Resource, string Metric, int SeriesId)>();
+        foreach (var r in batch)
+        {
+            for (int i = 0; i < r.Metrics.Length; i++)
+            {
+                if (r.Metrics[i] == r.LoadMetric || r.Metrics[i] is "cpu_cores" or "memory_bytes")
+                {
+                    pending.Add((r, r.Metrics[i], r.SeriesIds[i]));
+                }
+            }
+        }
+        // Version ids up front, so artifact files can be written (named by version) while fitting in parallel.
+        const string allocate = "SELECT nextval(pg_get_serial_sequence('model_versions', 'id')) FROM generate_series(1, @n)";
+        await using var conn = await db.OpenConnectionAsync(ct);
+        var ids = (await conn.QueryAsync<long>(new CommandDefinition(allocate, new { n = pending.Count }, cancellationToken: ct))).ToList();
+        return [.. pending.Select((p, i) => new Item(p.Resource, p.Metric, p.SeriesId, ids[i]))];
+    }
+
+    Fitted[] Fit(List<Item> items, Dictionary<int, Hourly> history, DateTimeOffset from, long runId, DateTimeOffset trainedAt, TrainingOptions o, CancellationToken ct)
+    {
+        var results = new Fitted[items.Count];
+        var modelsDir = o.ResolvedModelsPath;
+        var parallel = new ParallelOptions { MaxDegreeOfParallelism = o.EffectiveParallelism, CancellationToken = ct };
+        Parallel.For(0, items.Count, parallel, i =>
+        {
+            var item = items[i];
+            try
+            {
+                if (!history.TryGetValue(item.SeriesId, out var hourly))
+                {
+                    results[i] = new Fitted(null, null, null, $"no samples in the last {o.HistoryDays} days");
+                    return;
+                }
+                var forecastOptions = new ForecastOptions
+                {
+                    Horizon = o.HorizonHours,
+                    Level = o.Level,
+                    BacktestOrigins = item.Metric == item.Resource.LoadMetric ? o.LoadBacktestOrigins : o.UsageBacktestOrigins,
+                };
+                var model = SeriesForecaster.Fit(hourly.Mean, from, Hour, forecastOptions);
+                var forecast = model.Forecast(o.HorizonHours, o.Level);
+                if (!forecast.Point.All(double.IsFinite) || !forecast.Lower.All(double.IsFinite) || !forecast.Upper.All(double.IsFinite))
+                {
+                    results[i] = new Fitted(null, null, null, $"{forecast.Model} forecast a non-finite value");
+                    return;
+                }
+                var artifact = ModelArtifact.RelativePath(item.Resource.Name, item.Metric, item.Version);
+                ModelArtifact.Write(modelsDir, artifact,
+                    new ArtifactHeader(item.Version, item.Resource.Name, item.Metric, runId, trainedAt, o.HorizonHours, o.Level), model);
+                results[i] = new Fitted(model, forecast, artifact, null);
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                // One series' failure never fails the run: it is recorded and the series keeps its previous model.
+                results[i] = new Fitted(null, null, null, $"{e.GetType().Name}: {e.Message}");
+            }
+        });
+        foreach (var (item, result) in items.Zip(results).Where(p => p.Second.Error is not null))
+        {
+            logger.LogWarning("Training run {RunId}: {Resource}/{Metric} failed and keeps its previous model: {Error}", runId, item.Resource.Name, item.Metric, result.Error);
+        }
+        return results;
+    }
+
+    async Task WriteAsync(
+        long runId, int shard, List<BatchResource> batch, List<Item> items, Fitted[] results, Dictionary<int, Hourly> history,
+        DateTimeOffset from, DateTimeOffset to, DateTimeOffset trainedAt, TrainingOptions o, CancellationToken ct)
+    {
+        var activated = items.Zip(results).Where(p => p.Second.Error is null).Select(p => p.First).ToList();
+        var resourceIds = activated.Select(i => i.Resource.Id).ToArray();
+        var metrics = activated.Select(i => i.Metric).ToArray();
+
+        await using var conn = await db.OpenConnectionAsync(ct);
+        await using var tx = await conn.BeginTransactionAsync(ct);
+        // The previous active version of each refitted series steps down, in the same transaction as its replacement goes up.
+        const string supersede = """
+            UPDATE model_versions mv SET status = 'superseded'
+            FROM unnest(@resourceIds, @metrics) AS n(resource_id, metric)
+            WHERE mv.resource_id = n.resource_id AND mv.metric = n.metric AND mv.status = 'active'
+            """;
+        const string clear = """
+            DELETE FROM forecasts f
+            USING unnest(@resourceIds, @metrics) AS n(resource_id, metric)
+            WHERE f.resource_id = n.resource_id AND f.metric = n.metric
+            """;
+        await conn.ExecuteAsync(new CommandDefinition(supersede, new { resourceIds, metrics }, tx, cancellationToken: ct));
+        await conn.ExecuteAsync(new CommandDefinition(clear, new { resourceIds, metrics }, tx, cancellationToken: ct));
+
+        await using (var versions = await conn.BeginBinaryImportAsync("""
+            COPY model_versions (id, resource_id, metric, run_id, status, algorithm, parameters, train_from, train_to, train_points,
+                train_observed, train_clipped, trained_at, horizon, level, backtest_origins, mase, smape, coverage, snaive_mase,
+                beats_seasonal_naive, artifact, error) FROM STDIN (FORMAT BINARY)
+            """, ct))
+        {
+            for (int i = 0; i < items.Count; i++)
+            {
+                await WriteVersionAsync(versions, runId, items[i], results[i], trainedAt, o, ct);
+            }
+            await versions.CompleteAsync(ct);
+        }
+
+        await using (var forecasts = await conn.BeginBinaryImportAsync(
+            "COPY forecasts (resource_id, metric, ts, forecast, lower, upper, model_version_id, generated_at) FROM STDIN (FORMAT BINARY)", ct))
+        {
+            for (int i = 0; i < items.Count; i++)
+            {
+                if (results[i].Forecast is not { } f)
+                {
+                    continue;
+                }
+                for (int h = 0; h < f.Point.Length; h++)
+                {
+                    await forecasts.StartRowAsync(ct);
+                    await forecasts.WriteAsync(items[i].Resource.Id, NpgsqlDbType.Integer, ct);
+                    await forecasts.WriteAsync(items[i].Metric, NpgsqlDbType.Text, ct);
+                    await forecasts.WriteAsync(f.TimestampAt(h).UtcDateTime, NpgsqlDbType.TimestampTz, ct);
+                    await forecasts.WriteAsync(f.Point[h], NpgsqlDbType.Double, ct);
+                    await forecasts.WriteAsync(f.Lower[h], NpgsqlDbType.Double, ct);
+                    await forecasts.WriteAsync(f.Upper[h], NpgsqlDbType.Double, ct);
+                    await forecasts.WriteAsync(items[i].Version, NpgsqlDbType.Bigint, ct);
+                    await forecasts.WriteAsync(trainedAt.UtcDateTime, NpgsqlDbType.TimestampTz, ct);
+                }
+            }
+            await forecasts.CompleteAsync(ct);
+        }
+
+        await WriteUsageAsync(conn, tx, runId, batch, history, from, to, trainedAt, ct);
+
+        // Progress in the same transaction as the results, so the counters never claim more than is stored.
+        const string progress = """
+            UPDATE training_runs SET series_done = series_done + @done, series_failed = series_failed + @failed, heartbeat_at = @now
+            WHERE id = @runId;
+            UPDATE training_shards SET series_done = series_done + @done, series_failed = series_failed + @failed
+            WHERE run_id = @runId AND shard = @shard;
+            """;
+        await conn.ExecuteAsync(new CommandDefinition(progress,
+            new { runId, shard, done = items.Count, failed = items.Count - activated.Count, now = clock.GetUtcNow() }, tx, cancellationToken: ct));
+        await tx.CommitAsync(ct);
+    }
+
+    static async Task WriteVersionAsync(NpgsqlBinaryImporter w, long runId, Item item, Fitted r, DateTimeOffset trainedAt, TrainingOptions o, CancellationToken ct)
+    {
+        var m = r.Model;
+        var backtest = m?.Backtest;
+        var chosen = backtest?.Chosen;
+        var snaive = backtest?.SeasonalNaiveDaily;
+        await w.StartRowAsync(ct);
+        await w.WriteAsync(item.Version, NpgsqlDbType.Bigint, ct);
+        await w.WriteAsync(item.Resource.Id, NpgsqlDbType.Integer, ct);
+        await w.WriteAsync(item.Metric, NpgsqlDbType.Text, ct);
+        await w.WriteAsync(runId, NpgsqlDbType.Bigint, ct);
+        await w.WriteAsync(r.Error is null ? "active" : "failed", NpgsqlDbType.Text, ct);
+        await Nullable(w, r.Forecast?.Model, NpgsqlDbType.Text, ct);
+        await Nullable(w, m is null ? null : JsonSerializer.Serialize(new { model = r.Forecast!.Model, notes = m.Notes, candidates = backtest?.Candidates }, Json), NpgsqlDbType.Jsonb, ct);
+        await Nullable(w, m?.Training.From.UtcDateTime, NpgsqlDbType.TimestampTz, ct);
+        await Nullable(w, m?.Training.To.UtcDateTime, NpgsqlDbType.TimestampTz, ct);
+        await Nullable(w, m?.Training.Points, NpgsqlDbType.Integer, ct);
+        await Nullable(w, m?.Training.Observed, NpgsqlDbType.Integer, ct);
+        await Nullable(w, m?.Training.Clipped, NpgsqlDbType.Integer, ct);
+        await w.WriteAsync(trainedAt.UtcDateTime, NpgsqlDbType.TimestampTz, ct);
+        await w.WriteAsync(o.HorizonHours, NpgsqlDbType.Integer, ct);
+        await w.WriteAsync(o.Level, NpgsqlDbType.Double, ct);
+        await Nullable(w, backtest?.Origins, NpgsqlDbType.Integer, ct);
+        await Nullable(w, Finite(chosen?.Mase), NpgsqlDbType.Double, ct);
+        await Nullable(w, Finite(chosen?.Smape), NpgsqlDbType.Double, ct);
+        await Nullable(w, Finite(chosen?.Coverage), NpgsqlDbType.Double, ct);
+        await Nullable(w, Finite(snaive?.Mase), NpgsqlDbType.Double, ct);
+        await Nullable(w, Finite(chosen?.Mase) is double c && Finite(snaive?.Mase) is double s ? (bool?)(c < s) : null, NpgsqlDbType.Boolean, ct);
+        await Nullable(w, r.Artifact, NpgsqlDbType.Text, ct);
+        await Nullable(w, r.Error, NpgsqlDbType.Text, ct);
+    }
+
+    static double? Finite(double? v) => v is double d && double.IsFinite(d) ? d : null;
+
+    static async Task Nullable<T>(NpgsqlBinaryImporter w, T? value, NpgsqlDbType type, CancellationToken ct)
+    {
+        if (value is null)
+        {
+            await w.WriteNullAsync(ct);
+        }
+        else
+        {
+            await w.WriteAsync(value, type, ct);
+        }
+    }
+
+    /// <summary>Capacity models (robust cpu ~ load fit) and weekly per-replica peaks of the batch's resources.</summary>
+    static async Task WriteUsageAsync(
+        NpgsqlConnection conn, NpgsqlTransaction tx, long runId, List<BatchResource> batch, Dictionary<int, Hourly> history,
+        DateTimeOffset from, DateTimeOffset to, DateTimeOffset now, CancellationToken ct)
+    {
+        var capacity = new List<object>();
+        var peaks = new List<object>();
+        int hours = (int)((to - from) / Hour);
+        int week = Math.Min(hours, 7 * 24);
+        foreach (var r in batch)
+        {
+            var load = Series(r, r.LoadMetric, history);
+            var cpu = Series(r, "cpu_cores", history);
+            var memory = Series(r, "memory_bytes", history);
+            var replicas = Series(r, "replicas", history);
+            if (load is not null && cpu is not null && UsageModels.Capacity(load.Mean, cpu.Mean, replicas is null ? default : replicas.Mean) is { } fit)
+            {
+                capacity.Add(new
+                {
+                    resource_id = r.Id, load_metric = r.LoadMetric, fit.Intercept, fit.Slope, fit.RSquared, fit.Samples,
+                    per_replica = replicas is not null, load_min = fit.XMin, load_max = fit.XMax,
+                });
+            }
+            if (cpu is not null || memory is not null)
+            {
+                var peakCpu = replicas is null || cpu is null ? null : UsageModels.PeakPerReplica(cpu.Max, replicas.Mean, hours - week);
+                var peakMemory = replicas is null || memory is null ? null : UsageModels.PeakPerReplica(memory.Max, replicas.Mean, hours - week);
+                peaks.Add(new { resource_id = r.Id, cpu_cores = peakCpu, memory_bytes = peakMemory is double b ? (long?)Math.Round(b) : null });
+            }
+        }
+        const string upsertCapacity = """
+            INSERT INTO capacity_models (resource_id, load_metric, intercept, slope, r_squared, samples, per_replica, load_min, load_max, data_from, data_to, run_id, fitted_at)
+            VALUES (@resource_id, @load_metric, @Intercept, @Slope, @RSquared, @Samples, @per_replica, @load_min, @load_max, @from, @to, @runId, @now)
+            ON CONFLICT (resource_id) DO UPDATE SET
+                load_metric = EXCLUDED.load_metric, intercept = EXCLUDED.intercept, slope = EXCLUDED.slope, r_squared = EXCLUDED.r_squared,
+                samples = EXCLUDED.samples, per_replica = EXCLUDED.per_replica, load_min = EXCLUDED.load_min, load_max = EXCLUDED.load_max,
+                data_from = EXCLUDED.data_from, data_to = EXCLUDED.data_to, run_id = EXCLUDED.run_id, fitted_at = EXCLUDED.fitted_at
+            """;
+        const string upsertPeaks = """
+            INSERT INTO weekly_peaks (resource_id, cpu_cores, memory_bytes, window_from, window_to, run_id, computed_at)
+            VALUES (@resource_id, @cpu_cores, @memory_bytes, @weekFrom, @to, @runId, @now)
+            ON CONFLICT (resource_id) DO UPDATE SET
+                cpu_cores = EXCLUDED.cpu_cores, memory_bytes = EXCLUDED.memory_bytes, window_from = EXCLUDED.window_from,
+                window_to = EXCLUDED.window_to, run_id = EXCLUDED.run_id, computed_at = EXCLUDED.computed_at
+            """;
+        var common = new { from, to, weekFrom = to - (Hour * week), runId, now };
+        foreach (var row in capacity)
+        {
+            var p = new DynamicParameters(row);
+            p.AddDynamicParams(common);
+            await conn.ExecuteAsync(new CommandDefinition(upsertCapacity, p, tx, cancellationToken: ct));
+        }
+        foreach (var row in peaks)
+        {
+            var p = new DynamicParameters(row);
+            p.AddDynamicParams(common);
+            await conn.ExecuteAsync(new CommandDefinition(upsertPeaks, p, tx, cancellationToken: ct));
+        }
+    }
+
+    static Hourly? Series(BatchResource r, string metric, Dictionary<int, Hourly> history)
+    {
+        int i = Array.IndexOf(r.Metrics, metric);
+        return i >= 0 && history.TryGetValue(r.SeriesIds[i], out var h) ? h : null;
+    }
+}

@@ -1,0 +1,186 @@
+using Dapper;
+using Npgsql;
+
+namespace Forecaster.Api.Training;
+
+/// <summary>A training run as stored: status, progress counters and timing.</summary>
+public sealed record TrainingRunRow
+{
+    public long Id { get; init; }
+    public string Trigger { get; init; } = "";
+    public string Status { get; init; } = "";
+    public string[]? Resources { get; init; }
+    public int ShardCount { get; init; }
+    public int SeriesTotal { get; init; }
+    public int SeriesDone { get; init; }
+    public int SeriesFailed { get; init; }
+    public DateTime CreatedAt { get; init; }
+    public DateTime? StartedAt { get; init; }
+    public DateTime? FinishedAt { get; init; }
+    public string? Error { get; init; }
+    public string? Planning { get; init; }
+
+    public const string Columns = """
+        id, trigger, status, resources, shard_count AS ShardCount, series_total AS SeriesTotal, series_done AS SeriesDone,
+        series_failed AS SeriesFailed, created_at AS CreatedAt, started_at AS StartedAt, finished_at AS FinishedAt, error, planning
+        """;
+}
+
+/// <summary>One shard of a run as stored.</summary>
+public sealed record TrainingShardRow(
+    int Shard, string Status, string? InstanceId, int SeriesTotal, int SeriesDone, int SeriesFailed, DateTime? StartedAt, DateTime? FinishedAt, string? Error);
+
+/// <summary>
+/// The lifecycle of training runs in the database: created queued (at most one queued or running, by a unique index), started
+/// with one row per shard, advanced by the shards' batches, and finalized by whichever shard finishes last.
+/// </summary>
+public static class TrainingRuns
+{
+    /// <summary>Creates a queued run, or returns the id of the run already queued or running (and null) when there is one.</summary>
+    public static async Task<(long? Created, long? Active)> CreateAsync(
+        NpgsqlDataSource db, string trigger, string[]? resources, DateTimeOffset now, CancellationToken ct)
+    {
+        const string insert = """
+            INSERT INTO training_runs (trigger, status, resources, created_at)
+            VALUES (@trigger, 'queued', @resources, @now)
+            ON CONFLICT DO NOTHING
+            RETURNING id
+            """;
+        await using var conn = await db.OpenConnectionAsync(ct);
+        var id = await conn.ExecuteScalarAsync<long?>(new CommandDefinition(insert, new { trigger, resources, now }, cancellationToken: ct));
+        if (id is not null)
+        {
+            return (id, null);
+        }
+        var active = await conn.ExecuteScalarAsync<long?>(new CommandDefinition(
+            "SELECT id FROM training_runs WHERE status IN ('queued', 'running') ORDER BY id LIMIT 1", cancellationToken: ct));
+        return (null, active);
+    }
+
+    /// <summary>
+    /// Moves a queued run to running: counts the series of each shard (resources by id modulo <paramref name="shards"/>) and
+    /// writes the shard rows. Returns the shards to start, or none when the run was not queued (already started by a recovered firing).
+    /// </summary>
+    public static async Task<IReadOnlyList<int>> StartAsync(NpgsqlDataSource db, long runId, int shards, DateTimeOffset now, CancellationToken ct)
+    {
+        const string start = """
+            UPDATE training_runs SET status = 'running', shard_count = @shards, started_at = @now, heartbeat_at = @now
+            WHERE id = @runId AND status = 'queued'
+            RETURNING resources
+            """;
+        // The series a run trains: each resource's load metric, cpu_cores and memory_bytes.
+        const string count = """
+            INSERT INTO training_shards (run_id, shard, status, series_total)
+            SELECT @runId, g.shard, 'pending', coalesce(c.n, 0)
+            FROM generate_series(0, @shards - 1) AS g(shard)
+            LEFT JOIN (
+                SELECT mod(r.id, @shards) AS shard, count(*)::int AS n
+                FROM resources r JOIN series s ON s.resource_id = r.id
+                WHERE s.metric IN (r.load_metric, 'cpu_cores', 'memory_bytes')
+                  AND (@resources::text[] IS NULL OR r.name = ANY(@resources))
+                GROUP BY 1
+            ) c ON c.shard = g.shard;
+            UPDATE training_runs SET series_total = (SELECT sum(series_total) FROM training_shards WHERE run_id = @runId)
+            WHERE id = @runId;
+            """;
+        await using var conn = await db.OpenConnectionAsync(ct);
+        await using var tx = await conn.BeginTransactionAsync(ct);
+        var started = (await conn.QueryAsync<string[]?>(new CommandDefinition(start, new { runId, shards, now }, tx, cancellationToken: ct))).ToList();
+        if (started.Count == 0)
+        {
+            return [];
+        }
+        await conn.ExecuteAsync(new CommandDefinition(count, new { runId, shards, resources = started[0] }, tx, cancellationToken: ct));
+        await tx.CommitAsync(ct);
+        return [.. Enumerable.Range(0, shards)];
+    }
+
+    /// <summary>Marks a shard running on <paramref name="instance"/>; false when its run is no longer running (nothing to do).</summary>
+    public static async Task<bool> ClaimShardAsync(NpgsqlDataSource db, long runId, int shard, string instance, DateTimeOffset now, CancellationToken ct)
+    {
+        const string claim = """
+            UPDATE training_shards sh SET status = 'running', instance_id = @instance, started_at = coalesce(sh.started_at, @now)
+            FROM training_runs r
+            WHERE sh.run_id = @runId AND sh.shard = @shard AND r.id = sh.run_id AND r.status = 'running'
+              AND sh.status IN ('pending', 'running')
+            """;
+        await using var conn = await db.OpenConnectionAsync(ct);
+        return await conn.ExecuteAsync(new CommandDefinition(claim, new { runId, shard, instance, now }, cancellationToken: ct)) == 1;
+    }
+
+    /// <summary>
+    /// Ends a shard (failed when <paramref name="error"/> is set) and, when it was the last one running, the run: returns the
+    /// run's final status then, or null while other shards are still at work. The run row is locked first, so two shards
+    /// finishing at once cannot both see the other still running.
+    /// </summary>
+    public static async Task<string?> CompleteShardAsync(NpgsqlDataSource db, long runId, int shard, string? error, DateTimeOffset now, CancellationToken ct)
+    {
+        const string complete = """
+            SELECT 1 FROM training_runs WHERE id = @runId FOR UPDATE;
+            UPDATE training_shards SET status = CASE WHEN @error::text IS NULL THEN 'succeeded' ELSE 'failed' END,
+                   finished_at = @now, error = @error
+            WHERE run_id = @runId AND shard = @shard;
+            """;
+        const string finalize = """
+            UPDATE training_runs r
+            SET status = CASE WHEN EXISTS (SELECT 1 FROM training_shards WHERE run_id = r.id AND status = 'failed') THEN 'failed' ELSE 'succeeded' END,
+                finished_at = @now,
+                error = (SELECT string_agg(format('shard %s: %s', shard, error), '; ' ORDER BY shard) FROM training_shards WHERE run_id = r.id AND status = 'failed')
+            WHERE r.id = @runId AND r.status = 'running'
+              AND NOT EXISTS (SELECT 1 FROM training_shards WHERE run_id = r.id AND status IN ('pending', 'running'))
+            RETURNING r.status
+            """;
+        await using var conn = await db.OpenConnectionAsync(ct);
+        await using var tx = await conn.BeginTransactionAsync(ct);
+        await conn.ExecuteAsync(new CommandDefinition(complete, new { runId, shard, error, now }, tx, cancellationToken: ct));
+        var status = await conn.ExecuteScalarAsync<string?>(new CommandDefinition(finalize, new { runId, now }, tx, cancellationToken: ct));
+        await tx.CommitAsync(ct);
+        return status;
+    }
+
+    /// <summary>Ends a run that never got going (its start failed) as failed.</summary>
+    public static async Task FailAsync(NpgsqlDataSource db, long runId, string error, DateTimeOffset now, CancellationToken ct)
+    {
+        const string fail = """
+            UPDATE training_runs SET status = 'failed', error = @error, finished_at = @now
+            WHERE id = @runId AND status IN ('queued', 'running')
+            """;
+        await using var conn = await db.OpenConnectionAsync(ct);
+        await conn.ExecuteAsync(new CommandDefinition(fail, new { runId, error, now }, cancellationToken: ct));
+    }
+
+    /// <summary>Records what the planning step after a run did.</summary>
+    public static async Task SetPlanningAsync(NpgsqlDataSource db, long runId, string planning, CancellationToken ct)
+    {
+        await using var conn = await db.OpenConnectionAsync(ct);
+        await conn.ExecuteAsync(new CommandDefinition("UPDATE training_runs SET planning = @planning WHERE id = @runId", new { runId, planning }, cancellationToken: ct));
+    }
+
+    /// <summary>
+    /// Fails runs abandoned by a dead process: running with no progress since <paramref name="staleBefore"/>, or queued since
+    /// then. A live shard moves the heartbeat every batch, so only a run nobody works on any more matches. Returns their ids.
+    /// </summary>
+    public static async Task<IReadOnlyList<long>> FailStaleAsync(NpgsqlDataSource db, DateTimeOffset staleBefore, DateTimeOffset now, CancellationToken ct)
+    {
+        const string stale = """
+            WITH gone AS (
+                UPDATE training_runs SET status = 'failed', finished_at = @now,
+                       error = 'abandoned: no progress since ' || to_char(coalesce(heartbeat_at, created_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')
+                            || ' (the process running it stopped); series not retrained keep their previous model'
+                WHERE (status = 'running' AND heartbeat_at < @staleBefore) OR (status = 'queued' AND created_at < @staleBefore)
+                RETURNING id
+            ), shards AS (
+                UPDATE training_shards sh SET status = 'failed', finished_at = @now, error = 'abandoned'
+                FROM gone WHERE sh.run_id = gone.id AND sh.status IN ('pending', 'running')
+                RETURNING sh.run_id
+            )
+            SELECT id FROM gone
+            """;
+        await using var conn = await db.OpenConnectionAsync(ct);
+        return [.. await conn.QueryAsync<long>(new CommandDefinition(stale, new { staleBefore, now }, cancellationToken: ct))];
+    }
+
+    public static async Task<TrainingRunRow?> GetAsync(NpgsqlConnection conn, long runId, CancellationToken ct) =>
+        await conn.QuerySingleOrDefaultAsync<TrainingRunRow>(new CommandDefinition(
+            $"SELECT {TrainingRunRow.Columns} FROM training_runs WHERE id = @runId", new { runId }, cancellationToken: ct));
+}

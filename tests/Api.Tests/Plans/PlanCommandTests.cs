@@ -1,0 +1,61 @@
+using System.Diagnostics;
+using Dapper;
+using Forecaster.Api.Tests.Infrastructure;
+using Npgsql;
+
+namespace Forecaster.Api.Tests.Plans;
+
+/// <summary>The `plan` verb, run as a process against the test cluster.</summary>
+public sealed class PlanCommandTests
+{
+    static async Task<(int Exit, string Out, string Err)> RunAsync(string connectionString, params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "forecaster.dll"));
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+        psi.Environment["FORECASTER_DB"] = connectionString;
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        return (p.ExitCode, await stdout, await stderr);
+    }
+
+    [Fact]
+    public async Task PlanPrintsASummaryLineAndPublishesThePlans()
+    {
+        var db = await TestCluster.CreateDatabaseAsync("cliplan");
+        var (exit, _, stderr) = await RunAsync(db, "migrate");
+        Assert.True(exit == 0, stderr);
+        await using (var conn = new NpgsqlConnection(db))
+        {
+            await conn.ExecuteAsync("""
+                INSERT INTO resources (name, kind, "group", load_metric, policy, created_at, updated_at) VALUES
+                ('cli-a', 'service', 'g', 'qps', '{"minReplicas": 2}', now(), now()),
+                ('cli-b', 'job', 'g', 'records_in_rate', '{"minReplicas": 4, "maxParallelism": 64}', now(), now()),
+                ('cli-c', 'service', 'g', 'qps', '{}', now(), now())
+                """);
+        }
+        string stdout;
+        (exit, stdout, stderr) = await RunAsync(db, "plan");
+        Assert.True(exit == 0, stderr);
+        Assert.Matches(@"^resources=3 planned=2 cannot=1 seconds=[\d.]+ rate=[\d.]+/s\s*$", stdout);
+
+        (exit, stdout, _) = await RunAsync(db, "plan", "--resource", "cli-a");
+        Assert.Equal(0, exit);
+        Assert.StartsWith("resources=1 planned=1 cannot=0", stdout, StringComparison.Ordinal);
+        await using (var conn = new NpgsqlConnection(db))
+        {
+            Assert.Equal(3L, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM plan_versions"));
+            Assert.Equal(2L, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM plan_versions WHERE status = 'active'"));
+            Assert.Equal(48, await conn.ExecuteScalarAsync<int>("SELECT jsonb_array_length(steps) FROM plan_versions WHERE status = 'active' LIMIT 1"));
+        }
+
+        (exit, _, stderr) = await RunAsync(db, "plan", "--resource", "nope");
+        Assert.Equal(2, exit);
+        Assert.Contains("no resource is named 'nope'", stderr, StringComparison.Ordinal);
+    }
+}
