@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Issue 4's training benchmark: N synthetic series (default 10,000) of 35 days of hourly history loaded into a fresh
+# embedded cluster, then `forecaster train` end to end. Each resource has two trained series (qps, cpu_cores) and a
+# `replicas` series (read for per-replica usage, not fitted), so N series means N/2 resources. Prints the train summary
+# (series/s) and the peak resident memory of the train process (/usr/bin/time -v).
+#   bench/train.sh [series]
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+series="${1:-10000}"
+resources=$(( series / 2 ))
+hours=$(( 35 * 24 ))
+work="$(mktemp -d /tmp/forecaster-train.XXXXXX)"
+export FORECASTER_HOME="$work/home" Forecaster__Training__ModelsPath="$work/models"
+trap '"$root/forecaster" db stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+csv="$work/samples.csv"
+
+echo "generating $resources resources x 3 metrics x $hours hourly points ..."
+now=$(date -u +%s); start=$(( (now / 3600 - hours) * 3600 ))
+awk -v resources="$resources" -v hours="$hours" -v start="$start" 'BEGIN {
+  srand(42); print "resource,metric,timestamp,value"
+  for (r = 0; r < resources; r++) {
+    base = 50 + (r % 97) * 20; amp = 0.3 + (r % 7) * 0.08; peak = r % 24; perCore = 100 + (r % 13) * 15
+    for (i = 0; i < hours; i++) {
+      t = start + i * 3600; h = (i + peak) % 24; dow = int(i / 24) % 7
+      load = base * (1 + amp * sin(2 * 3.14159265 * h / 24)) * (dow >= 5 ? 0.8 : 1) * (1 + 0.05 * (rand() - 0.5) * 2)
+      rep = int(load / (perCore * 0.7)) + 2
+      ts = strftime("%Y-%m-%dT%H:%M:%SZ", t, 1)
+      printf "bench-%d,qps,%s,%.3f\nbench-%d,cpu_cores,%s,%.4f\nbench-%d,replicas,%s,%d\n", r, ts, load, r, ts, rep * 0.1 + load / perCore, r, ts, rep
+    }
+  }
+}' > "$csv"
+ls -lh "$csv" | awk '{print "csv size: " $5}'
+
+"$root/forecaster" import "$csv" --create-resources | tail -1
+rm -f "$csv"
+# Warm the page cache and statistics the way a nightly run finds them.
+"$root/forecaster" db status >/dev/null
+
+/usr/bin/time -v "$root/forecaster" train > "$work/train.out" 2> "$work/train.err" || { cat "$work/train.err" >&2; exit 1; }
+grep -E 'run=' "$work/train.err" || true
+cat "$work/train.out"
+awk -F': ' '/Maximum resident set size/ { printf "peak RSS of train: %.0f MB\n", $2 / 1024 }' "$work/train.err"
+echo "model artifacts: $(find "$work/models" -name '*.json' | wc -l) files, $(du -sh "$work/models" | cut -f1)"

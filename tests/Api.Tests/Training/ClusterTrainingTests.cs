@@ -1,0 +1,79 @@
+using System.Globalization;
+using Dapper;
+using Forecaster.Api.Database;
+using Forecaster.Api.Demo;
+using Forecaster.Api.Samples;
+using Forecaster.Api.Tests.Infrastructure;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.Logging.Abstractions;
+using Npgsql;
+
+namespace Forecaster.Api.Tests.Training;
+
+/// <summary>
+/// Two service instances on one database: Quartz's clustered store fires the nightly trigger once and both take shards.
+/// Both run on the wall clock (no fake clock): the scheduler compares fire times with real time across nodes.
+/// </summary>
+public sealed class ClusterTrainingTests
+{
+    [Fact]
+    public async Task TwoInstancesRunTheNightlyTriggerExactlyOnceAndShareItsShards()
+    {
+        var db = await TestCluster.CreateDatabaseAsync("cluster");
+        await using (var source = NpgsqlDataSource.Create(db))
+        {
+            var partitions = new SamplePartitions(source);
+            await DatabaseSetup.PrepareAsync(source, partitions, TimeProvider.System, NullLogger.Instance, default);
+            await DemoSeeder.SeedAsync(source, partitions, TimeProvider.System.GetUtcNow(), NullLogger.Instance, default);
+        }
+        // "Tonight" is a few seconds from now, once both instances are up.
+        var fire = TimeProvider.System.GetUtcNow().AddSeconds(10);
+        var cron = string.Create(CultureInfo.InvariantCulture, $"{fire.Second} {fire.Minute} {fire.Hour} * * ?");
+        var models = Path.Combine(Path.GetTempPath(), "forecaster-models", Guid.NewGuid().ToString("N")[..12]);
+
+        using var a = Instance(db, cron, models);
+        using var b = Instance(db, cron, models);
+        _ = a.Server;
+        _ = b.Server;
+
+        await using var conn = new NpgsqlConnection(db);
+        var deadline = TimeProvider.System.GetUtcNow().AddMinutes(3);
+        while (await conn.ExecuteScalarAsync<int>("SELECT count(*)::int FROM training_runs WHERE status IN ('succeeded', 'failed')") == 0)
+        {
+            Assert.True(TimeProvider.System.GetUtcNow() < deadline, "the nightly run did not finish");
+            await Task.Delay(250);
+        }
+        // Give a second firing every chance to show up.
+        await Task.Delay(TimeSpan.FromSeconds(3));
+
+        var run = await conn.QuerySingleAsync<(long Id, string Trigger, string Status, int Done, int Total)>(
+            "SELECT id, trigger, status, series_done, series_total FROM training_runs");
+        Assert.Equal(("nightly", "succeeded"), (run.Trigger, run.Status));
+        Assert.Equal(75, run.Done);
+        Assert.Equal(run.Total, run.Done);
+        var instances = (await conn.QueryAsync<string>("SELECT DISTINCT instance_id FROM training_shards WHERE run_id = @Id", new { run.Id })).ToList();
+        Assert.Equal(2, instances.Count);
+        try
+        {
+            Directory.Delete(models, recursive: true);
+        }
+        catch (DirectoryNotFoundException)
+        {
+        }
+    }
+
+    static WebApplicationFactory<Program> Instance(string db, string cron, string models) =>
+        new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
+        {
+            web.UseSetting("FORECASTER_DB", db);
+            web.UseSetting("Forecaster:ApiKeys:0", ApiFixture.ApiKey);
+            web.UseSetting("Forecaster:Training:NightlyCron", cron);
+            web.UseSetting("Forecaster:Training:ModelsPath", models);
+            web.UseSetting("Forecaster:Training:Shards", "6");
+            web.UseSetting("Forecaster:Training:BatchResources", "2");
+            web.UseSetting("Forecaster:Training:LoadBacktestOrigins", "2");
+            web.UseSetting("Forecaster:Training:UsageBacktestOrigins", "1");
+            web.UseSetting("Forecaster:Training:SchedulerIdleSeconds", "1");
+        });
+}

@@ -1,0 +1,67 @@
+using System.Diagnostics;
+using Dapper;
+using Forecaster.Api.Database;
+using Forecaster.Api.Demo;
+using Forecaster.Api.Samples;
+using Forecaster.Api.Tests.Infrastructure;
+using Microsoft.Extensions.Logging.Abstractions;
+using Npgsql;
+
+namespace Forecaster.Api.Tests.Training;
+
+/// <summary>`forecaster train` as a process against a database holding the demo fleet (recorded up to now: the CLI runs on the wall clock).</summary>
+public sealed class TrainCommandTests
+{
+    [Fact]
+    public async Task TrainRetrainsTheNamedResourcesAndEndsWithASummaryLine()
+    {
+        var db = await TestCluster.CreateDatabaseAsync("clitrain");
+        await using (var source = NpgsqlDataSource.Create(db))
+        {
+            var partitions = new SamplePartitions(source);
+            await DatabaseSetup.PrepareAsync(source, partitions, TimeProvider.System, NullLogger.Instance, default);
+            await DemoSeeder.SeedAsync(source, partitions, TimeProvider.System.GetUtcNow(), NullLogger.Instance, default);
+        }
+        var models = Path.Combine(Path.GetTempPath(), "forecaster-models", Guid.NewGuid().ToString("N")[..12]);
+        try
+        {
+            var (exit, stdout, stderr) = await RunAsync(db, models, "train", "--resource", "search", "--resource", "fraud-scoring");
+            Assert.True(exit == 0, stderr);
+            Assert.Matches(@"^series=6 failed=0 seconds=[\d.]+ rate=[\d.]+/s\s*$", stdout);
+            await using var conn = new NpgsqlConnection(db);
+            Assert.Equal(6, await conn.ExecuteScalarAsync<int>("SELECT count(*)::int FROM model_versions WHERE status = 'active'"));
+            Assert.Equal("cli", await conn.ExecuteScalarAsync<string>("SELECT trigger FROM training_runs"));
+            Assert.Equal(6, Directory.GetFiles(models, "*.json", SearchOption.AllDirectories).Length);
+
+            var (badExit, _, badErr) = await RunAsync(db, models, "train", "--resource", "nope");
+            Assert.Equal(2, badExit);
+            Assert.Contains("no resource is named 'nope'", badErr, StringComparison.Ordinal);
+        }
+        finally
+        {
+            if (Directory.Exists(models))
+            {
+                Directory.Delete(models, recursive: true);
+            }
+        }
+    }
+
+    static async Task<(int Exit, string Out, string Err)> RunAsync(string db, string models, params string[] args)
+    {
+        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "forecaster.dll"));
+        foreach (var a in args)
+        {
+            psi.ArgumentList.Add(a);
+        }
+        psi.Environment["FORECASTER_DB"] = db;
+        psi.Environment["Forecaster__Training__ModelsPath"] = models;
+        psi.Environment["Forecaster__Training__LoadBacktestOrigins"] = "2";
+        psi.Environment["Forecaster__Training__UsageBacktestOrigins"] = "1";
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        await p.WaitForExitAsync();
+        return (p.ExitCode, await stdout, await stderr);
+    }
+}
