@@ -52,19 +52,44 @@ public sealed class TrainingRunJob(NpgsqlDataSource db, IOptions<TrainingOptions
         catch (Exception e) when (e is NpgsqlException or TimeoutException or SchedulerException)
         {
             logger.LogError(e, "Training run {RunId} could not start", runId);
-            await TryAsync(() => TrainingRuns.FailAsync(db, runId, $"could not start: {e.Message}", clock.GetUtcNow(), CancellationToken.None), logger);
+            await TryAsync(() => TrainingRuns.FailAsync(db, runId, $"could not start: {e.Message}", clock.GetUtcNow(), CancellationToken.None), logger, ct);
         }
     }
 
-    internal static async Task TryAsync(Func<Task> record, ILogger logger)
+    /// <summary>
+    /// Records the end of a run or shard. The database may be the very thing that failed, so the write is retried for a
+    /// few minutes (a blip is then recorded within seconds of its end); past that the watchdog marks the run failed.
+    /// </summary>
+    internal static async Task TryAsync(Func<Task> record, ILogger logger, CancellationToken ct = default)
     {
-        try
+        const int attempts = 60;
+        for (var attempt = 1; ; attempt++)
         {
-            await record();
-        }
-        catch (Exception e) when (e is NpgsqlException or TimeoutException)
-        {
-            logger.LogError(e, "Could not record the failure; the watchdog marks the run failed once the database answers");
+            try
+            {
+                await record();
+                return;
+            }
+            catch (Exception e) when (e is NpgsqlException or TimeoutException)
+            {
+                if (attempt == attempts || ct.IsCancellationRequested)
+                {
+                    logger.LogError(e, "Could not record the failure; the watchdog marks the run failed once the database answers");
+                    return;
+                }
+                if (attempt == 1)
+                {
+                    logger.LogWarning("The database does not answer; retrying to record the end of the training run every 5 s");
+                }
+            }
+            try
+            {
+                await Task.Delay(TimeSpan.FromSeconds(5), ct);
+            }
+            catch (OperationCanceledException)
+            {
+                // Shutting down: the watchdog of the next start takes over.
+            }
         }
     }
 }
@@ -110,6 +135,6 @@ public sealed class TrainingShardJob(
             {
                 await planning.AfterRunAsync(runId, status, CancellationToken.None);
             }
-        }, logger);
+        }, logger, ct);
     }
 }
