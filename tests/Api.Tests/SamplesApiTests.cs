@@ -144,6 +144,19 @@ public sealed class SamplesApiTests(ApiFixture api) : IClassFixture<ApiFixture>
     }
 
     [Fact]
+    public async Task BulkCsvAcceptsABomCrlfPaddedNamesAndNoFinalNewline()
+    {
+        var client = api.Writer();
+        await api.PutServiceAsync(client, "pad");
+        var csv = "\uFEFFresource,metric,timestamp,value\r\npad,qps,2026-11-20T10:00:00Z,1\r\n pad , qps ,2026-11-20T11:00:00Z, 2 \r\npad,qps,2026-11-20T12:00:00.5Z,3";
+        var response = await client.PostAsync("/api/v1/samples", ApiFixture.Csv(csv));
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var series = await client.GetFromJsonAsync<JsonElement>("/api/v1/resources/pad/samples?from=2026-11-20T00:00:00Z&to=2026-11-21T00:00:00Z");
+        Assert.Equal([1.0, 2.0, 3.0], series.GetProperty("points").EnumerateArray().Select(p => p.GetProperty("value").GetDouble()));
+        Assert.Equal(new DateTimeOffset(2026, 11, 20, 12, 0, 0, 500, TimeSpan.Zero), series.GetProperty("points")[2].GetProperty("timestamp").GetDateTimeOffset());
+    }
+
+    [Fact]
     public async Task BulkCsvRetriesOverwriteAndNewSeriesAndOldMonthsAreHandledInOneRequest()
     {
         var client = api.Writer();

@@ -160,7 +160,7 @@ public sealed class SampleImport : IAsyncDisposable
         _direct = await StartCopyAsync(_conn, ct);
         foreach (var (key, ts, value) in _waiting)
         {
-            await WriteRowAsync(_direct, _keyList[key].SeriesId!.Value, ts, value, ct);
+            WriteRow(_direct, _keyList[key].SeriesId!.Value, ts, value);
             Spool(key, ts, value, direct: true);
         }
         _waiting.Clear();
@@ -193,6 +193,31 @@ public sealed class SampleImport : IAsyncDisposable
     /// <summary>Adds one validated sample.</summary>
     public async ValueTask AddAsync(int key, DateTime utc, double value, CancellationToken ct)
     {
+        if (!TryAdd(key, utc, value))
+        {
+            await SwitchSegmentAsync(ct);
+            TryAdd(key, utc, value);
+        }
+    }
+
+    /// <summary>True when a sample cannot be added before <see cref="FlushWaitingAsync"/>: the batch of new series' rows is full.</summary>
+    public bool MustFlush => _waiting.Count >= WaitingLimit;
+
+    /// <summary>Creates the series whose rows are waiting and streams those rows in (see <see cref="SwitchSegmentAsync"/>).</summary>
+    public Task FlushWaitingAsync(CancellationToken ct) => _direct is null || _waiting.Count == 0 ? Task.CompletedTask : SwitchSegmentAsync(ct);
+
+    /// <summary>
+    /// Adds one validated sample without awaiting (the bulk path parses spans, which cannot cross an await). False, and
+    /// nothing added, when the rows of new series wait in a full batch: call <see cref="FlushWaitingAsync"/> and add again.
+    /// </summary>
+    public bool TryAdd(int key, DateTime utc, double value)
+    {
+        var k = _keyList[key];
+        var direct = _direct is not null && _partitions.IsKnown(utc);
+        if (direct && k.SeriesId is null && (k.ResourceExists || _createResources) && _waiting.Count >= WaitingLimit)
+        {
+            return false;
+        }
         Rows++;
         if (utc < _min)
         {
@@ -202,8 +227,7 @@ public sealed class SampleImport : IAsyncDisposable
         {
             _max = utc;
         }
-        var k = _keyList[key];
-        if (_direct is null || !_partitions.IsKnown(utc))
+        if (!direct)
         {
             // After a conflict, or in a month without a partition yet: replayed at the end.
             Spool(key, utc, value, direct: false);
@@ -211,16 +235,12 @@ public sealed class SampleImport : IAsyncDisposable
         }
         else if (k.SeriesId is { } seriesId)
         {
-            await WriteRowAsync(_direct, seriesId, utc, value, ct);
+            WriteRow(_direct!, seriesId, utc, value);
             Spool(key, utc, value, direct: true);
         }
         else if (k.ResourceExists || _createResources)
         {
             _waiting.Add((key, utc, value));
-            if (_waiting.Count >= WaitingLimit)
-            {
-                await SwitchSegmentAsync(ct);
-            }
         }
         else
         {
@@ -228,6 +248,7 @@ public sealed class SampleImport : IAsyncDisposable
             Spool(key, utc, value, direct: false);
             _pending++;
         }
+        return true;
     }
 
     void Spool(int key, DateTime utc, double value, bool direct)
@@ -282,7 +303,7 @@ public sealed class SampleImport : IAsyncDisposable
             await _tx.SaveAsync("pending", ct);
             var copy = await _conn.BeginBinaryImportAsync("COPY samples (series_id, ts, value) FROM STDIN (FORMAT BINARY)", ct);
             copy.Timeout = TimeSpan.FromHours(1);
-            await ReplayAsync(onlyPending: true, (k, ts, v) => WriteRowAsync(copy, _keyList[k].SeriesId!.Value, ts, v, ct));
+            Replay(onlyPending: true, (k, ts, v) => WriteRow(copy, _keyList[k].SeriesId!.Value, ts, v));
             if (!await FinishCopyAsync(copy, "pending", ct))
             {
                 upserted = true;
@@ -376,7 +397,7 @@ public sealed class SampleImport : IAsyncDisposable
             transaction: _tx, cancellationToken: ct));
         var staging = await _conn.BeginBinaryImportAsync("COPY import_staging (series_id, ts, value) FROM STDIN (FORMAT BINARY)", ct);
         staging.Timeout = TimeSpan.FromHours(1);
-        await ReplayAsync(onlyPending, (k, ts, v) => WriteRowAsync(staging, _keyList[k].SeriesId!.Value, ts, v, ct));
+        Replay(onlyPending, (k, ts, v) => WriteRow(staging, _keyList[k].SeriesId!.Value, ts, v));
         await staging.CompleteAsync(ct);
         await staging.DisposeAsync();
         await _conn.ExecuteAsync(new CommandDefinition("SELECT ensure_sample_partitions(@_min, @_max)", new { _min, _max }, _tx, cancellationToken: ct));
@@ -410,7 +431,7 @@ public sealed class SampleImport : IAsyncDisposable
     }
 
     /// <summary>Reads the spool back: every row, or only those that did not go straight into `samples`.</summary>
-    async Task ReplayAsync(bool onlyPending, Func<int, DateTime, double, ValueTask> write)
+    void Replay(bool onlyPending, Action<int, DateTime, double> write)
     {
         _spoolFile.Position = 0;
         using var reader = new BinaryReader(_spoolFile, System.Text.Encoding.UTF8, leaveOpen: true);
@@ -423,11 +444,11 @@ public sealed class SampleImport : IAsyncDisposable
             {
                 continue;
             }
-            await write(flagged & ~DirectFlag, ts, value);
+            write(flagged & ~DirectFlag, ts, value);
         }
     }
 
-    static ValueTask WriteRowAsync(NpgsqlBinaryImporter copy, int seriesId, DateTime ts, double value, CancellationToken ct)
+    static void WriteRow(NpgsqlBinaryImporter copy, int seriesId, DateTime ts, double value)
     {
         // Synchronous writes into Npgsql's buffer: four awaited calls per row cost more CPU than the row itself, and
         // the rare flush to a loopback or LAN socket is short.
@@ -435,7 +456,6 @@ public sealed class SampleImport : IAsyncDisposable
         copy.Write(seriesId, NpgsqlDbType.Integer);
         copy.Write(ts, NpgsqlDbType.TimestampTz);
         copy.Write(value, NpgsqlDbType.Double);
-        return ValueTask.CompletedTask;
     }
 
     public async ValueTask DisposeAsync()

@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Numerics;
 
 namespace Forecaster.Api.Samples;
 
@@ -40,11 +41,14 @@ public static class UtcTimestamp
         return true;
     }
 
-    /// <summary>yyyy-MM-ddTHH:mm:ss[.f{1,7}]Z, the form every exporter writes, parsed without allocation.</summary>
-    static bool TryParseFast(ReadOnlySpan<char> s, out DateTime utc)
+    /// <summary>
+    /// yyyy-MM-ddTHH:mm:ss[.f{1,7}]Z, the form every exporter writes, parsed without allocation from UTF-16 text or
+    /// straight from UTF-8 bytes (the bulk CSV path).
+    /// </summary>
+    public static bool TryParseFast<T>(ReadOnlySpan<T> s, out DateTime utc) where T : unmanaged, IBinaryInteger<T>
     {
         utc = default;
-        if (s.Length < 20 || s[^1] != 'Z' || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':')
+        if (s.Length < 20 || !Is(s[^1], 'Z') || !Is(s[4], '-') || !Is(s[7], '-') || !Is(s[10], 'T') || !Is(s[13], ':') || !Is(s[16], ':'))
         {
             return false;
         }
@@ -57,7 +61,7 @@ public static class UtcTimestamp
         if (s.Length > 20)
         {
             var fraction = s[19..^1];
-            if (fraction.Length < 2 || fraction.Length > 8 || fraction[0] != '.' || !Digits(fraction, 1, fraction.Length - 1, out var f))
+            if (fraction.Length < 2 || fraction.Length > 8 || !Is(fraction[0], '.') || !Digits(fraction, 1, fraction.Length - 1, out var f))
             {
                 return false;
             }
@@ -75,12 +79,14 @@ public static class UtcTimestamp
         return true;
     }
 
-    static bool Digits(ReadOnlySpan<char> s, int start, int count, out int value)
+    static bool Is<T>(T c, char expected) where T : IBinaryInteger<T> => int.CreateTruncating(c) == expected;
+
+    static bool Digits<T>(ReadOnlySpan<T> s, int start, int count, out int value) where T : IBinaryInteger<T>
     {
         value = 0;
         for (var i = start; i < start + count; i++)
         {
-            var d = s[i] - '0';
+            var d = int.CreateTruncating(s[i]) - '0';
             if ((uint)d > 9)
             {
                 return false;
