@@ -1,6 +1,7 @@
 using Forecaster.Api;
 using Forecaster.Api.Capacity;
 using Forecaster.Api.Cli;
+using Forecaster.Api.Dashboard;
 using Forecaster.Api.Database;
 using Forecaster.Api.Errors;
 using Forecaster.Api.Health;
@@ -33,6 +34,7 @@ builder.Services.AddForecasterHealth();
 
 var app = builder.Build();
 app.UseForecasterProblems();
+app.UseDashboard();
 app.UseForecasterOpenApi();
 app.UseApiKeys();
 

@@ -19,12 +19,37 @@ public static class ModelsApi
             .WithSummary("Model versions of a resource (optionally one metric), newest first, with their backtest figures")
             .RequireAuthorization(ApiKeyExtensions.ReadPolicy)
             .ProducesProblem(StatusCodes.Status400BadRequest);
+        app.MapGet("/api/v1/models/active", ListActiveModels)
+            .WithTags("Models")
+            .WithName(nameof(ListActiveModels))
+            .WithSummary("The active model of every resource's load metric with its backtest MASE against seasonal naive's (the fleet view)")
+            .RequireAuthorization(ApiKeyExtensions.ReadPolicy)
+            .ProducesProblem(StatusCodes.Status400BadRequest);
         group.MapGet("/forecast", GetForecast)
             .WithName(nameof(GetForecast))
             .WithSummary("The stored forecast of a metric (default: the load metric) with bounds and the model version that made it")
             .RequireAuthorization(ApiKeyExtensions.ReadPolicy)
             .ProducesProblem(StatusCodes.Status400BadRequest);
         return app;
+    }
+
+    static async Task<Results<Ok<ActiveModelPage>, ValidationProblem>> ListActiveModels(NpgsqlDataSource db, string? group, CancellationToken ct)
+    {
+        if (group is { Length: > 128 })
+        {
+            return ProblemHandling.Invalid("group", "is longer than 128 characters");
+        }
+        const string active = """
+            SELECT r.name AS Resource, mv.metric, mv.id AS Version, mv.algorithm, mv.trained_at AS TrainedAt, mv.run_id AS RunId,
+                   mv.mase, mv.snaive_mase AS SeasonalNaiveMase, mv.beats_seasonal_naive AS BeatsSeasonalNaive
+            FROM resources r
+            JOIN model_versions mv ON mv.resource_id = r.id AND mv.metric = r.load_metric AND mv.status = 'active'
+            WHERE @group::text IS NULL OR r."group" = @group
+            ORDER BY r.name
+            """;
+        await using var conn = await db.OpenConnectionAsync(ct);
+        var rows = await conn.QueryAsync<ActiveModelView>(new CommandDefinition(active, new { group }, cancellationToken: ct));
+        return TypedResults.Ok(new ActiveModelPage([.. rows]));
     }
 
     static async Task<Results<Ok<ModelVersionPage>, ValidationProblem, ProblemHttpResult>> ListModels(

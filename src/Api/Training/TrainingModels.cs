@@ -37,6 +37,14 @@ public sealed record ModelVersionView(
 /// <summary>The model versions of a resource, newest first.</summary>
 public sealed record ModelVersionPage(string Resource, IReadOnlyList<ModelVersionView> Items);
 
+/// <summary>The active model of a resource's load metric, for the fleet view.</summary>
+public sealed record ActiveModelView(
+    string Resource, string Metric, long Version, string? Algorithm, DateTime TrainedAt, long? RunId,
+    double? Mase, double? SeasonalNaiveMase, bool? BeatsSeasonalNaive);
+
+/// <summary>Active load models, by resource name.</summary>
+public sealed record ActiveModelPage(IReadOnlyList<ActiveModelView> Items);
+
 /// <summary>One forecast hour with its bounds.</summary>
 public sealed record ForecastPoint(DateTimeOffset Timestamp, double Forecast, double Lower, double Upper);
 

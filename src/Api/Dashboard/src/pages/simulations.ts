@@ -1,0 +1,69 @@
+import { enc, get } from "../api";
+import { barChart, colors, timeChart } from "../charts";
+import { canvasBox, fmt, h, when } from "../dom";
+
+export interface StrategyTotals { replicaHours: number; underProvisionedHours: number; hours: number; unservedLoad: number; meanUtilization: number; scalingActions: number }
+
+export interface SimulationReport {
+  totals: Record<string, StrategyTotals>;
+  days?: { day: string; strategies: Record<string, { replicaHours: number; underProvisionedHours: number }> }[];
+  hourly?: { hour: string; load: number; replicas: Record<string, number> }[];
+  notes?: string[];
+  mase?: number;
+  coverage?: number;
+}
+
+export interface Simulation { id: string | number; status: string; createdAt?: string; finishedAt?: string; progress?: { done: number; total: number }; error?: string; report?: SimulationReport }
+
+const palette = [colors.forecast, colors.capacity, colors.cpu, colors.memory, colors.grey, colors.quota];
+
+export async function simulationsPage(root: HTMLElement): Promise<void> {
+  const list = await get<{ items: Simulation[] }>("/api/v1/simulations");
+  root.replaceChildren(
+    h("h1", {}, "Simulations"),
+    h("p", { class: "muted" }, "Replays of history against predictive, reactive and static strategies (POST /api/v1/simulations, or `forecaster simulate`)."),
+    list.items.length === 0 ? h("p", { class: "muted" }, "No simulation yet.") :
+      h("table", { id: "simulations" },
+        h("thead", {}, h("tr", {}, ...["Simulation", "Status", "Created", "Finished"].map(t => h("th", {}, t)))),
+        h("tbody", {}, ...list.items.map(s => h("tr", {},
+          h("td", {}, h("a", { href: `#/simulations/${enc(String(s.id))}` }, `#${s.id}`)), h("td", {}, s.status), h("td", {}, when(s.createdAt)), h("td", {}, when(s.finishedAt)))))));
+}
+
+/** Cost and risk per strategy as bars, and the replayed days as a chart. */
+export async function simulationPage(root: HTMLElement, id: string): Promise<void> {
+  const sim = await get<Simulation>(`/api/v1/simulations/${enc(id)}`);
+  if (!sim.report) {
+    root.replaceChildren(h("h1", {}, `Simulation #${sim.id}`), h("p", {}, `Status: ${sim.status}`, sim.progress ? ` (${sim.progress.done}/${sim.progress.total})` : ""), sim.error ? h("div", { class: "error", role: "alert" }, sim.error) : "");
+    return;
+  }
+  const report = sim.report;
+  const strategies = Object.keys(report.totals);
+  const cost = canvasBox("cost-chart", 300);
+  const risk = canvasBox("risk-chart", 300);
+  const days = canvasBox("days-chart", 320);
+  root.replaceChildren(
+    h("h1", {}, `Simulation #${sim.id}`),
+    h("table", { id: "totals" },
+      h("thead", {}, h("tr", {}, ...["Strategy", "Replica-hours", "Under-provisioned hours", "Hours", "Unserved load", "Mean utilisation", "Scaling actions"].map(t => h("th", {}, t)))),
+      h("tbody", {}, ...strategies.map(s => {
+        const t = report.totals[s];
+        return h("tr", {}, h("td", {}, s), h("td", { class: "num" }, fmt(t.replicaHours, 0)), h("td", { class: "num" }, fmt(t.underProvisionedHours, 0)),
+          h("td", { class: "num" }, fmt(t.hours, 0)), h("td", { class: "num" }, fmt(t.unservedLoad, 0)), h("td", { class: "num" }, `${fmt(t.meanUtilization * 100, 1)}%`), h("td", { class: "num" }, fmt(t.scalingActions, 0)));
+      }))),
+    ...(report.notes ?? []).map(n => h("p", { class: "muted" }, n)),
+    h("h2", {}, "Cost: replica-hours"), cost.box,
+    h("h2", {}, "Risk: under-provisioned hours"), risk.box,
+    h("h2", {}, "Replayed days"), days.box);
+  barChart(cost.canvas, strategies, [{ label: "replica-hours", data: strategies.map(s => report.totals[s].replicaHours), backgroundColor: colors.forecast }], "replica-hours");
+  barChart(risk.canvas, strategies, [{ label: "under-provisioned hours", data: strategies.map(s => report.totals[s].underProvisionedHours), backgroundColor: colors.quota }], "hours");
+  if (report.hourly?.length) {
+    timeChart(days.canvas, [
+      { label: "load / capacity per replica", data: report.hourly.map(p => ({ x: Date.parse(p.hour), y: p.load })), borderColor: colors.observed, pointRadius: 0 },
+      ...strategies.map((s, i) => ({ label: s, data: report.hourly!.map(p => ({ x: Date.parse(p.hour), y: p.replicas[s] ?? null })), borderColor: palette[i % palette.length], pointRadius: 0, stepped: "before" as const })),
+    ], "replicas");
+  } else if (report.days?.length) {
+    timeChart(days.canvas, strategies.map((s, i) => ({
+      label: `${s} replica-hours`, data: report.days!.map(d => ({ x: Date.parse(d.day), y: d.strategies[s]?.replicaHours ?? null })), borderColor: palette[i % palette.length], pointRadius: 2,
+    })), "replica-hours per day");
+  }
+}

@@ -1,0 +1,74 @@
+using Microsoft.Playwright;
+
+namespace Forecaster.Api.Tests.Dashboard;
+
+/// <summary>The dashboard in a real headless Chromium against the trained and planned demo fleet.</summary>
+public sealed class DashboardTests(DashboardFixture fx) : IClassFixture<DashboardFixture>
+{
+    static async Task<int> PointsAsync(IPage page, string canvas) =>
+        int.Parse(await page.GetAttributeAsync(canvas, "data-points") ?? "0", System.Globalization.CultureInfo.InvariantCulture);
+
+    static Task ShotAsync(IPage page, string name) =>
+        page.ScreenshotAsync(new PageScreenshotOptions { Path = Path.Combine(DashboardFixture.Artifacts(), $"dashboard-{name}.png"), FullPage = true });
+
+    [ChromiumFact]
+    public async Task TheFleetPageListsEveryResourceAndNavigatesToOne()
+    {
+        var page = await fx.OpenAsync("#/");
+        Assert.Equal(25, await page.Locator("#fleet tbody tr").CountAsync());
+        Assert.Contains("25 of 25 resources", await page.InnerTextAsync("#fleet-count"), StringComparison.Ordinal);
+        // Models and their backtest are shown against seasonal naive's.
+        Assert.Matches(@"\d\.\d+ / \d\.\d+", await page.InnerTextAsync("#fleet tbody tr[data-resource='checkout'] td:nth-child(7)"));
+        await page.FillAsync("#search", "fraud");
+        Assert.Equal(1, await page.Locator("#fleet tbody tr").CountAsync());
+        await ShotAsync(page, "fleet");
+
+        await page.ClickAsync("#fleet a:text-is('fraud-scoring')");
+        await page.WaitForSelectorAsync("#load-chart[data-points]");
+        Assert.EndsWith("#/resources/fraud-scoring", page.Url, StringComparison.Ordinal);
+        await page.CloseAsync();
+    }
+
+    [ChromiumFact]
+    public async Task TheResourcePageDrawsLoadForecastAndPlanWithTheModelHistory()
+    {
+        var page = await fx.OpenAsync("#/resources/checkout");
+        // 7 days of hourly observations plus 48 forecast hours (point and both bounds) plus the plan's steps.
+        Assert.True(await PointsAsync(page, "#load-chart") > 7 * 24, "the load chart has its data");
+        Assert.True(await PointsAsync(page, "#plan-chart") >= 48, "the plan chart has its steps");
+        Assert.True(await page.Locator("#models tbody tr").CountAsync() >= 3, "model versions of qps, cpu and memory");
+        Assert.Contains("48 hourly steps", await page.InnerTextAsync("#page"), StringComparison.Ordinal);
+        await ShotAsync(page, "resource");
+        await page.CloseAsync();
+    }
+
+    [ChromiumFact]
+    public async Task TheCapacityPageChartsPlannedCpuAndMemoryForAGroup()
+    {
+        var page = await fx.OpenAsync("#/capacity?group=shop");
+        Assert.True(await PointsAsync(page, "#cpu-chart") >= 48);
+        Assert.True(await PointsAsync(page, "#memory-chart") >= 48);
+        Assert.Matches(@"Peak planned cpu [\d.,]+ cores", await page.InnerTextAsync("#capacity-summary"));
+        await ShotAsync(page, "capacity");
+        await page.CloseAsync();
+    }
+
+    [ChromiumFact]
+    public async Task TheTrainingPageShowsTheRunThatTrainedTheFleet()
+    {
+        var page = await fx.OpenAsync("#/training");
+        Assert.True(await page.Locator("#runs tr[data-status='succeeded']").CountAsync() >= 1);
+        Assert.Contains("75/75", await page.InnerTextAsync("#runs"), StringComparison.Ordinal);
+        await ShotAsync(page, "training");
+        await page.CloseAsync();
+    }
+
+    [ChromiumFact]
+    public async Task AnApiErrorShowsAReadableMessage()
+    {
+        var page = await fx.OpenAsync("#/resources/no-such-service");
+        Assert.Equal("error", await page.GetAttributeAsync("#page", "data-ready"));
+        Assert.Contains("No resource is named 'no-such-service'", await page.InnerTextAsync("#error"), StringComparison.Ordinal);
+        await page.CloseAsync();
+    }
+}
