@@ -92,7 +92,8 @@ public static class SimulationInputs
 
     /// <summary>
     /// The series with its capacity: the policy's <c>capacityPerReplica</c>, else one chosen so that the series' overall peak
-    /// needs maxReplicas/2 replicas at the target utilisation (room both ways; the report says so).
+    /// fills maxReplicas/2 replicas at 100% utilisation (the report says so). A physical figure, independent of the target
+    /// utilisation: at a target of 0.7 the peak then plans about 0.71 × maxReplicas, leaving room above it for the upper bound.
     /// </summary>
     public static ReplaySeries? Series(string name, DateTimeOffset start, double[] load, Policy policy, out string? problem)
     {
@@ -107,7 +108,7 @@ public static class SimulationInputs
             problem = $"series '{name}' never has load above 0, so no capacityPerReplica can be chosen from its peak: give one in the policy";
             return null;
         }
-        var capacity = peak / (policy.TargetUtilization * policy.MaxReplicas!.Value / 2.0);
+        var capacity = peak / (policy.MaxReplicas!.Value / 2.0);
         return new ReplaySeries(name, start, load, policy with { CapacityPerReplica = capacity }, CapacityChosen: true);
     }
 

@@ -131,7 +131,7 @@ public sealed record SimulationReport(
         var chosen = replayed.Where(r => r.CapacityChosen).ToList();
         if (chosen.Count > 0)
         {
-            notes.Add(Invariant($"capacityPerReplica absent from the policy: chosen per series so that its overall peak needs maxReplicas/2 replicas at the target utilisation ({chosen.Count} series; see `capacity`)"));
+            notes.Add(Invariant($"capacityPerReplica absent from the policy: chosen per series so that its overall peak needs maxReplicas/2 replicas at 100% utilisation ({chosen.Count} series; see `capacity`)"));
         }
         if (forecast.FailedFits > 0)
         {
