@@ -102,7 +102,7 @@ public static class SimulateCommand
             var (read, problems) = SimulationInputs.ReadPolicy(doc.RootElement);
             if (read is null)
             {
-                return Bad($"--policy {policyFile.Name}: {string.Join("; ", problems)}");
+                return Bad($"--policy {policyFile.Name}: {string.Join("; ", problems.Select(p => $"{p.Field}: {p.Message}"))}");
             }
             policy = read;
         }

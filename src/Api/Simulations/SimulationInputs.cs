@@ -17,17 +17,18 @@ public static class SimulationInputs
     static readonly TimeSpan Hour = TimeSpan.FromHours(1);
 
     /// <summary>A policy validated as the planner validates a service's (every replayed series is scaled in replicas).</summary>
-    public static (Policy? Policy, IReadOnlyList<string> Problems) ReadPolicy(JsonElement json)
+    public static (Policy? Policy, IReadOnlyList<PolicyProblem> Problems) ReadPolicy(JsonElement json)
     {
         var problems = PolicyValidator.Validate(json, ResourceKind.Service);
         if (problems.Count > 0)
         {
-            return (null, [.. problems.Select(p => $"{p.Field}: {p.Message}")]);
+            return (null, problems);
         }
         var policy = PolicyJson.Read(json);
         if (policy.CapacityPerReplica is null && policy.MaxReplicas is null)
         {
-            return (null, ["policy: give capacityPerReplica, or maxReplicas so that a capacity can be chosen (the series' peak then needs maxReplicas/2 replicas)"]);
+            return (null, [new PolicyProblem("policy.capacityPerReplica",
+                "is needed, or maxReplicas so that a capacity can be chosen (the series' peak then needs maxReplicas/2 replicas)")]);
         }
         return (policy, []);
     }
