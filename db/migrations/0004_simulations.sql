@@ -11,7 +11,7 @@ CREATE TABLE IF NOT EXISTS simulations (
     started_at   timestamptz,
     finished_at  timestamptz,
     error        text,
-    report       jsonb
+    report       json                              -- json, not jsonb: keeps the report's key order (strategies, series)
 );
 -- The queue's restart recovery reads the unfinished ones.
 CREATE INDEX IF NOT EXISTS simulations_unfinished ON simulations (id) WHERE status IN ('queued', 'running');

@@ -61,7 +61,7 @@ public static class Simulations
     public static async Task SucceedAsync(NpgsqlDataSource db, long id, string report, int fits, DateTimeOffset now, CancellationToken ct)
     {
         const string succeed = """
-            UPDATE simulations SET status = 'succeeded', report = @report::jsonb, fits_done = @fits, fits_total = @fits, finished_at = @now
+            UPDATE simulations SET status = 'succeeded', report = @report::json, fits_done = @fits, fits_total = @fits, finished_at = @now
             WHERE id = @id
             """;
         await using var conn = await db.OpenConnectionAsync(ct);
