@@ -10,6 +10,7 @@ using Forecaster.Api.Plans;
 using Forecaster.Api.Resources;
 using Forecaster.Api.Samples;
 using Forecaster.Api.Security;
+using Forecaster.Api.Simulations;
 using Forecaster.Api.Training;
 
 // `forecaster VERB ...` runs a command-line verb; `forecaster serve` (or no verb) runs the service below.
@@ -27,6 +28,7 @@ builder.AddForecasterHost();
 builder.AddForecasterDatabase();
 builder.AddForecasterTraining();
 builder.AddForecasterPlanning();
+builder.AddForecasterSimulations();
 builder.Services.AddApiKeys();
 builder.Services.AddForecasterProblems();
 builder.Services.AddForecasterOpenApi();
@@ -46,6 +48,7 @@ app.MapTrainingRuns();
 app.MapPlans();
 app.MapCapacity();
 app.MapGroups();
+app.MapSimulations();
 
 await app.RunAsync();
 return 0;

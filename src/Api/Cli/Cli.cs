@@ -19,6 +19,7 @@ public static class Cli
         Forecasting.ForecastCommand.Create(),
         Training.TrainCommand.Create(),
         Plans.PlanCommand.Create(),
+        Simulations.SimulateCommand.Create(),
     };
 
     /// <summary>True when <paramref name="args"/> name a CLI verb (or ask for help) rather than the service.</summary>

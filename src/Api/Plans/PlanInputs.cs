@@ -107,29 +107,54 @@ public static class PlanInputs
                 : null;
             requests[i] = requests[i] with
             {
-                Input = new PlanInput
-                {
-                    Resource = r.Name,
-                    Kind = kind,
-                    Policy = policy,
-                    Now = now,
-                    HorizonStart = horizonStart,
-                    HorizonHours = o.HorizonHours,
-                    Forecast = forecasts.GetValueOrDefault((r.Id, load)),
-                    ObservedLoad = loadSeries[i] is int ls && observed.TryGetValue(ls, out var h) ? new HourlySeries(observedFrom, h) : null,
-                    Current = replicaSeries[i] is int rs && latest.TryGetValue(rs, out var n) && double.IsFinite(n) ? (int)Math.Round(n) : null,
-                    CapacityModel = model,
-                    ReplicaCpu = policy.ReplicaCpu,
-                    WeeklyPeak = peaks.TryGetValue(r.Id, out var p) ? new UsagePeak(p.Cpu, p.Memory) : null,
-                    CurrentBacklog = backlogSeries[i] is int bs && latest.TryGetValue(bs, out var b) ? b : null,
-                    BacklogForecast = BacklogMetric(i) is { } bm && forecasts.TryGetValue((r.Id, bm), out var bf)
-                        ? Hourly(bf, horizonStart, o.HorizonHours)
-                        : null,
-                },
+                Input = Compose(r.Name, kind, policy, now, horizonStart, o.HorizonHours,
+                    forecasts.GetValueOrDefault((r.Id, load)),
+                    loadSeries[i] is int ls && observed.TryGetValue(ls, out var h) ? new HourlySeries(observedFrom, h) : null,
+                    replicaSeries[i] is int rs && latest.TryGetValue(rs, out var n) && double.IsFinite(n) ? (int)Math.Round(n) : null,
+                    model,
+                    peaks.TryGetValue(r.Id, out var p) ? new UsagePeak(p.Cpu, p.Memory) : null,
+                    backlogSeries[i] is int bs && latest.TryGetValue(bs, out var b) ? b : null,
+                    BacklogMetric(i) is { } bm && forecasts.TryGetValue((r.Id, bm), out var bf) ? Hourly(bf, horizonStart, o.HorizonHours) : null),
             };
         }
         return requests;
     }
+
+    /// <summary>The first hour a plan made at <paramref name="now"/> serves: the hour in progress, so a fresh plan covers the current instant.</summary>
+    public static DateTimeOffset HorizonStart(DateTimeOffset now) => new(now.UtcTicks - (now.UtcTicks % Hour.Ticks), TimeSpan.Zero);
+
+    /// <summary>
+    /// The planner's input for one resource from what was loaded for it. Planning and the simulator (issue 7) both build
+    /// their inputs here, so a replayed night plans from exactly what a real one would. <c>ReplicaCpu</c> is the policy's.
+    /// </summary>
+    public static PlanInput Compose(
+        string resource, ResourceKind kind, Policy policy, DateTimeOffset now, DateTimeOffset horizonStart, int horizonHours,
+        Forecast? forecast, HourlySeries? observedLoad, int? current, CapacityModel? capacityModel = null, UsagePeak? weeklyPeak = null,
+        double? currentBacklog = null, HourlySeries? backlogForecast = null) => new()
+        {
+            Resource = resource,
+            Kind = kind,
+            Policy = policy,
+            Now = now,
+            HorizonStart = horizonStart,
+            HorizonHours = horizonHours,
+            Forecast = forecast,
+            ObservedLoad = observedLoad,
+            Current = current,
+            CapacityModel = capacityModel,
+            ReplicaCpu = policy.ReplicaCpu,
+            WeeklyPeak = weeklyPeak,
+            CurrentBacklog = currentBacklog,
+            BacklogForecast = backlogForecast,
+        };
+
+    /// <summary>
+    /// A stored forecast as the planner sees it. A model whose backtest is not known to be worse than seasonal naive
+    /// (<paramref name="beatsSeasonalNaive"/> null) counts as beating it: only evidence of being worse makes the planner fall back.
+    /// </summary>
+    public static Forecast StoredForecast(long modelVersion, DateTimeOffset generatedAt, bool? beatsSeasonalNaive, IReadOnlyList<ForecastHour> hours) =>
+        new($"{modelVersion}@{generatedAt:yyyy-MM-ddTHH:mm:ssZ}", modelVersion.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            generatedAt, beatsSeasonalNaive != false, hours);
 
     /// <summary>The stored policy, read through the same validation as a PUT: a policy stored before validation existed is reported, not guessed.</summary>
     static (Policy?, IReadOnlyList<string>) ReadPolicy(PlanResource r)
@@ -153,16 +178,13 @@ public static class PlanInputs
         public DateTime FittedAt { get; init; }
     }
 
-    /// <summary>
-    /// The stored forecast of each (resource, metric) within the horizon. A model whose backtest is not known to be worse than
-    /// seasonal naive counts as beating it: only evidence of being worse makes the planner fall back.
-    /// </summary>
+    /// <summary>The stored forecast of each (resource, metric) within the horizon (see <see cref="StoredForecast"/>).</summary>
     static async Task<Dictionary<(int, string), Forecast>> ForecastsAsync(
         NpgsqlConnection conn, (int Id, string Metric)[] wanted, DateTimeOffset from, DateTimeOffset to, CancellationToken ct)
     {
         const string forecasts = """
             SELECT f.resource_id, f.metric, f.ts, f.forecast, f.lower, f.upper, f.model_version_id, f.generated_at,
-                   mv.beats_seasonal_naive IS DISTINCT FROM false AS beats
+                   mv.beats_seasonal_naive AS beats
             FROM unnest(@ids, @metrics) AS w(resource_id, metric)
             JOIN forecasts f ON f.resource_id = w.resource_id AND f.metric = w.metric
             JOIN model_versions mv ON mv.id = f.model_version_id
@@ -178,14 +200,12 @@ public static class PlanInputs
         await using var reader = await cmd.ExecuteReaderAsync(ct);
         (int, string)? key = null;
         List<ForecastHour> hours = [];
-        (long Model, DateTime Generated, bool Beats) meta = default;
+        (long Model, DateTime Generated, bool? Beats) meta = default;
         void Flush()
         {
             if (key is { } k && hours.Count > 0)
             {
-                var generated = new DateTimeOffset(meta.Generated, TimeSpan.Zero);
-                result[k] = new Forecast($"{meta.Model}@{generated:yyyy-MM-ddTHH:mm:ssZ}", meta.Model.ToString(System.Globalization.CultureInfo.InvariantCulture),
-                    generated, meta.Beats, hours);
+                result[k] = StoredForecast(meta.Model, new DateTimeOffset(meta.Generated, TimeSpan.Zero), meta.Beats, hours);
             }
             hours = [];
         }
@@ -196,7 +216,7 @@ public static class PlanInputs
             {
                 Flush();
                 key = k;
-                meta = (reader.GetInt64(6), reader.GetDateTime(7), reader.GetBoolean(8));
+                meta = (reader.GetInt64(6), reader.GetDateTime(7), reader.IsDBNull(8) ? null : reader.GetBoolean(8));
             }
             hours.Add(new ForecastHour(new DateTimeOffset(reader.GetDateTime(2), TimeSpan.Zero), reader.GetDouble(3), reader.GetDouble(4), reader.GetDouble(5)));
         }

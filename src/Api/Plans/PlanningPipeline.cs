@@ -35,8 +35,6 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
     /// <summary>The LISTEN/NOTIFY channel a published plan is announced on; the payload is the resource's name.</summary>
     public const string Channel = "plans";
 
-    static readonly TimeSpan Hour = TimeSpan.FromHours(1);
-
     /// <summary>One planned (or unplannable) resource, with its JSON ready for the COPY.</summary>
     sealed record Result(PlanResource Resource, Forecast? Forecast, Plan? Plan, string? Steps, string? Requests, IReadOnlyList<string> Missing);
 
@@ -46,8 +44,7 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
         var o = options.Value;
         var started = Stopwatch.GetTimestamp();
         var now = clock.GetUtcNow();
-        // The first step covers the hour in progress, so a freshly published plan already covers the current instant.
-        var horizonStart = new DateTimeOffset(now.UtcTicks - (now.UtcTicks % Hour.Ticks), TimeSpan.Zero);
+        var horizonStart = PlanInputs.HorizonStart(now);
         int after = 0, resources = 0, planned = 0, cannot = 0, skipped = 0;
         while (true)
         {

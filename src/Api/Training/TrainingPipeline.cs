@@ -53,9 +53,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
             run = await TrainingRuns.GetAsync(conn, runId, ct) ?? throw new InvalidOperationException($"training run {runId} does not exist");
         }
         // Every shard of a run sees the same window, ending at the last whole hour before the run was created.
-        var created = new DateTimeOffset(DateTime.SpecifyKind(run.CreatedAt, DateTimeKind.Utc));
-        var to = new DateTimeOffset(created.UtcTicks - (created.UtcTicks % Hour.Ticks), TimeSpan.Zero);
-        var from = to - (Hour * (o.HistoryDays * 24));
+        var (from, to) = LoadModel.Window(new DateTimeOffset(DateTime.SpecifyKind(run.CreatedAt, DateTimeKind.Utc)), o);
 
         int after = 0, done = 0, failed = 0;
         TimeSpan reading = default, fitting = default, writing = default;
@@ -181,17 +179,10 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
                     results[i] = new Fitted(null, null, null, $"no samples in the last {o.HistoryDays} days");
                     return;
                 }
-                var forecastOptions = new ForecastOptions
+                var fit = LoadModel.Fit(hourly.Mean, from, o, item.Metric == item.Resource.LoadMetric);
+                if (fit is not { Model: { } model, Forecast: { } forecast })
                 {
-                    Horizon = o.HorizonHours,
-                    Level = o.Level,
-                    BacktestOrigins = item.Metric == item.Resource.LoadMetric ? o.LoadBacktestOrigins : o.UsageBacktestOrigins,
-                };
-                var model = SeriesForecaster.Fit(hourly.Mean, from, Hour, forecastOptions);
-                var forecast = model.Forecast(o.HorizonHours, o.Level);
-                if (!forecast.Point.All(double.IsFinite) || !forecast.Lower.All(double.IsFinite) || !forecast.Upper.All(double.IsFinite))
-                {
-                    results[i] = new Fitted(null, null, null, $"{forecast.Model} forecast a non-finite value");
+                    results[i] = new Fitted(null, null, null, fit.Error);
                     return;
                 }
                 var artifact = ModelArtifact.RelativePath(item.Resource.Name, item.Metric, item.Version);
@@ -315,7 +306,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         await Nullable(w, Finite(chosen?.Smape), NpgsqlDbType.Double, ct);
         await Nullable(w, Finite(chosen?.Coverage), NpgsqlDbType.Double, ct);
         await Nullable(w, Finite(snaive?.Mase), NpgsqlDbType.Double, ct);
-        await Nullable(w, Finite(chosen?.Mase) is double c && Finite(snaive?.Mase) is double s ? (bool?)(c < s) : null, NpgsqlDbType.Boolean, ct);
+        await Nullable(w, LoadModel.BeatsSeasonalNaive(backtest), NpgsqlDbType.Boolean, ct);
         await Nullable(w, r.Artifact, NpgsqlDbType.Text, ct);
         await Nullable(w, r.Error, NpgsqlDbType.Text, ct);
     }
