@@ -18,6 +18,9 @@ public sealed record InlinePoint(DateTimeOffset Timestamp, double? Value);
 /// <summary>Nightly fits replayed of the simulation's total (series × replayed days).</summary>
 public sealed record SimulationProgress(int Done, int Total, double Percent);
 
+/// <summary>The newest simulations, reports left out.</summary>
+public sealed record SimulationPage(IReadOnlyList<SimulationView> Items);
+
 /// <summary>A simulation: status and progress while it runs, then the report (<see cref="SimulationReport"/>) or the error.</summary>
 public sealed record SimulationView(
     long Id, string Status, SimulationProgress Progress, DateTimeOffset CreatedAt, DateTimeOffset? StartedAt, DateTimeOffset? FinishedAt,

@@ -89,6 +89,41 @@ public sealed record GoalCheck(double ReplicaHoursSavedVsStaticPeak, double? Und
 }
 
 /// <summary>
+/// One replayed UTC day summed over every series: the replica-hours the load needed at 100% utilisation (load / capacity)
+/// and, per strategy, the replica-hours and under-provisioned hours it had (the dashboard charts these day by day).
+/// </summary>
+public sealed record DayScore(DateOnly Day, double NeededReplicaHours, IReadOnlyDictionary<string, StrategyScore> Strategies)
+{
+    public static IReadOnlyList<DayScore> Of(IReadOnlyList<SeriesReplay> replayed)
+    {
+        var days = new SortedDictionary<DateOnly, (double Needed, Dictionary<string, Tally> Tallies)>();
+        foreach (var r in replayed)
+        {
+            for (var d = 0; d < r.Days; d++)
+            {
+                var day = DateOnly.FromDateTime((r.From + TimeSpan.FromDays(d)).UtcDateTime);
+                if (!days.TryGetValue(day, out var sum))
+                {
+                    sum = (0, Replay.Strategies.ToDictionary(s => s, _ => Tally.Zero));
+                }
+                var load = r.Load.AsSpan(d * 24, 24);
+                var needed = sum.Needed;
+                foreach (var l in load)
+                {
+                    needed += double.IsFinite(l) ? l / r.Capacity : 0;
+                }
+                foreach (var (strategy, counts) in r.Counts)
+                {
+                    sum.Tallies[strategy] = sum.Tallies[strategy].Add(Tally.Of(counts.AsSpan(d * 24, 24), load, r.Capacity));
+                }
+                days[day] = (needed, sum.Tallies);
+            }
+        }
+        return [.. days.Select(d => new DayScore(d.Key, d.Value.Needed, d.Value.Tallies.ToDictionary(t => t.Key, t => t.Value.Score())))];
+    }
+}
+
+/// <summary>
 /// The simulation report: <see cref="Totals"/> keyed by strategy name, the same per series under <see cref="Series"/>, the
 /// forecast's accuracy, the capacity each series was replayed with, the goal, and notes on what the simulator decided.
 /// </summary>
@@ -106,7 +141,8 @@ public sealed record SimulationReport(
     IReadOnlyDictionary<string, SeriesCapacity> Capacity,
     GoalCheck Goal,
     IReadOnlyList<string> Notes,
-    IReadOnlyDictionary<string, string> Skipped)
+    IReadOnlyDictionary<string, string> Skipped,
+    IReadOnlyList<DayScore> Days)
 {
     /// <summary>Sums the replayed series into totals and writes the notes.</summary>
     public static SimulationReport Build(
@@ -151,7 +187,8 @@ public sealed record SimulationReport(
             replayed.Sum(r => r.Days), totals, series, forecast,
             replayed.ToDictionary(r => r.Name, r => r.Forecast, StringComparer.Ordinal),
             replayed.ToDictionary(r => r.Name, r => new SeriesCapacity(r.Capacity, r.CapacityChosen ? "auto" : "policy"), StringComparer.Ordinal),
-            GoalCheck.Of(totals), notes, skipped.ToDictionary(s => s.Name, s => s.Reason, StringComparer.Ordinal));
+            GoalCheck.Of(totals), notes, skipped.ToDictionary(s => s.Name, s => s.Reason, StringComparer.Ordinal),
+            DayScore.Of(replayed));
     }
 
     /// <summary>The totals as a fixed-width table for a terminal, with the forecast's accuracy and the goal underneath.</summary>

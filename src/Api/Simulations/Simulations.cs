@@ -40,6 +40,18 @@ public static class Simulations
             $"SELECT {SimulationRow.Columns} FROM simulations WHERE id = @id", new { id }, cancellationToken: ct));
     }
 
+    /// <summary>The newest simulations, without their reports (a report can run to megabytes).</summary>
+    public static async Task<IReadOnlyList<SimulationRow>> ListAsync(NpgsqlDataSource db, int limit, CancellationToken ct)
+    {
+        const string list = """
+            SELECT id, status, request::text AS Request, fits_total AS FitsTotal, fits_done AS FitsDone, created_at AS CreatedAt,
+                   started_at AS StartedAt, finished_at AS FinishedAt, error, NULL AS Report
+            FROM simulations ORDER BY id DESC LIMIT @limit
+            """;
+        await using var conn = await db.OpenConnectionAsync(ct);
+        return [.. await conn.QueryAsync<SimulationRow>(new CommandDefinition(list, new { limit }, cancellationToken: ct))];
+    }
+
     /// <summary>Marks a queued (or interrupted) simulation running; false when it is already finished.</summary>
     public static async Task<bool> StartAsync(NpgsqlDataSource db, long id, DateTimeOffset now, CancellationToken ct)
     {

@@ -23,6 +23,11 @@ public static class SimulationsApi
             .WithRequestExample("""{"resources":["checkout","search"],"policy":{"minReplicas":1,"maxReplicas":40},"trainDays":28}""")
             .ProducesProblem(StatusCodes.Status400BadRequest)
             .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
+        group.MapGet("/", ListSimulations)
+            .WithName(nameof(ListSimulations))
+            .WithSummary("The newest simulations with their status and progress (reports only through GET /{id})")
+            .RequireAuthorization(ApiKeyExtensions.ReadPolicy)
+            .ProducesProblem(StatusCodes.Status400BadRequest);
         group.MapGet("/{id:long}", GetSimulation)
             .WithName(nameof(GetSimulation))
             .WithSummary("A simulation's status and progress (nightly fits replayed), then its report")
@@ -60,6 +65,16 @@ public static class SimulationsApi
         }
         var row = await Simulations.GetAsync(db, id, ct);
         return TypedResults.Accepted($"/api/v1/simulations/{id}", SimulationView.From(row!));
+    }
+
+    static async Task<Results<Ok<SimulationPage>, ValidationProblem>> ListSimulations(NpgsqlDataSource db, int? limit, CancellationToken ct)
+    {
+        var take = limit ?? 50;
+        if (take is < 1 or > 1000)
+        {
+            return ProblemHandling.Invalid("limit", "must be between 1 and 1000");
+        }
+        return TypedResults.Ok(new SimulationPage([.. (await Simulations.ListAsync(db, take, ct)).Select(SimulationView.From)]));
     }
 
     static async Task<Results<Ok<SimulationView>, ProblemHttpResult>> GetSimulation(NpgsqlDataSource db, long id, CancellationToken ct) =>

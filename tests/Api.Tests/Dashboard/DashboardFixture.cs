@@ -37,6 +37,7 @@ public sealed class DashboardFixture : IAsyncLifetime
     readonly string _models = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "forecaster-models", Guid.NewGuid().ToString("N")[..12]);
 
     public string BaseUrl { get; private set; } = "";
+    public long SimulationId { get; private set; }
     public IBrowser Browser { get; private set; } = null!;
     public HttpClient Client { get; private set; } = null!;
 
@@ -89,6 +90,21 @@ public sealed class DashboardFixture : IAsyncLifetime
                 break;
             }
             Assert.True(i < 900, $"training did not finish: {state}");
+            await Task.Delay(200);
+        }
+
+        var simulation = await Client.PostAsync("/api/v1/simulations",
+            ApiFixture.Json("""{"resources":["checkout","search","fraud-scoring"],"policy":{"minReplicas":1,"maxReplicas":40,"targetUtilization":0.7},"trainDays":28}"""));
+        Assert.Equal(HttpStatusCode.Accepted, simulation.StatusCode);
+        SimulationId = (await simulation.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetInt64();
+        for (var i = 0; ; i++)
+        {
+            var state = await Client.GetFromJsonAsync<JsonElement>($"/api/v1/simulations/{SimulationId}");
+            if (state.GetProperty("status").GetString() is "succeeded")
+            {
+                break;
+            }
+            Assert.True(i < 900 && state.GetProperty("status").GetString() != "failed", $"simulation did not succeed: {state}");
             await Task.Delay(200);
         }
 

@@ -123,5 +123,14 @@ public sealed class ReplayTests
         Assert.Contains("predictive+reactive", report.ToTable(), StringComparison.Ordinal);
         var g = report.Goal;
         Assert.Equal(1 - (report.Totals[Replay.PredictiveReactive].ReplicaHours / report.Totals[Replay.StaticPeak].ReplicaHours), g.ReplicaHoursSavedVsStaticPeak, 12);
+
+        // The days add up to the totals (both series replay the same two days).
+        Assert.Equal(2, report.Days.Count);
+        foreach (var s in Replay.Strategies)
+        {
+            Assert.Equal(report.Totals[s].ReplicaHours, report.Days.Sum(d => d.Strategies[s].ReplicaHours), 9);
+            Assert.Equal(report.Totals[s].UnderProvisionedHours, report.Days.Sum(d => d.Strategies[s].UnderProvisionedHours));
+        }
+        Assert.Equal(2 * load.AsSpan(28 * 24, 48).ToArray().Sum() / report.Capacity["a"].CapacityPerReplica, report.Days.Sum(d => d.NeededReplicaHours), 6);
     }
 }

@@ -5,15 +5,17 @@ import { canvasBox, fmt, h, when } from "../dom";
 export interface StrategyTotals { replicaHours: number; underProvisionedHours: number; hours: number; unservedLoad: number; meanUtilization: number; scalingActions: number }
 
 export interface SimulationReport {
+  trainDays: number;
+  replayedSeries: number;
+  seriesDays: number;
   totals: Record<string, StrategyTotals>;
-  days?: { day: string; strategies: Record<string, { replicaHours: number; underProvisionedHours: number }> }[];
-  hourly?: { hour: string; load: number; replicas: Record<string, number> }[];
-  notes?: string[];
-  mase?: number;
-  coverage?: number;
+  days: { day: string; neededReplicaHours: number; strategies: Record<string, StrategyTotals> }[];
+  forecast: { level: number; mase?: number; coverage?: number; days: number; untrustedDays: number };
+  goal: { replicaHoursSavedVsStaticPeak: number; underProvisionedVsReactive?: number; underProvisionedShare: number; met: boolean };
+  notes: string[];
 }
 
-export interface Simulation { id: string | number; status: string; createdAt?: string; finishedAt?: string; progress?: { done: number; total: number }; error?: string; report?: SimulationReport }
+export interface Simulation { id: number; status: string; createdAt?: string; finishedAt?: string; progress?: { done: number; total: number; percent: number }; error?: string; report?: SimulationReport }
 
 const palette = [colors.forecast, colors.capacity, colors.cpu, colors.memory, colors.grey, colors.quota];
 
@@ -41,29 +43,33 @@ export async function simulationPage(root: HTMLElement, id: string): Promise<voi
   const cost = canvasBox("cost-chart", 300);
   const risk = canvasBox("risk-chart", 300);
   const days = canvasBox("days-chart", 320);
+  const goal = report.goal;
   root.replaceChildren(
+    h("p", {}, h("a", { href: "#/simulations" }, "← Simulations")),
     h("h1", {}, `Simulation #${sim.id}`),
+    h("p", { id: "simulation-summary" },
+      `${report.replayedSeries} series, ${report.seriesDays} series-days replayed after ${report.trainDays} training days. `,
+      `Forecast MASE ${fmt(report.forecast.mase, 3)}, ${fmt(report.forecast.level * 100, 0)}% interval coverage ${fmt((report.forecast.coverage ?? 0) * 100, 1)}%. `,
+      `predictive+reactive saves ${fmt(goal.replicaHoursSavedVsStaticPeak * 100, 1)}% replica-hours against static-peak.`,
+      h("span", { class: `flag ${goal.met ? "info" : "warn"}` }, goal.met ? "goal met" : "goal not met")),
     h("table", { id: "totals" },
       h("thead", {}, h("tr", {}, ...["Strategy", "Replica-hours", "Under-provisioned hours", "Hours", "Unserved load", "Mean utilisation", "Scaling actions"].map(t => h("th", {}, t)))),
       h("tbody", {}, ...strategies.map(s => {
         const t = report.totals[s];
-        return h("tr", {}, h("td", {}, s), h("td", { class: "num" }, fmt(t.replicaHours, 0)), h("td", { class: "num" }, fmt(t.underProvisionedHours, 0)),
+        return h("tr", { "data-strategy": s }, h("td", {}, s), h("td", { class: "num" }, fmt(t.replicaHours, 0)), h("td", { class: "num" }, fmt(t.underProvisionedHours, 0)),
           h("td", { class: "num" }, fmt(t.hours, 0)), h("td", { class: "num" }, fmt(t.unservedLoad, 0)), h("td", { class: "num" }, `${fmt(t.meanUtilization * 100, 1)}%`), h("td", { class: "num" }, fmt(t.scalingActions, 0)));
       }))),
-    ...(report.notes ?? []).map(n => h("p", { class: "muted" }, n)),
+    ...report.notes.map(n => h("p", { class: "muted" }, n)),
     h("h2", {}, "Cost: replica-hours"), cost.box,
     h("h2", {}, "Risk: under-provisioned hours"), risk.box,
-    h("h2", {}, "Replayed days"), days.box);
+    h("h2", {}, "Replayed days: replica-hours per day"), days.box);
   barChart(cost.canvas, strategies, [{ label: "replica-hours", data: strategies.map(s => report.totals[s].replicaHours), backgroundColor: colors.forecast }], "replica-hours");
   barChart(risk.canvas, strategies, [{ label: "under-provisioned hours", data: strategies.map(s => report.totals[s].underProvisionedHours), backgroundColor: colors.quota }], "hours");
-  if (report.hourly?.length) {
-    timeChart(days.canvas, [
-      { label: "load / capacity per replica", data: report.hourly.map(p => ({ x: Date.parse(p.hour), y: p.load })), borderColor: colors.observed, pointRadius: 0 },
-      ...strategies.map((s, i) => ({ label: s, data: report.hourly!.map(p => ({ x: Date.parse(p.hour), y: p.replicas[s] ?? null })), borderColor: palette[i % palette.length], pointRadius: 0, stepped: "before" as const })),
-    ], "replicas");
-  } else if (report.days?.length) {
-    timeChart(days.canvas, strategies.map((s, i) => ({
-      label: `${s} replica-hours`, data: report.days!.map(d => ({ x: Date.parse(d.day), y: d.strategies[s]?.replicaHours ?? null })), borderColor: palette[i % palette.length], pointRadius: 2,
-    })), "replica-hours per day");
-  }
+  const day = (d: string) => Date.parse(`${d}T00:00:00Z`);
+  timeChart(days.canvas, [
+    { label: "needed at 100% utilisation", data: report.days.map(d => ({ x: day(d.day), y: d.neededReplicaHours })), borderColor: colors.observed, borderDash: [4, 3], pointRadius: 2 },
+    ...strategies.map((s, i) => ({
+      label: s, data: report.days.map(d => ({ x: day(d.day), y: d.strategies[s]?.replicaHours ?? null })), borderColor: palette[i % palette.length], pointRadius: 2,
+    })),
+  ], "replica-hours per day");
 }
