@@ -9,6 +9,7 @@ using Forecaster.Api.Plans;
 using Forecaster.Api.Resources;
 using Forecaster.Api.Samples;
 using Forecaster.Api.Security;
+using Forecaster.Api.Serving;
 using Forecaster.Api.Training;
 
 // `forecaster VERB ...` runs a command-line verb; `forecaster serve` (or no verb) runs the service below.
@@ -26,6 +27,7 @@ builder.AddForecasterHost();
 builder.AddForecasterDatabase();
 builder.AddForecasterTraining();
 builder.AddForecasterPlanning();
+builder.AddForecasterServing();
 builder.Services.AddApiKeys();
 builder.Services.AddForecasterProblems();
 builder.Services.AddForecasterOpenApi();
@@ -42,6 +44,7 @@ app.MapSamples();
 app.MapModels();
 app.MapTrainingRuns();
 app.MapPlans();
+app.MapServing();
 app.MapCapacity();
 app.MapGroups();
 
