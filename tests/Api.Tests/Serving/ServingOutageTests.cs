@@ -59,6 +59,7 @@ public sealed class ServingOutageTests : IAsyncLifetime
             ApiFixture.Json("""{"samples":[{"metric":"qps","timestamp":"2026-11-20T12:00:00Z","value":450}]}"""))).EnsureSuccessStatusCode();
         var cache = _factory.Services.GetRequiredService<PlanCache>();
         await cache.SyncAsync(default);
+        await cache.RefreshHistoryAsync(default);
         var fresh = await client.GetFromJsonAsync<JsonElement>("/api/v1/resources/planned/plan/current");
         Assert.False(fresh.GetProperty("stale").GetBoolean());
 

@@ -22,6 +22,13 @@ public sealed class ServingTests(ApiFixture api) : IClassFixture<ApiFixture>
 
     PlanCache Cache => api.Factory.Services.GetRequiredService<PlanCache>();
 
+    /// <summary>What the listener does on its own within a minute (sync) and ten (history): samples send no notification.</summary>
+    async Task SyncAsync()
+    {
+        await Cache.SyncAsync(default);
+        await Cache.RefreshHistoryAsync(default);
+    }
+
     async Task PutAsync(string name, string policy, string group = "serve", string kind = "service")
     {
         var metric = kind == "job" ? "records_in_rate" : "qps";
@@ -52,7 +59,7 @@ public sealed class ServingTests(ApiFixture api) : IClassFixture<ApiFixture>
         }
         var planner = api.Factory.Services.GetRequiredService<PlanningPipeline>();
         await planner.PlanAsync(new PlanScope(PlanTrigger.Cli, [name]), null, default);
-        await Cache.SyncAsync(default);
+        await SyncAsync();
     }
 
     async Task<JsonElement> CurrentAsync(string name, string? at = null)
@@ -119,7 +126,7 @@ public sealed class ServingTests(ApiFixture api) : IClassFixture<ApiFixture>
         // Static: a policy with minReplicas is planned (fallback:static); its plan then runs out (here: is withdrawn).
         await PutAsync("svc-static", $"{{\"minReplicas\":3,\"maxReplicas\":50,{Sized}}}");
         await api.ScalarAsync<int>("UPDATE plan_versions SET status = 'superseded' WHERE resource_id = (SELECT id FROM resources WHERE name = 'svc-static')");
-        await Cache.SyncAsync(default);
+        await SyncAsync();
 
         var yesterday = await CurrentAsync("svc-yesterday");
         Assert.Equal("fallback:yesterday-same-hour", yesterday.GetProperty("source").GetString());
@@ -141,7 +148,7 @@ public sealed class ServingTests(ApiFixture api) : IClassFixture<ApiFixture>
     public async Task NoHistoryAndNoBoundsIs404SayingWhatIsMissing()
     {
         await PutAsync("svc-nothing", $"{{\"maxReplicas\":50,{Sized}}}");
-        await Cache.SyncAsync(default);
+        await SyncAsync();
         var response = await api.Reader().GetAsync("/api/v1/resources/svc-nothing/plan/current");
         var problem = await SamplesApiTests.AssertProblem(response, HttpStatusCode.NotFound, null, "minReplicas");
         Assert.Contains("no observed load", problem.GetProperty("missing")[0].GetString(), StringComparison.Ordinal);
@@ -157,7 +164,7 @@ public sealed class ServingTests(ApiFixture api) : IClassFixture<ApiFixture>
         await ForecastPlanAsync("batch-b");
         await PutAsync("batch-job", "{\"minReplicas\":4,\"maxParallelism\":16,\"capacityPerSubtask\":100}", group: "batch", kind: "job");
         await PutAsync("batch-missing", $"{{\"maxReplicas\":50,{Sized}}}", group: "batch");
-        await Cache.SyncAsync(default);
+        await SyncAsync();
 
         var page = await api.Reader().GetFromJsonAsync<JsonElement>("/api/v1/plans/current?group=batch");
         var items = page.GetProperty("items").EnumerateArray().ToList();
@@ -188,7 +195,7 @@ public sealed class ServingTests(ApiFixture api) : IClassFixture<ApiFixture>
     public async Task EveryPlanAnswerHasAnETagAnsweredWith304AndAMaxAgeUpToTheStepBoundary(string path)
     {
         await PutAsync("etag-svc", $"{{\"minReplicas\":2,\"maxReplicas\":50,{Sized}}}", group: "etag");
-        await Cache.SyncAsync(default);
+        await SyncAsync();
         var client = api.Reader();
         var first = await client.GetAsync(path);
         Assert.Equal(HttpStatusCode.OK, first.StatusCode);
