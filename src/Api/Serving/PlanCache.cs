@@ -180,6 +180,11 @@ public sealed class PlanCache(
                     r.PlanId, plans[i], request?.Input, request?.Problems ?? []));
             }
         }
+        // Render each answer now, off the request path: the first poll of every resource then costs a lookup, not a serialization.
+        foreach (var r in loaded)
+        {
+            r.Current(now, now, Stale, Options);
+        }
         if (loaded.Count > 0 || gone.Count > 0)
         {
             Swap(loaded, gone);
