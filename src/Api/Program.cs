@@ -11,6 +11,7 @@ using Forecaster.Api.Resources;
 using Forecaster.Api.Samples;
 using Forecaster.Api.Security;
 using Forecaster.Api.Simulations;
+using Forecaster.Api.Serving;
 using Forecaster.Api.Training;
 
 // `forecaster VERB ...` runs a command-line verb; `forecaster serve` (or no verb) runs the service below.
@@ -29,6 +30,7 @@ builder.AddForecasterDatabase();
 builder.AddForecasterTraining();
 builder.AddForecasterPlanning();
 builder.AddForecasterSimulations();
+builder.AddForecasterServing();
 builder.Services.AddApiKeys();
 builder.Services.AddForecasterProblems();
 builder.Services.AddForecasterOpenApi();
@@ -46,6 +48,7 @@ app.MapSamples();
 app.MapModels();
 app.MapTrainingRuns();
 app.MapPlans();
+app.MapServing();
 app.MapCapacity();
 app.MapGroups();
 app.MapSimulations();

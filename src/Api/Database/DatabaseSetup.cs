@@ -107,7 +107,7 @@ sealed class DatabaseHealthCheck(NpgsqlDataSource dataSource) : Microsoft.Extens
         }
         catch (Exception e) when (e is NpgsqlException or TimeoutException)
         {
-            return Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult.Unhealthy($"database unreachable: {e.Message}");
+            return new Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckResult(context.Registration.FailureStatus, $"database unreachable: {e.Message}");
         }
     }
 }

@@ -105,6 +105,8 @@ public static class ResourcesApi
             policy = input.Policy is { ValueKind: JsonValueKind.Object } p ? p.GetRawText() : "{}",
             now = clock.GetUtcNow(),
         }, cancellationToken: ct));
+        // The serving cache reloads this resource at once (its group or kind may have changed even when no plan did).
+        await conn.ExecuteAsync(new CommandDefinition("SELECT pg_notify('resources', @name)", new { name }, cancellationToken: ct));
         if (changed)
         {
             // Only this resource: its plan follows its policy at once instead of waiting for the next training run.
@@ -130,6 +132,8 @@ public static class ResourcesApi
         {
             return ProblemHandling.NotFound($"No resource is named '{name}'.");
         }
+        // Delivered on commit: the serving cache drops it.
+        await conn.ExecuteAsync(new CommandDefinition("SELECT pg_notify('resources', @name)", new { name }, tx, cancellationToken: ct));
         await tx.CommitAsync(ct);
         return TypedResults.NoContent();
     }

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Issue 6's serving benchmark: N planned resources (default 10,000; seeded as in bench/plan.sh, then `forecaster plan`),
+# `forecaster serve` with the rate limiter disabled (it would answer 429 to a benchmark by design), then wrk on loopback
+# (2 threads, 64 connections, 30 s each, in the same run): GET plan/current of random resources, and /health/live as the
+# baseline. Prints requests/s and p50/p99 of both, their ratio, and the batch endpoint's time for all N (median of 7 calls).
+#   bench/serve.sh [resources] [seconds]
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+n="${1:-10000}"
+secs="${2:-30}"
+port=18080
+base="http://127.0.0.1:$port"
+command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
+work="$(mktemp -d /tmp/forecaster-serve.XXXXXX)"
+export FORECASTER_HOME="$work/home"
+server=""
+cleanup() {
+  [ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null || true
+  "$root/forecaster" db stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+"$root/forecaster" migrate >/dev/null
+port_pg=$(sed -n 4p "$(python3 -c "import json;print(json.load(open('$FORECASTER_HOME/cluster.json'))['DataDir'])")/postmaster.pid")
+export PGPASSWORD=$(python3 -c "import json;print(json.load(open('$FORECASTER_HOME/cluster.json'))['Password'])")
+psql_cmd=(psql -X -q -h 127.0.0.1 -p "$port_pg" -U forecaster -d forecaster -v ON_ERROR_STOP=1)
+
+echo "seeding $n resources with models, 48-hour forecasts and weekly peaks, then planning them ..."
+"${psql_cmd[@]}" -v n="$n" <<'SQL'
+INSERT INTO resources (name, kind, "group", load_metric, policy, created_at, updated_at)
+SELECT 'bench-' || i,
+       CASE WHEN i % 5 = 0 THEN 'job' ELSE 'service' END,
+       'g' || (i % 20),
+       CASE WHEN i % 5 = 0 THEN 'records_in_rate' ELSE 'qps' END,
+       CASE WHEN i % 5 = 0
+            THEN jsonb_build_object('minReplicas', 1, 'maxReplicas', 720, 'maxParallelism', 720, 'capacityPerSubtask', 500 + i % 5000)
+            ELSE jsonb_build_object('minReplicas', 1 + i % 4, 'maxReplicas', 300, 'capacityPerReplica', 20 + i % 200,
+                                    'maxStepUp', 10, 'maxStepDown', 5, 'scaleDownDelayHours', i % 4)
+       END,
+       now(), now()
+FROM generate_series(1, :n) AS i;
+INSERT INTO model_versions (resource_id, metric, status, trained_at, beats_seasonal_naive)
+SELECT id, load_metric, 'active', now(), true FROM resources;
+INSERT INTO forecasts (resource_id, metric, ts, forecast, lower, upper, model_version_id, generated_at)
+SELECT mv.resource_id, mv.metric, h, f, f * 0.8, f * 1.25, mv.id, now()
+FROM model_versions mv
+CROSS JOIN generate_series(date_trunc('hour', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
+                           (date_trunc('hour', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC') + interval '47 hours', interval '1 hour') AS h
+CROSS JOIN LATERAL (SELECT exp((mv.resource_id % 97) / 11.0) * (1 + 0.6 * sin(extract(epoch FROM h) / 13751.0 + mv.resource_id)) AS f) x;
+INSERT INTO weekly_peaks (resource_id, cpu_cores, memory_bytes, window_from, window_to, computed_at)
+SELECT id, 0.2 + (id % 30) / 10.0, (256 + id % 1024) * 1048576::bigint, now() - interval '7 days', now(), now() FROM resources;
+ANALYZE;
+SQL
+echo "forecaster plan: $("$root/forecaster" plan 2>/dev/null)"
+
+# No rate limit (the point is the serving path's speed), no request logging beyond warnings.
+Forecaster__RateLimit__Enabled=false Logging__LogLevel__Default=Warning \
+  "$root/forecaster" serve --urls "$base" >"$work/serve.log" 2>&1 &
+server=$!
+t0=$(date +%s.%N)
+until curl -sf "$base/health/ready" >/dev/null 2>&1; do
+  kill -0 "$server" 2>/dev/null || { cat "$work/serve.log" >&2; exit 1; }
+  sleep 0.2
+done
+awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "serve ready (plans loaded) after %.1f s\n", b - a }'
+curl -s "$base/health/ready"; echo
+
+cat >"$work/current.lua" <<'LUA'
+-- Random resources, so no answer is served from one hot entry only.
+local n
+function init(args) n = tonumber(args[1]); math.randomseed(os.time() + math.floor(os.clock() * 1e6)) end
+function request() return wrk.format("GET", "/api/v1/resources/bench-" .. math.random(1, n) .. "/plan/current") end
+LUA
+bench() { wrk -t2 -c64 -d"${secs}s" --latency "$@"; }
+# Warm-up (JIT tiers, connection pools, first GCs) so neither measured run pays it: 5 s each, not reported.
+wrk -t2 -c64 -d5s -s "$work/current.lua" "$base" -- "$n" >/dev/null
+wrk -t2 -c64 -d5s "$base/health/live" >/dev/null
+echo "== wrk plan/current (random of $n) =="
+bench -s "$work/current.lua" "$base" -- "$n" | tee "$work/current.txt"
+echo "== wrk /health/live =="
+bench "$base/health/live" | tee "$work/live.txt"
+# The same probe through a Lua request() like the one above: wrk shares the 2 cores, and building each request in Lua
+# costs it CPU the server then lacks, so this isolates the server's share of the difference.
+cat >"$work/live.lua" <<'LUA'
+function request() return wrk.format("GET", "/health/live") end
+LUA
+echo "== wrk /health/live through Lua =="
+bench -s "$work/live.lua" "$base" | tee "$work/live-lua.txt"
+
+rps() { awk '/^Requests\/sec:/ { print $2 }' "$1"; }
+pct() { awk -v p="$2" '$1 == p { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } print v }' "$1"; }
+echo "== batch GET /api/v1/plans/current (all $n) =="
+times=()
+for i in 1 2 3 4 5 6 7; do
+  line=$(curl -s -o /dev/null -w '%{time_total} %{size_download} %{http_code}' "$base/api/v1/plans/current?limit=$n")
+  echo "call $i: ${line% *} s, $(awk '{ print $2 }' <<<"$line") bytes, HTTP ${line##* }"
+  times+=("$(awk '{ print $1 }' <<<"$line")")
+done
+batch_ms=$(printf '%s\n' "${times[@]}" | sort -n | awk '{ a[NR] = $1 } END { printf "%.1f", a[int((NR + 1) / 2)] * 1000 }')
+rss_mb=$(awk '/VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$(pgrep -P "$server" -n forecaster 2>/dev/null || echo "$server")/status" 2>/dev/null || echo "?")
+
+awk -v c="$(rps "$work/current.txt")" -v l="$(rps "$work/live.txt")" -v ll="$(rps "$work/live-lua.txt")" \
+    -v ll50="$(pct "$work/live-lua.txt" 50%)" -v ll99="$(pct "$work/live-lua.txt" 99%)" \
+    -v c50="$(pct "$work/current.txt" 50%)" -v c99="$(pct "$work/current.txt" 99%)" \
+    -v l50="$(pct "$work/live.txt" 50%)" -v l99="$(pct "$work/live.txt" 99%)" -v b="$batch_ms" -v n="$n" -v rss="$rss_mb" 'BEGIN {
+  printf "\nplan/current: %.0f req/s, p50 %.2f ms, p99 %.2f ms\n", c, c50, c99
+  printf "/health/live: %.0f req/s, p50 %.2f ms, p99 %.2f ms\n", l, l50, l99
+  printf "/health/live through Lua: %.0f req/s, p50 %.2f ms, p99 %.2f ms\n", ll, ll50, ll99
+  printf "ratio plan/current / live: %.2f (through Lua: %.2f; goal >= 0.50); p99 goal < 5 ms\n", c / l, c / ll
+  printf "batch, all %d resources: median %.1f ms (goal < 100 ms); service RSS %s MB\n", n, b, rss }'

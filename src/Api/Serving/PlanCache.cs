@@ -1,0 +1,259 @@
+using Dapper;
+using Forecaster.Api.Plans;
+using Forecaster.Planner;
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace Forecaster.Api.Serving;
+
+/// <summary>
+/// Every resource's active plan (and, where a plan runs out soon, the history behind the serve-time fallback) held in
+/// memory, so the plan endpoints never touch the database. The snapshot is immutable and swapped whole; one writer at a
+/// time (the listener, or a test) loads from the database and swaps. While the database is unreachable the last snapshot
+/// keeps being served, marked stale.
+/// </summary>
+public sealed class PlanCache(
+    NpgsqlDataSource db, IOptions<ServingOptions> options, IOptions<PlanningOptions> planning, TimeProvider clock, ILogger<PlanCache> logger) : IDisposable
+{
+    /// <summary>Resources by name, and the same sorted by name (ordinal) for paging.</summary>
+    sealed record Snapshot(Dictionary<string, ServedResource> ByName, ServedResource[] Ordered);
+
+    /// <summary>A resource as (re)loaded: its definition and active plan, steps as stored.</summary>
+    sealed record Row
+    {
+        public int Id { get; init; }
+        public string Name { get; init; } = "";
+        public string Kind { get; init; } = "";
+        public string Group { get; init; } = "";
+        public string LoadMetric { get; init; } = "";
+        public string Policy { get; init; } = "{}";
+        public DateTime UpdatedAt { get; init; }
+        public long? PlanId { get; init; }
+        public DateTime? GeneratedAt { get; init; }
+        public string? Mode { get; init; }
+        public string? Steps { get; init; }
+    }
+
+    readonly SemaphoreSlim _writer = new(1, 1);
+    Snapshot _snapshot = new(new Dictionary<string, ServedResource>(StringComparer.Ordinal), []);
+    string? _unreachable;
+    DateTimeOffset? _unreachableSince;
+
+    public ServingOptions Options => options.Value;
+
+    /// <summary>True once the first full load succeeded: readiness waits for it.</summary>
+    public bool Loaded { get; private set; }
+
+    /// <summary>True while the database cannot be reached: answers come from memory and say <c>stale: true</c>.</summary>
+    public bool Stale => Volatile.Read(ref _unreachable) is not null;
+
+    /// <summary>Why the database is unreachable and since when, or null.</summary>
+    public (string Reason, DateTimeOffset Since)? Outage => Volatile.Read(ref _unreachable) is { } reason ? (reason, _unreachableSince!.Value) : null;
+
+    public DateTimeOffset? SyncedAt { get; private set; }
+
+    public int Count => Volatile.Read(ref _snapshot).Ordered.Length;
+
+    public ServedResource? Find(string name) => Volatile.Read(ref _snapshot).ByName.GetValueOrDefault(name);
+
+    /// <summary>Every resource, sorted by name (ordinal). The snapshot's own array: read it, never write it.</summary>
+    public ServedResource[] Ordered => Volatile.Read(ref _snapshot).Ordered;
+
+    /// <summary>(plans, resources holding fallback history) in the current snapshot, for readiness.</summary>
+    public (int Plans, int WithHistory) Counts()
+    {
+        var all = Volatile.Read(ref _snapshot).Ordered;
+        return (all.Count(r => r.Plan is not null), all.Count(r => r.Fallback is not null));
+    }
+
+    public void MarkUnreachable(Exception e)
+    {
+        if (Volatile.Read(ref _unreachable) is null)
+        {
+            _unreachableSince = clock.GetUtcNow();
+            logger.LogWarning("Database unreachable ({Reason}): serving {Count} resources from memory, stale", e.GetBaseException().Message, Count);
+        }
+        Volatile.Write(ref _unreachable, e.GetBaseException().Message);
+    }
+
+    void MarkReachable()
+    {
+        if (Interlocked.Exchange(ref _unreachable, null) is not null)
+        {
+            logger.LogInformation("Database reachable again: plans are fresh");
+        }
+        SyncedAt = clock.GetUtcNow();
+    }
+
+    /// <summary>
+    /// Compares every resource's version and active plan id with the snapshot and reloads what differs (all of it on the
+    /// first call); also loads the history of resources whose plan has meanwhile come within the fallback horizon.
+    /// </summary>
+    public async Task SyncAsync(CancellationToken ct)
+    {
+        const string versions = """
+            SELECT r.name, r.updated_at, p.id
+            FROM resources r LEFT JOIN plan_versions p ON p.resource_id = r.id AND p.status = 'active'
+            """;
+        await _writer.WaitAsync(ct);
+        try
+        {
+            List<(string Name, DateTime UpdatedAt, long? PlanId)> rows;
+            await using (var conn = await db.OpenConnectionAsync(ct))
+            {
+                rows = [.. await conn.QueryAsync<(string, DateTime, long?)>(new CommandDefinition(versions, cancellationToken: ct))];
+            }
+            var snapshot = _snapshot;
+            var now = clock.GetUtcNow();
+            var ahead = TimeSpan.FromHours(Options.FallbackAheadHours);
+            var changed = rows.Where(r => !snapshot.ByName.TryGetValue(r.Name, out var e) || e.UpdatedAt != r.UpdatedAt || e.PlanId != r.PlanId
+                    || (e.Fallback is null && e.Problems.Count == 0 && e.NeedsHistory(now, ahead)))
+                .Select(r => r.Name).ToList();
+            var present = rows.Select(r => r.Name).ToHashSet(StringComparer.Ordinal);
+            var removed = snapshot.ByName.Keys.Where(n => !present.Contains(n)).ToList();
+            await LoadAsync(changed, removed, ct);
+            Loaded = true;
+            MarkReachable();
+        }
+        finally
+        {
+            _writer.Release();
+        }
+    }
+
+    /// <summary>Reloads the named resources (a notification named them): changed, published, created or deleted.</summary>
+    public async Task ReloadAsync(IReadOnlyCollection<string> names, CancellationToken ct)
+    {
+        await _writer.WaitAsync(ct);
+        try
+        {
+            await LoadAsync(names, [], ct);
+            MarkReachable();
+        }
+        finally
+        {
+            _writer.Release();
+        }
+    }
+
+    /// <summary>Reloads the observed history of every resource that may need the fallback soon.</summary>
+    public async Task RefreshHistoryAsync(CancellationToken ct)
+    {
+        var now = clock.GetUtcNow();
+        var ahead = TimeSpan.FromHours(Options.FallbackAheadHours);
+        var names = Volatile.Read(ref _snapshot).Ordered.Where(r => r.NeedsHistory(now, ahead)).Select(r => r.Name).ToList();
+        await ReloadAsync(names, ct);
+    }
+
+    async Task LoadAsync(IReadOnlyCollection<string> names, IReadOnlyCollection<string> removed, CancellationToken ct)
+    {
+        const string load = """
+            SELECT r.id, r.name, r.kind, r."group" AS Group, r.load_metric AS LoadMetric, r.policy::text AS Policy, r.updated_at AS UpdatedAt,
+                   p.id AS PlanId, p.generated_at AS GeneratedAt, p.mode, p.steps::text AS Steps
+            FROM resources r LEFT JOIN plan_versions p ON p.resource_id = r.id AND p.status = 'active'
+            WHERE r.name = ANY(@names)
+            """;
+        var now = clock.GetUtcNow();
+        var ahead = TimeSpan.FromHours(Options.FallbackAheadHours);
+        var hourStart = new DateTimeOffset(now.UtcTicks - (now.UtcTicks % TimeSpan.TicksPerHour), TimeSpan.Zero);
+        var loaded = new List<ServedResource>(names.Count);
+        var gone = new HashSet<string>(removed, StringComparer.Ordinal);
+        foreach (var chunk in names.Chunk(Options.LoadBatch))
+        {
+            List<Row> rows;
+            await using (var conn = await db.OpenConnectionAsync(ct))
+            {
+                rows = [.. await conn.QueryAsync<Row>(new CommandDefinition(load, new { names = chunk }, cancellationToken: ct))];
+            }
+            gone.UnionWith(chunk.Except(rows.Select(r => r.Name), StringComparer.Ordinal));
+            var plans = rows.Select(r => Plan(r, now)).ToArray();
+            // History only where a plan runs out within the fallback horizon: a planned fleet holds no history at all.
+            var needy = rows.Where((r, i) => plans[i] is not { } p || p.End < now + ahead)
+                .Select(r => new PlanResource { Id = r.Id, Name = r.Name, Kind = r.Kind, LoadMetric = r.LoadMetric, Policy = r.Policy, UpdatedAt = r.UpdatedAt })
+                .ToList();
+            var inputs = needy.Count == 0 ? [] : (await PlanInputs.LoadAsync(db, needy, now, hourStart, planning.Value, ct)).ToDictionary(q => q.Resource.Id);
+            for (var i = 0; i < rows.Count; i++)
+            {
+                var r = rows[i];
+                var request = inputs.GetValueOrDefault(r.Id);
+                loaded.Add(new ServedResource(r.Id, r.Name, r.Kind == "job" ? ResourceKind.Job : ResourceKind.Service, r.Group, r.UpdatedAt,
+                    r.PlanId, plans[i], request?.Input, request?.Problems ?? []));
+            }
+        }
+        // Render each answer now, off the request path: the first poll of every resource then costs a lookup, not a serialization.
+        foreach (var r in loaded)
+        {
+            r.Current(now, now, Stale, Options);
+        }
+        if (loaded.Count > 0 || gone.Count > 0)
+        {
+            Swap(loaded, gone);
+        }
+    }
+
+    /// <summary>The plan's steps that are not over (an hour of slack for a slightly past <c>at</c>); what is over only costs memory.</summary>
+    static ServedPlan? Plan(Row r, DateTimeOffset now)
+    {
+        if (r.PlanId is not long id || r.Steps is null)
+        {
+            return null;
+        }
+        var keepFrom = now - TimeSpan.FromHours(1);
+        var steps = PlanJson.ReadSteps(r.Steps).Where(s => s.End > keepFrom).ToArray();
+        return new ServedPlan(id, new DateTimeOffset(r.GeneratedAt!.Value, TimeSpan.Zero), r.Mode == "forecastOnly", steps);
+    }
+
+    /// <summary>Copy, change, publish: readers keep the snapshot they started with, and see the next one whole.</summary>
+    void Swap(List<ServedResource> loaded, HashSet<string> gone)
+    {
+        var old = _snapshot;
+        var byName = new Dictionary<string, ServedResource>(old.ByName, StringComparer.Ordinal);
+        var reshaped = false;
+        foreach (var name in gone)
+        {
+            reshaped |= byName.Remove(name);
+        }
+        foreach (var r in loaded)
+        {
+            reshaped |= !byName.ContainsKey(r.Name);
+            byName[r.Name] = r;
+        }
+        ServedResource[] ordered;
+        if (reshaped)
+        {
+            ordered = [.. byName.Values];
+            Array.Sort(ordered, (a, b) => string.CompareOrdinal(a.Name, b.Name));
+        }
+        else
+        {
+            // Same names: replace in place in a copy, no sort.
+            ordered = (ServedResource[])old.Ordered.Clone();
+            foreach (var r in loaded)
+            {
+                ordered[IndexOf(ordered, r.Name)] = r;
+            }
+        }
+        Volatile.Write(ref _snapshot, new Snapshot(byName, ordered));
+    }
+
+    /// <summary>Index of the first resource whose name is at or after <paramref name="name"/> (ordinal).</summary>
+    public static int IndexOf(ServedResource[] ordered, string name)
+    {
+        int lo = 0, hi = ordered.Length;
+        while (lo < hi)
+        {
+            var mid = (lo + hi) >>> 1;
+            if (string.CompareOrdinal(ordered[mid].Name, name) < 0)
+            {
+                lo = mid + 1;
+            }
+            else
+            {
+                hi = mid;
+            }
+        }
+        return lo;
+    }
+
+    public void Dispose() => _writer.Dispose();
+}

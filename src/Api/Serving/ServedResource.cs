@@ -1,0 +1,231 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using Forecaster.Planner;
+
+namespace Forecaster.Api.Serving;
+
+/// <summary>An active plan version as served: its steps that are not over yet, in hour order.</summary>
+public sealed record ServedPlan(long Version, DateTimeOffset GeneratedAt, bool ForecastOnly, PlanStep[] Steps)
+{
+    public DateTimeOffset End => Steps.Length == 0 ? DateTimeOffset.MinValue : Steps[^1].End;
+
+    /// <summary>The step in force at <paramref name="at"/>, or -1. Steps are consecutive hours, so this is arithmetic, not a search.</summary>
+    public int IndexAt(DateTimeOffset at)
+    {
+        if (Steps.Length == 0 || at < Steps[0].Start || at >= Steps[^1].End)
+        {
+            return -1;
+        }
+        var i = (int)((at - Steps[0].Start).Ticks / TimeSpan.TicksPerHour);
+        return i < Steps.Length && Steps[i].Start <= at && at < Steps[i].End ? i : Array.FindIndex(Steps, s => s.Start <= at && at < s.End);
+    }
+}
+
+/// <summary>
+/// An answer rendered once and reused: the JSON body, its ETag and how long it holds. <see cref="Missing"/> is set
+/// (and <see cref="Count"/> null) when neither a plan nor the fallback can say anything.
+/// </summary>
+public sealed class Rendered
+{
+    public required byte[] Body { get; init; }
+    public required string ETag { get; init; }
+    public DateTimeOffset ValidUntil { get; init; }
+    public int? Count { get; init; }
+    public bool ForecastOnly { get; init; }
+    public IReadOnlyList<string>? Missing { get; init; }
+
+    internal long Key { get; init; }
+    internal bool Stale { get; init; }
+    internal bool FromPlan { get; init; }
+}
+
+/// <summary>
+/// One resource in the serving cache: immutable data (replaced whole when its plan or definition changes, so a reader
+/// sees a plan version whole or not at all) plus the last rendered answer, since every executor polling it in the same
+/// hour gets the same bytes.
+/// </summary>
+public sealed class ServedResource(
+    int id, string name, ResourceKind kind, string group, DateTime updatedAt, long? planId, ServedPlan? plan, PlanInput? fallback, IReadOnlyList<string> problems)
+{
+    static readonly TimeSpan Hour = TimeSpan.FromHours(1);
+
+    /// <summary>How far ahead the fallback looks for the next differing step: yesterday's load says nothing beyond a day.</summary>
+    const int FallbackLookAheadHours = 24;
+
+    Rendered? _last;
+
+    public int Id => id;
+    public string Name => name;
+    public ResourceKind Kind => kind;
+    public string Group => group;
+    public DateTime UpdatedAt => updatedAt;
+
+    /// <summary>The active plan version's id in the database (also when every step of it is over).</summary>
+    public long? PlanId => planId;
+
+    public ServedPlan? Plan => plan;
+
+    /// <summary>Policy, recent observed hourly load and current count for the serve-time fallback; loaded only where a plan runs out soon.</summary>
+    public PlanInput? Fallback => fallback;
+
+    /// <summary>Why the stored policy cannot be used (the fallback then cannot run either).</summary>
+    public IReadOnlyList<string> Problems => problems;
+
+    /// <summary>Whether this resource needs its history in memory: no plan, or one that ends within <paramref name="ahead"/>.</summary>
+    public bool NeedsHistory(DateTimeOffset now, TimeSpan ahead) => plan is null || plan.End < now + ahead;
+
+    /// <summary>The answer at <paramref name="at"/>: the plan's step in force, else the serve-time fallback, else what is missing.</summary>
+    public Rendered Current(DateTimeOffset at, DateTimeOffset now, bool databaseStale, ServingOptions o)
+    {
+        var last = Volatile.Read(ref _last);
+        if (plan is not null && plan.IndexAt(at) is var i and >= 0)
+        {
+            var stale = databaseStale || (now - plan.GeneratedAt).TotalHours > o.PlanStaleAfterHours;
+            if (last is { FromPlan: true } && last.Key == i && last.Stale == stale)
+            {
+                return last;
+            }
+            var step = plan.Steps[i];
+            PlanStep? next = null;
+            for (var j = i + 1; j < plan.Steps.Length && next is null; j++)
+            {
+                next = Differs(plan.Steps[j], step) ? plan.Steps[j] : null;
+            }
+            return Remember(Render(step, next, plan, stale, i, fromPlan: true));
+        }
+        if (fallback is null)
+        {
+            return Remember(RenderMissing(at.UtcTicks, problems.Count > 0
+                ? [.. problems.Select(p => $"invalid stored policy: {p}")]
+                : [$"no plan covers {at:yyyy-MM-dd HH:mm}Z and no observed history of {name} is held in memory"]));
+        }
+        var leadAhead = at.AddMinutes(fallback.Policy.LeadMinutes).UtcTicks;
+        var served = leadAhead - (leadAhead % TimeSpan.TicksPerHour);
+        if (last is { FromPlan: false } && last.Key == served && last.Stale == databaseStale)
+        {
+            return last;
+        }
+        var input = fallback with { Now = now };
+        switch (ScalePlanner.CurrentStep(input, at))
+        {
+            case Planned<PlanStep> { Value: var step }:
+                PlanStep? next = null;
+                for (var k = 0; k < FallbackLookAheadHours && next is null; k++)
+                {
+                    if (ScalePlanner.CurrentStep(input, step.End + (k * Hour)) is Planned<PlanStep> { Value: var later } && Differs(later, step))
+                    {
+                        next = later;
+                    }
+                }
+                return Remember(Render(step, next, null, databaseStale, served, fromPlan: false));
+            case CannotPlan<PlanStep> cannot:
+                return Remember(RenderMissing(served, cannot.Missing));
+            default:
+                throw new InvalidOperationException("unknown plan outcome");
+        }
+    }
+
+    /// <summary>The steps overlapping [from, to): the plan's, and the fallback's for hours the plan does not cover.</summary>
+    public IReadOnlyList<PlanStep> Schedule(DateTimeOffset from, DateTimeOffset to, DateTimeOffset now)
+    {
+        var steps = new List<PlanStep>();
+        var at = from;
+        while (at < to)
+        {
+            if (plan is not null && plan.IndexAt(at) is var i and >= 0)
+            {
+                for (; i < plan.Steps.Length && plan.Steps[i].Start < to; i++)
+                {
+                    steps.Add(plan.Steps[i]);
+                }
+                at = plan.Steps[i - 1].End;
+            }
+            else if (fallback is not null && ScalePlanner.CurrentStep(fallback with { Now = now }, at) is Planned<PlanStep> { Value: var step })
+            {
+                steps.Add(step);
+                at = step.End;
+            }
+            else
+            {
+                // Nothing can be said for this hour; look at the next one (a plan may start there).
+                at = new DateTimeOffset(at.UtcTicks - (at.UtcTicks % TimeSpan.TicksPerHour), TimeSpan.Zero) + Hour;
+            }
+        }
+        return steps;
+    }
+
+    Rendered Remember(Rendered r)
+    {
+        Volatile.Write(ref _last, r);
+        return r;
+    }
+
+    static bool Differs(PlanStep a, PlanStep b) => a.Count != b.Count || a.Cpu != b.Cpu || a.Memory != b.Memory;
+
+    Rendered Render(PlanStep step, PlanStep? next, ServedPlan? from, bool stale, long key, bool fromPlan)
+    {
+        var job = kind == ResourceKind.Job;
+        var view = new CurrentPlan(name, kind, job ? null : step.Count, job ? step.Count : null, step.Cpu, step.Memory,
+            step.Start, step.End, step.Hour,
+            next is null ? null : new NextStep(job ? null : next.Count, job ? next.Count : null, next.Cpu, next.Memory, next.Start, next.End, next.Source),
+            step.Source, from?.Version, from?.GeneratedAt, stale, from?.ForecastOnly ?? step.ForecastOnly, step.CapacityShortfall, step.Explanation);
+        var body = JsonSerializer.SerializeToUtf8Bytes(view, ServingJson.Options);
+        return new Rendered
+        {
+            Body = body,
+            ETag = ServingJson.ETag(body),
+            ValidUntil = step.End,
+            Count = step.Count,
+            ForecastOnly = view.ForecastOnly,
+            Key = key,
+            Stale = stale,
+            FromPlan = fromPlan,
+        };
+    }
+
+    Rendered RenderMissing(long key, IReadOnlyList<string> missing)
+    {
+        var body = JsonSerializer.SerializeToUtf8Bytes(new MissingPlan(name, missing), ServingJson.Options);
+        return new Rendered { Body = body, ETag = ServingJson.ETag(body), Missing = missing, Key = key, FromPlan = false, Stale = false };
+    }
+}
+
+/// <summary>JSON of the serving endpoints: web defaults, nulls omitted, and a content hash for ETags.</summary>
+public static class ServingJson
+{
+    public static JsonSerializerOptions Options { get; } = new(JsonSerializerDefaults.Web) { DefaultIgnoreCondition = JsonIgnoreCondition.WhenWritingNull };
+
+    /// <summary>A strong ETag: FNV-1a (64-bit) of the body. Not cryptographic; it only has to change when the bytes do.</summary>
+    public static string ETag(ReadOnlySpan<byte> body) => Quote(Fnv(body, 14695981039346656037UL));
+
+    /// <summary>An ETag over several ETags (the batch answer), so a 304 needs no body written.</summary>
+    public static string Combine(IEnumerable<string> etags, string salt)
+    {
+        var h = Fnv(salt, 14695981039346656037UL);
+        foreach (var e in etags)
+        {
+            h = Fnv(e, h);
+        }
+        return Quote(h);
+    }
+
+    static ulong Fnv(string chars, ulong h)
+    {
+        foreach (var c in chars)
+        {
+            h = (h ^ c) * 1099511628211UL;
+        }
+        return h;
+    }
+
+    static ulong Fnv(ReadOnlySpan<byte> bytes, ulong h)
+    {
+        foreach (var b in bytes)
+        {
+            h = (h ^ b) * 1099511628211UL;
+        }
+        return h;
+    }
+
+    static string Quote(ulong h) => "\"" + h.ToString("x16", System.Globalization.CultureInfo.InvariantCulture) + "\"";
+}
