@@ -20,9 +20,12 @@ public sealed class DashboardTests(DashboardFixture fx) : IClassFixture<Dashboar
         Assert.Contains("25 of 25 resources", await page.InnerTextAsync("#fleet-count"), StringComparison.Ordinal);
         // Models and their backtest are shown against seasonal naive's.
         Assert.Matches(@"\d\.\d+ / \d\.\d+", await page.InnerTextAsync("#fleet tbody tr[data-resource='checkout'] td:nth-child(7)"));
+        // The desired count now and its source, as the serving endpoint answers it.
+        var current = await fx.Client.GetFromJsonAsync<System.Text.Json.JsonElement>("/api/v1/resources/checkout/plan/current");
+        Assert.Equal($"{current.GetProperty("replicas").GetInt32()} replicas", await page.InnerTextAsync("#fleet tbody tr[data-resource='checkout'] td.desired"));
+        await ShotAsync(page, "fleet");
         await page.FillAsync("#search", "fraud");
         Assert.Equal(1, await page.Locator("#fleet tbody tr").CountAsync());
-        await ShotAsync(page, "fleet");
 
         await page.ClickAsync("#fleet a:text-is('fraud-scoring')");
         await page.WaitForSelectorAsync("#load-chart[data-points]");
@@ -39,6 +42,8 @@ public sealed class DashboardTests(DashboardFixture fx) : IClassFixture<Dashboar
         Assert.True(await PointsAsync(page, "#plan-chart") >= 48, "the plan chart has its steps");
         Assert.True(await page.Locator("#models tbody tr").CountAsync() >= 3, "model versions of qps, cpu and memory");
         Assert.Contains("48 hourly steps", await page.InnerTextAsync("#page"), StringComparison.Ordinal);
+        // Why the current step is what it is, in words.
+        Assert.Contains("planned", await page.InnerTextAsync("#explanation"), StringComparison.Ordinal);
         await ShotAsync(page, "resource");
         await page.CloseAsync();
     }

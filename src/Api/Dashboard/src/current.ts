@@ -1,4 +1,7 @@
-import { get, PlanStep, Explanation } from "./api";
+import { get, Explanation } from "./api";
+
+/** The next step that differs, for pre-scaling. */
+export interface NextStep { replicas?: number; parallelism?: number; validFrom: string; validUntil: string; source: string }
 
 /** The desired state of one resource now, as GET /api/v1/plans/current reports it. */
 export interface CurrentState {
@@ -12,7 +15,9 @@ export interface CurrentState {
   validUntil?: string;
   planVersion?: number;
   explanation?: Explanation;
-  next?: PlanStep;
+  next?: NextStep | null;
+  /** Set when the resource cannot be answered: what is missing (no history and no policy bounds). */
+  missing?: string[];
 }
 
 // The batch endpoint's items carry `replicas` (services) or `parallelism` (jobs).
@@ -36,5 +41,5 @@ export async function currentState(name: string): Promise<CurrentState> {
 }
 
 function normalise(raw: Raw): CurrentState {
-  return { ...raw, count: raw.replicas ?? raw.parallelism ?? 0, capacityShortfall: raw.capacityShortfall ?? false };
+  return { ...raw, count: raw.replicas ?? raw.parallelism ?? 0, capacityShortfall: raw.capacityShortfall ?? false, stale: raw.stale ?? false, forecastOnly: raw.forecastOnly ?? false };
 }

@@ -65,8 +65,8 @@ function row(r: Resource, c: CurrentState | undefined, m: ActiveModel | undefine
     h("td", {}, h("a", { href: `#/resources/${enc(r.name)}` }, r.name)),
     h("td", {}, r.group),
     h("td", {}, r.kind),
-    h("td", { class: "num desired" }, c ? `${c.count} ${r.kind === "job" ? "parallelism" : "replicas"}` : "—"),
-    h("td", {}, c?.source ?? "—"),
+    h("td", { class: "num desired" }, c && !c.missing ? `${c.count} ${r.kind === "job" ? "parallelism" : "replicas"}` : "—"),
+    h("td", {}, c?.missing ? `cannot plan: ${c.missing.join("; ")}` : c?.source ?? "—"),
     h("td", {}, m?.algorithm ?? "—"),
     h("td", { class: "num" }, m ? `${fmt(m.mase, 3)} / ${fmt(m.seasonalNaiveMase, 3)}${ratio !== undefined ? ` (${fmt(ratio, 2)}×)` : ""}` : "—"),
     h("td", {}, ...flags));

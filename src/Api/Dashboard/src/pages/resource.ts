@@ -76,7 +76,7 @@ function explanation(current: CurrentState | ApiError, unit: string): HTMLElemen
       current.stale ? h("span", { class: "flag warn" }, "stale") : "",
       current.forecastOnly ? h("span", { class: "flag info" }, "forecast only: not to be executed") : ""),
     h("p", { class: "muted" }, `valid ${when(current.validFrom)} to ${when(current.validUntil)}`,
-      current.next ? `; next: ${current.next.count} ${unit} from ${when(current.next.start)}` : ""),
+      current.next ? `; next: ${current.next.replicas ?? current.next.parallelism} ${unit} from ${when(current.next.validFrom)}` : ""),
     h("p", { id: "explanation" }, current.explanation?.sentence ?? "No explanation."));
 }
 
