@@ -8,6 +8,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 n="${1:-100000}"
 work="$(mktemp -d /tmp/forecaster-plan.XXXXXX)"
+chmod 755 "$work"   # as root the cluster runs as `postgres`, which must reach its data here
 export FORECASTER_HOME="$work/home"
 trap '"$root/forecaster" db stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 

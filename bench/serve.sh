@@ -12,6 +12,7 @@ port=18080
 base="http://127.0.0.1:$port"
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
 work="$(mktemp -d /tmp/forecaster-serve.XXXXXX)"
+chmod 755 "$work"   # as root the cluster runs as `postgres`, which must reach its data here
 export FORECASTER_HOME="$work/home"
 server=""
 cleanup() {

@@ -10,6 +10,7 @@ series="${1:-10000}"
 resources=$(( series / 2 ))
 hours=$(( 35 * 24 ))
 work="$(mktemp -d /tmp/forecaster-train.XXXXXX)"
+chmod 755 "$work"   # as root the cluster runs as `postgres`, which must reach its data here
 export FORECASTER_HOME="$work/home" Forecaster__Training__ModelsPath="$work/models"
 trap '"$root/forecaster" db stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 csv="$work/samples.csv"
