@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Dapper;
 using Forecaster.Api.Tests.Infrastructure;
 using Npgsql;
@@ -8,21 +7,8 @@ namespace Forecaster.Api.Tests;
 /// <summary>The `forecaster` executable itself, run as a process against the test cluster.</summary>
 public sealed class CliTests
 {
-    static async Task<(int Exit, string Out, string Err)> RunAsync(string connectionString, params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "forecaster.dll"));
-        foreach (var a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-        psi.Environment["FORECASTER_DB"] = connectionString;
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        await p.WaitForExitAsync();
-        return (p.ExitCode, await stdout, await stderr);
-    }
+    static Task<(int Exit, string Out, string Err)> RunAsync(string connectionString, params string[] args) =>
+        ForecasterProcess.RunAsync(connectionString, args);
 
     sealed class TempCsv : IDisposable
     {

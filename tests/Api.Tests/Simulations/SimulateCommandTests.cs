@@ -1,8 +1,8 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Forecaster.Api.Simulations;
+using Forecaster.Api.Tests.Infrastructure;
 
 namespace Forecaster.Api.Tests.Simulations;
 
@@ -30,20 +30,8 @@ public sealed class SimulateCommandTests : IDisposable
         return s.ToString();
     }
 
-    static async Task<(int Exit, string Out, string Err)> RunAsync(params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "forecaster.dll"));
-        foreach (var a in args)
-        {
-            psi.ArgumentList.Add(a);
-        }
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        await p.WaitForExitAsync();
-        return (p.ExitCode, await stdout, await stderr);
-    }
+    static Task<(int Exit, string Out, string Err)> RunAsync(params string[] args) =>
+        ForecasterProcess.RunAsync(new Dictionary<string, string>(), args);
 
     [Fact]
     public async Task SimulatePrintsTheTableAndWritesTheReport()

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Dapper;
 using Forecaster.Api.Database;
 using Forecaster.Api.Demo;
@@ -46,22 +45,12 @@ public sealed class TrainCommandTests
         }
     }
 
-    static async Task<(int Exit, string Out, string Err)> RunAsync(string db, string models, params string[] args)
-    {
-        var psi = new ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
-        psi.ArgumentList.Add(Path.Combine(AppContext.BaseDirectory, "forecaster.dll"));
-        foreach (var a in args)
+    static Task<(int Exit, string Out, string Err)> RunAsync(string db, string models, params string[] args) =>
+        ForecasterProcess.RunAsync(new Dictionary<string, string>
         {
-            psi.ArgumentList.Add(a);
-        }
-        psi.Environment["FORECASTER_DB"] = db;
-        psi.Environment["Forecaster__Training__ModelsPath"] = models;
-        psi.Environment["Forecaster__Training__LoadBacktestOrigins"] = "2";
-        psi.Environment["Forecaster__Training__UsageBacktestOrigins"] = "1";
-        using var p = Process.Start(psi)!;
-        var stdout = p.StandardOutput.ReadToEndAsync();
-        var stderr = p.StandardError.ReadToEndAsync();
-        await p.WaitForExitAsync();
-        return (p.ExitCode, await stdout, await stderr);
-    }
+            ["FORECASTER_DB"] = db,
+            ["Forecaster__Training__ModelsPath"] = models,
+            ["Forecaster__Training__LoadBacktestOrigins"] = "2",
+            ["Forecaster__Training__UsageBacktestOrigins"] = "1",
+        }, args);
 }
