@@ -11,7 +11,7 @@ namespace Forecaster.Api.Demo;
 /// <summary>With --demo: seeds the demo fleet into an empty database and prints where to look and the API key.</summary>
 sealed class DemoSeeder(
     NpgsqlDataSource db, SamplePartitions partitions, TimeProvider clock, ApiKeyRing keys, IServer server,
-    IHostApplicationLifetime lifetime, ILogger<DemoSeeder> logger) : BackgroundService
+    IHostApplicationLifetime lifetime, IServiceProvider services, ILogger<DemoSeeder> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -20,15 +20,48 @@ sealed class DemoSeeder(
         using var _ = lifetime.ApplicationStarted.Register(started.SetResult);
         await started.Task.WaitAsync(stoppingToken);
         var seeded = await SeedAsync(db, partitions, clock.GetUtcNow(), logger, stoppingToken);
-        var url = server.Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault() ?? "http://127.0.0.1:8080";
+        long? run = null;
+        if (seeded)
+        {
+            // The plan cache hears of the new resources at once, and the fleet is trained now rather than at 02:00, so the
+            // dashboard shows forecasts and plans within a minute of start.
+            await using (var conn = await db.OpenConnectionAsync(stoppingToken))
+            {
+                await conn.ExecuteAsync(new CommandDefinition("SELECT pg_notify('resources', name) FROM resources", cancellationToken: stoppingToken));
+            }
+            run = await StartTrainingAsync(stoppingToken);
+        }
+        var url = (server.Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault() ?? "http://127.0.0.1:8080").TrimEnd('/');
         Console.WriteLine();
-        Console.WriteLine($"Forecaster demo is running. Swagger UI: {url.TrimEnd('/')}/swagger");
+        Console.WriteLine($"Forecaster demo is running. Dashboard: {url}/   Swagger UI: {url}/swagger");
         Console.WriteLine(seeded ? "Seeded the demo fleet (20 services, 5 streaming jobs, 35 days of history)." : "The database already holds resources; nothing was seeded.");
+        if (run is { } id)
+        {
+            Console.WriteLine($"Training it now (run {id}): forecasts and plans follow within a minute; see {url}/#/training.");
+        }
         if (keys.GeneratedKey is { } key)
         {
             Console.WriteLine($"Demo API key (send as X-Api-Key): {key}");
         }
         Console.WriteLine();
+    }
+
+    /// <summary>Starts a training run of the whole fleet as POST /api/v1/training-runs would; null where no scheduler runs.</summary>
+    async Task<long?> StartTrainingAsync(CancellationToken ct)
+    {
+        if (services.GetService<Quartz.ISchedulerFactory>() is not { } schedulers)
+        {
+            return null;
+        }
+        var (created, _) = await Training.TrainingRuns.CreateAsync(db, "api", null, clock.GetUtcNow(), ct);
+        if (created is not long runId)
+        {
+            return null;
+        }
+        var scheduler = await schedulers.GetScheduler(ct);
+        await scheduler.TriggerJob(Training.TrainingRunJob.Key,
+            new Quartz.JobDataMap { [Training.TrainingRunJob.RunIdKey] = runId.ToString(System.Globalization.CultureInfo.InvariantCulture) }, ct);
+        return runId;
     }
 
     /// <summary>Seeds when the database has no resources; returns whether it did.</summary>
