@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Dapper;
+using Forecaster.Api.Samples;
 using Forecaster.Planner;
 using Npgsql;
 
@@ -224,36 +225,9 @@ public static class PlanInputs
         return result;
     }
 
-    /// <summary>Hourly mean of each series over [from, to); NaN where nothing was observed. PostgreSQL aggregates, so per-minute series cost no more.</summary>
-    static async Task<Dictionary<int, double[]>> ObservedAsync(NpgsqlConnection conn, int[] ids, DateTimeOffset from, DateTimeOffset to, CancellationToken ct)
-    {
-        const string observed = """
-            SELECT series_id, date_bin('1 hour', ts, timestamptz '2000-01-01 00:00:00+00') AS hour, avg(value) AS mean
-            FROM samples
-            WHERE series_id = ANY(@ids) AND ts >= @from AND ts < @to
-            GROUP BY 1, 2
-            """;
-        var hours = (int)((to - from) / Hour);
-        var result = new Dictionary<int, double[]>();
-        await using var cmd = new NpgsqlCommand(observed, conn);
-        cmd.Parameters.AddWithValue("ids", ids);
-        cmd.Parameters.AddWithValue("from", from.UtcDateTime);
-        cmd.Parameters.AddWithValue("to", to.UtcDateTime);
-        cmd.CommandTimeout = 600;
-        await using var reader = await cmd.ExecuteReaderAsync(ct);
-        while (await reader.ReadAsync(ct))
-        {
-            var id = reader.GetInt32(0);
-            if (!result.TryGetValue(id, out var values))
-            {
-                values = new double[hours];
-                Array.Fill(values, double.NaN);
-                result.Add(id, values);
-            }
-            values[(int)((reader.GetDateTime(1) - from.UtcDateTime) / Hour)] = reader.GetDouble(2);
-        }
-        return result;
-    }
+    /// <summary>Hourly mean of each series over [from, to); NaN where nothing was observed.</summary>
+    static async Task<Dictionary<int, double[]>> ObservedAsync(NpgsqlConnection conn, int[] ids, DateTimeOffset from, DateTimeOffset to, CancellationToken ct) =>
+        (await HourlyHistory.ReadAsync(conn, ids, from, to, ct)).ToDictionary(h => h.Key, h => h.Value.Mean);
 
     /// <summary>The latest value of each series within (since, now]: the current replica count, a job's backlog.</summary>
     static async Task<Dictionary<int, double>> LatestAsync(NpgsqlConnection conn, int[] ids, DateTimeOffset since, DateTimeOffset now, CancellationToken ct)

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using Dapper;
+using Forecaster.Api.Samples;
 using Forecaster.Training.Capacity;
 using Forecaster.Training.Forecasting;
 using Microsoft.Extensions.Options;
@@ -39,9 +40,6 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
 
     /// <summary>What fitting one series gave: the model and its forecast, or the error.</summary>
     sealed record Fitted(FittedModel? Model, Forecast? Forecast, string? Artifact, string? Error);
-
-    /// <summary>Hourly mean and max of one series over the run's window; NaN where nothing was observed.</summary>
-    sealed record Hourly(double[] Mean, double[] Max);
 
     /// <summary>Runs shard <paramref name="shard"/> of run <paramref name="runId"/>; <paramref name="progress"/> hears (done, failed) after each batch.</summary>
     public async Task<ShardOutcome> RunShardAsync(long runId, int shard, Action<int, int>? progress, CancellationToken ct)
@@ -109,39 +107,11 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         return [.. await conn.QueryAsync<BatchResource>(new CommandDefinition(next, new { runId, shard, shardCount, resources, after, take }, cancellationToken: ct))];
     }
 
-    async Task<Dictionary<int, Hourly>> ReadHistoryAsync(List<BatchResource> batch, DateTimeOffset from, DateTimeOffset to, CancellationToken ct)
+    async Task<Dictionary<int, HourlyValues>> ReadHistoryAsync(List<BatchResource> batch, DateTimeOffset from, DateTimeOffset to, CancellationToken ct)
     {
-        // One query for the whole batch; PostgreSQL aggregates to hours, so per-minute series cost no more memory than hourly ones.
-        const string history = """
-            SELECT series_id, date_bin('1 hour', ts, timestamptz '2000-01-01 00:00:00+00') AS hour, avg(value) AS mean, max(value) AS peak
-            FROM samples
-            WHERE series_id = ANY(@ids) AND ts >= @from AND ts < @to
-            GROUP BY 1, 2
-            """;
-        int hours = (int)((to - from) / Hour);
-        var result = new Dictionary<int, Hourly>();
+        // One query for the whole batch.
         await using var conn = await db.OpenConnectionAsync(ct);
-        await using var cmd = new NpgsqlCommand(history, conn);
-        cmd.Parameters.AddWithValue("ids", batch.SelectMany(r => r.SeriesIds).ToArray());
-        cmd.Parameters.AddWithValue("from", from.UtcDateTime);
-        cmd.Parameters.AddWithValue("to", to.UtcDateTime);
-        cmd.CommandTimeout = 600;
-        await using var reader = await cmd.ExecuteReaderAsync(ct);
-        while (await reader.ReadAsync(ct))
-        {
-            var id = reader.GetInt32(0);
-            if (!result.TryGetValue(id, out var series))
-            {
-                series = new Hourly(new double[hours], new double[hours]);
-                Array.Fill(series.Mean, double.NaN);
-                Array.Fill(series.Max, double.NaN);
-                result.Add(id, series);
-            }
-            var h = (int)((reader.GetFieldValue<DateTime>(1) - from.UtcDateTime) / Hour);
-            series.Mean[h] = reader.GetDouble(2);
-            series.Max[h] = reader.GetDouble(3);
-        }
-        return result;
+        return await HourlyHistory.ReadAsync(conn, [.. batch.SelectMany(r => r.SeriesIds)], from, to, ct);
     }
 
     async Task<List<Item>> AllocateAsync(List<BatchResource> batch, CancellationToken ct)
@@ -164,7 +134,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         return [.. pending.Select((p, i) => new Item(p.Resource, p.Metric, p.SeriesId, ids[i]))];
     }
 
-    Fitted[] Fit(List<Item> items, Dictionary<int, Hourly> history, DateTimeOffset from, long runId, DateTimeOffset trainedAt, TrainingOptions o, CancellationToken ct)
+    Fitted[] Fit(List<Item> items, Dictionary<int, HourlyValues> history, DateTimeOffset from, long runId, DateTimeOffset trainedAt, TrainingOptions o, CancellationToken ct)
     {
         var results = new Fitted[items.Count];
         var modelsDir = o.ResolvedModelsPath;
@@ -204,7 +174,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
     }
 
     async Task WriteAsync(
-        long runId, int shard, List<BatchResource> batch, List<Item> items, Fitted[] results, Dictionary<int, Hourly> history,
+        long runId, int shard, List<BatchResource> batch, List<Item> items, Fitted[] results, Dictionary<int, HourlyValues> history,
         DateTimeOffset from, DateTimeOffset to, DateTimeOffset trainedAt, TrainingOptions o, CancellationToken ct)
     {
         var activated = items.Zip(results).Where(p => p.Second.Error is null).Select(p => p.First).ToList();
@@ -327,7 +297,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
 
     /// <summary>Capacity models (robust cpu ~ load fit) and weekly per-replica peaks of the batch's resources.</summary>
     static async Task WriteUsageAsync(
-        NpgsqlConnection conn, NpgsqlTransaction tx, long runId, List<BatchResource> batch, Dictionary<int, Hourly> history,
+        NpgsqlConnection conn, NpgsqlTransaction tx, long runId, List<BatchResource> batch, Dictionary<int, HourlyValues> history,
         DateTimeOffset from, DateTimeOffset to, DateTimeOffset now, CancellationToken ct)
     {
         var capacity = new List<object>();
@@ -385,7 +355,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         }
     }
 
-    static Hourly? Series(BatchResource r, string metric, Dictionary<int, Hourly> history)
+    static HourlyValues? Series(BatchResource r, string metric, Dictionary<int, HourlyValues> history)
     {
         int i = Array.IndexOf(r.Metrics, metric);
         return i >= 0 && history.TryGetValue(r.SeriesIds[i], out var h) ? h : null;
