@@ -22,9 +22,13 @@ public sealed class ForecasterOptions
     [Range(1024, long.MaxValue)]
     public long MaxCsvBodyBytes { get; set; } = 4L << 30;
 
-    /// <summary>Samples older than this are refused (they would only create empty partitions nobody reads).</summary>
+    /// <summary>
+    /// Samples older than this are refused. The monthly partitions of this whole window are created at start (and kept ahead
+    /// every 6 hours), so an import never runs DDL, which would lock `samples` for every reader while the import commits.
+    /// Training reads 35 days; 400 leaves room for year-over-year backfills.
+    /// </summary>
     [Range(1, 36500)]
-    public int MaxSampleAgeDays { get; set; } = 3650;
+    public int MaxSampleAgeDays { get; set; } = 400;
 
     /// <summary>The most points one samples query returns; a larger range must be aggregated with `step`.</summary>
     [Range(100, 10_000_000)]

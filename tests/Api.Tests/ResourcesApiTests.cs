@@ -41,6 +41,13 @@ public sealed class ResourcesApiTests(ApiFixture api) : IClassFixture<ApiFixture
     }
 
     [Fact]
+    public async Task ANameWithATrailingNewlineIsRefused()
+    {
+        var response = await api.Writer().PutAsync("/api/v1/resources/web%0A", ApiFixture.Json("""{"kind":"service","loadMetric":"qps"}"""));
+        await SamplesApiTests.AssertProblem(response, HttpStatusCode.BadRequest, "name", "not a valid resource name");
+    }
+
+    [Fact]
     public async Task ListPagesByNameAndFiltersByGroupAndKind()
     {
         var client = api.Writer();

@@ -167,15 +167,15 @@ public sealed class SamplesApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         var first = header + "retry-a,qps,2026-11-20T10:00:00Z,1\nretry-a,qps,2026-11-20T11:00:00Z,2\n";
         Assert.Equal(HttpStatusCode.OK, (await client.PostAsync("/api/v1/samples", ApiFixture.Csv(first))).StatusCode);
         // Existing rows with new values (an upsert), a new series and a month long before today, all at once.
-        var second = header + "retry-a,qps,2026-11-20T10:00:00Z,10\nretry-a,qps,2026-11-20T12:00:00Z,3\nretry-b,qps,2026-11-20T10:00:00Z,7\nretry-b,qps,2024-02-10T00:00:00Z,9\n";
+        var second = header + "retry-a,qps,2026-11-20T10:00:00Z,10\nretry-a,qps,2026-11-20T12:00:00Z,3\nretry-b,qps,2026-11-20T10:00:00Z,7\nretry-b,qps,2025-12-10T00:00:00Z,9\n";
         var response = await client.PostAsync("/api/v1/samples", ApiFixture.Csv(second));
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
 
         var a = await client.GetFromJsonAsync<JsonElement>("/api/v1/resources/retry-a/samples?from=2026-11-20T00:00:00Z&to=2026-11-21T00:00:00Z");
         Assert.Equal([10.0, 2.0, 3.0], a.GetProperty("points").EnumerateArray().Select(p => p.GetProperty("value").GetDouble()));
-        var b = await client.GetFromJsonAsync<JsonElement>("/api/v1/resources/retry-b/samples?from=2024-01-01T00:00:00Z&to=2026-11-21T00:00:00Z");
+        var b = await client.GetFromJsonAsync<JsonElement>("/api/v1/resources/retry-b/samples?from=2025-12-01T00:00:00Z&to=2026-11-21T00:00:00Z");
         Assert.Equal([9.0, 7.0], b.GetProperty("points").EnumerateArray().Select(p => p.GetProperty("value").GetDouble()));
-        Assert.Equal(1, await api.ScalarAsync<long>("SELECT count(*) FROM pg_class WHERE relname = 'samples_202402'"));
+        Assert.Equal(1, await api.ScalarAsync<long>("SELECT count(*) FROM pg_class WHERE relname = 'samples_202512'"));
 
         // Appending to existing series: rows stream straight in; a retry of the whole body changes nothing.
         var third = header + "retry-a,qps,2026-11-20T13:00:00Z,4\nretry-b,qps,2026-11-20T11:00:00Z,8\n";
@@ -192,6 +192,7 @@ public sealed class SamplesApiTests(ApiFixture api) : IClassFixture<ApiFixture>
     [InlineData("bulkbad,qps,20/11/2026 10:00,5", "timestamp", "not an ISO 8601 timestamp")]
     [InlineData("bulkbad,qps,2026-11-20T10:00:00-05:00,5", "timestamp", "not UTC")]
     [InlineData("bulkbad,qps,2026-12-01T00:00:00Z,5", "timestamp", "future")]
+    [InlineData("bulkbad,qps,2024-01-01T00:00:00Z,5", "timestamp", "more than 400 days in the past")]
     [InlineData("bulkbad,,2026-11-20T10:00:00Z,5", "metric", "empty")]
     [InlineData("bulkbad,qps,2026-11-20T10:00:00Z", "line", "expected 4 fields")]
     [InlineData("stranger,qps,2026-11-20T10:00:00Z,5", "resource", "unknown resource 'stranger'")]
@@ -242,6 +243,11 @@ public sealed class SamplesApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         await AssertProblem(await client.GetAsync("/api/v1/resources/query/samples?step=fortnightly"), HttpStatusCode.BadRequest, "step", "not a step");
         await AssertProblem(await client.GetAsync("/api/v1/resources/query/samples?from=2026-11-20T10:00:00%2B01:00"), HttpStatusCode.BadRequest, "from", "not UTC");
         await AssertProblem(await client.GetAsync("/api/v1/resources/query/samples?from=2026-11-21T00:00:00Z&to=2026-11-20T00:00:00Z"), HttpStatusCode.BadRequest, "from", "before");
+        // Values at the edges of what a computer can count are refused, not overflowed into a 500.
+        await AssertProblem(await client.GetAsync("/api/v1/resources/query/samples?step=300000000h"), HttpStatusCode.BadRequest, "step", "not a step");
+        await AssertProblem(await client.GetAsync("/api/v1/resources/query/samples?step=P20000000D"), HttpStatusCode.BadRequest, "step", "not a step");
+        await AssertProblem(await client.GetAsync("/api/v1/resources/query/samples?to=0001-01-01T00:00:00Z"), HttpStatusCode.BadRequest, "to", "outside the years");
+        await AssertProblem(await client.GetAsync("/api/v1/capacity?from=9999-12-31T23:30:00Z"), HttpStatusCode.BadRequest, "from", "outside the years");
     }
 
     /// <summary>Asserts a problem document with the status, the field among its errors (when given) and the message in it.</summary>

@@ -36,6 +36,10 @@ public static class CapacityApi
     static async Task<Results<Ok<CapacityView>, ValidationProblem>> GetCapacity(
         NpgsqlDataSource db, TimeProvider clock, string? group, DateTimeOffset? from, DateTimeOffset? to, CancellationToken ct)
     {
+        if ((ProblemHandling.OutOfRange("from", from) ?? ProblemHandling.OutOfRange("to", to)) is { } bad)
+        {
+            return bad;
+        }
         var now = clock.GetUtcNow();
         var start = Floor(from ?? now);
         var end = to ?? start.AddHours(48);

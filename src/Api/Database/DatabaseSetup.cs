@@ -43,11 +43,13 @@ public static class DatabaseSetup
     }
 
     /// <summary>Migrations plus the partitions around today: what every entry point needs before it touches data.</summary>
-    public static async Task PrepareAsync(NpgsqlDataSource dataSource, SamplePartitions partitions, TimeProvider clock, ILogger logger, CancellationToken ct)
+    /// <param name="maxSampleAgeDays">The oldest samples accepted (<see cref="ForecasterOptions.MaxSampleAgeDays"/>): their months get partitions now.</param>
+    public static async Task PrepareAsync(NpgsqlDataSource dataSource, SamplePartitions partitions, TimeProvider clock, ILogger logger, CancellationToken ct,
+        int maxSampleAgeDays = 400)
     {
         await MigrationRunner.ApplyAsync(dataSource, Migration.Embedded, logger, ct);
         var now = clock.GetUtcNow().UtcDateTime;
-        await partitions.EnsureAsync(now.AddMonths(-13), now.AddMonths(3), ct);
+        await partitions.EnsureAsync(now.AddDays(-maxSampleAgeDays), now.AddMonths(3), ct);
     }
 }
 
@@ -57,7 +59,7 @@ public static class DatabaseSetup
 /// </summary>
 sealed class DatabaseStartup(
     NpgsqlDataSource dataSource, SamplePartitions partitions, ResolvedDatabase database, TimeProvider clock,
-    IHostApplicationLifetime lifetime, ILogger<DatabaseStartup> logger) : BackgroundService
+    Microsoft.Extensions.Options.IOptions<ForecasterOptions> options, IHostApplicationLifetime lifetime, ILogger<DatabaseStartup> logger) : BackgroundService
 {
     public override async Task StartAsync(CancellationToken cancellationToken)
     {
@@ -69,7 +71,7 @@ sealed class DatabaseStartup(
                 cluster.StopAsync().GetAwaiter().GetResult();
             });
         }
-        await DatabaseSetup.PrepareAsync(dataSource, partitions, clock, logger, cancellationToken);
+        await DatabaseSetup.PrepareAsync(dataSource, partitions, clock, logger, cancellationToken, options.Value.MaxSampleAgeDays);
         logger.LogInformation("Database ready ({Where})", database.Embedded ? "embedded cluster" : "external server");
         await base.StartAsync(cancellationToken);
     }

@@ -51,6 +51,10 @@ public static class ProblemHandling
     public static ValidationProblem Invalid(string field, string message) =>
         TypedResults.ValidationProblem(new Dictionary<string, string[]> { [field] = [message] }, detail: $"{field} {message}.", extensions: new Dictionary<string, object?> { ["field"] = field });
 
+    /// <summary>A 400 for an instant outside 1970–9000 (no load is there, and date arithmetic on it would overflow); null when in range.</summary>
+    public static ValidationProblem? OutOfRange(string field, DateTimeOffset? value) =>
+        value is { Year: < 1970 or > 9000 } v ? Invalid(field, $"{v:O} is outside the years 1970 to 9000") : null;
+
     public static ProblemHttpResult TooLarge(long limit) =>
         TypedResults.Problem(statusCode: StatusCodes.Status413PayloadTooLarge, title: "Request body too large",
             detail: $"The body exceeds the configured limit of {limit} bytes. Split it into several requests. Nothing was stored.");

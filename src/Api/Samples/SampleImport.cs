@@ -291,6 +291,11 @@ public sealed class SampleImport : IAsyncDisposable
             created.AddRange(await CreateResourcesAsync(missing, now, ct));
         }
         await ResolveSeriesAsync(_keyList, ct);
+        if (_keyList.FirstOrDefault(k => k.SeriesId is null) is { } vanished)
+        {
+            // Deleted while this request streamed: nothing of the request is kept.
+            return (null, [new SampleError(vanished.FirstRow, "resource", $"resource '{vanished.Resource}' was deleted while the samples were being written")]);
+        }
 
         var upserted = directFailed;
         if (directFailed)
@@ -311,7 +316,11 @@ public sealed class SampleImport : IAsyncDisposable
             }
         }
         await _tx.CommitAsync(ct);
-        _partitions.MarkKnown(_min, _max);
+        if (directFailed || _pending > 0)
+        {
+            // Only then did ensure_sample_partitions run over the whole range; a direct-only import proves no month between.
+            _partitions.MarkKnown(_min, _max);
+        }
         return (new ImportSummary(Rows, _keyList.Count, created, upserted, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds), []);
     }
 
@@ -352,6 +361,8 @@ public sealed class SampleImport : IAsyncDisposable
     /// <summary>New resources are services whose load metric is the first metric seen for them.</summary>
     async Task<IEnumerable<string>> CreateResourcesAsync(List<Key> missing, DateTimeOffset now, CancellationToken ct)
     {
+        // In name order, so that two imports creating the same resources lock them in the same order (no deadlock).
+        missing = [.. missing.OrderBy(k => k.Resource, StringComparer.Ordinal)];
         const string create = """
             INSERT INTO resources (name, kind, load_metric, created_at, updated_at)
             SELECT name, 'service', metric, @now, @now FROM unnest(@names, @metrics) AS m(name, metric)
@@ -365,7 +376,7 @@ public sealed class SampleImport : IAsyncDisposable
     /// <summary>Creates the series this request introduces and learns every key's series id.</summary>
     async Task ResolveSeriesAsync(IEnumerable<Key> keys, CancellationToken ct)
     {
-        var unresolved = keys.Where(k => k.SeriesId is null).ToList();
+        var unresolved = keys.Where(k => k.SeriesId is null).OrderBy(k => k.Resource, StringComparer.Ordinal).ThenBy(k => k.Metric, StringComparer.Ordinal).ToList();
         if (unresolved.Count == 0)
         {
             return;

@@ -9,10 +9,10 @@ public sealed record SampleError(long Row, string Field, string Message);
 public static partial class SampleRules
 {
     /// <summary>Resource names appear in URLs, so they stay URL-safe.</summary>
-    [GeneratedRegex("^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+    [GeneratedRegex(@"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\z")]
     public static partial Regex ResourceName();
 
-    [GeneratedRegex("^[A-Za-z_][A-Za-z0-9_.]{0,63}$")]
+    [GeneratedRegex(@"^[A-Za-z_][A-Za-z0-9_.]{0,63}\z")]
     public static partial Regex MetricName();
 
     public static string? CheckResourceName(string name) =>

@@ -128,8 +128,13 @@ public static class SamplesApi
         {
             await import.AddAsync(await import.AddKeyAsync(name, metric, 0, ct), ts, value, ct);
         }
-        var (summary, _) = await import.CompleteAsync(ct);
-        return TypedResults.Ok(new IngestResult(summary!.Rows, summary.Series, summary.ResourcesCreated, Stopwatch.GetElapsedTime(started).TotalSeconds));
+        var (summary, lost) = await import.CompleteAsync(ct);
+        if (summary is null)
+        {
+            // The resource was deleted while the request was written.
+            return ProblemHandling.NotFound($"{lost[0].Message}. Nothing was stored.");
+        }
+        return TypedResults.Ok(new IngestResult(summary.Rows, summary.Series, summary.ResourcesCreated, Stopwatch.GetElapsedTime(started).TotalSeconds));
     }
 
     static async Task<Results<Ok<IngestResult>, ValidationProblem, ProblemHttpResult>> PostCsv(
@@ -243,7 +248,9 @@ public static class SamplesApi
     /// <summary>1m, 15m, 1h, 1d, 30s, or an ISO 8601 duration.</summary>
     internal static TimeSpan? ParseStep(string step)
     {
-        if (step.Length >= 2 && int.TryParse(step.AsSpan(0, step.Length - 1), NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n > 0)
+        // Steps longer than a year are refused: a bucket that long says nothing, and huge numbers would overflow.
+        if (step.Length >= 2 && int.TryParse(step.AsSpan(0, step.Length - 1), NumberStyles.None, CultureInfo.InvariantCulture, out var n) && n > 0
+            && n <= (step[^1] switch { 's' => 366 * 86400, 'm' => 366 * 1440, 'h' => 366 * 24, _ => 366 }))
         {
             TimeSpan? unit = step[^1] switch
             {
@@ -261,9 +268,9 @@ public static class SamplesApi
         try
         {
             var iso = XmlConvert.ToTimeSpan(step);
-            return iso > TimeSpan.Zero ? iso : null;
+            return iso > TimeSpan.Zero && iso <= TimeSpan.FromDays(366) ? iso : null;
         }
-        catch (FormatException)
+        catch (Exception e) when (e is FormatException or OverflowException)
         {
             return null;
         }

@@ -12,8 +12,7 @@ public static class UtcTimestamp
         text = text.Trim();
         if (TryParseFast(text, out utc))
         {
-            error = null;
-            return true;
+            return InRange(utc, text, out error);
         }
         utc = default;
         if (text.IsEmpty)
@@ -37,8 +36,14 @@ public static class UtcTimestamp
             return false;
         }
         utc = parsed.UtcDateTime;
-        error = null;
-        return true;
+        return InRange(utc, text, out error);
+    }
+
+    /// <summary>Years a load sample can have; also keeps date arithmetic on parsed values (from − 8 days, + 48 hours) in range.</summary>
+    static bool InRange(DateTime utc, ReadOnlySpan<char> text, out string? error)
+    {
+        error = utc.Year is >= 1970 and <= 9000 ? null : $"'{Shorten(text)}' is outside the years 1970 to 9000";
+        return error is null;
     }
 
     /// <summary>

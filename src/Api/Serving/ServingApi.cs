@@ -49,8 +49,12 @@ public static class ServingApi
         return app;
     }
 
-    static Results<CachedJson, ProblemHttpResult> GetCurrentPlan(PlanCache cache, TimeProvider clock, string name, DateTimeOffset? at)
+    static Results<CachedJson, ValidationProblem, ProblemHttpResult> GetCurrentPlan(PlanCache cache, TimeProvider clock, string name, DateTimeOffset? at)
     {
+        if (ProblemHandling.OutOfRange("at", at) is { } bad)
+        {
+            return bad;
+        }
         if (Answer(cache, clock, name, at) is not (var answer, var now))
         {
             return cache.Loaded ? ProblemHandling.NotFound($"No resource is named '{name}'.") : Loading();
@@ -79,6 +83,10 @@ public static class ServingApi
         PlanCache cache, TimeProvider clock, string? group, string? kind, DateTimeOffset? at, string? after, int? limit)
     {
         var o = cache.Options;
+        if (ProblemHandling.OutOfRange("at", at) is { } bad)
+        {
+            return bad;
+        }
         if (kind is not null and not ("service" or "job"))
         {
             return ProblemHandling.Invalid("kind", $"'{kind}' is not a kind; use 'service' or 'job'");
@@ -121,6 +129,10 @@ public static class ServingApi
     static Results<CachedJson, ValidationProblem, ProblemHttpResult> GetPlanSchedule(
         PlanCache cache, TimeProvider clock, string name, DateTimeOffset? from, DateTimeOffset? to)
     {
+        if ((ProblemHandling.OutOfRange("from", from) ?? ProblemHandling.OutOfRange("to", to)) is { } bad)
+        {
+            return bad;
+        }
         if (cache.Find(name) is not { } resource)
         {
             return cache.Loaded ? ProblemHandling.NotFound($"No resource is named '{name}'.") : Loading();

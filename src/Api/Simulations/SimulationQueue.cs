@@ -30,13 +30,17 @@ public sealed class SimulationQueue(
         {
             await started.Task.WaitAsync(stoppingToken);
         }
-        foreach (var id in await Simulations.UnfinishedAsync(db, stoppingToken))
+        // A database that is away at start only delays this recovery's simulations; it must not stop the service.
+        await Training.TrainingRunJob.TryAsync(async () =>
         {
-            if (!TryEnqueue(id))
+            foreach (var id in await Simulations.UnfinishedAsync(db, stoppingToken))
             {
-                await Simulations.FailAsync(db, id, "interrupted by a restart and the queue is full; post it again", clock.GetUtcNow(), stoppingToken);
+                if (!TryEnqueue(id))
+                {
+                    await Simulations.FailAsync(db, id, "interrupted by a restart and the queue is full; post it again", clock.GetUtcNow(), stoppingToken);
+                }
             }
-        }
+        }, logger, stoppingToken);
         await foreach (var id in _queue.Reader.ReadAllAsync(stoppingToken))
         {
             try
@@ -47,7 +51,9 @@ public sealed class SimulationQueue(
             {
                 // One simulation's failure is its own: recorded on it, and the queue goes on.
                 logger.LogError(e, "Simulation {Id} failed", id);
-                await Simulations.FailAsync(db, id, $"{e.GetType().Name}: {e.Message}", clock.GetUtcNow(), CancellationToken.None);
+                // Recording it may fail too when the database is the cause; that must not stop the service either.
+                await Training.TrainingRunJob.TryAsync(
+                    () => Simulations.FailAsync(db, id, $"{e.GetType().Name}: {e.Message}", clock.GetUtcNow(), CancellationToken.None), logger, stoppingToken);
             }
         }
     }

@@ -53,9 +53,23 @@ public static class SimulationRequests
                 {
                     errors[$"series[{i}].name"] = [$"'{name}' appears twice"];
                 }
-                if (series[i]?.Points is not { Length: > 0 })
+                if (series[i]?.Points is not { Length: > 0 } points)
                 {
                     errors[$"series[{i}].points"] = ["must hold at least one point"];
+                    continue;
+                }
+                // Every point present and dated, and the whole series within a bounded span: a far-off timestamp would
+                // otherwise make the hourly grid (and this request's memory) as long as the gap.
+                var bad = Array.FindIndex(points, p => p is null || p.Timestamp.Year is < 1970 or > 9000);
+                if (bad >= 0)
+                {
+                    errors[$"series[{i}].points[{bad}]"] = [points[bad] is null ? "is null" : "needs a timestamp between the years 1970 and 9000"];
+                    continue;
+                }
+                var span = points.Max(p => p.Timestamp) - points.Min(p => p.Timestamp);
+                if (span > TimeSpan.FromDays(MaxSpanDays))
+                {
+                    errors[$"series[{i}].points"] = [$"span {span.TotalDays:F0} days; at most {MaxSpanDays} days of load can be replayed"];
                 }
             }
         }
@@ -90,6 +104,9 @@ public static class SimulationRequests
         var histories = request.Series is { } inline ? Histories(inline) : await StoredLoadAsync(db, request.Resources!, ct);
         return SimulationInputs.Prepare(histories, Policy(request));
     }
+
+    /// <summary>The longest history an inline series may span (two years of hourly load).</summary>
+    public const int MaxSpanDays = 731;
 
     static List<SeriesHistory> Histories(InlineSeries[] series) =>
         [.. series.Select(s => new SeriesHistory(s.Name!, [.. s.Points!.Select(p => new Observation(p.Timestamp.ToUniversalTime(), p.Value ?? double.NaN))]))];

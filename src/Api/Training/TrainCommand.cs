@@ -82,6 +82,13 @@ public static class TrainCommand
                 error = $"{e.GetType().Name}: {e.Message}";
                 Console.Error.WriteLine($"Training run {runId} failed: {error}");
             }
+            catch (Exception e)
+            {
+                // Ctrl+C or anything unexpected: close the run before leaving, or the one-active-run rule would refuse
+                // every later run until a service's watchdog noticed.
+                await TrainingRuns.CompleteShardAsync(db, runId, 0, $"{e.GetType().Name}: {e.Message}", clock.GetUtcNow(), CancellationToken.None);
+                throw;
+            }
             var status = await TrainingRuns.CompleteShardAsync(db, runId, 0, error, clock.GetUtcNow(), CancellationToken.None) ?? "failed";
             var planner = Plans.PlanCommand.Pipeline(db, Plans.PlanCommand.ReadOptions(out _) ?? new Plans.PlanningOptions(), loggers);
             await new PlanningStep(db, planner, loggers.CreateLogger<PlanningStep>()).AfterRunAsync(runId, status, CancellationToken.None);

@@ -129,12 +129,12 @@ public sealed class TrainingShardJob(
             logger.LogError(e, "Training run {RunId} shard {Shard} failed", runId, shard);
             error = $"{e.GetType().Name}: {e.Message}";
         }
-        await TrainingRunJob.TryAsync(async () =>
+        // Two steps retried apart: a retry of the first after it committed would find the run closed and skip planning.
+        string? status = null;
+        await TrainingRunJob.TryAsync(async () => status = await TrainingRuns.CompleteShardAsync(db, runId, shard, error, clock.GetUtcNow(), CancellationToken.None), logger, ct);
+        if (status is not null)
         {
-            if (await TrainingRuns.CompleteShardAsync(db, runId, shard, error, clock.GetUtcNow(), CancellationToken.None) is { } status)
-            {
-                await planning.AfterRunAsync(runId, status, CancellationToken.None);
-            }
-        }, logger, ct);
+            await TrainingRunJob.TryAsync(() => planning.AfterRunAsync(runId, status, CancellationToken.None), logger, ct);
+        }
     }
 }

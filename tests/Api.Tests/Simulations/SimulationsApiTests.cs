@@ -84,6 +84,9 @@ public sealed class SimulationsApiTests(ApiFixture api) : IClassFixture<ApiFixtu
     [InlineData("""{"resources":["a"],"policy":{"maxReplicas":4},"trainDays":0}""", "trainDays")]
     [InlineData("""{"series":[{"name":"x","points":[]}],"policy":{"maxReplicas":4}}""", "series[0].points")]
     [InlineData("""{"series":[{"name":"x","points":[{"timestamp":"2026-10-20T00:00:00Z","value":-1}]}],"policy":{"maxReplicas":4}}""", "series")]
+    [InlineData("""{"series":[{"name":"x","points":[null]}],"policy":{"maxReplicas":4}}""", "series[0].points[0]")]
+    [InlineData("""{"series":[{"name":"x","points":[{"value":1}]}],"policy":{"maxReplicas":4}}""", "series[0].points[0]")]
+    [InlineData("""{"series":[{"name":"x","points":[{"timestamp":"2020-01-01T00:00:00Z","value":1},{"timestamp":"2026-01-01T00:00:00Z","value":1}]}],"policy":{"maxReplicas":4}}""", "series[0].points")]
     public async Task BadRequestsAre400NamingTheField(string body, string field)
     {
         var response = await api.Writer().PostAsync("/api/v1/simulations", ApiFixture.Json(body));

@@ -1,13 +1,15 @@
-using System.Globalization;
 using Dapper;
 using Forecaster.Api.Database;
 using Forecaster.Api.Demo;
 using Forecaster.Api.Samples;
 using Forecaster.Api.Tests.Infrastructure;
+using Forecaster.Api.Training;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
+using Quartz;
 
 namespace Forecaster.Api.Tests.Training;
 
@@ -27,15 +29,19 @@ public sealed class ClusterTrainingTests
             await DatabaseSetup.PrepareAsync(source, partitions, TimeProvider.System, NullLogger.Instance, default);
             await DemoSeeder.SeedAsync(source, partitions, TimeProvider.System.GetUtcNow(), NullLogger.Instance, default);
         }
-        // "Tonight" is a few seconds from now, once both instances are up.
-        var fire = TimeProvider.System.GetUtcNow().AddSeconds(10);
-        var cron = string.Create(CultureInfo.InvariantCulture, $"{fire.Second} {fire.Minute} {fire.Hour} * * ?");
+        // The nightly trigger is stored as configured (far ahead), then moved to a few seconds from now once both instances
+        // are up: a start slower than the wait would otherwise put the first firing at tomorrow's time.
+        const string cron = "0 0 0 1 1 ? 2099";
         var models = Path.Combine(Path.GetTempPath(), "forecaster-models", Guid.NewGuid().ToString("N")[..12]);
 
         using var a = Instance(db, cron, models);
         using var b = Instance(db, cron, models);
         _ = a.Server;
         _ = b.Server;
+        var nightly = new TriggerKey("nightly-training", "training");
+        var scheduler = await a.Services.GetRequiredService<ISchedulerFactory>().GetScheduler();
+        await scheduler.RescheduleJob(nightly, TriggerBuilder.Create().WithIdentity(nightly).ForJob(TrainingRunJob.Key)
+            .StartAt(TimeProvider.System.GetUtcNow().AddSeconds(2)).Build());
 
         await using var conn = new NpgsqlConnection(db);
         var deadline = TimeProvider.System.GetUtcNow().AddMinutes(3);

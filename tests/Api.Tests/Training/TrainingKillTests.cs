@@ -29,9 +29,10 @@ public sealed class TrainingKillTests
             await Forecaster.Api.Database.DatabaseSetup.PrepareAsync(source, new SamplePartitions(source), TimeProvider.System, NullLogger.Instance, default);
             await DemoSeeder.SeedAsync(source, new SamplePartitions(source), TimeProvider.System.GetUtcNow(), NullLogger.Instance, default);
         }
+        Process? first = null, second = null;
         try
         {
-            using var first = Serve(db, models, out var client);
+            first = Serve(db, models, out var client);
             var before = await RunToEndAsync(client);
             Assert.Equal("succeeded", before.GetProperty("status").GetString());
             var activeBefore = await ActiveAsync(db);
@@ -52,17 +53,29 @@ public sealed class TrainingKillTests
             await first.WaitForExitAsync();
             Assert.Equal("running", statusAtKill);
 
-            using var second = Serve(db, models, out client);
+            second = Serve(db, models, out client);
             var after = await WaitAsync(client, id, TimeSpan.FromMinutes(3));
             Assert.Contains(after.GetProperty("status").GetString(), new[] { "succeeded", "failed" });
             Assert.True(activeBefore.SetEquals(await ActiveAsync(db)), "every series keeps an active model");
 
             var next = await RunToEndAsync(client);
             Assert.Equal("succeeded", next.GetProperty("status").GetString());
-            second.Kill(entireProcessTree: true);
         }
         finally
         {
+            // Never leave a server behind, whatever failed.
+            foreach (var p in new[] { first, second })
+            {
+                if (p is not null)
+                {
+                    if (!p.HasExited)
+                    {
+                        p.Kill(entireProcessTree: true);
+                        await p.WaitForExitAsync();
+                    }
+                    p.Dispose();
+                }
+            }
             if (Directory.Exists(models))
             {
                 Directory.Delete(models, recursive: true);
