@@ -86,6 +86,7 @@ public sealed class EmbeddedClusterTests
         {
             NpgsqlConnection.ClearAllPools();
             await cluster.StopAsync();
+            Directory.Delete(home, recursive: true);
         }
     }
 }
