@@ -47,44 +47,16 @@ public sealed class RateLimitTests(RateLimitTests.TightLimits api) : IClassFixtu
 /// PostgreSQL really stops mid-test (its own cluster, not the shared one): writes answer 503 with Retry-After, readiness
 /// reports why, and everything recovers by itself when the server is back, without restarting the service.
 /// </summary>
-public sealed class DatabaseOutageTests : IAsyncLifetime
+public sealed class DatabaseOutageTests : PrivateClusterHost
 {
-    readonly string _home = Path.Combine(Path.GetTempPath(), "forecaster-tests", "outage-" + Guid.NewGuid().ToString("N")[..8]);
-    EmbeddedPostgres _cluster = null!;
-    WebApplicationFactory<Program> _factory = null!;
-
-    public async Task InitializeAsync()
-    {
-        _cluster = EmbeddedPostgres.For(_home, fast: true);
-        var (cs, _) = await _cluster.EnsureRunningAsync();
-        // Fail fast while the server is away instead of waiting out the default timeouts.
-        var connectionString = new NpgsqlConnectionStringBuilder(cs) { Timeout = 3, CommandTimeout = 5 }.ConnectionString;
-        _factory = new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
-        {
-            web.UseSetting("FORECASTER_DB", connectionString);
-            web.UseSetting("Forecaster:ApiKeys:0", ApiFixture.ApiKey);
-            web.ConfigureTestServices(s => s.AddSingleton<TimeProvider>(new FakeClock(ApiFixture.Now)));
-        });
-        _ = _factory.Server;
-    }
-
-    public async Task DisposeAsync()
-    {
-        _factory.Dispose();
-        NpgsqlConnection.ClearAllPools();
-        await _cluster.StopAsync();
-        Directory.Delete(_home, recursive: true);
-    }
-
     [Fact]
     public async Task WritesAnswer503WhileTheDatabaseIsDownAndRecoverWhenItReturns()
     {
-        var client = _factory.CreateClient();
-        client.DefaultRequestHeaders.Add("X-Api-Key", ApiFixture.ApiKey);
+        var client = Writer();
         var body = ApiFixture.Json("""{"kind":"service","loadMetric":"qps"}""");
         Assert.Equal(HttpStatusCode.Created, (await client.PutAsync("/api/v1/resources/before", body)).StatusCode);
 
-        await _cluster.StopAsync();
+        await Cluster.StopAsync();
         var down = await client.PutAsync("/api/v1/resources/during", ApiFixture.Json("""{"kind":"service","loadMetric":"qps"}"""));
         await SamplesApiTests.AssertProblem(down, HttpStatusCode.ServiceUnavailable, null, "Nothing was stored");
         Assert.NotNull(down.Headers.RetryAfter);
@@ -96,7 +68,7 @@ public sealed class DatabaseOutageTests : IAsyncLifetime
         Assert.Contains("database unreachable", readiness, StringComparison.Ordinal);
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health/live")).StatusCode);
 
-        await _cluster.EnsureRunningAsync();
+        await Cluster.EnsureRunningAsync();
         HttpStatusCode status = default;
         for (var attempt = 0; attempt < 20 && status != HttpStatusCode.Created; attempt++)
         {

@@ -17,53 +17,27 @@ namespace Forecaster.Api.Tests.Serving;
 /// resource without a plan keeps its fallback from cached history, writes answer 503, readiness says degraded and why;
 /// when the server is back everything recovers without restarting the service.
 /// </summary>
-public sealed class ServingOutageTests : IAsyncLifetime
+public sealed class ServingOutageTests : PrivateClusterHost
 {
-    readonly string _home = Path.Combine(Path.GetTempPath(), "forecaster-tests", "serving-outage-" + Guid.NewGuid().ToString("N")[..8]);
-    EmbeddedPostgres _cluster = null!;
-    WebApplicationFactory<Program> _factory = null!;
-
-    public async Task InitializeAsync()
-    {
-        _cluster = EmbeddedPostgres.For(_home, fast: true);
-        var (cs, _) = await _cluster.EnsureRunningAsync();
-        var connectionString = new NpgsqlConnectionStringBuilder(cs) { Timeout = 3, CommandTimeout = 5 }.ConnectionString;
-        _factory = new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
-        {
-            web.UseSetting("FORECASTER_DB", connectionString);
-            web.UseSetting("Forecaster:ApiKeys:0", ApiFixture.ApiKey);
-            web.UseSetting("Forecaster:Serving:MaxRetrySeconds", "1");
-            web.ConfigureTestServices(s => s.AddSingleton<TimeProvider>(new FakeClock(ApiFixture.Now)));
-        });
-        _ = _factory.Server;
-    }
-
-    public async Task DisposeAsync()
-    {
-        _factory.Dispose();
-        NpgsqlConnection.ClearAllPools();
-        await _cluster.StopAsync();
-        Directory.Delete(_home, recursive: true);
-    }
+    protected override IEnumerable<KeyValuePair<string, string?>> Settings => [new("Forecaster:Serving:MaxRetrySeconds", "1")];
 
     [Fact]
     public async Task ReadsKeepWorkingStaleWhileTheDatabaseIsDownAndRecoverWhenItReturns()
     {
-        var client = _factory.CreateClient();
-        client.DefaultRequestHeaders.Add("X-Api-Key", ApiFixture.ApiKey);
+        var client = Writer();
         (await client.PutAsync("/api/v1/resources/planned", ApiFixture.Json("""{"kind":"service","loadMetric":"qps","policy":{"minReplicas":3}}"""))).EnsureSuccessStatusCode();
         (await client.PutAsync("/api/v1/resources/unplanned", ApiFixture.Json("""
             {"kind":"service","loadMetric":"qps","policy":{"capacityPerReplica":100,"targetUtilization":0.5,"scaleDownDelayHours":0}}
             """))).EnsureSuccessStatusCode();
         (await client.PostAsync("/api/v1/resources/unplanned/samples",
             ApiFixture.Json("""{"samples":[{"metric":"qps","timestamp":"2026-11-20T12:00:00Z","value":450}]}"""))).EnsureSuccessStatusCode();
-        var cache = _factory.Services.GetRequiredService<PlanCache>();
+        var cache = Factory.Services.GetRequiredService<PlanCache>();
         await cache.SyncAsync(default);
         await cache.RefreshHistoryAsync(default);
         var fresh = await client.GetFromJsonAsync<JsonElement>("/api/v1/resources/planned/plan/current");
         Assert.False(fresh.GetProperty("stale").GetBoolean());
 
-        await _cluster.StopAsync();
+        await Cluster.StopAsync();
         var planned = await WaitForAsync(client, "/api/v1/resources/planned/plan/current", p => p.GetProperty("stale").GetBoolean());
         Assert.Equal(3, planned.GetProperty("replicas").GetInt32());
         Assert.Equal(fresh.GetProperty("planVersion").GetInt64(), planned.GetProperty("planVersion").GetInt64());
@@ -84,7 +58,7 @@ public sealed class ServingOutageTests : IAsyncLifetime
         Assert.Equal("Degraded", health.GetProperty("status").GetString());
         Assert.Contains("database unreachable", health.GetProperty("checks").GetProperty("plans").GetProperty("description").GetString(), StringComparison.Ordinal);
 
-        await _cluster.EnsureRunningAsync();
+        await Cluster.EnsureRunningAsync();
         var recovered = await WaitForAsync(client, "/api/v1/resources/planned/plan/current", p => !p.GetProperty("stale").GetBoolean());
         Assert.Equal(3, recovered.GetProperty("replicas").GetInt32());
         var deadline = TimeProvider.System.GetUtcNow().AddSeconds(30);

@@ -19,40 +19,28 @@ namespace Forecaster.Api.Tests.Training;
 /// PostgreSQL really stops in the middle of a training run (its own cluster): the service keeps answering, the run ends
 /// `failed` once the database is back, no series loses the model it had, and the next run works.
 /// </summary>
-public sealed class TrainingOutageTests : IAsyncLifetime
+public sealed class TrainingOutageTests : PrivateClusterHost
 {
-    readonly string _home = Path.Combine(Path.GetTempPath(), "forecaster-tests", "train-outage-" + Guid.NewGuid().ToString("N")[..8]);
     readonly string _models = Path.Combine(Path.GetTempPath(), "forecaster-models", Guid.NewGuid().ToString("N")[..12]);
-    EmbeddedPostgres _cluster = null!;
-    WebApplicationFactory<Program> _factory = null!;
-    string _connectionString = "";
 
-    public async Task InitializeAsync()
+    protected override IEnumerable<KeyValuePair<string, string?>> Settings =>
+    [
+        new("Forecaster:Training:ModelsPath", _models),
+        new("Forecaster:Training:Shards", "2"),
+        new("Forecaster:Training:BatchResources", "2"),
+        new("Forecaster:Training:SchedulerIdleSeconds", "1"),
+    ];
+
+    public override async Task InitializeAsync()
     {
-        _cluster = EmbeddedPostgres.For(_home, fast: true);
-        var (cs, _) = await _cluster.EnsureRunningAsync();
-        _connectionString = new NpgsqlConnectionStringBuilder(cs) { Timeout = 3, CommandTimeout = 10 }.ConnectionString;
-        _factory = new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
-        {
-            web.UseSetting("FORECASTER_DB", _connectionString);
-            web.UseSetting("Forecaster:ApiKeys:0", ApiFixture.ApiKey);
-            web.UseSetting("Forecaster:Training:ModelsPath", _models);
-            web.UseSetting("Forecaster:Training:Shards", "2");
-            web.UseSetting("Forecaster:Training:BatchResources", "2");
-            web.UseSetting("Forecaster:Training:SchedulerIdleSeconds", "1");
-            web.ConfigureTestServices(s => s.AddSingleton<TimeProvider>(new FakeClock(ApiFixture.Now)));
-        });
-        _ = _factory.Server;
-        await using var db = NpgsqlDataSource.Create(_connectionString);
+        await base.InitializeAsync();
+        await using var db = NpgsqlDataSource.Create(ConnectionString);
         await DemoSeeder.SeedAsync(db, new SamplePartitions(db), ApiFixture.Now, NullLogger.Instance, default);
     }
 
-    public async Task DisposeAsync()
+    public override async Task DisposeAsync()
     {
-        _factory.Dispose();
-        NpgsqlConnection.ClearAllPools();
-        await _cluster.StopAsync();
-        Directory.Delete(_home, recursive: true);
+        await base.DisposeAsync();
         if (Directory.Exists(_models))
         {
             Directory.Delete(_models, recursive: true);
@@ -62,8 +50,7 @@ public sealed class TrainingOutageTests : IAsyncLifetime
     [Fact]
     public async Task ARunThatLosesTheDatabaseEndsFailedKeepsEveryModelAndTheNextRunWorks()
     {
-        var client = _factory.CreateClient();
-        client.DefaultRequestHeaders.Add("X-Api-Key", ApiFixture.ApiKey);
+        var client = Writer();
         var first = await StartAndWaitAsync(client);
         Assert.Equal("succeeded", first.GetProperty("status").GetString());
         var activeBefore = await ActiveModelsAsync();
@@ -84,7 +71,7 @@ public sealed class TrainingOutageTests : IAsyncLifetime
             }
             await Task.Delay(10);
         }
-        await _cluster.StopAsync();
+        await Cluster.StopAsync();
         NpgsqlConnection.ClearAllPools();
 
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health/live")).StatusCode);
@@ -92,7 +79,7 @@ public sealed class TrainingOutageTests : IAsyncLifetime
         Assert.Contains("Degraded", await (await client.GetAsync("/health/ready")).Content.ReadAsStringAsync(), StringComparison.Ordinal);
         await Task.Delay(TimeSpan.FromSeconds(2));
 
-        await _cluster.EnsureRunningAsync();
+        await Cluster.EnsureRunningAsync();
         var run = await WaitAsync(client, id, TimeSpan.FromMinutes(2));
         // A run still under way when the server stopped fails cleanly once it can say so; it never hangs as "running".
         Assert.Equal("running", statusAtStop);
@@ -106,7 +93,7 @@ public sealed class TrainingOutageTests : IAsyncLifetime
 
     async Task<Dictionary<(int, string), long>> ActiveModelsAsync()
     {
-        await using var conn = new NpgsqlConnection(_connectionString);
+        await using var conn = new NpgsqlConnection(ConnectionString);
         return (await conn.QueryAsync<(int ResourceId, string Metric, long Id)>("SELECT resource_id, metric, id FROM model_versions WHERE status = 'active'"))
             .ToDictionary(r => (r.ResourceId, r.Metric), r => r.Id);
     }
