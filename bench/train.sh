@@ -42,3 +42,8 @@ grep -E 'run=' "$work/train.err" || true
 cat "$work/train.out"
 awk -F': ' '/Maximum resident set size/ { printf "peak RSS of train: %.0f MB\n", $2 / 1024 }' "$work/train.err"
 echo "model artifacts: $(find "$work/models" -name '*.json' | wc -l) files, $(du -sh "$work/models" | cut -f1)"
+
+# The train verb plans the fleet after the run; planning alone again, to tell its memory from training's.
+/usr/bin/time -v "$root/forecaster" plan > "$work/plan.out" 2> "$work/plan.err" || { cat "$work/plan.err" >&2; exit 1; }
+cat "$work/plan.out"
+awk -F': ' '/Maximum resident set size/ { printf "peak RSS of plan alone: %.0f MB\n", $2 / 1024 }' "$work/plan.err"
