@@ -27,10 +27,8 @@ server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
 for _ in $(seq 120); do curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null 2>&1 && break; sleep 1; done
 
-# The embedded cluster's address and password, for psql.
-port_pg=$(sed -n 4p "$(python3 -c "import json,sys;print(json.load(open('$FORECASTER_HOME/cluster.json'))['DataDir'])")/postmaster.pid")
-export PGPASSWORD=$(python3 -c "import json;print(json.load(open('$FORECASTER_HOME/cluster.json'))['Password'])")
-psql_cmd=(psql -X -q -h 127.0.0.1 -p "$port_pg" -U forecaster -d forecaster -v ON_ERROR_STOP=1)
+source "$root/bench/lib.sh"
+cluster_psql
 
 api() {
   local t0 t1

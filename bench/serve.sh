@@ -23,36 +23,11 @@ cleanup() {
 trap cleanup EXIT
 
 "$root/forecaster" migrate >/dev/null
-port_pg=$(sed -n 4p "$(python3 -c "import json;print(json.load(open('$FORECASTER_HOME/cluster.json'))['DataDir'])")/postmaster.pid")
-export PGPASSWORD=$(python3 -c "import json;print(json.load(open('$FORECASTER_HOME/cluster.json'))['Password'])")
-psql_cmd=(psql -X -q -h 127.0.0.1 -p "$port_pg" -U forecaster -d forecaster -v ON_ERROR_STOP=1)
+source "$root/bench/lib.sh"
+cluster_psql
 
 echo "seeding $n resources with models, 48-hour forecasts and weekly peaks, then planning them ..."
-"${psql_cmd[@]}" -v n="$n" <<'SQL'
-INSERT INTO resources (name, kind, "group", load_metric, policy, created_at, updated_at)
-SELECT 'bench-' || i,
-       CASE WHEN i % 5 = 0 THEN 'job' ELSE 'service' END,
-       'g' || (i % 20),
-       CASE WHEN i % 5 = 0 THEN 'records_in_rate' ELSE 'qps' END,
-       CASE WHEN i % 5 = 0
-            THEN jsonb_build_object('minReplicas', 1, 'maxReplicas', 720, 'maxParallelism', 720, 'capacityPerSubtask', 500 + i % 5000)
-            ELSE jsonb_build_object('minReplicas', 1 + i % 4, 'maxReplicas', 300, 'capacityPerReplica', 20 + i % 200,
-                                    'maxStepUp', 10, 'maxStepDown', 5, 'scaleDownDelayHours', i % 4)
-       END,
-       now(), now()
-FROM generate_series(1, :n) AS i;
-INSERT INTO model_versions (resource_id, metric, status, trained_at, beats_seasonal_naive)
-SELECT id, load_metric, 'active', now(), true FROM resources;
-INSERT INTO forecasts (resource_id, metric, ts, forecast, lower, upper, model_version_id, generated_at)
-SELECT mv.resource_id, mv.metric, h, f, f * 0.8, f * 1.25, mv.id, now()
-FROM model_versions mv
-CROSS JOIN generate_series(date_trunc('hour', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
-                           (date_trunc('hour', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC') + interval '47 hours', interval '1 hour') AS h
-CROSS JOIN LATERAL (SELECT exp((mv.resource_id % 97) / 11.0) * (1 + 0.6 * sin(extract(epoch FROM h) / 13751.0 + mv.resource_id)) AS f) x;
-INSERT INTO weekly_peaks (resource_id, cpu_cores, memory_bytes, window_from, window_to, computed_at)
-SELECT id, 0.2 + (id % 30) / 10.0, (256 + id % 1024) * 1048576::bigint, now() - interval '7 days', now(), now() FROM resources;
-ANALYZE;
-SQL
+"${psql_cmd[@]}" -v n="$n" -f "$root/bench/seed-planned.sql"
 echo "forecaster plan: $("$root/forecaster" plan 2>/dev/null)"
 
 # No rate limit (the point is the serving path's speed), no request logging beyond warnings.
