@@ -2,11 +2,8 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Net.Sockets;
 using System.Text.Json;
-using Forecaster.Api.Demo;
-using Forecaster.Api.Samples;
 using Forecaster.Api.Tests.Infrastructure;
 using Microsoft.AspNetCore.Mvc.Testing;
-using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Playwright;
 using Npgsql;
 
@@ -74,10 +71,7 @@ public sealed class DashboardFixture : IAsyncLifetime
         Client = new HttpClient { BaseAddress = new Uri(BaseUrl) };
         Client.DefaultRequestHeaders.Add("X-Api-Key", ApiFixture.ApiKey);
 
-        await using (var source = NpgsqlDataSource.Create(db))
-        {
-            await DemoSeeder.SeedAsync(source, new SamplePartitions(source), TimeProvider.System.GetUtcNow(), NullLogger.Instance, default);
-        }
+        await TestCluster.SeedDemoAsync(db, TimeProvider.System.GetUtcNow());
         var run = await Client.PostAsync("/api/v1/training-runs", ApiFixture.Json("{}"));
         Assert.Equal(HttpStatusCode.Accepted, run.StatusCode);
         var id = (await run.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetInt64();

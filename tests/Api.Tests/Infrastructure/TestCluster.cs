@@ -1,4 +1,7 @@
 using Forecaster.Api.Database;
+using Forecaster.Api.Demo;
+using Forecaster.Api.Samples;
+using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 
 namespace Forecaster.Api.Tests.Infrastructure;
@@ -25,6 +28,18 @@ public static class TestCluster
             await cmd.ExecuteNonQueryAsync();
         }
         return new NpgsqlConnectionStringBuilder(admin.ConnectionString) { Database = name, Pooling = true }.ConnectionString;
+    }
+
+    /// <summary>
+    /// Migrates the database (a no-op when a host already did) and seeds the demo fleet's 35 days ending at
+    /// <paramref name="end"/>: what the training, serving and dashboard tests start from.
+    /// </summary>
+    public static async Task SeedDemoAsync(string connectionString, DateTimeOffset end)
+    {
+        await using var source = NpgsqlDataSource.Create(connectionString);
+        var partitions = new SamplePartitions(source);
+        await DatabaseSetup.PrepareAsync(source, partitions, new FakeClock(end), NullLogger.Instance, default);
+        await DemoSeeder.SeedAsync(source, partitions, end, NullLogger.Instance, default);
     }
 
     static async Task<string> StartAsync()

@@ -1,13 +1,9 @@
 using Dapper;
-using Forecaster.Api.Database;
-using Forecaster.Api.Demo;
-using Forecaster.Api.Samples;
 using Forecaster.Api.Tests.Infrastructure;
 using Forecaster.Api.Training;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 using Quartz;
 
@@ -23,12 +19,7 @@ public sealed class ClusterTrainingTests
     public async Task TwoInstancesRunTheNightlyTriggerExactlyOnceAndShareItsShards()
     {
         var db = await TestCluster.CreateDatabaseAsync("cluster");
-        await using (var source = NpgsqlDataSource.Create(db))
-        {
-            var partitions = new SamplePartitions(source);
-            await DatabaseSetup.PrepareAsync(source, partitions, TimeProvider.System, NullLogger.Instance, default);
-            await DemoSeeder.SeedAsync(source, partitions, TimeProvider.System.GetUtcNow(), NullLogger.Instance, default);
-        }
+        await TestCluster.SeedDemoAsync(db, TimeProvider.System.GetUtcNow());
         // The nightly trigger is stored as configured (far ahead), then moved to a few seconds from now once both instances
         // are up: a start slower than the wait would otherwise put the first firing at tomorrow's time.
         const string cron = "0 0 0 1 1 ? 2099";

@@ -1,9 +1,5 @@
 using Dapper;
-using Forecaster.Api.Database;
-using Forecaster.Api.Demo;
-using Forecaster.Api.Samples;
 using Forecaster.Api.Tests.Infrastructure;
-using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 
 namespace Forecaster.Api.Tests.Training;
@@ -15,12 +11,7 @@ public sealed class TrainCommandTests
     public async Task TrainRetrainsTheNamedResourcesAndEndsWithASummaryLine()
     {
         var db = await TestCluster.CreateDatabaseAsync("clitrain");
-        await using (var source = NpgsqlDataSource.Create(db))
-        {
-            var partitions = new SamplePartitions(source);
-            await DatabaseSetup.PrepareAsync(source, partitions, TimeProvider.System, NullLogger.Instance, default);
-            await DemoSeeder.SeedAsync(source, partitions, TimeProvider.System.GetUtcNow(), NullLogger.Instance, default);
-        }
+        await TestCluster.SeedDemoAsync(db, TimeProvider.System.GetUtcNow());
         var models = Path.Combine(Path.GetTempPath(), "forecaster-models", Guid.NewGuid().ToString("N")[..12]);
         try
         {

@@ -1,10 +1,7 @@
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
-using Forecaster.Api.Demo;
-using Forecaster.Api.Samples;
 using Forecaster.Api.Tests.Infrastructure;
-using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 
 namespace Forecaster.Api.Tests.Training;
@@ -30,8 +27,7 @@ public class TrainingFixture : ApiFixture
     public override async Task InitializeAsync()
     {
         await base.InitializeAsync();
-        await using var db = NpgsqlDataSource.Create(ConnectionString);
-        await DemoSeeder.SeedAsync(db, new SamplePartitions(db), Now, NullLogger.Instance, default);
+        await TestCluster.SeedDemoAsync(ConnectionString, Now);
     }
 
     public override async Task DisposeAsync()

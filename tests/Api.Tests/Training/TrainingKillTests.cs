@@ -4,10 +4,7 @@ using System.Net.Http.Json;
 using System.Net.Sockets;
 using System.Text.Json;
 using Dapper;
-using Forecaster.Api.Demo;
-using Forecaster.Api.Samples;
 using Forecaster.Api.Tests.Infrastructure;
-using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 
 namespace Forecaster.Api.Tests.Training;
@@ -24,11 +21,7 @@ public sealed class TrainingKillTests
     {
         var db = await TestCluster.CreateDatabaseAsync("trainkill");
         var models = Path.Combine(Path.GetTempPath(), "forecaster-models", Guid.NewGuid().ToString("N")[..12]);
-        await using (var source = NpgsqlDataSource.Create(db))
-        {
-            await Forecaster.Api.Database.DatabaseSetup.PrepareAsync(source, new SamplePartitions(source), TimeProvider.System, NullLogger.Instance, default);
-            await DemoSeeder.SeedAsync(source, new SamplePartitions(source), TimeProvider.System.GetUtcNow(), NullLogger.Instance, default);
-        }
+        await TestCluster.SeedDemoAsync(db, TimeProvider.System.GetUtcNow());
         Process? first = null, second = null;
         try
         {

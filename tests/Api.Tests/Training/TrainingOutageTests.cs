@@ -2,15 +2,11 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Dapper;
-using Forecaster.Api.Database;
-using Forecaster.Api.Demo;
-using Forecaster.Api.Samples;
 using Forecaster.Api.Tests.Infrastructure;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging.Abstractions;
 using Npgsql;
 
 namespace Forecaster.Api.Tests.Training;
@@ -34,8 +30,7 @@ public sealed class TrainingOutageTests : PrivateClusterHost
     public override async Task InitializeAsync()
     {
         await base.InitializeAsync();
-        await using var db = NpgsqlDataSource.Create(ConnectionString);
-        await DemoSeeder.SeedAsync(db, new SamplePartitions(db), ApiFixture.Now, NullLogger.Instance, default);
+        await TestCluster.SeedDemoAsync(ConnectionString, ApiFixture.Now);
     }
 
     public override async Task DisposeAsync()
