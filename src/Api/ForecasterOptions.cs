@@ -30,6 +30,14 @@ public sealed class ForecasterOptions
     [Range(1, 36500)]
     public int MaxSampleAgeDays { get; set; } = 400;
 
+    /// <summary>
+    /// The largest sample value accepted (issue 13). Far above any real load, cpu or memory figure, yet small enough that
+    /// sums and means over any number of samples stay finite. Aggregates leave out stored values beyond
+    /// <see cref="Samples.SampleRules.AggregateLimit"/> (written before this rule, or by hand), the most this may be set to.
+    /// </summary>
+    [Range(1.0, Samples.SampleRules.AggregateLimit)]
+    public double MaxSampleValue { get; set; } = 1e15;
+
     /// <summary>The most points one samples query returns; a larger range must be aggregated with `step`.</summary>
     [Range(100, 10_000_000)]
     public int MaxPointsPerQuery { get; set; } = 200_000;

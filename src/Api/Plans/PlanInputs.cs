@@ -232,12 +232,12 @@ public static class PlanInputs
     /// <summary>The latest value of each series within (since, now]: the current replica count, a job's backlog.</summary>
     static async Task<Dictionary<int, double>> LatestAsync(NpgsqlConnection conn, int[] ids, DateTimeOffset since, DateTimeOffset now, CancellationToken ct)
     {
-        // One backwards index probe per series, rather than scanning the window.
+        // One backwards index probe per series, rather than scanning the window; a value beyond SampleRules.AggregateLimit is skipped.
         const string latest = """
             SELECT l.id, x.value
             FROM unnest(@ids) AS l(id)
             CROSS JOIN LATERAL (
-                SELECT value FROM samples WHERE series_id = l.id AND ts > @since AND ts <= @now ORDER BY ts DESC LIMIT 1
+                SELECT value FROM samples WHERE series_id = l.id AND ts > @since AND ts <= @now AND abs(value) <= 1e100 ORDER BY ts DESC LIMIT 1
             ) x
             """;
         return (await conn.QueryAsync<(int Id, double Value)>(new CommandDefinition(latest, new { ids, since, now }, cancellationToken: ct)))

@@ -19,8 +19,9 @@ public static class CsvSamples
     enum Next { MoreData, Key, Flush, Stop }
 
     /// <summary>The parser's state across buffers and awaits.</summary>
-    sealed class State(SampleImport import, DateTimeOffset now, int maxAgeDays)
+    sealed class State(SampleImport import, DateTimeOffset now, int maxAgeDays, double maxValue)
     {
+        public double MaxValue { get; } = maxValue;
         public SampleImport Import { get; } = import;
         public DateTimeOffset Now { get; } = now;
         public int MaxAgeDays { get; } = maxAgeDays;
@@ -32,10 +33,10 @@ public static class CsvSamples
 
     /// <summary>Reads the whole stream; returns the first errors found (empty when every row was staged).</summary>
     public static async Task<IReadOnlyList<SampleError>> ReadAsync(
-        Stream body, SampleImport import, DateTimeOffset now, int maxAgeDays, Action<long>? onRows, CancellationToken ct)
+        Stream body, SampleImport import, DateTimeOffset now, int maxAgeDays, double maxValue, Action<long>? onRows, CancellationToken ct)
     {
         var reader = PipeReader.Create(body, new StreamPipeReaderOptions(bufferSize: 1 << 16, minimumReadSize: 1 << 14, leaveOpen: true));
-        var state = new State(import, now, maxAgeDays);
+        var state = new State(import, now, maxAgeDays, maxValue);
         long reported = 0;
         try
         {
@@ -188,7 +189,7 @@ public static class CsvSamples
         {
             return Fail(state, "value", valueBytes.IsEmpty ? "is empty" : $"'{Cut(Encoding.UTF8.GetString(valueBytes))}' is not a number");
         }
-        if (SampleRules.CheckValue(value) is { } ve)
+        if (SampleRules.CheckValue(value, state.MaxValue) is { } ve)
         {
             return Fail(state, "value", ve);
         }

@@ -3,7 +3,11 @@ using Npgsql;
 namespace Forecaster.Api.Samples;
 
 /// <summary>Hourly mean and max of one series over a range; NaN where nothing was observed.</summary>
-public sealed record HourlyValues(double[] Mean, double[] Max);
+public sealed record HourlyValues(double[] Mean, double[] Max)
+{
+    /// <summary>Stored samples left out because they are beyond <see cref="SampleRules.AggregateLimit"/> (or not numbers).</summary>
+    public long Ignored { get; set; }
+}
 
 /// <summary>
 /// Samples aggregated to UTC hours, for many series in one query: what training fits on and what the planner's fallbacks
@@ -17,7 +21,9 @@ public static class HourlyHistory
     public static async Task<Dictionary<int, HourlyValues>> ReadAsync(NpgsqlConnection conn, int[] ids, DateTimeOffset from, DateTimeOffset to, CancellationToken ct)
     {
         const string history = """
-            SELECT series_id, date_bin('1 hour', ts, timestamptz '2000-01-01 00:00:00+00') AS hour, avg(value) AS mean, max(value) AS peak
+            SELECT series_id, date_bin('1 hour', ts, timestamptz '2000-01-01 00:00:00+00') AS hour,
+                   avg(value) FILTER (WHERE abs(value) <= 1e100) AS mean, max(value) FILTER (WHERE abs(value) <= 1e100) AS peak,
+                   count(*) FILTER (WHERE NOT abs(value) <= 1e100) AS ignored
             FROM samples
             WHERE series_id = ANY(@ids) AND ts >= @from AND ts < @to
             GROUP BY 1, 2
@@ -41,8 +47,10 @@ public static class HourlyHistory
                 result.Add(id, series);
             }
             var h = (int)((reader.GetFieldValue<DateTime>(1) - from.UtcDateTime) / Hour);
-            series.Mean[h] = reader.GetDouble(2);
-            series.Max[h] = reader.GetDouble(3);
+            // Values beyond SampleRules.AggregateLimit are counted, not aggregated: they cannot overflow a mean here.
+            series.Mean[h] = reader.IsDBNull(2) ? double.NaN : reader.GetDouble(2);
+            series.Max[h] = reader.IsDBNull(3) ? double.NaN : reader.GetDouble(3);
+            series.Ignored += reader.GetInt64(4);
         }
         return result;
     }

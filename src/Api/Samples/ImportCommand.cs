@@ -27,6 +27,7 @@ public static class ImportCommand
             var now = TimeProvider.System.GetUtcNow();
             await using var import = await SampleImport.BeginAsync(dataSource, partitions, parse.GetValue(create), now, ct);
             var maxAge = new ForecasterOptions().MaxSampleAgeDays;
+            var maxValue = new ForecasterOptions().MaxSampleValue;
 
             IReadOnlyList<SampleError> errors;
             if (AnsiConsole.Profile.Capabilities.Interactive)
@@ -36,16 +37,26 @@ public static class ImportCommand
                     .StartAsync(async progress =>
                     {
                         var task = progress.AddTask($"Importing {input.Name}", maxValue: Math.Max(1, input.Length));
-                        return await CsvSamples.ReadAsync(stream, import, now, maxAge, _ => task.Value = stream.Position, ct);
+                        return await CsvSamples.ReadAsync(stream, import, now, maxAge, maxValue, _ => task.Value = stream.Position, ct);
                     });
             }
             else
             {
-                errors = await CsvSamples.ReadAsync(stream, import, now, maxAge, null, ct);
+                errors = await CsvSamples.ReadAsync(stream, import, now, maxAge, maxValue, null, ct);
             }
             if (errors.Count == 0)
             {
-                var (summary, unknown) = await import.CompleteAsync(ct);
+                ImportSummary? summary;
+                IReadOnlyList<SampleError> unknown;
+                try
+                {
+                    (summary, unknown) = await import.CompleteAsync(ct);
+                }
+                catch (SampleWriteConflictException e)
+                {
+                    Console.Error.WriteLine($"{input.Name}: {e.Message}. Nothing was imported; run the import again.");
+                    return 1;
+                }
                 if (summary is not null)
                 {
                     var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;

@@ -7,7 +7,18 @@ namespace Forecaster.Api.Samples;
 /// <summary>What one accepted write stored.</summary>
 /// <param name="Upserted">True when some rows already existed and were overwritten through the merge path.</param>
 /// <param name="FinishSeconds">Time from the end of the body to the commit (the rest of a request is parsing and COPY).</param>
-public sealed record ImportSummary(long Rows, int Series, IReadOnlyList<string> ResourcesCreated, bool Upserted, double FinishSeconds);
+/// <param name="Retries">Times the whole write was rolled back and merged again after a deadlock or serialization failure.</param>
+public sealed record ImportSummary(long Rows, int Series, IReadOnlyList<string> ResourcesCreated, bool Upserted, double FinishSeconds, int Retries = 0);
+
+/// <summary>
+/// The write kept losing to concurrent writers of the same keys (deadlock or serialization failures) after every retry;
+/// nothing was stored. Answered with 503 and Retry-After.
+/// </summary>
+public sealed class SampleWriteConflictException(int attempts, Exception inner)
+    : Exception($"the write conflicted with concurrent writers of the same samples {attempts} times ({(inner as PostgresException)?.SqlState})", inner)
+{
+    public const int RetryAfterSeconds = 1;
+}
 
 /// <summary>
 /// One all-or-nothing write of samples. Rows of series that already exist stream straight into `samples` through
@@ -16,14 +27,28 @@ public sealed record ImportSummary(long Rows, int Series, IReadOnlyList<string> 
 /// stored sample (an upsert), the spool is replayed: new series are registered first, and overwrites go through a
 /// staging table and one INSERT ... ON CONFLICT. Nothing is visible until <see cref="CompleteAsync"/> commits;
 /// disposing without completing rolls everything back.
+/// <para>
+/// Concurrent writers of the same keys cannot deadlock (issue 13): the merge, the only step that waits for other writers'
+/// rows, creates resources, then series, then samples, each in key order, so every writer takes its locks in one global
+/// order. The direct path streams rows in arrival order, so it must never wait: it runs under a short lock_timeout, and a
+/// wait that long abandons it for the merge, like a conflict does. Should a deadlock or serialization failure still
+/// happen (the rare mix of a committed direct segment and a merge), the whole write is rolled back and merged again
+/// from the spool with jittered backoff; after <see cref="MaxAttempts"/> it fails with <see cref="SampleWriteConflictException"/>.
+/// </para>
 /// </summary>
 public sealed class SampleImport : IAsyncDisposable
 {
     const int DirectFlag = 1 << 30;
 
+    /// <summary>Attempts of the whole write before it gives up with <see cref="SampleWriteConflictException"/>.</summary>
+    public const int MaxAttempts = 6;
+
+    /// <summary>How long the direct path may wait for another writer's row before it falls back to the ordered merge.</summary>
+    const string DirectLockTimeout = "100ms";
+
     readonly NpgsqlConnection _conn;
     readonly NpgsqlConnection _lookup;
-    readonly NpgsqlTransaction _tx;
+    NpgsqlTransaction _tx;
     readonly SamplePartitions _partitions;
     readonly FileStream _spoolFile;
     readonly BinaryWriter _spool;
@@ -79,6 +104,8 @@ public sealed class SampleImport : IAsyncDisposable
             lookup = await dataSource.OpenConnectionAsync(ct);
             var tx = await conn.BeginTransactionAsync(ct);
             await tx.SaveAsync("direct", ct);
+            // Undone with the savepoint when the direct path is abandoned; reset when it succeeds (EndDirectAsync).
+            await conn.ExecuteAsync(new CommandDefinition($"SET LOCAL lock_timeout = '{DirectLockTimeout}'", transaction: tx, cancellationToken: ct));
             return new SampleImport(conn, lookup, tx, await StartCopyAsync(conn, ct), partitions, createResources, now);
         }
         catch
@@ -144,20 +171,37 @@ public sealed class SampleImport : IAsyncDisposable
         }
         var keys = _waiting.Select(w => _keyList[w.Key]).Distinct().Where(k => k.SeriesId is null).ToList();
         var newResources = keys.Where(k => !k.ResourceExists).GroupBy(k => k.Resource).Select(g => g.MinBy(k => k.FirstRow)!).ToList();
-        if (newResources.Count > 0)
+        try
         {
-            _created.AddRange(await CreateResourcesAsync(newResources, _now, ct));
+            if (newResources.Count > 0)
+            {
+                _created.AddRange(await CreateResourcesAsync(newResources, _now, ct));
+                foreach (var k in keys)
+                {
+                    k.ResourceExists = true;
+                }
+            }
+            await ResolveSeriesAsync(keys, ct);
             foreach (var k in keys)
             {
-                k.ResourceExists = true;
+                k.CreatedHere = true;
             }
+            _direct = await StartCopyAsync(_conn, ct);
         }
-        await ResolveSeriesAsync(keys, ct);
-        foreach (var k in keys)
+        catch (PostgresException e) when (IsContention(e))
         {
-            k.CreatedHere = true;
+            // Another writer holds a resource or series this segment needs: the direct path gives way to the merge.
+            _direct = null;
+            await _tx.RollbackAsync("direct", ct);
+            ResetKeys();
+            foreach (var (key, ts, value) in _waiting)
+            {
+                Spool(key, ts, value, direct: false);
+            }
+            _pending += _waiting.Count;
+            _waiting.Clear();
+            return;
         }
-        _direct = await StartCopyAsync(_conn, ct);
         foreach (var (key, ts, value) in _waiting)
         {
             WriteRow(_direct, _keyList[key].SeriesId!.Value, ts, value);
@@ -177,6 +221,26 @@ public sealed class SampleImport : IAsyncDisposable
         }
         _created.Clear();
     }
+
+    /// <summary>Forgets what any rolled-back work learnt: every key is looked up (and created) again before the merge.</summary>
+    void ResetKeys()
+    {
+        foreach (var k in _keyList)
+        {
+            k.SeriesId = null;
+            k.CreatedHere = false;
+            k.ResourceExists = false;
+        }
+        _created.Clear();
+    }
+
+    /// <summary>Waiting on, or deadlocked with, another writer (55P03 only arises under the direct path's lock_timeout).</summary>
+    static bool IsContention(PostgresException e) =>
+        e.SqlState is PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure or PostgresErrorCodes.LockNotAvailable;
+
+    /// <summary>Jittered exponential backoff: 10-30 ms, then doubling, so that retrying writers do not collide again in step.</summary>
+    static TimeSpan Backoff(int attempt) =>
+        TimeSpan.FromMilliseconds((10 + Random.Shared.NextDouble() * 20) * (1 << Math.Min(attempt - 1, 6)));
 
     static async Task<NpgsqlBinaryImporter> StartCopyAsync(NpgsqlConnection conn, CancellationToken ct)
     {
@@ -260,11 +324,47 @@ public sealed class SampleImport : IAsyncDisposable
 
     /// <summary>
     /// Finishes the write and commits. Returns the errors instead (and stores nothing) when a resource is unknown
-    /// and <paramref name="createResources"/> is off.
+    /// and createResources is off. Deadlock and serialization failures are retried (see the class summary).
     /// </summary>
     public async Task<(ImportSummary? Summary, IReadOnlyList<SampleError> Errors)> CompleteAsync(CancellationToken ct)
     {
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                var (created, errors, upserted, ensured) = attempt == 1 ? await FinishAsync(ct) : await FinishByMergeAsync(ct);
+                if (errors.Count > 0)
+                {
+                    return (null, errors);
+                }
+                await _tx.CommitAsync(ct);
+                if (ensured)
+                {
+                    // Only then did ensure_sample_partitions run over the whole range; a direct-only import proves no month between.
+                    _partitions.MarkKnown(_min, _max);
+                }
+                return (new ImportSummary(Rows, _keyList.Count, created, upserted,
+                    System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds, attempt - 1), []);
+            }
+            catch (PostgresException e) when (e.SqlState is PostgresErrorCodes.DeadlockDetected or PostgresErrorCodes.SerializationFailure)
+            {
+                if (attempt >= MaxAttempts)
+                {
+                    throw new SampleWriteConflictException(attempt, e);
+                }
+                await _tx.RollbackAsync(ct);
+                await _tx.DisposeAsync();
+                await Task.Delay(Backoff(attempt), ct);
+                _tx = await _conn.BeginTransactionAsync(ct);
+                ResetKeys();
+            }
+        }
+    }
+
+    /// <summary>The first attempt: the direct path's COPY is completed, and what it could not store is merged.</summary>
+    async Task<(List<string> Created, IReadOnlyList<SampleError> Errors, bool Upserted, bool Ensured)> FinishAsync(CancellationToken ct)
+    {
         var now = _now;
         var createResources = _createResources;
         if (_waiting.Count > 0)
@@ -277,6 +377,11 @@ public sealed class SampleImport : IAsyncDisposable
         {
             AbandonDirect();
         }
+        if (!directFailed)
+        {
+            // The direct path is over; from here on waits are ordered (or end in a retry), so no short timeout.
+            await _conn.ExecuteAsync(new CommandDefinition("SET LOCAL lock_timeout TO DEFAULT", transaction: _tx, cancellationToken: ct));
+        }
         _direct = null;
 
         var created = new List<string>(_created);
@@ -285,16 +390,14 @@ public sealed class SampleImport : IAsyncDisposable
             var missing = await RegisterResourcesAsync(now, ct);
             if (missing.Count > 0 && !createResources)
             {
-                return (null, [.. missing.Take(20).Select(k => new SampleError(k.FirstRow, "resource",
-                    $"unknown resource '{k.Resource}'; register it with PUT /api/v1/resources/{k.Resource} or pass createResources=true"))]);
+                return (created, UnknownResources(missing), false, false);
             }
             created.AddRange(await CreateResourcesAsync(missing, now, ct));
         }
         await ResolveSeriesAsync(_keyList, ct);
-        if (_keyList.FirstOrDefault(k => k.SeriesId is null) is { } vanished)
+        if (Vanished() is { } vanished)
         {
-            // Deleted while this request streamed: nothing of the request is kept.
-            return (null, [new SampleError(vanished.FirstRow, "resource", $"resource '{vanished.Resource}' was deleted while the samples were being written")]);
+            return (created, vanished, false, false);
         }
 
         var upserted = directFailed;
@@ -315,16 +418,42 @@ public sealed class SampleImport : IAsyncDisposable
                 await MergeAsync(onlyPending: true, ct);
             }
         }
-        await _tx.CommitAsync(ct);
-        if (directFailed || _pending > 0)
-        {
-            // Only then did ensure_sample_partitions run over the whole range; a direct-only import proves no month between.
-            _partitions.MarkKnown(_min, _max);
-        }
-        return (new ImportSummary(Rows, _keyList.Count, created, upserted, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds), []);
+        return (created, [], upserted, directFailed || _pending > 0);
     }
 
-    /// <summary>Completes a COPY; false (rolled back to <paramref name="savepoint"/>) when a row was already stored.</summary>
+    /// <summary>A retry in a fresh transaction: resources, series and every spooled row through the ordered merge.</summary>
+    async Task<(List<string> Created, IReadOnlyList<SampleError> Errors, bool Upserted, bool Ensured)> FinishByMergeAsync(CancellationToken ct)
+    {
+        var created = new List<string>();
+        var missing = await RegisterResourcesAsync(_now, ct);
+        if (missing.Count > 0 && !_createResources)
+        {
+            return (created, UnknownResources(missing), false, false);
+        }
+        created.AddRange(await CreateResourcesAsync(missing, _now, ct));
+        await ResolveSeriesAsync(_keyList, ct);
+        if (Vanished() is { } vanished)
+        {
+            return (created, vanished, false, false);
+        }
+        await MergeAsync(onlyPending: false, ct);
+        return (created, [], true, true);
+    }
+
+    static IReadOnlyList<SampleError> UnknownResources(List<Key> missing) =>
+        [.. missing.Take(20).Select(k => new SampleError(k.FirstRow, "resource",
+            $"unknown resource '{k.Resource}'; register it with PUT /api/v1/resources/{k.Resource} or pass createResources=true"))];
+
+    /// <summary>A resource deleted while this request streamed: nothing of the request is kept.</summary>
+    IReadOnlyList<SampleError>? Vanished() =>
+        _keyList.FirstOrDefault(k => k.SeriesId is null) is { } vanished
+            ? [new SampleError(vanished.FirstRow, "resource", $"resource '{vanished.Resource}' was deleted while the samples were being written")]
+            : null;
+
+    /// <summary>
+    /// Completes a COPY; false (rolled back to <paramref name="savepoint"/>) when a row was already stored, or another
+    /// writer held one of its rows (lock_timeout or deadlock): either way the merge stores those rows.
+    /// </summary>
     async Task<bool> FinishCopyAsync(NpgsqlBinaryImporter copy, string savepoint, CancellationToken ct)
     {
         try
@@ -333,7 +462,7 @@ public sealed class SampleImport : IAsyncDisposable
             await copy.DisposeAsync();
             return true;
         }
-        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UniqueViolation)
+        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UniqueViolation || IsContention(e))
         {
             await copy.DisposeAsync();
             await _tx.RollbackAsync(savepoint, ct);
@@ -349,7 +478,7 @@ public sealed class SampleImport : IAsyncDisposable
             VALUES (@Name, @Kind, @Group, @LoadMetric, @Policy::jsonb, @now, @now)
             ON CONFLICT (name) DO NOTHING
             """;
-        foreach (var (name, kind, group, loadMetric, policy) in _register)
+        foreach (var (name, kind, group, loadMetric, policy) in _register.OrderBy(r => r.Name, StringComparer.Ordinal))
         {
             await _conn.ExecuteAsync(new CommandDefinition(register, new { Name = name, Kind = kind, Group = group, LoadMetric = loadMetric, Policy = policy, now }, _tx, cancellationToken: ct));
         }
@@ -366,6 +495,7 @@ public sealed class SampleImport : IAsyncDisposable
         const string create = """
             INSERT INTO resources (name, kind, load_metric, created_at, updated_at)
             SELECT name, 'service', metric, @now, @now FROM unnest(@names, @metrics) AS m(name, metric)
+            ORDER BY name COLLATE "C"
             ON CONFLICT (name) DO NOTHING
             RETURNING name
             """;
@@ -384,6 +514,7 @@ public sealed class SampleImport : IAsyncDisposable
         const string resolve = """
             INSERT INTO series (resource_id, metric)
             SELECT r.id, m.metric FROM unnest(@resources, @metrics) AS m(resource, metric) JOIN resources r ON r.name = m.resource
+            ORDER BY r.id, m.metric COLLATE "C"
             ON CONFLICT (resource_id, metric) DO NOTHING;
             SELECT r.name AS Resource, s.metric AS Metric, s.id AS Id
             FROM unnest(@resources, @metrics) AS m(resource, metric)
@@ -400,45 +531,39 @@ public sealed class SampleImport : IAsyncDisposable
         }
     }
 
-    /// <summary>The upsert path: spooled rows into a staging table, then one INSERT ... ON CONFLICT DO UPDATE.</summary>
+    /// <summary>
+    /// The upsert path: spooled rows into a staging table, then one INSERT ... ON CONFLICT DO UPDATE that takes the rows
+    /// in (series, timestamp) order, the order of the primary key, which is what keeps concurrent merges from deadlocking.
+    /// A request may repeat a (series, timestamp); the upsert cannot touch one row twice, so the last occurrence wins.
+    /// </summary>
     async Task MergeAsync(bool onlyPending, CancellationToken ct)
     {
         await _conn.ExecuteAsync(new CommandDefinition(
-            "CREATE TEMP TABLE import_staging (series_id integer NOT NULL, ts timestamptz NOT NULL, value double precision NOT NULL) ON COMMIT DROP",
+            "CREATE TEMP TABLE import_staging (series_id integer NOT NULL, ts timestamptz NOT NULL, value double precision NOT NULL, seq bigint NOT NULL) ON COMMIT DROP",
             transaction: _tx, cancellationToken: ct));
-        var staging = await _conn.BeginBinaryImportAsync("COPY import_staging (series_id, ts, value) FROM STDIN (FORMAT BINARY)", ct);
+        var staging = await _conn.BeginBinaryImportAsync("COPY import_staging (series_id, ts, value, seq) FROM STDIN (FORMAT BINARY)", ct);
         staging.Timeout = TimeSpan.FromHours(1);
-        Replay(onlyPending, (k, ts, v) => WriteRow(staging, _keyList[k].SeriesId!.Value, ts, v));
+        long seq = 0;
+        Replay(onlyPending, (k, ts, v) =>
+        {
+            WriteRow(staging, _keyList[k].SeriesId!.Value, ts, v);
+            staging.Write(seq++, NpgsqlDbType.Bigint);
+        });
         await staging.CompleteAsync(ct);
         await staging.DisposeAsync();
         await _conn.ExecuteAsync(new CommandDefinition("SELECT ensure_sample_partitions(@_min, @_max)", new { _min, _max }, _tx, cancellationToken: ct));
 
+        // A retry of identical rows writes nothing (the WHERE), which is what makes retries cheap as well as safe. The
+        // sort is in memory up to a few million rows.
         const string merge = """
-            INSERT INTO samples (series_id, ts, value)
-            SELECT series_id, ts, value FROM import_staging
-            ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value
-            WHERE samples.value IS DISTINCT FROM EXCLUDED.value
-            """;
-        // A request may repeat a (series, timestamp); the upsert cannot touch one row twice, so such a request is
-        // merged again keeping the last occurrence (the staging heap holds rows in arrival order, hence ctid).
-        const string mergeDistinct = """
+            SET LOCAL work_mem = '64MB';
             INSERT INTO samples (series_id, ts, value)
             SELECT DISTINCT ON (series_id, ts) series_id, ts, value FROM import_staging
-            ORDER BY series_id, ts, ctid DESC
+            ORDER BY series_id, ts, seq DESC
             ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value
             WHERE samples.value IS DISTINCT FROM EXCLUDED.value
             """;
-        await _tx.SaveAsync("merge", ct);
-        try
-        {
-            // A retry of identical rows writes nothing (the WHERE), which is what makes retries cheap as well as safe.
         await _conn.ExecuteAsync(new CommandDefinition(merge, transaction: _tx, cancellationToken: ct, commandTimeout: 0));
-        }
-        catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.CardinalityViolation)
-        {
-            await _tx.RollbackAsync("merge", ct);
-            await _conn.ExecuteAsync(new CommandDefinition(mergeDistinct, transaction: _tx, cancellationToken: ct, commandTimeout: 0));
-        }
     }
 
     /// <summary>Reads the spool back: every row, or only those that did not go straight into `samples`.</summary>

@@ -25,9 +25,20 @@ public static partial class SampleRules
         : MetricName().IsMatch(metric) ? null
         : $"'{Trim(metric)}' is not a valid metric name (letters, digits, '_', '.', at most 64, starting with a letter or '_')";
 
-    public static string? CheckValue(double value) =>
+    /// <summary>
+    /// Aggregates over stored samples (hourly means for training and planning, the samples query's steps, simulation
+    /// inputs) leave out values beyond this, written as `abs(value) &lt;= 1e100` beside each query. A sum of any number of
+    /// such values, or of their squares (avg and variance accumulate both), stays finite, so no stored value can make an
+    /// aggregate overflow (issue 13: one 1.8e308 stopped the nightly run for the whole fleet). NaN and infinities fail the
+    /// test too. The configured <see cref="ForecasterOptions.MaxSampleValue"/> can be no larger.
+    /// </summary>
+    public const double AggregateLimit = 1e100;
+
+    /// <param name="max">The configured <see cref="ForecasterOptions.MaxSampleValue"/>.</param>
+    public static string? CheckValue(double value, double max) =>
         !double.IsFinite(value) ? $"{value} is not a finite number"
         : value < 0 ? $"{value} is negative; load, cpu and memory samples are never below zero"
+        : value > max ? $"{value.ToString("R", System.Globalization.CultureInfo.InvariantCulture)} is above the largest accepted value {max.ToString("R", System.Globalization.CultureInfo.InvariantCulture)} (Forecaster:MaxSampleValue)"
         : null;
 
     public static string? CheckTime(DateTime utc, DateTimeOffset now, int maxAgeDays) =>

@@ -28,7 +28,8 @@ public static class SamplesApi
             .RequireAuthorization(ApiKeyExtensions.WritePolicy)
             .ProducesProblem(StatusCodes.Status401Unauthorized)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
-            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType);
+            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
         perResource.MapGet("/", GetSamples)
             .WithName(nameof(GetSamples))
             .WithSummary("Read one series in a time range: raw points, or mean/max/min per step (e.g. step=1h)")
@@ -42,7 +43,8 @@ public static class SamplesApi
             .RequireAuthorization(ApiKeyExtensions.WritePolicy)
             .ProducesProblem(StatusCodes.Status401Unauthorized)
             .ProducesProblem(StatusCodes.Status413PayloadTooLarge)
-            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType);
+            .ProducesProblem(StatusCodes.Status415UnsupportedMediaType)
+            .ProducesProblem(StatusCodes.Status503ServiceUnavailable);
         return app;
     }
 
@@ -111,7 +113,7 @@ public static class SamplesApi
                 errors.Add(new SampleError(i, "value", "is required"));
                 continue;
             }
-            if (SampleRules.CheckValue(value) is { } ve)
+            if (SampleRules.CheckValue(value, options.Value.MaxSampleValue) is { } ve)
             {
                 errors.Add(new SampleError(i, "value", ve));
                 continue;
@@ -128,7 +130,16 @@ public static class SamplesApi
         {
             await import.AddAsync(await import.AddKeyAsync(name, metric, 0, ct), ts, value, ct);
         }
-        var (summary, lost) = await import.CompleteAsync(ct);
+        ImportSummary? summary;
+        IReadOnlyList<SampleError> lost;
+        try
+        {
+            (summary, lost) = await import.CompleteAsync(ct);
+        }
+        catch (SampleWriteConflictException e)
+        {
+            return Conflicted(http, e);
+        }
         if (summary is null)
         {
             // The resource was deleted while the request was written.
@@ -153,18 +164,27 @@ public static class SamplesApi
         }
         var now = clock.GetUtcNow();
         await using var import = await SampleImport.BeginAsync(db, partitions, createResources ?? false, now, ct);
-        var errors = await CsvSamples.ReadAsync(new LimitedStream(http.Request.Body, limit), import, now, options.Value.MaxSampleAgeDays, null, ct);
+        var errors = await CsvSamples.ReadAsync(new LimitedStream(http.Request.Body, limit), import, now, options.Value.MaxSampleAgeDays, options.Value.MaxSampleValue, null, ct);
         if (errors.Count > 0)
         {
             return ProblemHandling.Invalid("Invalid CSV", errors, e => $"line {e.Row}: {e.Field}");
         }
-        var (summary, unknown) = await import.CompleteAsync(ct);
+        ImportSummary? summary;
+        IReadOnlyList<SampleError> unknown;
+        try
+        {
+            (summary, unknown) = await import.CompleteAsync(ct);
+        }
+        catch (SampleWriteConflictException e)
+        {
+            return Conflicted(http, e);
+        }
         if (summary is null)
         {
             return ProblemHandling.Invalid("Unknown resources", unknown, e => $"line {e.Row}: {e.Field}");
         }
         var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
-        logs.CreateLogger(typeof(SamplesApi)).LogInformation("Imported {Rows} samples of {Series} series in {Seconds:F2}s ({FinishSeconds:F2}s to finish, upsert: {Upserted})", summary.Rows, summary.Series, seconds, summary.FinishSeconds, summary.Upserted);
+        logs.CreateLogger(typeof(SamplesApi)).LogInformation("Imported {Rows} samples of {Series} series in {Seconds:F2}s ({FinishSeconds:F2}s to finish, upsert: {Upserted}, retries: {Retries})", summary.Rows, summary.Series, seconds, summary.FinishSeconds, summary.Upserted, summary.Retries);
         return TypedResults.Ok(new IngestResult(summary.Rows, summary.Series, summary.ResourcesCreated, seconds));
     }
 
@@ -220,10 +240,11 @@ public static class SamplesApi
             {
                 return ProblemHandling.Invalid("step", $"gives more than {cap} buckets for this range; use a larger step or a shorter range");
             }
+            // Stored values beyond SampleRules.AggregateLimit are left out: the mean cannot overflow (issue 13).
             const string aggregate = """
                 SELECT date_bin(@bin, ts, '2000-01-01T00:00:00Z') AS Timestamp, avg(value) AS Mean, max(value) AS Max, min(value) AS Min, count(*) AS Count
                 FROM samples
-                WHERE series_id = @seriesId AND ts >= @fromUtc AND ts < @toUtc
+                WHERE series_id = @seriesId AND ts >= @fromUtc AND ts < @toUtc AND abs(value) <= 1e100
                 GROUP BY 1 ORDER BY 1
                 """;
             var buckets = await conn.QueryAsync<(DateTime Timestamp, double Mean, double Max, double Min, long Count)>(
@@ -231,9 +252,10 @@ public static class SamplesApi
             return TypedResults.Ok(view with { Buckets = [.. buckets.Select(b => new SampleBucket(new DateTimeOffset(b.Timestamp), b.Mean, b.Max, b.Min, b.Count))] });
         }
 
+        // Only what JSON can carry: a NaN or infinity written into the table by hand is left out, as aggregates leave it out.
         const string raw = """
             SELECT ts, value FROM samples
-            WHERE series_id = @seriesId AND ts >= @fromUtc AND ts < @toUtc
+            WHERE series_id = @seriesId AND ts >= @fromUtc AND ts < @toUtc AND abs(value) < 'Infinity'
             ORDER BY ts LIMIT @limit
             """;
         var points = (await conn.QueryAsync<(DateTime Ts, double Value)>(
@@ -288,6 +310,17 @@ public static class SamplesApi
             feature.MaxRequestBodySize = limit;
         }
         return null;
+    }
+
+    /// <summary>503 when concurrent writers of the same keys kept winning every retry: nothing was stored, try again shortly.</summary>
+    static ProblemHttpResult Conflicted(HttpContext http, SampleWriteConflictException e)
+    {
+        http.RequestServices.GetRequiredService<ILoggerFactory>().CreateLogger(typeof(SamplesApi))
+            .LogWarning(e, "Samples write gave up after {Attempts} attempts", SampleImport.MaxAttempts);
+        http.Response.Headers.RetryAfter = SampleWriteConflictException.RetryAfterSeconds.ToString(CultureInfo.InvariantCulture);
+        return TypedResults.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Write conflict",
+            detail: $"The samples conflicted with concurrent writes of the same keys {SampleImport.MaxAttempts} times in a row. " +
+                $"Nothing was stored; retry in {SampleWriteConflictException.RetryAfterSeconds} s.");
     }
 
     static ProblemHttpResult UnsupportedMediaType(string expected) =>

@@ -111,7 +111,10 @@ public static class SimulationRequests
     static List<SeriesHistory> Histories(InlineSeries[] series) =>
         [.. series.Select(s => new SeriesHistory(s.Name!, [.. s.Points!.Select(p => new Observation(p.Timestamp.ToUniversalTime(), p.Value ?? double.NaN))]))];
 
-    /// <summary>Each resource's load metric as hourly means over all its history (PostgreSQL aggregates, as training does).</summary>
+    /// <summary>
+    /// Each resource's load metric as hourly means over all its history (PostgreSQL aggregates, as training does); values
+    /// beyond SampleRules.AggregateLimit are left out, so the mean cannot overflow.
+    /// </summary>
     static async Task<List<SeriesHistory>> StoredLoadAsync(NpgsqlDataSource db, string[] names, CancellationToken ct)
     {
         const string load = """
@@ -119,7 +122,7 @@ public static class SimulationRequests
             FROM resources r
             JOIN series s ON s.resource_id = r.id AND s.metric = r.load_metric
             JOIN samples sa ON sa.series_id = s.id
-            WHERE r.name = ANY(@names)
+            WHERE r.name = ANY(@names) AND abs(sa.value) <= 1e100
             GROUP BY 1, 2
             ORDER BY 1, 2
             """;

@@ -64,13 +64,13 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
                 break;
             }
             after = batch[^1].Id;
-            var history = await ReadHistoryAsync(batch, from, to, ct);
+            var (history, unreadable) = await ReadHistoryAsync(runId, batch, from, to, ct);
             var items = await AllocateAsync(batch, ct);
             reading += Stopwatch.GetElapsedTime(started);
 
             started = Stopwatch.GetTimestamp();
             var trainedAt = clock.GetUtcNow();
-            var results = Fit(items, history, from, runId, trainedAt, o, ct);
+            var results = Fit(items, history, unreadable, from, runId, trainedAt, o, ct);
             fitting += Stopwatch.GetElapsedTime(started);
 
             started = Stopwatch.GetTimestamp();
@@ -107,12 +107,47 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         return [.. await conn.QueryAsync<BatchResource>(new CommandDefinition(next, new { runId, shard, shardCount, resources, after, take }, cancellationToken: ct))];
     }
 
-    async Task<Dictionary<int, HourlyValues>> ReadHistoryAsync(List<BatchResource> batch, DateTimeOffset from, DateTimeOffset to, CancellationToken ct)
+    /// <summary>
+    /// The batch's history in one query. Should that query fail on the data (not on the connection), each series is read
+    /// alone, so that only the series whose history cannot be read fail, with PostgreSQL's error (issue 13).
+    /// </summary>
+    async Task<(Dictionary<int, HourlyValues> History, Dictionary<int, string> Unreadable)> ReadHistoryAsync(
+        long runId, List<BatchResource> batch, DateTimeOffset from, DateTimeOffset to, CancellationToken ct)
     {
-        // One query for the whole batch.
+        int[] ids = [.. batch.SelectMany(r => r.SeriesIds)];
+        var unreadable = new Dictionary<int, string>();
         await using var conn = await db.OpenConnectionAsync(ct);
-        return await HourlyHistory.ReadAsync(conn, [.. batch.SelectMany(r => r.SeriesIds)], from, to, ct);
+        try
+        {
+            return (await HourlyHistory.ReadAsync(conn, ids, from, to, ct), unreadable);
+        }
+        catch (PostgresException e) when (IsDataError(e))
+        {
+            logger.LogWarning("Training run {RunId}: reading the history of {Series} series failed ({SqlState}: {Message}); reading them one by one",
+                runId, ids.Length, e.SqlState, e.MessageText);
+        }
+        var history = new Dictionary<int, HourlyValues>();
+        foreach (var id in ids)
+        {
+            try
+            {
+                foreach (var (key, values) in await HourlyHistory.ReadAsync(conn, [id], from, to, ct))
+                {
+                    history[key] = values;
+                }
+            }
+            catch (PostgresException e) when (IsDataError(e))
+            {
+                unreadable[id] = $"reading its history failed: {e.SqlState} {e.MessageText}";
+            }
+        }
+        return (history, unreadable);
     }
+
+    /// <summary>A failure of the query on the data (an overflow, a corrupt page), not of the database being away or stopping the query.</summary>
+    static bool IsDataError(PostgresException e) =>
+        !Errors.DatabaseUnavailable.Is(e) && e.SqlState is not (PostgresErrorCodes.QueryCanceled or PostgresErrorCodes.AdminShutdown)
+        && !e.SqlState.StartsWith("53", StringComparison.Ordinal);
 
     async Task<List<Item>> AllocateAsync(List<BatchResource> batch, CancellationToken ct)
     {
@@ -134,7 +169,8 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         return [.. pending.Select((p, i) => new Item(p.Resource, p.Metric, p.SeriesId, ids[i]))];
     }
 
-    Fitted[] Fit(List<Item> items, Dictionary<int, HourlyValues> history, DateTimeOffset from, long runId, DateTimeOffset trainedAt, TrainingOptions o, CancellationToken ct)
+    Fitted[] Fit(List<Item> items, Dictionary<int, HourlyValues> history, Dictionary<int, string> unreadable, DateTimeOffset from, long runId,
+        DateTimeOffset trainedAt, TrainingOptions o, CancellationToken ct)
     {
         var results = new Fitted[items.Count];
         var modelsDir = o.ResolvedModelsPath;
@@ -144,9 +180,22 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
             var item = items[i];
             try
             {
+                if (unreadable.TryGetValue(item.SeriesId, out var unread))
+                {
+                    results[i] = new Fitted(null, null, null, unread);
+                    return;
+                }
                 if (!history.TryGetValue(item.SeriesId, out var hourly))
                 {
                     results[i] = new Fitted(null, null, null, $"no samples in the last {o.HistoryDays} days");
+                    return;
+                }
+                if (hourly.Ignored > 0)
+                {
+                    // Such values predate the ingestion rule or were written by hand; a model of the rest would hide them.
+                    results[i] = new Fitted(null, null, null,
+                        $"{hourly.Ignored} stored samples in the last {o.HistoryDays} days are beyond {SampleRules.AggregateLimit:R} or not numbers; " +
+                        "overwrite or delete them (the previous model stays active)");
                     return;
                 }
                 var fit = LoadModel.Fit(hourly.Mean, from, o, item.Metric == item.Resource.LoadMetric);
