@@ -53,10 +53,11 @@ public static class CapacityApi
             return ProblemHandling.Invalid("to", $"the range is {hours} hours; at most {MaxHours} are allowed");
         }
         // Each active plan stores count × request per hour as arrays from horizon_start: unnest them instead of opening the steps.
+        // The memory sum (numeric) saturates at bigint's maximum rather than failing the request (issue 13).
         const string sums = """
             SELECT p.horizon_start + (h.i - 1) * interval '1 hour' AS hour,
                    coalesce(r."group" = @group, false) AS in_group,
-                   sum(h.cpu) AS cpu, sum(h.memory)::bigint AS memory, count(*)::int AS resources,
+                   sum(h.cpu) AS cpu, least(sum(h.memory), 9223372036854775807)::bigint AS memory, count(*)::int AS resources,
                    count(*) FILTER (WHERE NOT p.requests_known)::int AS without_requests
             FROM plan_versions p
             JOIN resources r ON r.id = p.resource_id

@@ -75,7 +75,7 @@ public sealed class SampleImport : IAsyncDisposable
     readonly DateTimeOffset _now;
     readonly List<string> _created = [];
 
-    SampleImport(NpgsqlConnection conn, NpgsqlConnection lookup, NpgsqlTransaction tx, NpgsqlBinaryImporter direct, SamplePartitions partitions,
+    SampleImport(NpgsqlConnection conn, NpgsqlConnection lookup, NpgsqlTransaction tx, NpgsqlBinaryImporter? direct, SamplePartitions partitions,
         bool createResources, DateTimeOffset now)
     {
         _createResources = createResources;
@@ -106,7 +106,18 @@ public sealed class SampleImport : IAsyncDisposable
             await tx.SaveAsync("direct", ct);
             // Undone with the savepoint when the direct path is abandoned; reset when it succeeds (EndDirectAsync).
             await conn.ExecuteAsync(new CommandDefinition($"SET LOCAL lock_timeout = '{DirectLockTimeout}'", transaction: tx, cancellationToken: ct));
-            return new SampleImport(conn, lookup, tx, await StartCopyAsync(conn, ct), partitions, createResources, now);
+            NpgsqlBinaryImporter? direct;
+            try
+            {
+                direct = await StartCopyAsync(conn, ct);
+            }
+            catch (PostgresException e) when (IsContention(e))
+            {
+                // `samples` is locked (a partition being created): every row goes through the merge instead.
+                await tx.RollbackAsync("direct", ct);
+                direct = null;
+            }
+            return new SampleImport(conn, lookup, tx, direct, partitions, createResources, now);
         }
         catch
         {
@@ -544,9 +555,15 @@ public sealed class SampleImport : IAsyncDisposable
         var staging = await _conn.BeginBinaryImportAsync("COPY import_staging (series_id, ts, value, seq) FROM STDIN (FORMAT BINARY)", ct);
         staging.Timeout = TimeSpan.FromHours(1);
         long seq = 0;
+        // Rows already strictly in key order (a bulk file sorted by series and time, say) need neither the sort nor the dedupe.
+        var ordered = true;
+        (int Series, DateTime Ts) previous = (int.MinValue, DateTime.MinValue);
         Replay(onlyPending, (k, ts, v) =>
         {
-            WriteRow(staging, _keyList[k].SeriesId!.Value, ts, v);
+            var id = _keyList[k].SeriesId!.Value;
+            ordered = ordered && (id > previous.Series || (id == previous.Series && ts > previous.Ts));
+            previous = (id, ts);
+            WriteRow(staging, id, ts, v);
             staging.Write(seq++, NpgsqlDbType.Bigint);
         });
         await staging.CompleteAsync(ct);
@@ -563,7 +580,15 @@ public sealed class SampleImport : IAsyncDisposable
             ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value
             WHERE samples.value IS DISTINCT FROM EXCLUDED.value
             """;
-        await _conn.ExecuteAsync(new CommandDefinition(merge, transaction: _tx, cancellationToken: ct, commandTimeout: 0));
+        // A scan of a temporary table (local buffers: never a synchronized or parallel scan) returns rows in the order
+        // they were copied, which is key order here.
+        const string mergeOrdered = """
+            INSERT INTO samples (series_id, ts, value)
+            SELECT series_id, ts, value FROM import_staging
+            ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value
+            WHERE samples.value IS DISTINCT FROM EXCLUDED.value
+            """;
+        await _conn.ExecuteAsync(new CommandDefinition(ordered ? mergeOrdered : merge, transaction: _tx, cancellationToken: ct, commandTimeout: 0));
     }
 
     /// <summary>Reads the spool back: every row, or only those that did not go straight into `samples`.</summary>
