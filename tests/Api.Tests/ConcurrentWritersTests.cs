@@ -180,4 +180,52 @@ public sealed class ConcurrentWritersTests(KestrelFixture api) : IClassFixture<K
         Assert.Equal(written.Keys.Select(k => k.Resource).Where(n => n.StartsWith("cw-new-", StringComparison.Ordinal)).Distinct().Count(),
             await conn.ExecuteScalarAsync<int>("SELECT count(*) FROM resources WHERE name LIKE 'cw-new-%'"));
     }
+
+    [Fact]
+    public async Task AWriteChosenAsADeadlockVictimIsRetriedAndItsValuesWin()
+    {
+        using var client = api.Writer();
+        var put = await client.PutAsync("/api/v1/resources/cw-victim",
+            ApiFixture.Json("""{"kind":"service","group":"cw","loadMetric":"qps","policy":{"minReplicas":1,"maxReplicas":10}}"""));
+        Assert.True(put.IsSuccessStatusCode);
+        var hour0 = TimeProvider.System.GetUtcNow().UtcDateTime.Date.AddDays(-2);
+        string Body(double a, double b) => $$"""
+            {"samples":[{"metric":"qps","timestamp":"{{hour0:yyyy-MM-dd'T'HH:mm:ss'Z'}}","value":{{a}}},{"metric":"qps","timestamp":"{{hour0.AddHours(1):yyyy-MM-dd'T'HH:mm:ss'Z'}}","value":{{b}}}]}
+            """;
+        Assert.Equal(HttpStatusCode.OK, (await client.PostAsync("/api/v1/resources/cw-victim/samples", ApiFixture.Json(Body(1, 2)))).StatusCode);
+
+        // Another session holds the second key, the write locks the first and waits for the second, then the other
+        // session asks for the first: a deadlock, which PostgreSQL breaks by failing the write, the first to wait.
+        await using var other = new NpgsqlConnection(api.ConnectionString);
+        await other.OpenAsync();
+        await using var tx = await other.BeginTransactionAsync();
+        const string key = "series_id = (SELECT s.id FROM series s JOIN resources r ON r.id = s.resource_id WHERE r.name = 'cw-victim' AND s.metric = 'qps') AND ts = @ts";
+        await other.ExecuteAsync($"SELECT 1 FROM samples WHERE {key} FOR UPDATE", new { ts = hour0.AddHours(1) }, tx);
+        var write = client.PostAsync("/api/v1/resources/cw-victim/samples", ApiFixture.Json(Body(10, 20)));
+        var otherPid = other.ProcessID;
+        await using (var watch = new NpgsqlConnection(api.ConnectionString))
+        {
+            for (var i = 0; ; i++)
+            {
+                var waiting = await watch.ExecuteScalarAsync<int>(
+                    "SELECT count(*)::int FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND @otherPid = ANY(pg_blocking_pids(pid))",
+                    new { otherPid });
+                if (waiting > 0)
+                {
+                    break;
+                }
+                Assert.True(i < 600, "the write never waited for the held row");
+                await Task.Delay(50);
+            }
+        }
+        await other.ExecuteAsync($"UPDATE samples SET value = 5 WHERE {key}", new { ts = hour0 }, tx);
+        await tx.CommitAsync();
+
+        var response = await write;
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var values = (await other.QueryAsync<double>(
+            "SELECT value FROM samples sa JOIN series s ON s.id = sa.series_id JOIN resources r ON r.id = s.resource_id WHERE r.name = 'cw-victim' ORDER BY ts")).ToList();
+        // The retried write committed after the other session: its values are the last written.
+        Assert.Equal([10.0, 20.0], values);
+    }
 }
