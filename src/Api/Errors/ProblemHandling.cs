@@ -27,6 +27,7 @@ public static class ProblemHandling
         {
             o.SerializerOptions.Converters.Add(new CheckedStringConverter());
             o.SerializerOptions.Converters.Add(new CheckedElementConverter());
+            o.SerializerOptions.Converters.Add(new UtcDateTimeOffsetConverter());
             // Deep nesting is refused early (a policy or series is a few levels deep).
             o.SerializerOptions.MaxDepth = 32;
         });
@@ -173,7 +174,7 @@ sealed partial class BadRequestExceptionHandler(IProblemDetailsService problems)
             {
                 Status = status,
                 Title = status == 413 ? "Request body too large" : "Malformed request",
-                Detail = $"{field}: {detail} Nothing was stored.",
+                Detail = $"{(detail.StartsWith("The JSON body", StringComparison.Ordinal) ? "" : field + ": ")}{detail} Nothing was stored.",
             },
         });
     }
@@ -222,9 +223,10 @@ sealed partial class BadRequestExceptionHandler(IProblemDetailsService problems)
         {
             message = "the value is not valid here";
         }
+        var at = "$" + (Field(e) is var f && f != "body" ? (f.StartsWith('[') ? f : "." + f) : "");
         return e is JsonFieldException or { LineNumber: null }
-            ? message + "."
-            : $"{message} (line {e.LineNumber + 1}, position {e.BytePositionInLine + 1}).";
+            ? $"The JSON body is malformed at {at}: {message}."
+            : $"The JSON body is malformed at {at} (line {e.LineNumber + 1}, position {e.BytePositionInLine + 1}): {message}.";
     }
 
     [System.Text.RegularExpressions.GeneratedRegex(@"\b(System|Microsoft|Forecaster|Npgsql)\.[A-Za-z]")]

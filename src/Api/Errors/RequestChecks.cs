@@ -27,6 +27,7 @@ public static class RequestChecks
                 await WriteAsync(context, bad.Status, bad.Field, bad.Message);
                 return;
             }
+            NormalizeTimestamps(context);
             if (context.GetEndpoint()?.Metadata.GetMetadata<OwnBodyLimit>() is null)
             {
                 var limit = context.RequestServices.GetRequiredService<IOptions<ForecasterOptions>>().Value.MaxJsonBodyBytes;
@@ -125,6 +126,19 @@ public static class RequestChecks
             }
         }
         return null;
+    }
+
+    /// <summary>Rewrites checked timestamp parameters in UTC, so a handler never sees (nor sends PostgreSQL) another offset.</summary>
+    static void NormalizeTimestamps(HttpContext context)
+    {
+        var names = TimestampParameters(context.GetEndpoint());
+        if (names.Length == 0 || !names.Any(context.Request.Query.ContainsKey))
+        {
+            return;
+        }
+        context.Request.QueryString = QueryString.Create(context.Request.Query.Select(q => !names.Contains(q.Key) ? q
+            : new KeyValuePair<string, Microsoft.Extensions.Primitives.StringValues>(q.Key, new([.. q.Value.Select(v =>
+                UtcTimestamp.TryParse(v, out var utc, out _) ? utc.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ", System.Globalization.CultureInfo.InvariantCulture) : v)]))));
     }
 
     static readonly ConcurrentDictionary<Endpoint, string[]> Timestamps = new();

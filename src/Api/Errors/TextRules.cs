@@ -44,9 +44,31 @@ public static class TextRules
         return null;
     }
 
-    /// <summary>Like <see cref="Check(ReadOnlySpan{char})"/>, and a name never starts or ends with whitespace (it would be trimmed into another name elsewhere).</summary>
-    public static string? CheckName(string name) =>
-        Check(name) ?? (name.Length > 0 && (char.IsWhiteSpace(name[0]) || char.IsWhiteSpace(name[^1])) ? "starts or ends with whitespace" : null);
+    /// <summary>
+    /// Like <see cref="Check(ReadOnlySpan{char})"/>, and a name never starts or ends with whitespace (it would be trimmed into
+    /// another name elsewhere) nor holds an invisible format character (a bidi override or zero-width character that makes two
+    /// names look alike).
+    /// </summary>
+    public static string? CheckName(string name)
+    {
+        if (Check(name) is { } error)
+        {
+            return error;
+        }
+        if (name.Length > 0 && (char.IsWhiteSpace(name[0]) || char.IsWhiteSpace(name[^1])))
+        {
+            return "starts or ends with whitespace";
+        }
+        var format = name.AsSpan().IndexOfAnyInRange('\u200B', '\u206F') is var i and >= 0 && char.GetUnicodeCategory(name[i]) == System.Globalization.UnicodeCategory.Format ? i
+            : name.IndexOf('\uFEFF');
+        return format >= 0 ? $"contains the invisible format character U+{(int)name[format]:X4} at position {format}" : null;
+    }
+
+    /// <summary>A group name: at most 128 characters of <see cref="CheckName"/>-clean text; empty only where "no group" is meant.</summary>
+    public static string? CheckGroup(string group, bool allowEmpty) =>
+        group.Length == 0 ? (allowEmpty ? null : "is empty")
+        : group.Length > 128 ? "is longer than 128 characters"
+        : CheckName(group);
 
     /// <summary>Decodes UTF-8 <paramref name="bytes"/> strictly: null (and <paramref name="error"/>) on invalid bytes.</summary>
     public static string? Decode(ReadOnlySpan<byte> bytes, out string? error)
@@ -215,4 +237,28 @@ public sealed class CheckedElementConverter : JsonConverter<JsonElement>
 public sealed class JsonFieldException(string relativePath, string message) : JsonException(message)
 {
     public string RelativePath { get; } = relativePath;
+}
+
+/// <summary>The one timestamp rule in JSON bodies too: <see cref="Samples.UtcTimestamp"/> (explicit offset, converted to UTC).</summary>
+public sealed class UtcDateTimeOffsetConverter : JsonConverter<DateTimeOffset>
+{
+    public override DateTimeOffset Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
+    {
+        if (reader.TokenType != JsonTokenType.String)
+        {
+            throw new JsonException($"must be an ISO 8601 timestamp string, not {CheckedStringConverter.Kind(reader.TokenType)}");
+        }
+        string text;
+        try
+        {
+            text = reader.GetString()!;
+        }
+        catch (InvalidOperationException)
+        {
+            throw new JsonException("contains a lone surrogate (not valid Unicode text)");
+        }
+        return Samples.UtcTimestamp.TryParse(text, out var utc, out var error) ? new DateTimeOffset(utc, TimeSpan.Zero) : throw new JsonException(error);
+    }
+
+    public override void Write(Utf8JsonWriter writer, DateTimeOffset value, JsonSerializerOptions options) => writer.WriteStringValue(value);
 }

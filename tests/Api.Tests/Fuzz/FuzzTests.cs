@@ -117,6 +117,7 @@ public sealed class FuzzTests(FuzzFixture api, ITestOutputHelper output) : IClas
                 {
                     // Accepted: it (and any job it started) may change the tables; wait for them to settle and take a new baseline.
                     accepted++;
+                    output.WriteLine($"accepted {status}: {request.What} ({request.Method} {request.Url[..Math.Min(120, request.Url.Length)]})");
                     before = await Settled(fingerprint);
                 }
                 else if (await Fingerprint(fingerprint) is var after && Changed(before, after) is { Length: > 0 } changed)
