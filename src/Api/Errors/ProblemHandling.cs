@@ -219,7 +219,7 @@ sealed partial class BadRequestExceptionHandler(IProblemDetailsService problems)
         {
             message = "the value has the wrong JSON type (see the schema in /swagger)";
         }
-        else if (e.InnerException is not null || DotNetName().IsMatch(message))
+        else if (DotNetName().IsMatch(message))
         {
             message = "the value is not valid here";
         }
