@@ -37,6 +37,7 @@ builder.Services.AddForecasterOpenApi();
 builder.Services.AddForecasterHealth();
 
 var app = builder.Build();
+app.UseSecurityHeaders();
 app.UseForecasterProblems();
 app.UseDashboard();
 app.UseForecasterOpenApi();

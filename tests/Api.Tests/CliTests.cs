@@ -61,4 +61,38 @@ public sealed class CliTests
         Assert.Equal(0, exit);
         Assert.Contains("up to date", stdout, StringComparison.Ordinal);
     }
+
+    [Theory]
+    [InlineData("migrate")]
+    [InlineData("train")]
+    [InlineData("plan")]
+    [InlineData("import", "/etc/hostname")]
+    public async Task AVerbFacingAnUnreachableDatabaseSaysSoInOneLineAndExits1(params string[] args)
+    {
+        // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+        var (exit, stdout, stderr) = await RunAsync("Host=127.0.0.1;Port=1;Username=u;Password=p;Database=nowhere;Timeout=3", args);
+        Assert.Equal(1, exit);
+        Assert.Equal("", stdout);
+        var line = Assert.Single(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+        Assert.StartsWith("forecaster: cannot reach the database 127.0.0.1:1/nowhere", line, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task ImportPlanAndTrainPrintOnlyTheirSummaryOnStdout()
+    {
+        var db = await TestCluster.CreateDatabaseAsync("clisummary");
+        var now = TimeProvider.System.GetUtcNow().AddHours(-3).ToString("yyyy-MM-ddTHH:00:00Z", System.Globalization.CultureInfo.InvariantCulture);
+        using var file = new TempCsv($"resource,metric,timestamp,value\ncli-svc,qps,{now},10\n");
+        var (exit, stdout, stderr) = await RunAsync(db, "import", file.Path, "--create-resources");
+        Assert.True(exit == 0, stderr);
+        // The list of created resources, then the summary line; progress (when drawn) and logs go to stderr.
+        Assert.Matches(@"^created 1 resources: cli-svc\nrows=1 series=1 seconds=[\d.]+ rate=\d+ rows/s\n$", stdout.Replace("\r", "", StringComparison.Ordinal));
+
+        (exit, stdout, stderr) = await RunAsync(db, "plan");
+        Assert.True(exit == 0, stderr);
+        Assert.Single(stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries));
+
+        (_, stdout, _) = await RunAsync(db, "train");
+        Assert.Matches(@"^series=\d+ failed=\d+ seconds=[\d.]+ rate=[\d.]+/s\n$", stdout.Replace("\r", "", StringComparison.Ordinal));
+    }
 }

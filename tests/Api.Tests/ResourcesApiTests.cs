@@ -44,7 +44,7 @@ public sealed class ResourcesApiTests(ApiFixture api) : IClassFixture<ApiFixture
     public async Task ANameWithATrailingNewlineIsRefused()
     {
         var response = await api.Writer().PutAsync("/api/v1/resources/web%0A", ApiFixture.Json("""{"kind":"service","loadMetric":"qps"}"""));
-        await SamplesApiTests.AssertProblem(response, HttpStatusCode.BadRequest, "name", "not a valid resource name");
+        await SamplesApiTests.AssertProblem(response, HttpStatusCode.BadRequest, "name", "control character U+000A");
     }
 
     [Fact]

@@ -60,8 +60,8 @@ public sealed class SamplesApiTests(ApiFixture api) : IClassFixture<ApiFixture>
     [Theory]
     [InlineData("2026-11-20 25:00", "not an ISO 8601 timestamp")]
     [InlineData("yesterday", "not an ISO 8601 timestamp")]
-    [InlineData("2026-11-20T10:00:00+02:00", "not UTC")]
-    [InlineData("2026-11-20T10:00:00", "no UTC designator")]
+    [InlineData("2026-11-20T10:00:00+25:00", "not an ISO 8601 timestamp")]
+    [InlineData("2026-11-20T10:00:00", "has no UTC offset")]
     [InlineData("2026-11-23T12:00:00Z", "more than 1 day in the future")]
     public async Task PostingABadTimestampStoresNothingAndNamesTheRow(string timestamp, string message)
     {
@@ -190,7 +190,7 @@ public sealed class SamplesApiTests(ApiFixture api) : IClassFixture<ApiFixture>
     [InlineData("bulkbad,qps,2026-11-20T10:00:00Z,-5", "value", "negative")]
     [InlineData("bulkbad,qps,2026-11-20T10:00:00Z,abc", "value", "not a number")]
     [InlineData("bulkbad,qps,20/11/2026 10:00,5", "timestamp", "not an ISO 8601 timestamp")]
-    [InlineData("bulkbad,qps,2026-11-20T10:00:00-05:00,5", "timestamp", "not UTC")]
+    [InlineData("bulkbad,qps,2026-11-20T10:00:00,5", "timestamp", "has no UTC offset")]
     [InlineData("bulkbad,qps,2026-12-01T00:00:00Z,5", "timestamp", "future")]
     [InlineData("bulkbad,qps,2024-01-01T00:00:00Z,5", "timestamp", "more than 400 days in the past")]
     [InlineData("bulkbad,,2026-11-20T10:00:00Z,5", "metric", "empty")]
@@ -241,7 +241,7 @@ public sealed class SamplesApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         var client = api.Writer();
         await api.PutServiceAsync(client, "query");
         await AssertProblem(await client.GetAsync("/api/v1/resources/query/samples?step=fortnightly"), HttpStatusCode.BadRequest, "step", "not a step");
-        await AssertProblem(await client.GetAsync("/api/v1/resources/query/samples?from=2026-11-20T10:00:00%2B01:00"), HttpStatusCode.BadRequest, "from", "not UTC");
+        await AssertProblem(await client.GetAsync("/api/v1/resources/query/samples?from=2026-11-20T10:00:00"), HttpStatusCode.BadRequest, "from", "has no UTC offset");
         await AssertProblem(await client.GetAsync("/api/v1/resources/query/samples?from=2026-11-21T00:00:00Z&to=2026-11-20T00:00:00Z"), HttpStatusCode.BadRequest, "from", "before");
         // Values at the edges of what a computer can count are refused, not overflowed into a 500.
         await AssertProblem(await client.GetAsync("/api/v1/resources/query/samples?step=300000000h"), HttpStatusCode.BadRequest, "step", "not a step");

@@ -124,4 +124,19 @@ public class PolicyValidatorTests
             Assert.Equal(json, PolicyJson.Write(PolicyJson.Read(json)));
         }
     }
+
+    [Fact]
+    public void MoreThanAHundredWindowsAreRefusedAndAHundredAreNot()
+    {
+        static string Policy(int n) => $$"""{"maxReplicas":10,"windows":[{{string.Join(',', Enumerable.Repeat("""{"days":"Mon","from":"08:00","to":"18:00","timeZone":"UTC","minReplicas":2}""", n))}}]}""";
+        Assert.Empty(Validate(Policy(PolicyValidator.MaxWindows)));
+        Assert.Equal("has 101 windows; at most 100 are allowed", Problems(Policy(101))["policy.windows"]);
+    }
+
+    [Fact]
+    public void APropertyNameThatIsALoneSurrogateIsAProblemNotAnException()
+    {
+        var problems = Problems("""{"maxReplicas":4,"\ud800":1}""");
+        Assert.Contains("lone surrogate", problems["policy"], StringComparison.Ordinal);
+    }
 }

@@ -53,9 +53,9 @@ public static class GroupsApi
         NpgsqlDataSource db, TimeProvider clock, string group, QuotaInput input, CancellationToken ct)
     {
         var errors = new Dictionary<string, string[]>();
-        if (group.Length > 128)
+        if (TextRules.CheckGroup(group, allowEmpty: false) is { } bad)
         {
-            errors["group"] = ["is longer than 128 characters"];
+            errors["group"] = [bad];
         }
         if (input.CpuCores is double cpu && (!double.IsFinite(cpu) || cpu < 0))
         {

@@ -39,7 +39,49 @@ public static class Cli
             Console.Error.WriteLine("Run `forecaster --help` for usage.");
             return 2;
         }
-        return await result.InvokeAsync();
+        try
+        {
+            // Our own handler below: the default one prints a stack trace.
+            return await result.InvokeAsync(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+        }
+        catch (Npgsql.NpgsqlException e)
+        {
+            Console.Error.WriteLine($"forecaster: {DescribeDatabaseFailure(e)}");
+            return 1;
+        }
+        catch (OperationCanceledException)
+        {
+            return 130;
+        }
+        catch (Exception e)
+        {
+            // Not the user's input and not the database: a fault worth its stack trace (what the default handler printed).
+            Console.Error.WriteLine($"forecaster: unexpected failure: {e}");
+            return 1;
+        }
+    }
+
+    /// <summary>One line naming the database and why it failed, e.g. "cannot reach the database 127.0.0.1:5432/forecaster: Connection refused".</summary>
+    internal static string DescribeDatabaseFailure(Npgsql.NpgsqlException e)
+    {
+        var configured = Configuration() is var c && c["FORECASTER_DB"] is { Length: > 0 } env ? env : c.GetConnectionString("Forecaster");
+        var where = "the embedded database";
+        if (!string.IsNullOrWhiteSpace(configured))
+        {
+            try
+            {
+                var b = new Npgsql.NpgsqlConnectionStringBuilder(configured);
+                where = $"the database {b.Host}:{b.Port}/{b.Database}";
+            }
+            catch (ArgumentException)
+            {
+                where = "the database in FORECASTER_DB";
+            }
+        }
+        var reason = e is Npgsql.PostgresException pg ? $"{pg.MessageText} ({pg.SqlState})" : e.GetBaseException().Message;
+        return Errors.DatabaseUnavailable.Is(e)
+            ? $"cannot reach {where}: {reason}. Start PostgreSQL or point FORECASTER_DB at a running server."
+            : $"{where} refused the work: {reason}.";
     }
 
     /// <summary>Turns `serve [--urls U] [--demo]` into host arguments (`--urls U --Forecaster:Demo=true`).</summary>
@@ -75,6 +117,15 @@ public static class Cli
         .AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json"), optional: true)
         .AddEnvironmentVariables()
         .Build();
+
+    /// <summary>Where progress bars are drawn: stderr, so stdout holds only the summary line a script reads.</summary>
+    internal static Spectre.Console.IAnsiConsole Stderr { get; } = Spectre.Console.AnsiConsole.Create(new Spectre.Console.AnsiConsoleSettings
+    {
+        Out = new Spectre.Console.AnsiConsoleOutput(Console.Error),
+    });
+
+    /// <summary>True when a progress bar can be drawn: stderr is an interactive terminal.</summary>
+    internal static bool ShowProgress => Stderr.Profile.Capabilities.Interactive && !Console.IsErrorRedirected;
 
     internal static ILogger Logger { get; } = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning)).CreateLogger("forecaster");
 }

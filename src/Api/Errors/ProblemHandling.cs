@@ -2,6 +2,7 @@ using System.Text.Json;
 using Forecaster.Api.Samples;
 using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.AspNetCore.WebUtilities;
 
 namespace Forecaster.Api.Errors;
 
@@ -19,7 +20,19 @@ public static class ProblemHandling
             {
                 ctx.ProblemDetails.Detail = $"Send the body as {string.Join(" or ", accepts.ContentTypes)}.";
             }
+            AddErrors(ctx.ProblemDetails, ctx.HttpContext);
         });
+        // Every JSON string and free-form JSON value in a request body passes the one text check.
+        services.ConfigureHttpJsonOptions(o =>
+        {
+            o.SerializerOptions.Converters.Add(new CheckedStringConverter());
+            o.SerializerOptions.Converters.Add(new CheckedElementConverter());
+            o.SerializerOptions.Converters.Add(new UtcDateTimeOffsetConverter());
+            // Deep nesting is refused early (a policy or series is a few levels deep).
+            o.SerializerOptions.MaxDepth = 32;
+        });
+        // After the default writer: a problem is written as JSON even to a client whose Accept names only other types.
+        services.AddSingleton<IProblemDetailsWriter, AnyAcceptProblemWriter>();
         services.AddExceptionHandler<BadRequestExceptionHandler>();
         // Minimal APIs throw instead of answering a bare 400, so the handler below can say what was wrong.
         services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
@@ -30,7 +43,31 @@ public static class ProblemHandling
     {
         app.UseExceptionHandler();
         app.UseStatusCodePages();
+        app.UseRequestChecks();
         return app;
+    }
+
+    /// <summary>
+    /// The one shape of every 4xx: `errors` keyed by field path. A problem that concerns no single field (a missing key, an
+    /// unknown resource, a wrong media type) is keyed by the part of the request it concerns.
+    /// </summary>
+    static void AddErrors(Microsoft.AspNetCore.Mvc.ProblemDetails problem, HttpContext http)
+    {
+        if (problem.Status is not (>= 400 and < 500) || problem is HttpValidationProblemDetails { Errors.Count: > 0 } || problem.Extensions.ContainsKey("errors"))
+        {
+            return;
+        }
+        var field = problem.Extensions.TryGetValue("field", out var f) && f is string named ? named : problem.Status switch
+        {
+            401 or 403 => Security.ApiKeyHandler.Header,
+            404 => http.GetEndpoint() is null ? "path" : http.Request.RouteValues.ContainsKey("name") ? "name" : "path",
+            405 => "method",
+            413 => "body",
+            415 => "Content-Type",
+            429 => "request",
+            _ => "request",
+        };
+        problem.Extensions["errors"] = new Dictionary<string, string[]> { [field] = [problem.Detail ?? problem.Title ?? "is not acceptable"] };
     }
 
     /// <summary>A 400 validation problem listing each bad row's field (`samples[3].value`, `line 17: value`).</summary>
@@ -63,8 +100,37 @@ public static class ProblemHandling
         TypedResults.Problem(statusCode: StatusCodes.Status404NotFound, title: "Not found", detail: what);
 }
 
+/// <summary>
+/// Writes a problem whatever the request's Accept header says: the default writer declines a client that accepts only e.g.
+/// application/xml, which left those answers without a body (or failed with a 500 where a problem had to be written).
+/// </summary>
+sealed class AnyAcceptProblemWriter(Microsoft.Extensions.Options.IOptions<ProblemDetailsOptions> options, Microsoft.Extensions.Options.IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json)
+    : IProblemDetailsWriter
+{
+    public bool CanWrite(ProblemDetailsContext context) => true;
+
+    public ValueTask WriteAsync(ProblemDetailsContext context)
+    {
+        var http = context.HttpContext;
+        ProblemDetailsDefaults.Apply(context.ProblemDetails, http.Response.StatusCode);
+        options.Value.CustomizeProblemDetails?.Invoke(context);
+        return new ValueTask(http.Response.WriteAsJsonAsync(context.ProblemDetails, context.ProblemDetails.GetType(), json.Value.SerializerOptions, "application/problem+json"));
+    }
+}
+
+/// <summary>The status, title and type a problem gets when its writer did not set them (what the default writer does).</summary>
+static class ProblemDetailsDefaults
+{
+    public static void Apply(Microsoft.AspNetCore.Mvc.ProblemDetails problem, int status)
+    {
+        problem.Status ??= status;
+        problem.Title ??= ReasonPhrases.GetReasonPhrase(problem.Status.Value);
+        problem.Type ??= "https://tools.ietf.org/html/rfc9110";
+    }
+}
+
 /// <summary>Turns request-binding failures (malformed JSON, bad query values, bodies over the limit) into problem documents.</summary>
-sealed class BadRequestExceptionHandler(IProblemDetailsService problems) : IExceptionHandler
+sealed partial class BadRequestExceptionHandler(IProblemDetailsService problems) : IExceptionHandler
 {
     public async ValueTask<bool> TryHandleAsync(HttpContext context, Exception exception, CancellationToken ct)
     {
@@ -81,17 +147,19 @@ sealed class BadRequestExceptionHandler(IProblemDetailsService problems) : IExce
                 {
                     Status = StatusCodes.Status503ServiceUnavailable,
                     Title = "Database unavailable",
-                    Detail = $"The database cannot be reached ({exception.GetBaseException().Message}). Nothing was stored; retry in {DatabaseUnavailable.RetryAfterSeconds} s.",
+                    // The driver's own message stays in the log: it names hosts and internals a client has no use for.
+                    Detail = $"The database cannot be reached. Nothing was stored; retry in {DatabaseUnavailable.RetryAfterSeconds} s.",
                 },
             });
         }
-        var (status, detail) = exception switch
+        var (status, field, detail) = exception switch
         {
-            BadHttpRequestException { InnerException: JsonException json } => (400, Describe(json)),
-            JsonException json => (400, Describe(json)),
-            BadHttpRequestException bad => (bad.StatusCode, bad.Message),
-            BodyTooLargeException large => (413, large.Message),
-            _ => (0, ""),
+            BadHttpRequestException { InnerException: JsonException json } => (400, Field(json), Describe(json)),
+            JsonException json => (400, Field(json), Describe(json)),
+            BadHttpRequestException { StatusCode: 413 } => (413, "body", "exceeds the configured body limit."),
+            BadHttpRequestException bad => Binding(bad),
+            BodyTooLargeException large => (413, "body", large.Message),
+            _ => (0, "", ""),
         };
         if (status == 0 || context.Response.HasStarted)
         {
@@ -102,18 +170,67 @@ sealed class BadRequestExceptionHandler(IProblemDetailsService problems) : IExce
         {
             HttpContext = context,
             Exception = exception,
-            ProblemDetails =
+            ProblemDetails = new HttpValidationProblemDetails(new Dictionary<string, string[]> { [field] = [detail] })
             {
                 Status = status,
                 Title = status == 413 ? "Request body too large" : "Malformed request",
-                Detail = detail + " Nothing was stored.",
+                Detail = $"{(detail.StartsWith("The JSON body", StringComparison.Ordinal) ? "" : field + ": ")}{detail} Nothing was stored.",
             },
         });
     }
 
-    static string Describe(JsonException e) =>
-        $"The JSON body is malformed at {e.Path ?? "$"} (line {e.LineNumber + 1}, position {e.BytePositionInLine + 1}): " +
-        (e.Message.Split(" Path:", 2)[0]);
+    /// <summary>The field a binding failure is about, in words without the framework's parameter types.</summary>
+    static (int Status, string Field, string Detail) Binding(BadHttpRequestException bad)
+    {
+        // The framework's messages name the parameter as `"Type name"`; keep the name, drop the .NET type.
+        var match = ParameterName().Match(bad.Message);
+        var name = match.Success ? match.Groups["name"].Value : "request";
+        var fromBody = bad.Message.Contains("body", StringComparison.OrdinalIgnoreCase);
+        var detail = bad.Message switch
+        {
+            _ when bad.Message.StartsWith("Implicit body inferred", StringComparison.Ordinal) || fromBody && bad.Message.Contains("was not provided", StringComparison.Ordinal)
+                => "is required: send a JSON object as the request body.",
+            _ when bad.Message.StartsWith("Failed to bind parameter", StringComparison.Ordinal) && bad.Message.LastIndexOf(" from \"", StringComparison.Ordinal) is var at and >= 0
+                => $"'{Shorten(bad.Message[(at + 7)..].TrimEnd('.').TrimEnd('"'))}' is not a valid value for this parameter.",
+            _ when bad.Message.Contains("was not provided", StringComparison.Ordinal) => "is required.",
+            _ => "is not valid.",
+        };
+        return (bad.StatusCode, fromBody && detail.StartsWith("is required: send", StringComparison.Ordinal) ? "body" : name, detail);
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex("parameter \"(?:[^\"]* )?(?<name>[A-Za-z_][A-Za-z0-9_]*)\"")]
+    private static partial System.Text.RegularExpressions.Regex ParameterName();
+
+    /// <summary>`$.samples[3].value` → `samples[3].value`; the whole body is `body`.</summary>
+    static string Field(JsonException e)
+    {
+        var path = (e.Path ?? "$").TrimStart('$').TrimStart('.') + (e is JsonFieldException inner ? inner.RelativePath : "");
+        path = path.TrimStart('.');
+        return path.Length == 0 ? "body" : path;
+    }
+
+    static string Shorten(string s) => s.Length <= 40 ? s : s[..40] + "...";
+
+    static string Describe(JsonException e)
+    {
+        var message = e.Message.Split(" Path:", 2)[0];
+        // The serializer names the .NET type it wanted ("could not be converted to Forecaster.Api...QuotaInput"): say it in JSON words.
+        if (message.Contains("could not be converted to", StringComparison.Ordinal))
+        {
+            message = "the value has the wrong JSON type (see the schema in /swagger)";
+        }
+        else if (DotNetName().IsMatch(message))
+        {
+            message = "the value is not valid here";
+        }
+        var at = "$" + (Field(e) is var f && f != "body" ? (f.StartsWith('[') ? f : "." + f) : "");
+        return e is JsonFieldException or { LineNumber: null }
+            ? $"The JSON body is malformed at {at}: {message}."
+            : $"The JSON body is malformed at {at} (line {e.LineNumber + 1}, position {e.BytePositionInLine + 1}): {message}.";
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"\b(System|Microsoft|Forecaster|Npgsql)\.[A-Za-z]")]
+    private static partial System.Text.RegularExpressions.Regex DotNetName();
 }
 
 /// <summary>Thrown by <see cref="LimitedStream"/> when a streamed body passes its limit.</summary>

@@ -58,8 +58,8 @@ public static class PlanCommand
             PlanningOutcome outcome;
             try
             {
-                outcome = AnsiConsole.Profile.Capabilities.Interactive && !Console.IsErrorRedirected
-                    ? await AnsiConsole.Progress()
+                outcome = Cli.Cli.ShowProgress
+                    ? await Cli.Cli.Stderr.Progress()
                         .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
                         .StartAsync(async progress =>
                         {

@@ -157,9 +157,9 @@ public static class ResourcesApi
         {
             errors["loadMetric"] = [m];
         }
-        if (input.Group is { Length: > 128 })
+        if (input.Group is { } group && TextRules.CheckGroup(group, allowEmpty: true) is { } badGroup)
         {
-            errors["group"] = ["is longer than 128 characters"];
+            errors["group"] = [badGroup];
         }
         if (input.Policy is { ValueKind: not (JsonValueKind.Object or JsonValueKind.Null or JsonValueKind.Undefined) })
         {

@@ -30,9 +30,9 @@ public static class ImportCommand
             var maxValue = new ForecasterOptions().MaxSampleValue;
 
             IReadOnlyList<SampleError> errors;
-            if (AnsiConsole.Profile.Capabilities.Interactive)
+            if (Cli.Cli.ShowProgress)
             {
-                errors = await AnsiConsole.Progress()
+                errors = await Cli.Cli.Stderr.Progress()
                     .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
                     .StartAsync(async progress =>
                     {

@@ -38,6 +38,7 @@ public static class SamplesApi
         app.MapPost("/api/v1/samples", PostCsv)
             .WithTags("Samples")
             .WithName(nameof(PostCsv))
+            .WithMetadata(new OwnBodyLimit())
             .WithSummary("Bulk upsert from CSV (header resource,metric,timestamp,value), streamed; all-or-nothing")
             .WithRequestExample("resource,metric,timestamp,value\ncheckout,qps,2026-11-20T13:00:00Z,812.5\ncheckout,qps,2026-11-20T14:00:00Z,901\n", "text/csv")
             .RequireAuthorization(ApiKeyExtensions.WritePolicy)

@@ -3,7 +3,10 @@ using System.Numerics;
 
 namespace Forecaster.Api.Samples;
 
-/// <summary>Strict ISO 8601 UTC timestamps: an explicit `Z` or zero offset is required, so local times never slip in.</summary>
+/// <summary>
+/// The one timestamp rule of every endpoint and the CLI: ISO 8601 with `Z` or an explicit offset, converted to UTC. A time
+/// without an offset is refused, so the server's local time never slips in.
+/// </summary>
 public static class UtcTimestamp
 {
     /// <summary>Parses <paramref name="text"/>; on failure <paramref name="error"/> says why in words a user can act on.</summary>
@@ -27,12 +30,7 @@ public static class UtcTimestamp
         }
         if (!HasExplicitOffset(text))
         {
-            error = $"'{Shorten(text)}' has no UTC designator; append 'Z' (timestamps are UTC)";
-            return false;
-        }
-        if (parsed.Offset != TimeSpan.Zero)
-        {
-            error = $"'{Shorten(text)}' is not UTC (offset {parsed.Offset:hh\\:mm}); send UTC timestamps ending in 'Z'";
+            error = $"'{Shorten(text)}' has no UTC offset; append 'Z' or an offset such as +02:00 (a time without one would be read as the server's local time)";
             return false;
         }
         utc = parsed.UtcDateTime;

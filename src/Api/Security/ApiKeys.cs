@@ -62,24 +62,49 @@ public sealed class ApiKeyHandler(IOptionsMonitor<AuthenticationSchemeOptions> o
     public const string SchemeName = "ApiKey";
     public const string Header = "X-Api-Key";
 
+    /// <summary>HttpContext.Items key set when the request presented a key that was refused.</summary>
+    public const string InvalidKey = "forecaster.invalid-key";
+
     protected override Task<AuthenticateResult> HandleAuthenticateAsync()
     {
-        if (!Request.Headers.TryGetValue(Header, out var values) || values.Count == 0 || string.IsNullOrEmpty(values[0]))
+        if (!Request.Headers.TryGetValue(Header, out var values) || values.Count == 0 || values.Count == 1 && string.IsNullOrEmpty(values[0]))
         {
             return Task.FromResult(AuthenticateResult.NoResult());
         }
+        if (values.Count > 1)
+        {
+            // Judging only the first of several keys let a valid key vouch for whatever followed it: more than one is refused.
+            Context.Items[InvalidKey] = true;
+            return Task.FromResult(AuthenticateResult.Fail("Send exactly one X-Api-Key header."));
+        }
         if (ring.Identify(values[0]!) is not { } name)
         {
+            // Marked for the rate limiter: invalid keys share a bucket of their own, away from anonymous plan reads.
+            Context.Items[InvalidKey] = true;
             return Task.FromResult(AuthenticateResult.Fail("The API key is not valid."));
         }
         var identity = new ClaimsIdentity([new Claim(ClaimTypes.Name, name)], SchemeName);
         return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), SchemeName)));
     }
 
-    protected override Task HandleChallengeAsync(AuthenticationProperties properties)
+    protected override async Task HandleChallengeAsync(AuthenticationProperties properties)
     {
         Response.Headers.WWWAuthenticate = $"{SchemeName} header=\"{Header}\"";
-        return base.HandleChallengeAsync(properties);
+        Response.StatusCode = StatusCodes.Status401Unauthorized;
+        var result = await HandleAuthenticateOnceSafeAsync();
+        await Context.RequestServices.GetRequiredService<IProblemDetailsService>().WriteAsync(new ProblemDetailsContext
+        {
+            HttpContext = Context,
+            ProblemDetails = new HttpValidationProblemDetails(new Dictionary<string, string[]>
+            {
+                [Header] = [result.Failure?.Message ?? "is required for this request."],
+            })
+            {
+                Status = StatusCodes.Status401Unauthorized,
+                Title = "Unauthorized",
+                Detail = result.Failure is { } f ? $"{Header}: {f.Message}" : $"This request needs an API key in the {Header} header.",
+            },
+        });
     }
 }
 
@@ -103,6 +128,7 @@ public static class ApiKeyExtensions
     {
         services.AddSingleton<ApiKeyRing>();
         services.AddForecasterRateLimits();
+        services.AddForecasterHostFiltering();
         services.AddAuthentication(ApiKeyHandler.SchemeName)
             .AddScheme<AuthenticationSchemeOptions, ApiKeyHandler>(ApiKeyHandler.SchemeName, null);
         services.AddAuthorizationBuilder()

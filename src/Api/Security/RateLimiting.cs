@@ -6,7 +6,11 @@ using Microsoft.Extensions.Options;
 
 namespace Forecaster.Api.Security;
 
-/// <summary>`Forecaster:RateLimit`: a token bucket per API key (per client address for anonymous reads) on /api.</summary>
+/// <summary>
+/// `Forecaster:RateLimit`: a token bucket per API key (per client address for anonymous callers) on /api. Plan reads (the
+/// serving endpoints executors poll) have buckets of their own, and so do refused keys, so neither a write flood nor an
+/// invalid-key flood from behind the same address can starve the executors.
+/// </summary>
 public sealed class RateLimitOptions
 {
     public const string Section = "Forecaster:RateLimit";
@@ -27,6 +31,20 @@ public sealed class RateLimitOptions
 
 public static class RateLimiting
 {
+    /// <summary>The endpoints executors poll (OpenAPI tags): their reads never share a bucket with writes or other reads.</summary>
+    static readonly string[] ServingTags = ["Serving", "Executors"];
+
+    /// <summary>The bucket of a request; authentication has run, so a key's requests share one bucket wherever they come from.</summary>
+    public static string Partition(HttpContext http)
+    {
+        var serving = HttpMethods.IsGet(http.Request.Method) && http.GetEndpoint()?.Metadata.GetMetadata<Microsoft.AspNetCore.Http.Metadata.ITagsMetadata>() is { } tags
+            && tags.Tags.Any(t => ServingTags.Contains(t));
+        var caller = http.User.Identity is { IsAuthenticated: true, Name: { } key } ? "key:" + key
+            : http.Items.ContainsKey(ApiKeyHandler.InvalidKey) ? "invalid-key:" + http.Connection.RemoteIpAddress
+            : "addr:" + http.Connection.RemoteIpAddress;
+        return serving ? "serving:" + caller : caller;
+    }
+
     public static IServiceCollection AddForecasterRateLimits(this IServiceCollection services)
     {
         services.AddOptions<RateLimitOptions>().BindConfiguration(RateLimitOptions.Section).ValidateDataAnnotations().ValidateOnStart();
@@ -39,8 +57,7 @@ public static class RateLimiting
                 {
                     return RateLimitPartition.GetNoLimiter("unlimited");
                 }
-                // Authentication has run: a key's requests share one bucket wherever they come from.
-                var partition = http.User.Identity is { IsAuthenticated: true, Name: { } key } ? key : "addr:" + http.Connection.RemoteIpAddress;
+                var partition = Partition(http);
                 return RateLimitPartition.GetTokenBucketLimiter(partition, _ => new TokenBucketRateLimiterOptions
                 {
                     TokenLimit = options.Burst,

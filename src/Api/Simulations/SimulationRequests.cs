@@ -49,6 +49,10 @@ public static class SimulationRequests
                 {
                     errors[$"series[{i}].name"] = ["is required"];
                 }
+                else if (Errors.TextRules.CheckName(name) is { } badName)
+                {
+                    errors[$"series[{i}].name"] = [badName];
+                }
                 else if (!seen.Add(name))
                 {
                     errors[$"series[{i}].name"] = [$"'{name}' appears twice"];

@@ -67,8 +67,8 @@ public static class TrainCommand
             try
             {
                 await TrainingRuns.ClaimShardAsync(db, runId, 0, $"cli@{Environment.MachineName}", clock.GetUtcNow(), ct);
-                outcome = AnsiConsole.Profile.Capabilities.Interactive && !Console.IsErrorRedirected
-                    ? await AnsiConsole.Progress()
+                outcome = Cli.Cli.ShowProgress
+                    ? await Cli.Cli.Stderr.Progress()
                         .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
                         .StartAsync(async progress =>
                         {

@@ -28,6 +28,9 @@ public static class PolicyValidator
         "staleAfterHours", .. JobOnly,
     ];
 
+    /// <summary>More windows than hours in a week says nothing more, and each one costs every planning run.</summary>
+    public const int MaxWindows = 100;
+
     private static readonly string[] WindowFields = ["days", "from", "to", "timeZone", "minReplicas", "maxReplicas", "targetUtilization"];
 
     /// <summary>All problems of <paramref name="policy"/> for a resource of <paramref name="kind"/>; empty when it is valid.</summary>
@@ -105,6 +108,11 @@ public static class PolicyValidator
             problems.Add(new(path, "must be an array of windows"));
             return;
         }
+        if (windows.GetArrayLength() > MaxWindows)
+        {
+            problems.Add(new(path, $"has {windows.GetArrayLength()} windows; at most {MaxWindows} are allowed"));
+            return;
+        }
         var i = 0;
         foreach (var window in windows.EnumerateArray())
         {
@@ -145,12 +153,32 @@ public static class PolicyValidator
         }
     }
 
+    private static bool TryName(JsonProperty property, out string name)
+    {
+        try
+        {
+            name = property.Name;
+            return true;
+        }
+        catch (InvalidOperationException)
+        {
+            name = "";
+            return false;
+        }
+    }
+
     /// <summary>The object's properties by name; unknown and repeated ones are reported.</summary>
     private static Dictionary<string, JsonElement> Fields(JsonElement obj, string at, string[] known, List<PolicyProblem> problems)
     {
         var fields = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
         foreach (var property in obj.EnumerateObject())
         {
+            // A name escaped as a lone surrogate ("\ud800") cannot be read as a string: report it instead of throwing.
+            if (!TryName(property, out _))
+            {
+                problems.Add(new(at, "has a property name that is not valid Unicode text (a lone surrogate)"));
+                continue;
+            }
             if (!known.Contains(property.Name, StringComparer.Ordinal))
             {
                 var near = known.FirstOrDefault(k => string.Equals(k, property.Name, StringComparison.OrdinalIgnoreCase));

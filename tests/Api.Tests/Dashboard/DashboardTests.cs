@@ -96,4 +96,24 @@ public sealed class DashboardTests(DashboardFixture fx) : IClassFixture<Dashboar
         Assert.Contains("No resource is named 'no-such-service'", await page.InnerTextAsync("#error"), StringComparison.Ordinal);
         await page.CloseAsync();
     }
+
+    [ChromiumFact]
+    public async Task SwaggerUiRendersEveryOperationUnderTheSecurityHeaders()
+    {
+        var page = await fx.Browser.NewPageAsync();
+        var refused = new List<string>();
+        page.Console += (_, message) =>
+        {
+            if (message.Type == "error")
+            {
+                refused.Add(message.Text);
+            }
+        };
+        var response = await page.GotoAsync($"{fx.BaseUrl}/swagger/index.html");
+        Assert.Equal("DENY", await response!.HeaderValueAsync("x-frame-options"));
+        await page.WaitForSelectorAsync(".opblock-summary");
+        Assert.True(await page.Locator(".opblock").CountAsync() >= 10);
+        Assert.Empty(refused);
+        await page.CloseAsync();
+    }
 }
