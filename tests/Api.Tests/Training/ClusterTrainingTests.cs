@@ -37,7 +37,8 @@ public sealed class ClusterTrainingTests
         var deadline = TimeProvider.System.GetUtcNow().AddMinutes(3);
         while (await conn.ExecuteScalarAsync<int>("SELECT count(*)::int FROM training_runs WHERE status IN ('succeeded', 'failed')") == 0)
         {
-            Assert.True(TimeProvider.System.GetUtcNow() < deadline, "the nightly run did not finish");
+            Assert.True(TimeProvider.System.GetUtcNow() < deadline, "the nightly run did not finish: " + string.Join("; ",
+                await conn.QueryAsync<string>("SELECT format('run %s %s %s/%s', id, status, series_done, series_total) FROM training_runs")));
             await Task.Delay(250);
         }
         // Give a second firing every chance to show up.
