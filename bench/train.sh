@@ -2,8 +2,10 @@
 # Issue 4's training benchmark: N synthetic series (default 10,000) of 35 days of hourly history loaded into a fresh
 # embedded cluster, then `forecaster train` end to end. Each resource has two trained series (qps, cpu_cores) and a
 # `replicas` series (read for per-replica usage, not fitted), so N series means N/2 resources. Prints the train summary
-# (series/s) and the peak resident memory of the train process (/usr/bin/time -v).
-#   bench/train.sh [series]
+# (series/s) and the peak resident memory of the train process (/usr/bin/time -v). With BENCH_SERVICE=1 the same
+# fleet is then trained once more through the service (`serve`, POST /api/v1/training-runs, its background jobs and
+# scheduler), printing that run's series/s and the service's peak RSS: what the scheduler costs, if anything.
+#   [BENCH_SERVICE=1] bench/train.sh [series]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 series="${1:-10000}"
@@ -47,3 +49,20 @@ echo "model artifacts: $(find "$work/models" -name '*.json' | wc -l) files, $(du
 /usr/bin/time -v "$root/forecaster" plan > "$work/plan.out" 2> "$work/plan.err" || { cat "$work/plan.err" >&2; exit 1; }
 cat "$work/plan.out"
 awk -F': ' '/Maximum resident set size/ { printf "peak RSS of plan alone: %.0f MB\n", $2 / 1024 }' "$work/plan.err"
+
+if [ "${BENCH_SERVICE:-0}" = 1 ]; then
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  FORECASTER_API_KEYS=bench "$root/forecaster" serve --urls "http://127.0.0.1:$port" > "$work/serve.log" 2>&1 &
+  serve=$!
+  for _ in $(seq 600); do curl -sf "http://127.0.0.1:$port/health/live" >/dev/null 2>&1 && break; sleep 0.5; done
+  id=$(curl -sf -X POST "http://127.0.0.1:$port/api/v1/training-runs" -H 'X-Api-Key: bench' -H 'Content-Type: application/json' -d '{}' \
+       | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  while :; do
+    run=$(curl -sf "http://127.0.0.1:$port/api/v1/training-runs/$id")
+    case "$(echo "$run" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')" in succeeded|failed) break ;; esac
+    sleep 1
+  done
+  echo "$run" | python3 -c 'import json, sys; r = json.load(sys.stdin); d = r["progress"]["done"]; print("service run: %s series=%d seconds=%.1f rate=%.1f/s" % (r["status"], d, r["seconds"], d / r["seconds"]))'
+  awk '/VmHWM/ { printf "peak RSS of the service: %.0f MB\n", $2 / 1024 }' "/proc/$serve/status"
+  kill "$serve"; wait "$serve" || true
+fi

@@ -5,6 +5,7 @@ using Forecaster.Api.Dashboard;
 using Forecaster.Api.Database;
 using Forecaster.Api.Errors;
 using Forecaster.Api.Health;
+using Forecaster.Api.Jobs;
 using Forecaster.Api.OpenApi;
 using Forecaster.Api.Plans;
 using Forecaster.Api.Resources;
@@ -28,6 +29,7 @@ var builder = WebApplication.CreateBuilder(new WebApplicationOptions
 builder.AddForecasterHost();
 builder.AddForecasterDatabase();
 builder.AddForecasterTraining();
+builder.AddForecasterJobs();
 builder.AddForecasterPlanning();
 builder.AddForecasterSimulations();
 builder.AddForecasterServing();
@@ -42,6 +44,7 @@ app.UseForecasterProblems();
 app.UseDashboard();
 app.UseForecasterOpenApi();
 app.UseApiKeys();
+app.UseJobsDashboard();
 
 app.MapHealth();
 app.MapResources();

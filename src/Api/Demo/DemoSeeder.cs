@@ -46,21 +46,15 @@ sealed class DemoSeeder(
         Console.WriteLine();
     }
 
-    /// <summary>Starts a training run of the whole fleet as POST /api/v1/training-runs would; null where no scheduler runs.</summary>
+    /// <summary>Starts a training run of the whole fleet as POST /api/v1/training-runs would; null while another run is active.</summary>
     async Task<long?> StartTrainingAsync(CancellationToken ct)
     {
-        if (services.GetService<Quartz.ISchedulerFactory>() is not { } schedulers)
-        {
-            return null;
-        }
         var (created, _) = await Training.TrainingRuns.CreateAsync(db, "api", null, clock.GetUtcNow(), ct);
         if (created is not long runId)
         {
             return null;
         }
-        var scheduler = await schedulers.GetScheduler(ct);
-        await scheduler.TriggerJob(Training.TrainingRunJob.Key,
-            new Quartz.JobDataMap { [Training.TrainingRunJob.RunIdKey] = runId.ToString(System.Globalization.CultureInfo.InvariantCulture) }, ct);
+        Training.TrainingJobs.EnqueueStart(services.GetRequiredService<Hangfire.IBackgroundJobClient>(), runId);
         return runId;
     }
 

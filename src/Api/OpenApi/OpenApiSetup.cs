@@ -20,7 +20,8 @@ public static class OpenApiSetup
             {
                 Title = "Forecaster",
                 Version = "v1",
-                Description = "Forecasts load and serves scale plans ahead of it. The [dashboard](/) shows forecasts and plans. Writes need an `X-Api-Key` header " +
+                Description = "Forecasts load and serves scale plans ahead of it. The [dashboard](/) shows forecasts and plans; the [jobs dashboard](/jobs) " +
+                              "shows the background jobs (nightly training, shards, planning, simulations, pulls). Writes need an `X-Api-Key` header " +
                               "(Authorize button); errors are RFC 7807 problem documents naming the field and row.",
             });
             o.AddSecurityDefinition(ApiKeyHandler.SchemeName, new OpenApiSecurityScheme

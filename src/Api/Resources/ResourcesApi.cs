@@ -77,7 +77,8 @@ public static class ResourcesApi
     }
 
     static async Task<Results<Created<ResourceView>, Ok<ResourceView>, ValidationProblem>> PutResource(
-        NpgsqlDataSource db, PlanningPipeline planner, TimeProvider clock, string name, ResourceInput input, CancellationToken ct)
+        NpgsqlDataSource db, PlanningPipeline planner, Hangfire.IBackgroundJobClient jobs, ILogger<PlanningPipeline> logger, TimeProvider clock,
+        string name, ResourceInput input, CancellationToken ct)
     {
         var errors = Validate(name, input);
         if (errors.Count > 0)
@@ -110,7 +111,24 @@ public static class ResourcesApi
         if (changed)
         {
             // Only this resource: its plan follows its policy at once instead of waiting for the next training run.
-            await planner.PlanAsync(new PlanScope(PlanTrigger.Policy, [name]), null, ct);
+            try
+            {
+                await planner.PlanAsync(new PlanScope(PlanTrigger.Policy, [name]), null, ct);
+            }
+            catch (NpgsqlException e)
+            {
+                // The resource is stored already: planning it becomes a background job with retries rather than a failed PUT.
+                // If even that cannot be enqueued (the database is away), the original error answers (503).
+                try
+                {
+                    Plans.PlanningJob.Enqueue(jobs, [name]);
+                }
+                catch (Hangfire.BackgroundJobClientException)
+                {
+                    System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e);
+                }
+                logger.LogWarning(e, "Planning {Resource} after its policy change failed; it is planned by a background job", name);
+            }
         }
         var view = (await conn.QuerySingleAsync<ResourceRow>(new CommandDefinition(
             $"SELECT {ResourceRow.Columns} FROM resources r WHERE r.name = @name", new { name }, cancellationToken: ct))).ToView();

@@ -52,15 +52,38 @@ public static class Simulations
         return [.. await conn.QueryAsync<SimulationRow>(new CommandDefinition(list, new { limit }, cancellationToken: ct))];
     }
 
-    /// <summary>Marks a queued (or interrupted) simulation running; false when it is already finished.</summary>
-    public static async Task<bool> StartAsync(NpgsqlDataSource db, long id, DateTimeOffset now, CancellationToken ct)
+    /// <summary>Marks a queued (or interrupted) simulation running on <paramref name="instance"/>; false when it is already finished.</summary>
+    public static async Task<bool> StartAsync(NpgsqlDataSource db, long id, string instance, DateTimeOffset now, CancellationToken ct)
     {
         const string start = """
-            UPDATE simulations SET status = 'running', started_at = @now, fits_done = 0
+            UPDATE simulations SET status = 'running', started_at = @now, fits_done = 0, instance_id = @instance, starts = starts + 1
             WHERE id = @id AND status IN ('queued', 'running')
             """;
         await using var conn = await db.OpenConnectionAsync(ct);
-        return await conn.ExecuteAsync(new CommandDefinition(start, new { id, now }, cancellationToken: ct)) == 1;
+        return await conn.ExecuteAsync(new CommandDefinition(start, new { id, instance, now }, cancellationToken: ct)) == 1;
+    }
+
+    /// <summary>Puts a running simulation back in the queue (its instance is stopping).</summary>
+    public static async Task RequeueAsync(NpgsqlDataSource db, long id, CancellationToken ct)
+    {
+        await using var conn = await db.OpenConnectionAsync(ct);
+        await conn.ExecuteAsync(new CommandDefinition(
+            "UPDATE simulations SET status = 'queued', instance_id = NULL WHERE id = @id AND status = 'running'", new { id }, cancellationToken: ct));
+    }
+
+    /// <summary>Simulations waiting to run, older than <paramref name="id"/>: the bound on the queue.</summary>
+    public static async Task<int> QueuedBeforeAsync(NpgsqlDataSource db, long id, CancellationToken ct)
+    {
+        await using var conn = await db.OpenConnectionAsync(ct);
+        return await conn.ExecuteScalarAsync<int>(new CommandDefinition(
+            "SELECT count(*)::int FROM simulations WHERE status = 'queued' AND id < @id", new { id }, cancellationToken: ct));
+    }
+
+    /// <summary>Records the Hangfire job that runs simulation <paramref name="id"/>.</summary>
+    public static async Task SetJobAsync(NpgsqlDataSource db, long id, string jobId, CancellationToken ct)
+    {
+        await using var conn = await db.OpenConnectionAsync(ct);
+        await conn.ExecuteAsync(new CommandDefinition("UPDATE simulations SET job_id = @jobId WHERE id = @id", new { id, jobId }, cancellationToken: ct));
     }
 
     public static async Task ProgressAsync(NpgsqlDataSource db, long id, int done, int total, CancellationToken ct)
@@ -87,11 +110,18 @@ public static class Simulations
             "UPDATE simulations SET status = 'failed', error = @error, finished_at = @now WHERE id = @id", new { id, error, now }, cancellationToken: ct));
     }
 
-    /// <summary>Simulations a stopped process left queued or running, oldest first: the queue runs them again after a restart.</summary>
-    public static async Task<IReadOnlyList<long>> UnfinishedAsync(NpgsqlDataSource db, CancellationToken ct)
+    /// <summary>
+    /// Unfinished simulations without a Hangfire job, oldest first, marked as being given one (a concurrent caller gets other
+    /// rows, or none): what <see cref="SimulationRecovery"/> enqueues at start.
+    /// </summary>
+    public static async Task<IReadOnlyList<long>> ClaimOrphansAsync(NpgsqlDataSource db, CancellationToken ct)
     {
+        const string claim = """
+            UPDATE simulations SET job_id = 'recovering'
+            WHERE id IN (SELECT id FROM simulations WHERE status IN ('queued', 'running') AND job_id IS NULL ORDER BY id FOR UPDATE SKIP LOCKED)
+            RETURNING id
+            """;
         await using var conn = await db.OpenConnectionAsync(ct);
-        return [.. await conn.QueryAsync<long>(new CommandDefinition(
-            "SELECT id FROM simulations WHERE status IN ('queued', 'running') ORDER BY id", cancellationToken: ct))];
+        return [.. (await conn.QueryAsync<long>(new CommandDefinition(claim, cancellationToken: ct))).Order()];
     }
 }

@@ -3,6 +3,7 @@ using Dapper;
 using Forecaster.Api.Errors;
 using Forecaster.Api.OpenApi;
 using Forecaster.Api.Security;
+using Hangfire;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -37,7 +38,7 @@ public static class SimulationsApi
     }
 
     static async Task<Results<Accepted<SimulationView>, ValidationProblem, ProblemHttpResult>> StartSimulation(
-        NpgsqlDataSource db, SimulationQueue queue, IOptions<SimulationOptions> options, TimeProvider clock, SimulationRequest? request, CancellationToken ct)
+        NpgsqlDataSource db, IBackgroundJobClient jobs, IOptions<SimulationOptions> options, TimeProvider clock, SimulationRequest? request, CancellationToken ct)
     {
         var errors = SimulationRequests.Validate(request, options.Value.MaxSeries);
         if (errors.Count > 0)
@@ -57,12 +58,14 @@ public static class SimulationsApi
         }
 
         var id = await Simulations.CreateAsync(db, JsonSerializer.Serialize(request, JsonSerializerOptions.Web), clock.GetUtcNow(), ct);
-        if (!queue.TryEnqueue(id))
+        if (await Simulations.QueuedBeforeAsync(db, id, ct) >= options.Value.QueueCapacity)
         {
             await Simulations.FailAsync(db, id, "refused: the simulation queue is full", clock.GetUtcNow(), ct);
             return TypedResults.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Simulation queue full",
                 detail: $"{options.Value.QueueCapacity} simulations are already waiting; post again once some have finished.");
         }
+        // A crash between the insert and here leaves a row without a job: the recovery at the next start enqueues it.
+        await Simulations.SetJobAsync(db, id, SimulationJob.Enqueue(jobs, id), ct);
         var row = await Simulations.GetAsync(db, id, ct);
         return TypedResults.Accepted($"/api/v1/simulations/{id}", SimulationView.From(row!));
     }

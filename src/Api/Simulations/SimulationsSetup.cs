@@ -2,15 +2,14 @@ namespace Forecaster.Api.Simulations;
 
 public static class SimulationsSetup
 {
-    /// <summary>The simulation queue (a bounded channel drained by a background service) and its options.</summary>
+    /// <summary>Simulations' options and the start-up recovery of simulations without a job; each runs as a <see cref="SimulationJob"/>.</summary>
     public static WebApplicationBuilder AddForecasterSimulations(this WebApplicationBuilder builder)
     {
         builder.Services.AddOptions<SimulationOptions>()
             .BindConfiguration(SimulationOptions.Section)
             .ValidateDataAnnotations()
             .ValidateOnStart();
-        builder.Services.AddSingleton<SimulationQueue>();
-        builder.Services.AddHostedService(sp => sp.GetRequiredService<SimulationQueue>());
+        builder.Services.AddHostedService<SimulationRecovery>();
         return builder;
     }
 }

@@ -3,7 +3,7 @@ using System.ComponentModel.DataAnnotations;
 namespace Forecaster.Api.Training;
 
 /// <summary>The `Forecaster:Training` configuration section. Validated at start: a bad value stops the service with every error listed.</summary>
-public sealed class TrainingOptions : IValidatableObject
+public sealed partial class TrainingOptions : IValidatableObject
 {
     public const string Section = "Forecaster:Training";
 
@@ -19,18 +19,18 @@ public sealed class TrainingOptions : IValidatableObject
     [Range(0.5, 0.999)]
     public double Level { get; set; } = 0.95;
 
-    /// <summary>Quartz cron (seconds first) of the nightly retraining, in UTC.</summary>
+    /// <summary>Cron of the nightly retraining, in UTC: five fields (minute hour day month weekday), or six with seconds first.</summary>
     [Required]
-    public string NightlyCron { get; set; } = "0 0 2 * * ?";
+    public string NightlyCron { get; set; } = "0 2 * * *";
 
-    /// <summary>Whether this instance runs the Quartz scheduler (nightly trigger, shards of API runs).</summary>
+    /// <summary>Whether this instance runs Hangfire's workers (nightly run, shards, planning, simulations, pulls); it enqueues work either way.</summary>
     public bool Scheduler { get; set; } = true;
 
-    /// <summary>Shards a scheduled run is split into; each is a Quartz job any instance of the cluster may take.</summary>
+    /// <summary>Shards a scheduled run is split into; each is a Hangfire job any instance's workers may take.</summary>
     [Range(1, 1024)]
     public int Shards { get; set; } = 8;
 
-    /// <summary>Shards one instance runs at once (each already uses every core).</summary>
+    /// <summary>Shards one instance runs at once: the `training` queue's workers (each shard already uses every core).</summary>
     [Range(1, 64)]
     public int ShardsPerInstance { get; set; } = 1;
 
@@ -58,7 +58,7 @@ public sealed class TrainingOptions : IValidatableObject
     [Range(1, 24 * 60)]
     public int StaleRunMinutes { get; set; } = 15;
 
-    /// <summary>How often an idle scheduler looks for work in the shared store (new shards of another instance's run).</summary>
+    /// <summary>How often an idle worker looks for work in the shared store (Hangfire's queue and schedule polling), in seconds.</summary>
     [Range(1, 300)]
     public int SchedulerIdleSeconds { get; set; } = 5;
 
@@ -71,9 +71,14 @@ public sealed class TrainingOptions : IValidatableObject
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
-        if (!Quartz.CronExpression.TryParse(NightlyCron, out _))
+        // Hangfire parses the expression when it registers the schedule at start; this catches the shape early, with the field named.
+        var fields = (NightlyCron ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        if (fields.Length is not (5 or 6) || fields.Any(f => !CronField().IsMatch(f)))
         {
-            yield return new ValidationResult($"'{NightlyCron}' is not a Quartz cron expression (seconds minutes hours day month weekday, e.g. '0 0 2 * * ?').", [nameof(NightlyCron)]);
+            yield return new ValidationResult($"'{NightlyCron}' is not a cron expression (minute hour day month weekday, e.g. '0 2 * * *'; six fields with seconds first).", [nameof(NightlyCron)]);
         }
     }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^[0-9A-Za-z*?/,#\-]+$")]
+    private static partial System.Text.RegularExpressions.Regex CronField();
 }

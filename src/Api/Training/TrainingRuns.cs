@@ -59,7 +59,8 @@ public static class TrainingRuns
 
     /// <summary>
     /// Moves a queued run to running: counts the series of each shard (resources by id modulo <paramref name="shards"/>) and
-    /// writes the shard rows. Returns the shards to start, or none when the run was not queued (already started by a recovered firing).
+    /// writes the shard rows. Returns the shards to start: all of them, or, for a run already running (its start delivered
+    /// again after a crash), those still pending; none for a finished run.
     /// </summary>
     public static async Task<IReadOnlyList<int>> StartAsync(NpgsqlDataSource db, long runId, int shards, DateTimeOffset now, CancellationToken ct)
     {
@@ -88,14 +89,22 @@ public static class TrainingRuns
         var started = (await conn.QueryAsync<string[]?>(new CommandDefinition(start, new { runId, shards, now }, tx, cancellationToken: ct))).ToList();
         if (started.Count == 0)
         {
-            return [];
+            const string pending = """
+                SELECT sh.shard FROM training_shards sh JOIN training_runs r ON r.id = sh.run_id
+                WHERE sh.run_id = @runId AND r.status = 'running' AND sh.status = 'pending'
+                ORDER BY sh.shard
+                """;
+            return [.. await conn.QueryAsync<int>(new CommandDefinition(pending, new { runId }, tx, cancellationToken: ct))];
         }
         await conn.ExecuteAsync(new CommandDefinition(count, new { runId, shards, resources = started[0] }, tx, cancellationToken: ct));
         await tx.CommitAsync(ct);
         return [.. Enumerable.Range(0, shards)];
     }
 
-    /// <summary>Marks a shard running on <paramref name="instance"/>; false when its run is no longer running (nothing to do).</summary>
+    /// <summary>
+    /// Marks a shard running on <paramref name="instance"/>; false when it is finished or its run is no longer running (nothing
+    /// to do). A shard still marked running was left by a stopped instance: its caller holds the shard's lease, so nobody else runs it.
+    /// </summary>
     public static async Task<bool> ClaimShardAsync(NpgsqlDataSource db, long runId, int shard, string instance, DateTimeOffset now, CancellationToken ct)
     {
         const string claim = """
@@ -106,6 +115,17 @@ public static class TrainingRuns
             """;
         await using var conn = await db.OpenConnectionAsync(ct);
         return await conn.ExecuteAsync(new CommandDefinition(claim, new { runId, shard, instance, now }, cancellationToken: ct)) == 1;
+    }
+
+    /// <summary>Hands a running shard back (its instance is stopping): pending again, for whichever instance takes its job next.</summary>
+    public static async Task ReleaseShardAsync(NpgsqlDataSource db, long runId, int shard, CancellationToken ct)
+    {
+        const string release = """
+            UPDATE training_shards SET status = 'pending', instance_id = NULL
+            WHERE run_id = @runId AND shard = @shard AND status = 'running'
+            """;
+        await using var conn = await db.OpenConnectionAsync(ct);
+        await conn.ExecuteAsync(new CommandDefinition(release, new { runId, shard }, cancellationToken: ct));
     }
 
     /// <summary>

@@ -5,8 +5,8 @@ using Forecaster.Api.Samples;
 using Forecaster.Api.Security;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
+using Hangfire;
 using Npgsql;
-using Quartz;
 
 namespace Forecaster.Api.Training;
 
@@ -38,13 +38,8 @@ public static class TrainingRunsApi
     }
 
     static async Task<Results<Accepted<TrainingRunView>, ValidationProblem, ProblemHttpResult>> StartTrainingRun(
-        NpgsqlDataSource db, IServiceProvider services, IOptions<TrainingOptions> options, TimeProvider clock, TrainingRunRequest? request, CancellationToken ct)
+        NpgsqlDataSource db, IBackgroundJobClient jobs, TimeProvider clock, TrainingRunRequest? request, CancellationToken ct)
     {
-        if (services.GetService<ISchedulerFactory>() is not { } schedulers || !options.Value.Scheduler)
-        {
-            return TypedResults.Problem(statusCode: StatusCodes.Status503ServiceUnavailable, title: "Scheduler disabled",
-                detail: "This instance runs no scheduler (Forecaster:Training:Scheduler=false); start the run on another instance or with `forecaster train`.");
-        }
         var resources = request?.Resources;
         if (resources is not null)
         {
@@ -79,13 +74,15 @@ public static class TrainingRunsApi
         }
         try
         {
-            var scheduler = await schedulers.GetScheduler(ct);
-            await scheduler.TriggerJob(TrainingRunJob.Key, new JobDataMap { [TrainingRunJob.RunIdKey] = runId.ToString(System.Globalization.CultureInfo.InvariantCulture) }, ct);
+            // Any instance's workers start it (this one may run none: Forecaster:Training:Scheduler=false).
+            TrainingJobs.EnqueueStart(jobs, runId);
         }
-        catch (Exception e) when (e is SchedulerException or NpgsqlException or OperationCanceledException)
+        catch (BackgroundJobClientException e)
         {
             // A run nobody will start must not block the next one.
-            await TrainingRuns.FailAsync(db, runId, $"could not be scheduled: {e.Message}", clock.GetUtcNow(), CancellationToken.None);
+            await TrainingRuns.FailAsync(db, runId, $"could not be scheduled: {e.InnerException?.Message ?? e.Message}", clock.GetUtcNow(), CancellationToken.None);
+            // The storage's own error (the database away) is what the problem handler knows how to answer (503).
+            System.Runtime.ExceptionServices.ExceptionDispatchInfo.Throw(e.InnerException ?? e);
             throw;
         }
         await using (var conn = await db.OpenConnectionAsync(ct))

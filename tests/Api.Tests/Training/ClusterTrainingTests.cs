@@ -4,14 +4,14 @@ using Forecaster.Api.Training;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
+using Hangfire;
 using Npgsql;
-using Quartz;
 
 namespace Forecaster.Api.Tests.Training;
 
 /// <summary>
-/// Two service instances on one database: Quartz's clustered store fires the nightly trigger once and both take shards.
-/// Both run on the wall clock (no fake clock): the scheduler compares fire times with real time across nodes.
+/// Two service instances on one database: Hangfire's recurring scheduler fires the nightly job once and both take shards.
+/// Both run on the wall clock (no fake clock): the scheduler compares fire times with real time across instances.
 /// </summary>
 public sealed class ClusterTrainingTests
 {
@@ -20,25 +20,25 @@ public sealed class ClusterTrainingTests
     {
         var db = await TestCluster.CreateDatabaseAsync("cluster");
         await TestCluster.SeedDemoAsync(db, TimeProvider.System.GetUtcNow());
-        // The nightly trigger is stored as configured (far ahead), then moved to a few seconds from now once both instances
-        // are up: a start slower than the wait would otherwise put the first firing at tomorrow's time.
-        const string cron = "0 0 0 1 1 ? 2099";
+        // The nightly job is registered as configured (never), then moved to a few seconds from now once both instances are
+        // up: a start slower than the wait would otherwise put the first firing in the past.
+        const string cron = "0 0 31 2 *";
         var models = Path.Combine(Path.GetTempPath(), "forecaster-models", Guid.NewGuid().ToString("N")[..12]);
 
         using var a = Instance(db, cron, models);
         using var b = Instance(db, cron, models);
         _ = a.Server;
         _ = b.Server;
-        var nightly = new TriggerKey("nightly-training", "training");
-        var scheduler = await a.Services.GetRequiredService<ISchedulerFactory>().GetScheduler();
-        await scheduler.RescheduleJob(nightly, TriggerBuilder.Create().WithIdentity(nightly).ForJob(TrainingRunJob.Key)
-            .StartAt(TimeProvider.System.GetUtcNow().AddSeconds(2)).Build());
+        // Once, at a second a few seconds ahead (six fields: seconds first), in UTC.
+        var at = TimeProvider.System.GetUtcNow().AddSeconds(4);
+        TrainingJobs.ScheduleNightly(a.Services.GetRequiredService<IRecurringJobManager>(), $"{at.Second} {at.Minute} {at.Hour} {at.Day} {at.Month} *");
 
         await using var conn = new NpgsqlConnection(db);
         var deadline = TimeProvider.System.GetUtcNow().AddMinutes(3);
         while (await conn.ExecuteScalarAsync<int>("SELECT count(*)::int FROM training_runs WHERE status IN ('succeeded', 'failed')") == 0)
         {
-            Assert.True(TimeProvider.System.GetUtcNow() < deadline, "the nightly run did not finish");
+            Assert.True(TimeProvider.System.GetUtcNow() < deadline, "the nightly run did not finish: " + string.Join("; ",
+                await conn.QueryAsync<string>("SELECT format('run %s %s %s/%s', id, status, series_done, series_total) FROM training_runs")));
             await Task.Delay(250);
         }
         // Give a second firing every chance to show up.

@@ -6,15 +6,17 @@ using System.Text.Json;
 using Dapper;
 using Forecaster.Api.Tests.Infrastructure;
 using Npgsql;
+using Xunit.Abstractions;
 
 namespace Forecaster.Api.Tests.Training;
 
 /// <summary>
-/// The service process is killed (SIGKILL) in the middle of a training run and started again: the run is resumed (the
-/// clustered scheduler recovers the dead instance's shards) or marked failed, no series loses its active model, and the
-/// next run works.
+/// The service process is killed (SIGKILL) or stopped (SIGTERM) in the middle of a training run and started again. Killed:
+/// the run is resumed (the dead instance's shard job becomes visible again after the invisibility timeout, and its lease
+/// died with its connection) or marked failed, no series loses its active model, and the next run works. Stopped: the
+/// shard is handed back at once and the run finishes within a minute of the restart.
 /// </summary>
-public sealed class TrainingKillTests
+public sealed class TrainingKillTests(ITestOutputHelper output)
 {
     [Fact]
     public async Task AServiceKilledMidRunResumesOrFailsTheRunAndKeepsEveryModel()
@@ -42,11 +44,28 @@ public sealed class TrainingKillTests
                 }
                 await Task.Delay(10);
             }
+            var running = await RunningShardsAsync(db, id);
             first.Kill(entireProcessTree: true);
+            var killed = Stopwatch.StartNew();
             await first.WaitForExitAsync();
             Assert.Equal("running", statusAtKill);
 
             second = Serve(db, models, out client);
+            // The shards the dead process was running: how long until another process runs them (or the run ends)?
+            await using (var conn = new NpgsqlConnection(db))
+            {
+                while (running.Count > 0 && await conn.ExecuteScalarAsync<bool>("""
+                    SELECT EXISTS (SELECT 1 FROM training_shards sh JOIN training_runs r ON r.id = sh.run_id
+                                   WHERE r.id = @id AND r.status = 'running' AND (sh.shard, sh.instance_id) IN (SELECT * FROM unnest(@shards, @instances)))
+                    """, new { id, shards = running.Keys.ToArray(), instances = running.Values.ToArray() }))
+                {
+                    Assert.True(killed.Elapsed < TimeSpan.FromMinutes(3), "the killed shards were never taken over");
+                    await Task.Delay(250);
+                }
+            }
+            // Hangfire's default invisibility timeout (30 minutes) would leave them for that long; ours is 30 s.
+            output.WriteLine($"seconds from SIGKILL to the killed shards running again in another process: {killed.Elapsed.TotalSeconds:F1}");
+            Assert.True(killed.Elapsed < TimeSpan.FromSeconds(90), $"killed shards taken over after {killed.Elapsed.TotalSeconds:F0} s");
             var after = await WaitAsync(client, id, TimeSpan.FromMinutes(3));
             Assert.Contains(after.GetProperty("status").GetString(), new[] { "succeeded", "failed" });
             Assert.True(activeBefore.SetEquals(await ActiveAsync(db)), "every series keeps an active model");
@@ -76,6 +95,104 @@ public sealed class TrainingKillTests
         }
     }
 
+    [Fact]
+    public async Task ASigtermMidRunHandsTheShardBackAndTheRunFinishesWithinAMinuteOfTheRestart()
+    {
+        var db = await TestCluster.CreateDatabaseAsync("trainterm");
+        var models = Path.Combine(Path.GetTempPath(), "forecaster-models", Guid.NewGuid().ToString("N")[..12]);
+        await TestCluster.SeedDemoAsync(db, TimeProvider.System.GetUtcNow());
+        Process? first = null, second = null;
+        try
+        {
+            first = Serve(db, models, out var client);
+            var response = await PostRunAsync(client);
+            var id = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetInt64();
+            for (var i = 0; i < 2000; i++)
+            {
+                var run = await client.GetFromJsonAsync<JsonElement>($"/api/v1/training-runs/{id}");
+                if (run.GetProperty("progress").GetProperty("done").GetInt32() > 0 || run.GetProperty("status").GetString() is "succeeded" or "failed")
+                {
+                    break;
+                }
+                await Task.Delay(10);
+            }
+            var running = await RunningShardsAsync(db, id);
+            Assert.NotEmpty(running);
+
+            using (var term = Process.Start("kill", ["-TERM", first.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)]))
+            {
+                await term.WaitForExitAsync();
+            }
+            var stopping = Stopwatch.StartNew();
+            await first.WaitForExitAsync();
+            output.WriteLine($"seconds from SIGTERM to exit: {stopping.Elapsed.TotalSeconds:F1}");
+            // Handed back at once: nothing is left marked running by the stopped process, and the run is still under way.
+            Assert.Empty(await RunningShardsAsync(db, id));
+            await using (var conn = new NpgsqlConnection(db))
+            {
+                Assert.Equal("running", await conn.ExecuteScalarAsync<string>("SELECT status FROM training_runs WHERE id = @id", new { id }));
+                Assert.True(await conn.ExecuteScalarAsync<bool>("SELECT EXISTS (SELECT 1 FROM training_shards WHERE run_id = @id AND status = 'pending')", new { id }));
+            }
+
+            var restarted = Stopwatch.StartNew();
+            second = Serve(db, models, out client);
+            var after = await WaitAsync(client, id, TimeSpan.FromMinutes(3));
+            output.WriteLine($"seconds from the restart to the run's end: {restarted.Elapsed.TotalSeconds:F1}");
+            Assert.Equal("succeeded", after.GetProperty("status").GetString());
+            Assert.True(restarted.Elapsed < TimeSpan.FromMinutes(1), $"the run finished {restarted.Elapsed.TotalSeconds:F0} s after the restart");
+        }
+        finally
+        {
+            foreach (var p in new[] { first, second })
+            {
+                if (p is not null)
+                {
+                    if (!p.HasExited)
+                    {
+                        p.Kill(entireProcessTree: true);
+                        await p.WaitForExitAsync();
+                    }
+                    p.Dispose();
+                }
+            }
+            if (Directory.Exists(models))
+            {
+                Directory.Delete(models, recursive: true);
+            }
+        }
+    }
+
+    /// <summary>The shards of run <paramref name="id"/> marked running, with the instance running each.</summary>
+    static async Task<Dictionary<int, string>> RunningShardsAsync(string db, long id)
+    {
+        await using var conn = new NpgsqlConnection(db);
+        return (await conn.QueryAsync<(int Shard, string Instance)>(
+            "SELECT shard, instance_id FROM training_shards WHERE run_id = @id AND status = 'running'", new { id })).ToDictionary(r => r.Shard, r => r.Instance);
+    }
+
+    /// <summary>POST /api/v1/training-runs until the service answers 202 (it may still be starting).</summary>
+    static async Task<HttpResponseMessage> PostRunAsync(HttpClient client)
+    {
+        HttpResponseMessage? response = null;
+        for (var attempt = 0; attempt < 240 && response?.StatusCode != HttpStatusCode.Accepted; attempt++)
+        {
+            try
+            {
+                response = await client.PostAsync("/api/v1/training-runs", ApiFixture.Json("{}"));
+            }
+            catch (HttpRequestException)
+            {
+                // Not listening yet.
+            }
+            if (response?.StatusCode != HttpStatusCode.Accepted)
+            {
+                await Task.Delay(500);
+            }
+        }
+        Assert.Equal(HttpStatusCode.Accepted, response?.StatusCode);
+        return response!;
+    }
+
     /// <summary>(resource, metric) pairs with an active model.</summary>
     static async Task<HashSet<(int, string)>> ActiveAsync(string db)
     {
@@ -102,6 +219,10 @@ public sealed class TrainingKillTests
         psi.Environment["Forecaster__Training__Shards"] = "2";
         psi.Environment["Forecaster__Training__BatchResources"] = "2";
         psi.Environment["Forecaster__Training__SchedulerIdleSeconds"] = "1";
+        // Both shards at once, so that a stop interrupts every shard it is running rather than one and a queued one.
+        psi.Environment["Forecaster__Training__ShardsPerInstance"] = "2";
+        psi.Environment["Forecaster__Training__LoadBacktestOrigins"] = "2";
+        psi.Environment["Forecaster__Training__UsageBacktestOrigins"] = "1";
         var process = Process.Start(psi)!;
         // Drain the output so the child never blocks on a full pipe.
         process.OutputDataReceived += (_, _) => { };
@@ -115,24 +236,8 @@ public sealed class TrainingKillTests
 
     static async Task<JsonElement> RunToEndAsync(HttpClient client)
     {
-        HttpResponseMessage? response = null;
-        for (var attempt = 0; attempt < 240 && response?.StatusCode != HttpStatusCode.Accepted; attempt++)
-        {
-            try
-            {
-                response = await client.PostAsync("/api/v1/training-runs", ApiFixture.Json("{}"));
-            }
-            catch (HttpRequestException)
-            {
-                // Not listening yet.
-            }
-            if (response?.StatusCode != HttpStatusCode.Accepted)
-            {
-                await Task.Delay(500);
-            }
-        }
-        Assert.Equal(HttpStatusCode.Accepted, response?.StatusCode);
-        var id = (await response!.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetInt64();
+        var response = await PostRunAsync(client);
+        var id = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetInt64();
         return await WaitAsync(client, id, TimeSpan.FromMinutes(3));
     }
 

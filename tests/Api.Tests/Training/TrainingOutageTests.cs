@@ -25,6 +25,9 @@ public sealed class TrainingOutageTests : PrivateClusterHost
         new("Forecaster:Training:Shards", "2"),
         new("Forecaster:Training:BatchResources", "2"),
         new("Forecaster:Training:SchedulerIdleSeconds", "1"),
+        // Fewer backtest origins: the same code path, less work on the suite's two cores.
+        new("Forecaster:Training:LoadBacktestOrigins", "2"),
+        new("Forecaster:Training:UsageBacktestOrigins", "1"),
     ];
 
     public override async Task InitializeAsync()
