@@ -22,10 +22,10 @@ public static class LevelShift
     /// Looks for a shift starting within the last <paramref name="days"/> whole days of <paramref name="x"/> (hourly, period
     /// <paramref name="m"/>), at least one day before its end and with three days before it. A shift is the most recent split
     /// where the median of the days after differs from the median of the days before by more than <paramref name="k"/> robust
-    /// standard deviations of the day-to-day spread before, and by at least <paramref name="minRelative"/> of the old level.
+    /// standard deviations of the day-to-day spread before, and by at least <paramref name="minRelative"/> of the old level, and every day after it is at least half-way there.
     /// With weekly seasonality each day is compared with the same weekday a week earlier.
     /// </summary>
-    public static LevelShiftFound? Detect(ReadOnlySpan<double> x, int m, bool weekly, int days = 7, double k = 5, double minRelative = 0.2)
+    public static LevelShiftFound? Detect(ReadOnlySpan<double> x, int m, bool weekly, int days = 7, double k = 5, double minRelative = 0.25)
     {
         if (m < 2)
         {
@@ -56,11 +56,13 @@ public static class LevelShift
             double mad = 1.4826 * Median(spread.Select(v => Math.Abs(v - centre)).ToArray());
             double oldLevel = Median(medians.AsSpan(j + 1, beforeCount).ToArray());
             double change = after - before;
-            if (Math.Abs(change) > k * Math.Max(mad, 1e-9 * Math.Abs(oldLevel)) && Math.Abs(change) >= minRelative * Math.Abs(oldLevel))
+            // Persistent: every day after the split is at least half-way to the new level, on the same side.
+            var afterDays = Level(medians, 0, j, lag);
+            bool persistent = afterDays.All(v => Math.Sign(v - before) == Math.Sign(change) && Math.Abs(v - before) >= 0.5 * Math.Abs(change));
+            if (persistent && Math.Abs(change) > k * Math.Max(mad, 1e-9 * Math.Abs(oldLevel)) && Math.Abs(change) >= minRelative * Math.Abs(oldLevel))
             {
                 double newLevel = oldLevel + change;
-                int dayEnd = offset + ((whole - j) * m);
-                int at = Place(x, dayEnd - m, dayEnd, m);
+                int at = Place(x, Math.Max(m, x.Length - ((days + 1) * m)), x.Length - m, m);
                 bool multiplicative = oldLevel > 0 && newLevel > 0 && Min(x) >= 0;
                 return new LevelShiftFound(at, oldLevel, newLevel, multiplicative);
             }
@@ -90,22 +92,27 @@ public static class LevelShift
         return v;
     }
 
-    // The break within [from, to): each hour before it like the day before, each hour from it on like the day after.
+    // The break within [from, to]: each point before it like the day before, each point from it on like the day after
+    // (both comparisons stay on one side of the break), with prefix sums so every candidate costs O(1).
     private static int Place(ReadOnlySpan<double> x, int from, int to, int m)
     {
+        int count = to - from;
+        var back = new double[count + 1];
+        var ahead = new double[count + 1];
+        for (int i = 0; i < count; i++)
+        {
+            int t = from + i;
+            back[i + 1] = back[i] + Math.Abs(x[t] - x[t - m]);
+            ahead[i + 1] = ahead[i] + Math.Abs(x[t] - x[t + m]);
+        }
         int best = to;
         double bestCost = double.PositiveInfinity;
-        for (int b = from; b <= to; b++)
+        for (int i = 0; i <= count; i++)
         {
-            double cost = 0;
-            for (int t = from; t < to; t++)
-            {
-                int other = t < b ? t - m : t + m;
-                cost += other >= 0 && other < x.Length ? Math.Abs(x[t] - x[other]) : 0;
-            }
+            double cost = back[i] + (ahead[count] - ahead[i]);
             if (cost < bestCost)
             {
-                (best, bestCost) = (b, cost);
+                (best, bestCost) = (from + i, cost);
             }
         }
         return best;
