@@ -25,7 +25,7 @@ public static class LevelShift
     /// standard deviations of the day-to-day spread before, and by at least <paramref name="minRelative"/> of the old level, and every day after it is at least half-way there.
     /// With weekly seasonality each day is compared with the same weekday a week earlier.
     /// </summary>
-    public static LevelShiftFound? Detect(ReadOnlySpan<double> x, int m, bool weekly, int days = 7, double k = 5, double minRelative = 0.25)
+    public static LevelShiftFound? Detect(ReadOnlySpan<double> x, int m, bool weekly, int days = 7, double k = 5, double minRelative = 0.5)
     {
         if (m < 2)
         {
