@@ -17,7 +17,8 @@ public static class ForecastCommand
         var level = new Option<double>("--level") { Description = "Prediction interval level", DefaultValueFactory = _ => 0.95 };
         var step = new Option<string>("--step") { Description = "Grid step (finer data is averaged): 1h, 15m, 1d", DefaultValueFactory = _ => "1h" };
         var output = new Option<FileInfo?>("--output") { Description = "Output CSV (default: stdout)" };
-        var command = new Command("forecast", "Forecast every series of a history file with intervals") { input, horizon, level, step, output };
+        var noGlobal = new Option<bool>("--no-global-model") { Description = "Leave out the fleet-wide LightGBM model (per-series models only)" };
+        var command = new Command("forecast", "Forecast every series of a history file with intervals") { input, horizon, level, step, output, noGlobal };
 
         command.SetAction(async (ParseResult parse, CancellationToken ct) =>
         {
@@ -27,6 +28,10 @@ public static class ForecastCommand
                 return ForecastRunResult.BadInput;
             }
             var request = new ForecastRequest { Horizon = parse.GetValue(horizon), Level = parse.GetValue(level), Step = stepSpan };
+            if (parse.GetValue(noGlobal))
+            {
+                request = request with { Options = request.Options with { Models = request.Options.Models & ~Forecaster.Training.Forecasting.ModelKinds.Global } };
+            }
             var inputFile = parse.GetValue(input)!;
             if (!inputFile.Exists)
             {

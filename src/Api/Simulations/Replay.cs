@@ -27,6 +27,9 @@ public sealed record SeriesReplay(
     string Name, DateTimeOffset From, int Days, double Capacity, bool CapacityChosen, double[] Load,
     IReadOnlyDictionary<string, int[]> Counts, IReadOnlyDictionary<string, Tally> Tallies, SeriesForecastScore Forecast)
 {
+    /// <summary>The policy's target utilisation (outside its windows).</summary>
+    public double TargetUtilization { get; init; } = Policy.DefaultTargetUtilization;
+
     /// <summary>Hours replayed (observed or not).</summary>
     public int Hours => Days * 24;
 }
@@ -48,9 +51,10 @@ public static class Replay
     public const string Reactive = "reactive";
     public const string StaticPeak = "static-peak";
     public const string Yesterday = "yesterday";
+    public const string Oracle = "oracle";
 
     /// <summary>The strategies in report order.</summary>
-    public static IReadOnlyList<string> Strategies { get; } = [Predictive, PredictiveReactive, Reactive, StaticPeak, Yesterday];
+    public static IReadOnlyList<string> Strategies { get; } = [Predictive, PredictiveReactive, Reactive, StaticPeak, Yesterday, Oracle];
 
     /// <summary>HPA's default tolerance: a usage ratio within ±10% of the target changes nothing.</summary>
     public const double ReactiveTolerance = 0.1;
@@ -164,9 +168,10 @@ public static class Replay
         var load = s.Load.AsSpan(first, hours).ToArray();
         var predictive = new int[hours];
         var yesterday = new int[hours];
+        var oracle = new int[hours];
         var accuracy = new ForecastTally();
         PlannerForecast? standing = null;
-        int? current = null, currentYesterday = null;
+        int? current = null, currentYesterday = null, currentOracle = null;
         for (var d = 0; d < days; d++)
         {
             var at = first + (d * 24);
@@ -183,6 +188,9 @@ public static class Replay
             current = Apply(ScalePlanner.Plan(input), predictive, d, current, s.Policy);
             // The fallback rule alone: the same planner with no forecast (yesterday's same hour, else last week's).
             currentYesterday = Apply(ScalePlanner.Plan(input with { Forecast = null, Current = currentYesterday }), yesterday, d, currentYesterday, s.Policy);
+            // Perfect foresight through the same policy: a forecast that is what happened, with no interval to cover.
+            currentOracle = Apply(ScalePlanner.Plan(input with { Forecast = Foresight(s, at, midnight, settings.Planning.HorizonHours), Current = currentOracle }),
+                oracle, d, currentOracle, s.Policy);
         }
 
         var reactiveAll = ReactiveCounts(s.Load, s.Start, s.Policy, s.Capacity);
@@ -195,9 +203,23 @@ public static class Replay
             [Reactive] = reactive,
             [StaticPeak] = Enumerable.Repeat(peak, hours).ToArray(),
             [Yesterday] = yesterday,
+            [Oracle] = oracle,
         };
         var tallies = counts.ToDictionary(c => c.Key, c => Tally.Of(c.Value, load, s.Capacity));
-        return new SeriesReplay(s.Name, s.Start + (Hour * first), days, s.Capacity, s.CapacityChosen, load, counts, tallies, accuracy.Score());
+        return new SeriesReplay(s.Name, s.Start + (Hour * first), days, s.Capacity, s.CapacityChosen, load, counts, tallies, accuracy.Score())
+        {
+            TargetUtilization = s.Policy.TargetUtilization,
+        };
+    }
+
+    /// <summary>The observed load of the <paramref name="hours"/> hours from <paramref name="at"/> as a forecast (missing hours left out).</summary>
+    static PlannerForecast Foresight(ReplaySeries s, int at, DateTimeOffset midnight, int hours)
+    {
+        var known = Enumerable.Range(0, hours)
+            .Where(h => at + h < s.Load.Length && double.IsFinite(s.Load[at + h]))
+            .Select(h => new ForecastHour(midnight + (Hour * h), s.Load[at + h], s.Load[at + h], s.Load[at + h]))
+            .ToArray();
+        return new PlannerForecast($"oracle-{at}", $"oracle-{at}", midnight, true, known);
     }
 
     /// <summary>Copies a plan's first day into <paramref name="counts"/>; returns the count running at the end of the day.</summary>

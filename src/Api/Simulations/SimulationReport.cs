@@ -144,6 +144,21 @@ public sealed record SimulationReport(
     IReadOnlyDictionary<string, string> Skipped,
     IReadOnlyList<DayScore> Days)
 {
+    /// <summary>
+    /// Per strategy, the share of the possible saving it achieved: (static-peak − strategy) / (static-peak − oracle) in
+    /// replica-hours (1 is the oracle, 0 static-peak, negative worse than static-peak); null when the oracle saves nothing.
+    /// </summary>
+    public IReadOnlyDictionary<string, double?> Efficiency => Totals.ToDictionary(t => t.Key, t => EfficiencyOf(t.Value.ReplicaHours));
+
+    /// <summary>The policies' target utilisation averaged over the replayed series, to read the mean utilisation against.</summary>
+    public double TargetUtilization { get; init; }
+
+    double? EfficiencyOf(double replicaHours)
+    {
+        var possible = Totals[Replay.StaticPeak].ReplicaHours - Totals[Replay.Oracle].ReplicaHours;
+        return possible > 0 ? (Totals[Replay.StaticPeak].ReplicaHours - replicaHours) / possible : null;
+    }
+
     /// <summary>Sums the replayed series into totals and writes the notes.</summary>
     public static SimulationReport Build(
         IReadOnlyList<SeriesReplay> replayed, IReadOnlyList<SkippedSeries> skipped, ReplaySettings settings, IEnumerable<string> inputNotes)
@@ -158,10 +173,12 @@ public sealed record SimulationReport(
         var forecast = new ForecastSummary(settings.Training.Level, mases.Count == 0 ? null : mases.Average(), scored == 0 ? null : (double)inside / scored,
             replayed.Sum(r => r.Forecast.Days), replayed.Sum(r => r.Forecast.UntrustedDays), replayed.Sum(r => r.Forecast.FailedFits));
 
+        var targets = replayed.Select(r => r.TargetUtilization).ToList();
         var notes = new List<string>
         {
             Invariant($"each replayed day: models fitted at 00:00 UTC on the {settings.Training.HistoryDays} days before it (the nightly run's window and selection), a {settings.Planning.HorizonHours}-hour plan made from them, its first 24 hours scored"),
             Invariant($"scored on hourly mean load; under-provisioned means load > replicas × capacityPerReplica; reactive is HPA-like on the previous hour's load (tolerance {Replay.ReactiveTolerance}, {Replay.ReactiveStabilizationHours} h scale-down stabilisation)"),
+            "oracle plans each day from the load that actually came, through the same policy: no forecaster can use fewer replica-hours under it; efficiency = (static-peak − strategy) / (static-peak − oracle) in replica-hours",
         };
         notes.AddRange(inputNotes);
         var chosen = replayed.Where(r => r.CapacityChosen).ToList();
@@ -188,7 +205,10 @@ public sealed record SimulationReport(
             replayed.ToDictionary(r => r.Name, r => r.Forecast, StringComparer.Ordinal),
             replayed.ToDictionary(r => r.Name, r => new SeriesCapacity(r.Capacity, r.CapacityChosen ? "auto" : "policy"), StringComparer.Ordinal),
             GoalCheck.Of(totals), notes, skipped.ToDictionary(s => s.Name, s => s.Reason, StringComparer.Ordinal),
-            DayScore.Of(replayed));
+            DayScore.Of(replayed))
+        {
+            TargetUtilization = targets.Count == 0 ? 0 : targets.Average(),
+        };
     }
 
     /// <summary>The totals as a fixed-width table for a terminal, with the forecast's accuracy and the goal underneath.</summary>
@@ -197,13 +217,15 @@ public sealed record SimulationReport(
         var s = new StringBuilder();
         var staticHours = Totals[Replay.StaticPeak].ReplicaHours;
         s.AppendLine(Invariant($"{ReplayedSeries} series, {SeriesDays} series-days replayed after {TrainDays} training days"));
-        s.AppendLine(Invariant($"{"strategy",-20} {"replica-h",12} {"vs static",9} {"under-h",8} {"% hours",8} {"unserved load",14} {"mean util",9} {"actions",8}"));
+        s.AppendLine(Invariant($"{"strategy",-20} {"replica-h",12} {"vs static",9} {"efficiency",10} {"under-h",8} {"% hours",8} {"unserved load",14} {"mean util",9} {"actions",8}"));
+        var efficiency = Efficiency;
         foreach (var (name, t) in Totals)
         {
             var saving = staticHours > 0 ? Invariant($"{(t.ReplicaHours / staticHours) - 1:+0.0%;-0.0%;0.0%}") : "-";
             var share = t.Hours > 0 ? (double)t.UnderProvisionedHours / t.Hours : 0;
-            s.AppendLine(Invariant($"{name,-20} {t.ReplicaHours,12:N0} {saving,9} {t.UnderProvisionedHours,8} {share,8:0.00%} {t.UnservedLoad,14:N0} {t.MeanUtilization,9:0.0%} {t.ScalingActions,8}"));
+            s.AppendLine(Invariant($"{name,-20} {t.ReplicaHours,12:N0} {saving,9} {Format(efficiency[name], "0.00"),10} {t.UnderProvisionedHours,8} {share,8:0.00%} {t.UnservedLoad,14:N0} {t.MeanUtilization,9:0.0%} {t.ScalingActions,8}"));
         }
+        s.AppendLine(Invariant($"mean utilisation is load / (replicas × capacity) over scored hours; the policies' target utilisation is {TargetUtilization:0.0%}"));
         s.AppendLine(Invariant($"forecast: MASE {Format(Forecast.Mase, "0.000")}, {Forecast.Level:0%} interval coverage {Format(Forecast.Coverage, "0.0%")} over {Forecast.Days} series-days ({Forecast.UntrustedDays} fell back, {Forecast.FailedFits} failed fits)"));
         var ratio = Goal.UnderProvisionedVsReactive is double r ? Invariant($"{r:0.00}× reactive's") : "reactive had none";
         s.AppendLine(Invariant($"goal {(Goal.Met ? "met" : "NOT met")}: predictive+reactive saves {Goal.ReplicaHoursSavedVsStaticPeak:0.0%} replica-hours vs static-peak (≥ 30%), under-provisioned hours {ratio} (≤ 0.33) and {Goal.UnderProvisionedShare:0.00%} of hours (< 1%)"));

@@ -33,10 +33,12 @@ public static class LoadModel
     /// Fits the hourly means <paramref name="hourlyMean"/> (from <paramref name="from"/>, NaN where nothing was observed) and
     /// forecasts <see cref="TrainingOptions.HorizonHours"/> at <see cref="TrainingOptions.Level"/> after them. A non-finite
     /// forecast is an error, never stored. Exceptions of the engine propagate: the caller decides what a failure keeps.
+    /// <paramref name="global"/> is the run's fleet-wide model (<see cref="FleetModel"/>), a candidate for the load metric.
     /// </summary>
-    public static SeriesFit Fit(ReadOnlySpan<double> hourlyMean, DateTimeOffset from, TrainingOptions o, bool loadMetric)
+    public static SeriesFit Fit(ReadOnlySpan<double> hourlyMean, DateTimeOffset from, TrainingOptions o, bool loadMetric, Forecaster.Training.Global.GlobalModel? global = null)
     {
-        var model = SeriesForecaster.Fit(hourlyMean, from, Hour, Options(o, loadMetric));
+        // The fleet-wide model was trained on load series: it is a candidate for the load metric only.
+        var model = SeriesForecaster.Fit(hourlyMean, from, Hour, Options(o, loadMetric) with { Global = loadMetric ? global : null });
         var forecast = model.Forecast(o.HorizonHours, o.Level);
         return !forecast.Point.All(double.IsFinite) || !forecast.Lower.All(double.IsFinite) || !forecast.Upper.All(double.IsFinite)
             ? new SeriesFit(null, null, $"{forecast.Model} forecast a non-finite value")

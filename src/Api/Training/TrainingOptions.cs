@@ -50,6 +50,9 @@ public sealed partial class TrainingOptions : IValidatableObject
     [Range(1, 30)]
     public int UsageBacktestOrigins { get; set; } = 3;
 
+    /// <summary>Train the fleet-wide LightGBM model once per run and let it compete in each load series' selection (issue 15).</summary>
+    public bool GlobalModel { get; set; } = true;
+
     /// <summary>Where model artifacts go; relative paths are under FORECASTER_HOME (default ~/.forecaster).</summary>
     [Required]
     public string ModelsPath { get; set; } = "models";

@@ -52,6 +52,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         }
         // Every shard of a run sees the same window, ending at the last whole hour before the run was created.
         var (from, to) = LoadModel.Window(new DateTimeOffset(DateTime.SpecifyKind(run.CreatedAt, DateTimeKind.Utc)), o);
+        var global = o.GlobalModel ? await GlobalModelAsync(runId, from, to, o, ct) : null;
 
         int after = 0, done = 0, failed = 0;
         TimeSpan reading = default, fitting = default, writing = default;
@@ -70,7 +71,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
 
             started = Stopwatch.GetTimestamp();
             var trainedAt = clock.GetUtcNow();
-            var results = Fit(items, history, unreadable, from, runId, trainedAt, o, ct);
+            var results = Fit(items, history, unreadable, from, runId, trainedAt, o, global, ct);
             fitting += Stopwatch.GetElapsedTime(started);
 
             started = Stopwatch.GetTimestamp();
@@ -169,8 +170,30 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         return [.. pending.Select((p, i) => new Item(p.Resource, p.Metric, p.SeriesId, ids[i]))];
     }
 
-    Fitted[] Fit(List<Item> items, Dictionary<int, HourlyValues> history, Dictionary<int, string> unreadable, DateTimeOffset from, long runId,
-        DateTimeOffset trainedAt, TrainingOptions o, CancellationToken ct)
+    /// <summary>The run's fleet-wide model: trained by the first shard this instance runs, shared by the others (one run at a time is kept).</summary>
+    async Task<Forecaster.Training.Global.GlobalModel?> GlobalModelAsync(long runId, DateTimeOffset from, DateTimeOffset to, TrainingOptions o, CancellationToken ct)
+    {
+        Task<Forecaster.Training.Global.GlobalModel?> task;
+        lock (_globalLock)
+        {
+            if (_global?.RunId != runId || _global.Value.Model.IsFaulted || _global.Value.Model.IsCanceled)
+            {
+                _global = (runId, Task.Run(() => FleetModel.TrainAsync(db, runId, from, to, o, ct), ct));
+            }
+            task = _global.Value.Model;
+        }
+        var started = Stopwatch.GetTimestamp();
+        var model = await task;
+        logger.LogInformation("Training run {RunId}: fleet-wide model {Version} ready ({Rows} rows of {Series} series; waited {Seconds:F1}s)",
+            runId, model?.Version ?? "none (too little history)", model?.Rows ?? 0, model?.Series ?? 0, Stopwatch.GetElapsedTime(started).TotalSeconds);
+        return model;
+    }
+
+    readonly object _globalLock = new();
+    (long RunId, Task<Forecaster.Training.Global.GlobalModel?> Model)? _global;
+
+    Fitted[] Fit(List<Item> items, Dictionary<int, HourlyValues> history, Dictionary<int, string> unreadable, DateTimeOffset from, long runId, DateTimeOffset trainedAt, TrainingOptions o,
+        Forecaster.Training.Global.GlobalModel? global, CancellationToken ct)
     {
         var results = new Fitted[items.Count];
         var modelsDir = o.ResolvedModelsPath;
@@ -198,7 +221,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
                         "overwrite or delete them (the previous model stays active)");
                     return;
                 }
-                var fit = LoadModel.Fit(hourly.Mean, from, o, item.Metric == item.Resource.LoadMetric);
+                var fit = LoadModel.Fit(hourly.Mean, from, o, item.Metric == item.Resource.LoadMetric, global);
                 if (fit is not { Model: { } model, Forecast: { } forecast })
                 {
                     results[i] = new Fitted(null, null, null, fit.Error);

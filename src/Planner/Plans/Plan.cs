@@ -72,6 +72,9 @@ public sealed record StepExplanation(
     IReadOnlyList<Clamp> Clamps,
     int Count)
 {
+    /// <summary>How a risk-targeted policy chose this hour's load; null under <c>forecastBound</c>.</summary>
+    public RiskChoice? Risk { get; init; }
+
     /// <summary>Written when asked for (it is what the plan API shows), so planning 100,000 resources formats nothing.</summary>
     public string Sentence
     {
@@ -79,7 +82,11 @@ public sealed record StepExplanation(
         {
             var s = new StringBuilder();
             var c = CultureInfo.InvariantCulture;
-            if (Source == StepSource.Forecast)
+            if (Source == StepSource.Forecast && Risk is { } risk)
+            {
+                s.Append(risk.Describe());
+            }
+            else if (Source == StepSource.Forecast)
             {
                 s.Append(c, $"forecast {(Bound == ForecastBound.Upper ? "upper bound" : "point")} {Load:G6}");
             }

@@ -52,8 +52,9 @@ public sealed record PlanInput
 /// <param name="Version">Id of this forecast run.</param>
 /// <param name="ModelVersion">Id of the trained model that produced it.</param>
 /// <param name="BeatsSeasonalNaive">Whether the model's backtest error is below seasonal naive's; when not, the planner falls back.</param>
+/// <param name="BandLevel">The central level of each hour's [Lower, Upper] band (the training level, 0.95 by default).</param>
 public sealed record Forecast(
-    string Version, string ModelVersion, DateTimeOffset GeneratedAt, bool BeatsSeasonalNaive, IReadOnlyList<ForecastHour> Hours);
+    string Version, string ModelVersion, DateTimeOffset GeneratedAt, bool BeatsSeasonalNaive, IReadOnlyList<ForecastHour> Hours, double BandLevel = 0.95);
 
 /// <summary>One forecast hour (UTC hour start) with its interval.</summary>
 public readonly record struct ForecastHour(DateTimeOffset Hour, double Point, double Lower, double Upper)

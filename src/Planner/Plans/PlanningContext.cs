@@ -13,6 +13,7 @@ internal struct HourPlan
     public FallbackReason Fallback;
     public DateTimeOffset? LoadHour;
     public double? Load;
+    public RiskChoice? Risk;
     public double? Raw;
     public int? Demand;
     public JobDemand? Job;
@@ -63,7 +64,14 @@ internal sealed class PlanningContext
         h.Limits = policy.LimitsAt(at, input.Kind);
         h.Lo = h.Limits.Lower;
         h.Hi = h.Limits.Upper;
-        if (forecast is ForecastHour f && double.IsFinite(f.At(policy.ForecastBound)))
+        if (policy.Risk is { } risk && forecast is ForecastHour r && double.IsFinite(r.Point) && double.IsFinite(r.Upper))
+        {
+            h.Source = StepSource.Forecast;
+            h.Risk = RiskChoice.For(risk, r, input.Forecast!.BandLevel, h.Limits.TargetUtilization);
+            h.Load = h.Risk.Load;
+            h.LoadHour = at;
+        }
+        else if (forecast is ForecastHour f && double.IsFinite(f.At(policy.ForecastBound)))
         {
             h.Source = StepSource.Forecast;
             h.Load = Math.Max(0, f.At(policy.ForecastBound));
@@ -265,9 +273,10 @@ internal sealed class PlanningContext
     {
         var shortfall = h.Demand is int demand && h.UpperLimited && h.Count < demand ? demand - h.Count : 0;
         var explanation = new StepExplanation(h.Source, h.Fallback, h.LoadHour, h.Load,
-            h.Source == StepSource.Forecast ? policy.ForecastBound : null, Capacity.PerUnit, Capacity.Source,
+            h.Source == StepSource.Forecast && h.Risk is null ? policy.ForecastBound : null, Capacity.PerUnit, Capacity.Source,
             h.Limits.TargetUtilization, h.Raw, h.Demand, h.Limits.Window, h.Job,
-            h.Clamps is null ? [] : h.Clamps.ToArray(), h.Count);
+            h.Clamps is null ? [] : h.Clamps.ToArray(), h.Count)
+        { Risk = h.Source == StepSource.Forecast ? h.Risk : null };
         var lead = TimeSpan.FromMinutes(policy.LeadMinutes);
         return new PlanStep(h.At, h.At - lead, h.At + Hour - lead, input.Kind, h.Count, Requests.Cpu, Requests.Memory,
             h.Source, shortfall > 0, shortfall, policy.Mode == PlanMode.ForecastOnly, h.Limits.Window is not null, explanation);

@@ -100,6 +100,12 @@ public sealed record Policy
     /// <summary>Memory requests are rounded up to a multiple of this, in bytes.</summary>
     public long MemoryGranularity { get; init; } = DefaultMemoryGranularity;
 
+    /// <summary>
+    /// The risk the plan may take instead of a fixed bound: when set, each forecast hour plans for the forecast quantile
+    /// 1 − fraction at full capacity, or the point forecast at the target utilisation, whichever needs more (see <see cref="RiskPolicy"/>).
+    /// </summary>
+    public RiskPolicy? Risk { get; init; }
+
     /// <summary>A forecast generated longer ago than this is not used; the hours fall back.</summary>
     public double StaleAfterHours { get; init; } = DefaultStaleAfterHours;
 
@@ -136,6 +142,18 @@ public sealed record Policy
         }
         return new HourLimits(MinReplicas, MaxReplicas, TargetUtilization, ceiling, null, false, false);
     }
+}
+
+/// <summary>
+/// A stated risk: at most <see cref="MaxUnderProvisionedHoursFraction"/> of the hours may have more load than the planned
+/// replicas carry at 100%. The quantile covers the forecast's error; the target utilisation keeps covering what an hourly
+/// mean hides (bursts within the hour, the reactive part's headroom) and applies to the point forecast only, so the two
+/// margins are combined by taking the larger count, never multiplied.
+/// </summary>
+public sealed record RiskPolicy(double MaxUnderProvisionedHoursFraction)
+{
+    /// <summary>The one-sided forecast quantile that meets the fraction, e.g. 0.995 for 0.005.</summary>
+    public double Quantile => 1 - MaxUnderProvisionedHoursFraction;
 }
 
 /// <summary>

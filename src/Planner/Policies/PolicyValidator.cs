@@ -25,7 +25,7 @@ public static class PolicyValidator
         "loadMetric", "capacityPerReplica", "replicaCpu", "targetUtilization", "minReplicas", "maxReplicas", "forecastBound",
         "maxStepUp", "maxStepDown", "tolerance", "scaleDownDelayHours", "leadMinutes", "windows", "maxBreach",
         "maxBreachBuffer", "mode", "overcommitBuffer", "minCpu", "minMemory", "cpuGranularity", "memoryGranularity",
-        "staleAfterHours", .. JobOnly,
+        "staleAfterHours", "risk", .. JobOnly,
     ];
 
     /// <summary>More windows than hours in a week says nothing more, and each one costs every planning run.</summary>
@@ -97,7 +97,28 @@ public static class PolicyValidator
         {
             Windows(windows, min, max, problems);
         }
+        if (fields.TryGetValue("risk", out var risk) && risk.ValueKind != JsonValueKind.Null)
+        {
+            Risk(risk, problems);
+        }
         return problems;
+    }
+
+    private static void Risk(JsonElement risk, List<PolicyProblem> problems)
+    {
+        var at = $"{Root}.risk";
+        if (risk.ValueKind != JsonValueKind.Object)
+        {
+            problems.Add(new(at, "must be an object such as {\"maxUnderProvisionedHoursFraction\": 0.005}"));
+            return;
+        }
+        var fields = Fields(risk, at, ["maxUnderProvisionedHoursFraction"], problems);
+        if (!fields.TryGetValue("maxUnderProvisionedHoursFraction", out var value) || value.ValueKind == JsonValueKind.Null)
+        {
+            problems.Add(new($"{at}.maxUnderProvisionedHoursFraction", "is required"));
+            return;
+        }
+        new Checker(fields, at, problems).Number("maxUnderProvisionedHoursFraction", min: 0, minExclusive: true, max: 0.5, nullable: false);
     }
 
     private static void Windows(JsonElement windows, int? policyMin, int? policyMax, List<PolicyProblem> problems)

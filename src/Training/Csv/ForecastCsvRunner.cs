@@ -1,5 +1,6 @@
 using System.Globalization;
 using Forecaster.Training.Forecasting;
+using Forecaster.Training.Global;
 using Forecaster.Training.Series;
 
 namespace Forecaster.Training.Csv;
@@ -65,11 +66,19 @@ public static class ForecastCsvRunner
         }
 
         var options = request.Options with { Horizon = request.Horizon, Level = request.Level };
+        var built = new RegularSeries[histories.Count];
+        Parallel.For(0, histories.Count, new ParallelOptions { CancellationToken = cancellationToken }, i => built[i] = SeriesBuilder.Build(histories[i].Observations, request.Step));
+        if (options.Models.HasFlag(ModelKinds.Global))
+        {
+            // One fleet-wide model for the whole file, trained on each series' points before its first backtest origin.
+            var fleet = built.Select(s => SeriesForecaster.ForGlobalModel(s.Values, s.Grid.Start, s.Grid.Step, options)).OfType<GlobalSeries>().ToArray();
+            options = options with { Global = GlobalModel.Train(fleet, request.Horizon, "global-forecast-csv", options.GlobalModel) };
+        }
         var forecasts = new Forecast[histories.Count];
         int done = 0;
         Parallel.For(0, histories.Count, new ParallelOptions { CancellationToken = cancellationToken }, i =>
         {
-            var series = SeriesBuilder.Build(histories[i].Observations, request.Step);
+            var series = built[i];
             var model = SeriesForecaster.Fit(series.Values, series.Grid.Start, series.Grid.Step, options);
             forecasts[i] = model.Forecast(request.Horizon, request.Level);
             progress?.Invoke(Interlocked.Increment(ref done), histories.Count);

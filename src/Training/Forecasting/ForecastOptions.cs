@@ -19,8 +19,11 @@ public enum ModelKinds
     /// <summary>Singular spectrum analysis.</summary>
     Ssa = 8,
 
+    /// <summary>The fleet-wide LightGBM model, when one was trained for the run (<see cref="ForecastOptions.Global"/>).</summary>
+    Global = 16,
+
     /// <summary>Every model.</summary>
-    All = SeasonalNaiveDaily | SeasonalNaiveWeekly | Ridge | Ssa,
+    All = SeasonalNaiveDaily | SeasonalNaiveWeekly | Ridge | Ssa | Global,
 }
 
 /// <summary>Settings for fitting one series: the backtest that selects the model, cleaning, and each model's own options.</summary>
@@ -50,6 +53,9 @@ public sealed record ForecastOptions
     /// <summary>Distance, in robust standard deviations from the local seasonal level, beyond which a point is clipped.</summary>
     public double OutlierThreshold { get; init; } = 5.0;
 
+    /// <summary>Detect a recent level shift and re-level the history before it (<see cref="Series.LevelShift"/>).</summary>
+    public bool LevelShifts { get; init; } = true;
+
     /// <summary>Models to consider.</summary>
     public ModelKinds Models { get; init; } = ModelKinds.All;
 
@@ -58,6 +64,15 @@ public sealed record ForecastOptions
 
     /// <summary>Known event days (e.g. holidays), past and future, flagged in the regression.</summary>
     public IReadOnlyCollection<DateOnly>? Events { get; init; }
+
+    /// <summary>
+    /// The fleet-wide model trained for this run, or null. It joins the candidates of hourly series and must have been trained
+    /// on each series' points before its earliest backtest origin only (<see cref="SeriesForecaster.BacktestStart"/>).
+    /// </summary>
+    public Global.GlobalModel? Global { get; init; }
+
+    /// <summary>Settings of the fleet-wide model, where the caller trains one.</summary>
+    public Global.GlobalModelOptions GlobalModel { get; init; } = new();
 
     /// <summary>SSA settings.</summary>
     public SsaOptions Ssa { get; init; } = new();

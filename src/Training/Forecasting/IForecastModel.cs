@@ -14,6 +14,7 @@ namespace Forecaster.Training.Forecasting;
 [JsonDerivedType(typeof(RidgeModel), "ridge")]
 [JsonDerivedType(typeof(SeasonalNaiveModel), "seasonal-naive")]
 [JsonDerivedType(typeof(CombinationModel), "combination")]
+[JsonDerivedType(typeof(Global.GlobalForecastModel), "global")]
 public interface IForecastModel
 {
     /// <summary>Short name shown in forecast output, e.g. <c>ssa(L=169,r=12)</c>, <c>ridge</c>, <c>snaive24</c>.</summary>

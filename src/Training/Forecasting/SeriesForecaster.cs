@@ -1,4 +1,5 @@
 using Forecaster.Training.Baselines;
+using Forecaster.Training.Global;
 using Forecaster.Training.Regression;
 using Forecaster.Training.Series;
 using Forecaster.Training.Ssa;
@@ -73,6 +74,15 @@ public static class SeriesForecaster
         var window = new TrainingWindow(grid.Start, grid.At(n - 1), n, observed, clipped);
         var fallback = SeasonalNaiveModel.Fit(clean, n >= m ? m : 1);
 
+        var global = GlobalCandidate(clean, grid, options);
+        if (n - options.Horizon < 3 * m)
+        {
+            if (global?.Fit(clean) is { } fleet && fleet.Forecast(options.Horizon).Point.All(double.IsFinite))
+            {
+                notes.Add($"short history ({n} points): the fleet-wide model {fleet.GlobalVersion}, not backtested on this series");
+                return new FittedModel(grid, window, fleet, fallback, IntervalCalibration.Theory, null, nonNegative, notes);
+            }
+        }
         if (n < 2 * m)
         {
             notes.Add($"short history ({n} points, under two days): {fallback.Name}, not backtested");
@@ -81,7 +91,31 @@ public static class SeriesForecaster
 
         var seasons = SeriesPreparation.DetectSeasonality(clean, daily, weekly);
         notes.Add(seasons.None ? "no seasonality detected" : $"seasonality: {(seasons.Daily > 0 ? "daily" : "")}{(seasons.Daily > 0 && seasons.Weekly > 0 ? "+" : "")}{(seasons.Weekly > 0 ? "weekly" : "")}");
-        var candidates = Candidates(clean, grid, m, seasons, options);
+        // Each fit sees its history up to its own end, re-levelled when a level shift shows in that history (so a backtest
+        // fold never learns of a shift after its origin).
+        var histories = new Dictionary<int, double[]>();
+        double[] History(int end)
+        {
+            if (!histories.TryGetValue(end, out var h))
+            {
+                h = clean.AsSpan(0, end).ToArray();
+                if (options.LevelShifts && LevelShift.Detect(h, m, seasons.Weekly > 0) is { } shift)
+                {
+                    h = LevelShift.Relevel(h, shift);
+                    if (end == n)
+                    {
+                        notes.Add($"level shift at {grid.At(shift.At):yyyy-MM-dd HH:mm}Z ({shift.Before:G4} to {shift.After:G4}): the history before it re-levelled");
+                    }
+                }
+                histories[end] = h;
+            }
+            return h;
+        }
+        var candidates = Candidates(History, n, grid, m, seasons, options);
+        if (global is not null)
+        {
+            candidates.Add(new("global", end => global.Fit(History(end))));
+        }
 
         int horizon = options.Horizon, spacing = options.OriginSpacing ?? m;
         var origins = Enumerable.Range(0, options.BacktestOrigins)
@@ -172,13 +206,64 @@ public static class SeriesForecaster
         return new FittedModel(grid, window, model, fallback, calibration, report, nonNegative, notes);
     }
 
-    private static List<Candidate> Candidates(double[] x, TimeGrid grid, int m, Seasonality seasons, ForecastOptions options)
+    /// <summary>
+    /// The first backtest origin of a series of <paramref name="n"/> points (after its leading gap): the fleet-wide model may be
+    /// trained on the points before it only, so that none of the backtest's folds scores a model that saw its future.
+    /// </summary>
+    public static int BacktestStart(int n, ForecastOptions options, int dailyPeriod = 24) =>
+        n - options.Horizon - ((options.OriginSpacing ?? dailyPeriod) * (options.BacktestOrigins - 1));
+
+    /// <summary>
+    /// A series as the fleet-wide model sees it, cleaned exactly as <see cref="Fit"/> cleans it before fitting, cut at
+    /// <see cref="BacktestStart"/> when it will be backtested; null when the grid is not hourly or nothing is observed.
+    /// </summary>
+    public static GlobalSeries? ForGlobalModel(ReadOnlySpan<double> y, DateTimeOffset start, TimeSpan step, ForecastOptions options)
     {
-        var list = new List<Candidate> { new("snaive-daily", end => SeasonalNaiveModel.Fit(x.AsSpan(0, end), m)) };
-        int weekly = grid.WeeklyPeriod;
-        if (options.Models.HasFlag(ModelKinds.SeasonalNaiveWeekly) && weekly > 0 && x.Length >= 2 * weekly)
+        var grid = new TimeGrid(start, step);
+        int first = 0;
+        while (first < y.Length && double.IsNaN(y[first]))
         {
-            list.Add(new("snaive-weekly", end => end >= weekly ? SeasonalNaiveModel.Fit(x.AsSpan(0, end), weekly) : null));
+            first++;
+        }
+        if (grid.DailyPeriod != 24 || first == y.Length)
+        {
+            return null;
+        }
+        y = y[first..];
+        var clean = SeriesPreparation.Impute(y, 24);
+        if (options.ClipOutliers)
+        {
+            SeriesPreparation.ClipOutliers(clean, 24, options.OutlierThreshold);
+        }
+        // A series long enough to be backtested is cut at its first origin; a shorter one is never backtested, so all of it
+        // trains (in a fleet aligned in time its last days may then inform other series' backtests, never their forecasts).
+        int end = clean.Length - options.Horizon >= 72 ? BacktestStart(clean.Length, options) : clean.Length;
+        return new GlobalSeries(clean, new TimeGrid(start + TimeSpan.FromTicks(step.Ticks * first), step), end);
+    }
+
+    private sealed record GlobalFit(GlobalModel Model, TimeGrid Grid, ForecastOptions Options)
+    {
+        public GlobalForecastModel? Fit(double[] x)
+        {
+            if (x.Length < 24)
+            {
+                return null;
+            }
+            var f = Model.Forecast(x, x.Length, Grid, Options.Horizon, Options.Events?.Order().ToArray());
+            return new GlobalForecastModel(Model.Version, f.Point, f.StandardError);
+        }
+    }
+
+    private static GlobalFit? GlobalCandidate(double[] x, TimeGrid grid, ForecastOptions options) =>
+        options.Global is { } g && options.Models.HasFlag(ModelKinds.Global) && grid.DailyPeriod == 24 ? new GlobalFit(g, grid, options) : null;
+
+    private static List<Candidate> Candidates(Func<int, double[]> x, int n, TimeGrid grid, int m, Seasonality seasons, ForecastOptions options)
+    {
+        var list = new List<Candidate> { new("snaive-daily", end => SeasonalNaiveModel.Fit(x(end), m)) };
+        int weekly = grid.WeeklyPeriod;
+        if (options.Models.HasFlag(ModelKinds.SeasonalNaiveWeekly) && weekly > 0 && n >= 2 * weekly)
+        {
+            list.Add(new("snaive-weekly", end => end >= weekly ? SeasonalNaiveModel.Fit(x(end), weekly) : null));
         }
         if (options.Models.HasFlag(ModelKinds.Ridge))
         {
@@ -186,7 +271,7 @@ public static class SeriesForecaster
             double? penalty = null;
             list.Add(new("ridge", end =>
             {
-                var model = RidgeModel.Fit(x.AsSpan(0, end), grid, options.Ridge, options.Events, penalty);
+                var model = RidgeModel.Fit(x(end), grid, options.Ridge, options.Events, penalty);
                 penalty ??= model?.Penalty;
                 return model;
             }));
@@ -196,7 +281,7 @@ public static class SeriesForecaster
             // Backtest fits reuse one decomposition of the oldest data; the final fit decomposes the whole history afresh.
             var workspace = new SsaWorkspace(reuseWithin: options.Horizon + (options.BacktestOrigins * (options.OriginSpacing ?? m)));
             list.Add(new("ssa", end => end >= 4 * m
-                ? SsaModel.Fit(x.AsSpan(0, end), options.Ssa, seasons.Daily, seasons.Weekly, workspace, fresh: end == x.Length)
+                ? SsaModel.Fit(x(end), options.Ssa, seasons.Daily, seasons.Weekly, workspace, fresh: end == n)
                 : null));
         }
         return list;

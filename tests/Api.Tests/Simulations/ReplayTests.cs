@@ -133,4 +133,34 @@ public sealed class ReplayTests
         }
         Assert.Equal(2 * load.AsSpan(28 * 24, 48).ToArray().Sum() / report.Capacity["a"].CapacityPerReplica, report.Days.Sum(d => d.NeededReplicaHours), 6);
     }
+
+    [Fact]
+    public void TheOracleAndEfficiencyAddUpByHand()
+    {
+        // Capacity 10 at target 0.5: 5 load per replica. Three days of 10, 20, 30, 40 repeating; the first day trains, the
+        // next two are replayed. The oracle knows each hour's load: ceil(load / 5) = 2, 4, 6, 8, ... = 20 per 4 hours,
+        // 120 replica-hours a day. Static-peak holds ceil(40 / 5) = 8: 192 a day.
+        var policy = new Policy { CapacityPerReplica = 10, TargetUtilization = 0.5, MinReplicas = 1, MaxReplicas = 100, Tolerance = 0, ScaleDownDelayHours = 0, LeadMinutes = 0 };
+        var load = Enumerable.Range(0, 3 * 24).Select(h => 10.0 * ((h % 4) + 1)).ToArray();
+        var settings = new ReplaySettings(1, new TrainingOptions { Parallelism = 1, HistoryDays = 1 }, new PlanningOptions());
+        var (replayed, skipped) = Replay.Run([new ReplaySeries("steps", Start, load, policy, false)], settings);
+        Assert.Empty(skipped);
+        var r = Assert.Single(replayed);
+        Assert.Equal(2, r.Days);
+        Assert.Equal(Enumerable.Range(0, 48).Select(h => 2 * ((h % 4) + 1)), r.Counts[Replay.Oracle]);
+        Assert.Equal(240, r.Tallies[Replay.Oracle].ReplicaHours);
+        Assert.Equal(0, r.Tallies[Replay.Oracle].UnderProvisionedHours);
+        // Utilisation load / (replicas × 10) is 0.5 every hour: the oracle sits exactly at the target.
+        Assert.Equal(0.5, r.Tallies[Replay.Oracle].Score().MeanUtilization, 12);
+        Assert.Equal(384, r.Tallies[Replay.StaticPeak].ReplicaHours);
+
+        var report = SimulationReport.Build(replayed, skipped, settings, []);
+        Assert.Equal(1.0, report.Efficiency[Replay.Oracle]!.Value, 12);
+        Assert.Equal(0.0, report.Efficiency[Replay.StaticPeak]!.Value, 12);
+        // Any strategy: (384 − its replica-hours) / (384 − 240).
+        var reactive = report.Totals[Replay.Reactive].ReplicaHours;
+        Assert.Equal((384 - reactive) / 144, report.Efficiency[Replay.Reactive]!.Value, 12);
+        Assert.Equal(0.5, report.TargetUtilization);
+        Assert.Contains("target utilisation is 50.0%", report.ToTable(), StringComparison.Ordinal);
+    }
 }

@@ -48,7 +48,7 @@ public sealed class SimulateCommandTests : IDisposable
 
         using var report = JsonDocument.Parse(File.ReadAllText(output));
         var totals = report.RootElement.GetProperty("totals");
-        Assert.Equal(["predictive", "predictive+reactive", "reactive", "static-peak", "yesterday"], totals.EnumerateObject().Select(p => p.Name));
+        Assert.Equal(["predictive", "predictive+reactive", "reactive", "static-peak", "yesterday", "oracle"], totals.EnumerateObject().Select(p => p.Name));
         foreach (var strategy in totals.EnumerateObject())
         {
             Assert.Equal(["replicaHours", "underProvisionedHours", "hours", "unservedLoad", "meanUtilization", "scalingActions"],

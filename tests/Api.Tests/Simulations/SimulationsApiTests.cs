@@ -44,7 +44,7 @@ public sealed class SimulationsApiTests(ApiFixture api) : IClassFixture<ApiFixtu
         Assert.True(done.GetProperty("status").GetString() == "succeeded", done.ToString());
         Assert.Equal(100, done.GetProperty("progress").GetProperty("percent").GetDouble());
         var report = done.GetProperty("report");
-        Assert.Equal(["predictive", "predictive+reactive", "reactive", "static-peak", "yesterday"], report.GetProperty("totals").EnumerateObject().Select(p => p.Name));
+        Assert.Equal(["predictive", "predictive+reactive", "reactive", "static-peak", "yesterday", "oracle"], report.GetProperty("totals").EnumerateObject().Select(p => p.Name));
         Assert.Equal(48, report.GetProperty("totals").GetProperty("reactive").GetProperty("hours").GetInt32());
         Assert.Equal("policy", report.GetProperty("capacity").GetProperty("web").GetProperty("source").GetString());
         // The report is a row, so it outlives the process that computed it.

@@ -1,0 +1,114 @@
+using System.Text.Json;
+
+namespace Forecaster.Planner.Tests;
+
+/// <summary>Planning on a stated risk (issue 15): the quantile chosen, the fraction met, the margin not counted twice.</summary>
+public class RiskTests
+{
+    private const double Sigma = 300;
+
+    // A daily-cycle forecast whose 95% band is exactly the noise's: upper = point + z(0.975)·σ.
+    private static Forecast NoiseForecast(int hours, out double[] point)
+    {
+        var p = point = [.. Enumerable.Range(0, hours).Select(h => 1000 + (300 * Math.Sin(2 * Math.PI * h / 24)))];
+        var z = RiskChoice.NormalQuantile(0.975);
+        return new("fc-1", "model-1", Scenarios.Start.AddHours(-2), true,
+            [.. p.Select((v, h) => new ForecastHour(Scenarios.Start.AddHours(h), v, v - (z * Sigma), v + (z * Sigma)))]);
+    }
+
+    private static Policy RiskPolicy(double fraction, ForecastBound bound = ForecastBound.Upper) => new()
+    {
+        CapacityPerReplica = 10,
+        TargetUtilization = 0.7,
+        Tolerance = 0,
+        ScaleDownDelayHours = 0,
+        ForecastBound = bound,
+        Risk = fraction > 0 ? new RiskPolicy(fraction) : null,
+    };
+
+    [Theory]
+    [InlineData(0.02)]
+    [InlineData(0.005)]
+    public void RiskTargetedPlanMeetsItsStatedFractionOnSimulatedNoise(double fraction)
+    {
+        var forecast = NoiseForecast(48, out var point);
+        var input = Scenarios.Simple(point, RiskPolicy(fraction)) with { Forecast = forecast };
+        var counts = Scenarios.Counts(input);
+
+        // Many days of what could happen: the forecast's point plus the noise its band describes.
+        var random = new Random(7);
+        int hours = 0, under = 0;
+        for (var day = 0; day < 2000; day++)
+        {
+            for (var h = 0; h < counts.Length; h++)
+            {
+                var load = point[h] + (Sigma * Gaussian(random));
+                hours++;
+                under += load > counts[h] * 10.0 ? 1 : 0;
+            }
+        }
+        var measured = (double)under / hours;
+        // Binomial spread over 96,000 hours is about 0.0005 at 0.02; rounding up to whole replicas and the hours where the
+        // point at the target needs more only lower it. Half to the stated fraction: met, and not bought with far too much.
+        Assert.InRange(measured, fraction * 0.5, fraction * 1.1);
+    }
+
+    [Fact]
+    public void RiskCombinesWithTheTargetInsteadOfCountingTheMarginTwice()
+    {
+        var forecast = NoiseForecast(48, out var point);
+        var upper = Scenarios.Counts(Scenarios.Simple(point, RiskPolicy(0, ForecastBound.Upper)) with { Forecast = forecast });
+        var risk = Scenarios.Counts(Scenarios.Simple(point, RiskPolicy(0.025)) with { Forecast = forecast });
+        var pointAtTarget = Scenarios.Counts(Scenarios.Simple(point, RiskPolicy(0, ForecastBound.Point)) with { Forecast = forecast });
+        for (var h = 0; h < point.Length; h++)
+        {
+            // The 0.975 quantile is the 95% band's upper bound: at full capacity it needs upper/10 replicas, the point at the
+            // target point/7; the plan takes the larger, where the upper bound at the target would take upper/7.
+            var upperLoad = forecast.Hours[h].Upper;
+            Assert.Equal(Math.Max((int)Math.Ceiling(upperLoad / 10 - 1e-9), pointAtTarget[h]), risk[h]);
+            Assert.True(risk[h] < upper[h], $"hour {h}: risk {risk[h]} vs upper bound at the target {upper[h]}");
+        }
+    }
+
+    [Fact]
+    public void ExplanationSaysWhichQuantileAndWhy()
+    {
+        var forecast = NoiseForecast(48, out var point);
+        var plan = Scenarios.Planned(Scenarios.Simple(point, RiskPolicy(0.005)) with { Forecast = forecast });
+        var peak = plan.Steps.MaxBy(s => s.Count)!;
+        Assert.NotNull(peak.Explanation.Risk);
+        Assert.True(peak.Explanation.Risk!.QuantileBinds);
+        Assert.Equal(0.995, peak.Explanation.Risk.Quantile, 12);
+        // The 0.995 quantile is point + z(0.995)·σ.
+        Assert.Equal(forecast.Hours.First(f => f.Hour == peak.Hour).Point + (RiskChoice.NormalQuantile(0.995) * Sigma), peak.Explanation.Risk.QuantileLoad, 6);
+        Assert.StartsWith("forecast quantile 0.995 = ", peak.Explanation.Sentence);
+        Assert.Contains("risk 0.005 of under-provisioned hours", peak.Explanation.Sentence);
+        Assert.Contains($"planned {peak.Count}", peak.Explanation.Sentence);
+    }
+
+    [Theory]
+    [InlineData(0.5, 0)]
+    [InlineData(0.975, 1.959963984540054)]
+    [InlineData(0.995, 2.5758293035489)]
+    [InlineData(0.01, -2.3263478740408408)]
+    public void NormalQuantileMatchesTables(double p, double z) => Assert.Equal(z, RiskChoice.NormalQuantile(p), 7);
+
+    [Fact]
+    public void RiskIsValidatedAndReadBack()
+    {
+        static Dictionary<string, string> Problems(string json) =>
+            PolicyValidator.Validate(JsonDocument.Parse(json).RootElement, ResourceKind.Service).ToDictionary(p => p.Field, p => p.Message);
+
+        const string good = """{"capacityPerReplica":10,"risk":{"maxUnderProvisionedHoursFraction":0.005}}""";
+        Assert.Empty(Problems(good));
+        Assert.Equal(0.995, PolicyJson.Read(good).Risk!.Quantile, 12);
+        Assert.Contains("policy.risk.maxUnderProvisionedHoursFraction", Problems("""{"risk":{"maxUnderProvisionedHoursFraction":0}}""").Keys);
+        Assert.Contains("policy.risk.maxUnderProvisionedHoursFraction", Problems("""{"risk":{"maxUnderProvisionedHoursFraction":0.7}}""").Keys);
+        Assert.Contains("policy.risk.maxUnderProvisionedHoursFraction", Problems("""{"risk":{}}""").Keys);
+        Assert.Contains("policy.risk", Problems("""{"risk":0.005}""").Keys);
+        Assert.Contains("policy.risk.fraction", Problems("""{"risk":{"maxUnderProvisionedHoursFraction":0.01,"fraction":1}}""").Keys);
+    }
+
+    private static double Gaussian(Random random) =>
+        Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble());
+}

@@ -1,0 +1,93 @@
+using Forecaster.Training.Forecasting;
+using Forecaster.Training.Global;
+
+namespace Forecaster.Training.Tests;
+
+/// <summary>The fleet-wide LightGBM model (issue 15): it pools what short series share, and it never sees a fold's future.</summary>
+public class GlobalModelTests
+{
+    private static readonly TimeSpan s_hour = TimeSpan.FromHours(1);
+
+    // A shared two-peak day, each series at its own scale, with noise as large as a tenth of the level.
+    private static double[] Member(int series, int hours, int seed)
+    {
+        var random = new Random(seed);
+        double scale = 50 + (series * 13 % 400);
+        var y = new double[hours];
+        for (int t = 0; t < hours; t++)
+        {
+            int hour = t % 24;
+            double shape = 1 + (0.6 * Math.Exp(-Math.Pow(hour - 9, 2) / 4)) + (0.9 * Math.Exp(-Math.Pow(hour - 20, 2) / 6)) - (0.4 * (hour < 6 ? 1 : 0));
+            y[t] = scale * (shape + (0.1 * Synthetic.Gaussian(random)));
+        }
+        return y;
+    }
+
+    [Fact]
+    public void FleetModelImprovesAFleetOfTwoDaySeriesSharingAPattern()
+    {
+        const int fleet = 80, history = 48, horizon = 48;
+        var series = Enumerable.Range(0, fleet).Select(i => Member(i, history + horizon, 1000 + i)).ToArray();
+        var options = new ForecastOptions { Horizon = horizon };
+        var training = series.Select(y => SeriesForecaster.ForGlobalModel(y.AsSpan(0, history), Synthetic.Start, s_hour, options)!).ToArray();
+        var global = GlobalModel.Train(training, horizon, "global-test", new GlobalModelOptions { MinRowsPerLeaf = 20 });
+        Assert.NotNull(global);
+
+        double alone = 0, pooled = 0;
+        foreach (var y in series)
+        {
+            var own = SeriesForecaster.Fit(y.AsSpan(0, history), Synthetic.Start, s_hour, options);
+            var withFleet = SeriesForecaster.Fit(y.AsSpan(0, history), Synthetic.Start, s_hour, options with { Global = global });
+            Assert.Equal("lgbm", withFleet.Model.Name);
+            var scale = Accuracy.MaseScale(y.AsSpan(0, history), 24);
+            alone += Accuracy.Mase(y.AsSpan(history), own.Forecast(horizon).Point, scale);
+            pooled += Accuracy.Mase(y.AsSpan(history), withFleet.Forecast(horizon).Point, scale);
+        }
+        // Alone, two days allow only yesterday's noisy same hour; pooled, 80 series average the noise out of the shared shape.
+        Assert.True(pooled < 0.8 * alone, $"mean MASE with the fleet model {pooled / fleet:F3} vs alone {alone / fleet:F3}");
+    }
+
+    [Fact]
+    public void ChangingWhatFollowsTheFirstBacktestOriginChangesNoBacktestForecastOfTheFleetModel()
+    {
+        const int fleet = 30, hours = 35 * 24;
+        var options = new ForecastOptions();
+        var past = Enumerable.Range(0, fleet).Select(i => Synthetic.Load(hours, noise: 4, seed: 200 + i, weekly: 10)).ToArray();
+        int cut = SeriesForecaster.BacktestStart(hours, options);
+        // Another future: every point from the first backtest origin on is different.
+        var other = past.Select(y => y.Select((v, t) => t >= cut ? (v * 3) + 50 : v).ToArray()).ToArray();
+
+        var a = GlobalModel.Train([.. past.Select(y => SeriesForecaster.ForGlobalModel(y, Synthetic.Start, s_hour, options)!)], 48, "a");
+        var b = GlobalModel.Train([.. other.Select(y => SeriesForecaster.ForGlobalModel(y, Synthetic.Start, s_hour, options)!)], 48, "b");
+        Assert.NotNull(a);
+        Assert.NotNull(b);
+        var grid = new Series.TimeGrid(Synthetic.Start, s_hour);
+        for (int i = 0; i < fleet; i++)
+        {
+            // The fold at the first origin: both models forecast it identically, so neither learnt from its future.
+            Assert.Equal(a.Forecast(past[i], cut, grid, 48).Point, b.Forecast(other[i], cut, grid, 48).Point);
+        }
+        // The cut is real: the final forecasts, which read the changed last week, differ.
+        Assert.NotEqual(a.Forecast(past[0], hours, grid, 48).Point, b.Forecast(other[0], hours, grid, 48).Point);
+    }
+
+    [Fact]
+    public void SavedModelIsAnMlNetZip()
+    {
+        var options = new ForecastOptions();
+        var fleet = Enumerable.Range(0, 5).Select(i => SeriesForecaster.ForGlobalModel(Synthetic.Load(21 * 24, 3, 300 + i), Synthetic.Start, s_hour, options)!).ToArray();
+        var model = GlobalModel.Train(fleet, 48, "global-zip");
+        Assert.NotNull(model);
+        var path = Path.Combine(Path.GetTempPath(), $"global-{Guid.NewGuid():N}.zip");
+        try
+        {
+            model.Save(path);
+            using var zip = System.IO.Compression.ZipFile.OpenRead(path);
+            Assert.Contains(zip.Entries, e => e.FullName.StartsWith("TransformerChain", StringComparison.Ordinal) || e.FullName.Contains("Model", StringComparison.Ordinal));
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+}
