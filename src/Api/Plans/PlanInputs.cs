@@ -163,10 +163,13 @@ public static class PlanInputs
             generatedAt, beatsSeasonalNaive != false, hours);
 
     /// <summary>The stored policy, read through the same validation as a PUT: a policy stored before validation existed is reported, not guessed.</summary>
-    static (Policy?, IReadOnlyList<string>) ReadPolicy(PlanResource r)
+    static (Policy?, IReadOnlyList<string>) ReadPolicy(PlanResource r) => ReadPolicy(r.Policy, r.Kind);
+
+    /// <summary>A stored policy (JSON text) of a resource of <paramref name="kind"/> (`service` or `job`), validated as on PUT.</summary>
+    internal static (Policy? Policy, IReadOnlyList<string> Problems) ReadPolicy(string policy, string kind)
     {
-        using var doc = JsonDocument.Parse(r.Policy);
-        var problems = PolicyValidator.Validate(doc.RootElement, r.Kind == "job" ? ResourceKind.Job : ResourceKind.Service);
+        using var doc = JsonDocument.Parse(policy);
+        var problems = PolicyValidator.Validate(doc.RootElement, kind == "job" ? ResourceKind.Job : ResourceKind.Service);
         return problems.Count > 0
             ? (null, [.. problems.Select(p => $"{p.Field}: {p.Message}")])
             : (PolicyJson.Read(doc.RootElement), []);
