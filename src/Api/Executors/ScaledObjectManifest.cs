@@ -26,6 +26,9 @@ public static class ScaledObjectManifest
     /// <summary>Consecutive failed polls of /keda before KEDA's fallback holds the count.</summary>
     public const int FallbackFailureThreshold = 3;
 
+    /// <summary>Where the comments of the YAML start.</summary>
+    const int CommentColumn = 40;
+
     /// <summary>
     /// The ScaledObject of service <paramref name="name"/> under <paramref name="policy"/>; impossible without a maximum (the
     /// HPA needs one) or for a streaming job (whose parallelism the Flink patch applies).
@@ -58,7 +61,8 @@ public static class ScaledObjectManifest
         var n = Yaml.Quote(name);
 
         var y = new StringBuilder();
-        void L(string line) => y.Append(line).Append('\n');
+        void L(string line, string? comment = null) =>
+            y.Append(comment is null ? line : line.PadRight(CommentColumn) + "# " + comment).Append('\n');
         if (readKeySecret is not null)
         {
             L("apiVersion: keda.sh/v1alpha1");
@@ -66,7 +70,7 @@ public static class ScaledObjectManifest
             L("metadata:");
             L($"  name: {n}");
             L("spec:");
-            L("  secretTargetRef:                # reads need a key (Forecaster:RequireApiKeyForReads)");
+            L("  secretTargetRef:", "reads need a key (Forecaster:RequireApiKeyForReads)");
             L("    - parameter: apiKey");
             L($"      name: {Yaml.Quote(readKeySecret)}");
             L("      key: \"apiKey\"");
@@ -78,25 +82,25 @@ public static class ScaledObjectManifest
         L($"  name: {n}");
         L("spec:");
         L("  scaleTargetRef:");
-        L($"    name: {n}                        # the Deployment");
+        L($"    name: {n}", $"the Deployment");
         L($"  pollingInterval: {polling}");
         L($"  minReplicaCount: {min}");
-        L($"  maxReplicaCount: {max}" + (policy.MaxBreach == MaxBreach.Exceed ? "              # policy.maxBreach exceed: a plan above this is capped here" : ""));
-        L("  fallback:                         # Forecaster unreachable: hold the current count, the cpu trigger can still scale up");
+        L($"  maxReplicaCount: {max}", policy.MaxBreach == MaxBreach.Exceed ? "policy.maxBreach exceed: a plan above this is capped here" : null);
+        L("  fallback:", "Forecaster unreachable: hold the current count, the cpu trigger can still scale up");
         L($"    failureThreshold: {FallbackFailureThreshold}");
         L($"    replicas: {min}");
         L("    behavior: \"currentReplicasIfHigher\"");
         L("  advanced:");
         L("    horizontalPodAutoscalerConfig:");
         L("      behavior:");
-        L("        scaleUp:                      # a planned step lands at the next sync: the plan already limits its steps");
+        L("        scaleUp:", "a planned step lands at the next sync: the plan already limits its steps");
         L("          stabilizationWindowSeconds: 0");
         L("          selectPolicy: \"Max\"");
         L("          policies:");
         L("            - type: \"Pods\"");
         L($"              value: {max}");
         L($"              periodSeconds: {HpaSyncSeconds}");
-        L($"        scaleDown:                    # a planned step down lands within half the lead ({lead} min)");
+        L($"        scaleDown:", $"a planned step down lands within half the lead ({lead} min)");
         L($"          stabilizationWindowSeconds: {downWindow}");
         L("          selectPolicy: \"Max\"");
         L("          policies:");
@@ -104,8 +108,8 @@ public static class ScaledObjectManifest
         L("              value: 100");
         L($"              periodSeconds: {HpaSyncSeconds}");
         L("  triggers:");
-        L("    - type: \"metrics-api\"            # the plan");
-        L("      metricType: \"AverageValue\"");
+        L("    - type: \"metrics-api\"", "the plan");
+        L("      metricType: \"AverageValue\"", "desired = ceil(value / 1): the plan's count");
         L("      metadata:");
         L($"        url: {Yaml.Quote(url)}");
         L("        valueLocation: \"desiredReplicas\"");
@@ -118,7 +122,7 @@ public static class ScaledObjectManifest
             L("      authenticationRef:");
             L($"        name: {n}");
         }
-        L("    - type: \"cpu\"                    # reality: the reactive safety net");
+        L("    - type: \"cpu\"", "reality: the reactive safety net");
         L("      metricType: \"Utilization\"");
         L("      metadata:");
         L($"        value: \"{utilization.ToString(CultureInfo.InvariantCulture)}\"");

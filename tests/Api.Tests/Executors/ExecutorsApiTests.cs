@@ -97,7 +97,6 @@ public sealed class ExecutorsApiTests(ApiFixture api) : IClassFixture<ApiFixture
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         Assert.Equal("application/yaml", response.Content.Headers.ContentType!.MediaType);
         var yaml = await response.Content.ReadAsStringAsync();
-        File.WriteAllText("/tmp/so-executors.yaml", yaml);
         Assert.Equal(ReadmeScaledObject(), yaml);
         var spec = HpaSpec.FromScaledObject(yaml);
         Assert.Equal((2, 40), (spec.Min, spec.Max));
