@@ -225,6 +225,18 @@ public sealed class ExecutorsApiTests(ApiFixture api) : IClassFixture<ApiFixture
         Assert.Contains("p90 of 48 hours", view.GetProperty("explanation").GetString(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task TheDeploymentsProbesAskForPathsTheServiceServes()
+    {
+        foreach (var (probe, path) in KubernetesManifestTests.ProbePaths())
+        {
+            var response = await api.Reader().GetAsync(path);
+            // Served (200, or 503 while not ready): a 404 would restart every pod forever.
+            Assert.True(response.StatusCode is HttpStatusCode.OK or HttpStatusCode.ServiceUnavailable, $"{probe} {path}: {response.StatusCode}");
+            Assert.Contains("\"status\"", await response.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+        }
+    }
+
     static (string?, string?) Q(JsonElement recommendation, string bound)
     {
         var q = recommendation.GetProperty(bound);
@@ -256,33 +268,5 @@ public sealed class ExecutorsApiTests(ApiFixture api) : IClassFixture<ApiFixture
         (exit, _, stderr) = await ForecasterProcess.RunAsync(api.ConnectionString, "manifest", "flink", "cli-never");
         Assert.Equal(2, exit);
         Assert.Contains("no resource is named 'cli-never'", stderr, StringComparison.Ordinal);
-    }
-}
-
-/// <summary>With <c>Forecaster:RequireApiKeyForReads</c>, the ScaledObject comes with its TriggerAuthentication.</summary>
-public sealed class KeyedScaledObjectTests(KeyedScaledObjectTests.KeyedReads api) : IClassFixture<KeyedScaledObjectTests.KeyedReads>
-{
-    public sealed class KeyedReads : ApiFixture
-    {
-        protected override IEnumerable<KeyValuePair<string, string?>> Settings => [new("Forecaster:RequireApiKeyForReads", "true")];
-    }
-
-    [Fact]
-    public async Task ReadsThatNeedAKeyGetATriggerAuthentication()
-    {
-        var put = await api.Writer().PutAsync("/api/v1/resources/keyed-so", ApiFixture.Json("""{"kind":"service","loadMetric":"qps","policy":{"minReplicas":2,"maxReplicas":9}}"""));
-        put.EnsureSuccessStatusCode();
-        Assert.Equal(HttpStatusCode.Unauthorized, (await api.Reader().GetAsync("/api/v1/resources/keyed-so/scaledobject")).StatusCode);
-        var yaml = await api.Writer().GetStringAsync("/api/v1/resources/keyed-so/scaledobject");
-        var docs = new YamlStream();
-        docs.Load(new StringReader(yaml));
-        var auth = (YamlMappingNode)docs.Documents[0].RootNode;
-        Assert.Equal("TriggerAuthentication", ((YamlScalarNode)auth["kind"]).Value);
-        var secret = (YamlMappingNode)((YamlSequenceNode)((YamlMappingNode)auth["spec"])["secretTargetRef"])[0];
-        Assert.Equal(("apiKey", "forecaster-read-key", "apiKey"), (((YamlScalarNode)secret["parameter"]).Value, ((YamlScalarNode)secret["name"]).Value, ((YamlScalarNode)secret["key"]).Value));
-        var trigger = (YamlMappingNode)((YamlSequenceNode)((YamlMappingNode)((YamlMappingNode)docs.Documents[1].RootNode)["spec"])["triggers"])[0];
-        var metadata = (YamlMappingNode)trigger["metadata"];
-        Assert.Equal(("apiKey", "X-Api-Key"), (((YamlScalarNode)metadata["authMode"]).Value, ((YamlScalarNode)metadata["keyParamName"]).Value));
-        Assert.Equal("keyed-so", ((YamlScalarNode)((YamlMappingNode)trigger["authenticationRef"])["name"]).Value);
     }
 }
