@@ -92,6 +92,9 @@ public static class PlanInputs
         var peaks = (await conn.QueryAsync<(int ResourceId, double? Cpu, long? Memory)>(new CommandDefinition(
             "SELECT resource_id, cpu_cores, memory_bytes FROM weekly_peaks WHERE resource_id = ANY(@ids)", new { ids }, cancellationToken: ct)))
             .ToDictionary(p => p.ResourceId);
+        var usage = await UsageAsync(conn, [.. Enumerable.Range(0, batch.Count)
+            .Where(i => policies[i]?.Requests.Rule == RequestsRule.Percentile)
+            .Select(i => (i, Series(i, "cpu_cores"), Series(i, "memory_bytes"), Series(i, "replicas")))], horizonStart, ct);
 
         for (var i = 0; i < batch.Count; i++)
         {
@@ -115,7 +118,8 @@ public static class PlanInputs
                     model,
                     peaks.TryGetValue(r.Id, out var p) ? new UsagePeak(p.Cpu, p.Memory) : null,
                     backlogSeries[i] is int bs && latest.TryGetValue(bs, out var b) ? b : null,
-                    BacklogMetric(i) is { } bm && forecasts.TryGetValue((r.Id, bm), out var bf) ? Hourly(bf, horizonStart, o.HorizonHours) : null),
+                    BacklogMetric(i) is { } bm && forecasts.TryGetValue((r.Id, bm), out var bf) ? Hourly(bf, horizonStart, o.HorizonHours) : null,
+                    usage.GetValueOrDefault(i)),
             };
         }
         return requests;
@@ -131,7 +135,7 @@ public static class PlanInputs
     public static PlanInput Compose(
         string resource, ResourceKind kind, Policy policy, DateTimeOffset now, DateTimeOffset horizonStart, int horizonHours,
         Forecast? forecast, HourlySeries? observedLoad, int? current, CapacityModel? capacityModel = null, UsagePeak? weeklyPeak = null,
-        double? currentBacklog = null, HourlySeries? backlogForecast = null) => new()
+        double? currentBacklog = null, HourlySeries? backlogForecast = null, UsageHistory? usage = null) => new()
         {
             Resource = resource,
             Kind = kind,
@@ -147,6 +151,7 @@ public static class PlanInputs
             WeeklyPeak = weeklyPeak,
             CurrentBacklog = currentBacklog,
             BacklogForecast = backlogForecast,
+            Usage = usage,
         };
 
     /// <summary>
@@ -158,10 +163,13 @@ public static class PlanInputs
             generatedAt, beatsSeasonalNaive != false, hours);
 
     /// <summary>The stored policy, read through the same validation as a PUT: a policy stored before validation existed is reported, not guessed.</summary>
-    static (Policy?, IReadOnlyList<string>) ReadPolicy(PlanResource r)
+    static (Policy?, IReadOnlyList<string>) ReadPolicy(PlanResource r) => ReadPolicy(r.Policy, r.Kind);
+
+    /// <summary>A stored policy (JSON text) of a resource of <paramref name="kind"/> (`service` or `job`), validated as on PUT.</summary>
+    internal static (Policy? Policy, IReadOnlyList<string> Problems) ReadPolicy(string policy, string kind)
     {
-        using var doc = JsonDocument.Parse(r.Policy);
-        var problems = PolicyValidator.Validate(doc.RootElement, r.Kind == "job" ? ResourceKind.Job : ResourceKind.Service);
+        using var doc = JsonDocument.Parse(policy);
+        var problems = PolicyValidator.Validate(doc.RootElement, kind == "job" ? ResourceKind.Job : ResourceKind.Service);
         return problems.Count > 0
             ? (null, [.. problems.Select(p => $"{p.Field}: {p.Message}")])
             : (PolicyJson.Read(doc.RootElement), []);
@@ -222,6 +230,47 @@ public static class PlanInputs
             hours.Add(new ForecastHour(new DateTimeOffset(reader.GetDateTime(2), TimeSpan.Zero), reader.GetDouble(3), reader.GetDouble(4), reader.GetDouble(5)));
         }
         Flush();
+        return result;
+    }
+
+    /// <summary>
+    /// Per-replica hourly usage of the last <see cref="ObservedDays"/> complete hours' days for the percentile rule of requests
+    /// (cpu: hourly mean ÷ replicas; memory: hourly peak ÷ replicas), keyed by batch index. Without a <c>replicas</c>
+    /// series nothing is known per replica, as for the weekly peak.
+    /// </summary>
+    static async Task<Dictionary<int, UsageHistory>> UsageAsync(
+        NpgsqlConnection conn, (int Index, int? Cpu, int? Memory, int? Replicas)[] wanted, DateTimeOffset to, CancellationToken ct)
+    {
+        var result = new Dictionary<int, UsageHistory>();
+        wanted = [.. wanted.Where(w => w.Replicas is not null && (w.Cpu is not null || w.Memory is not null))];
+        if (wanted.Length == 0)
+        {
+            return result;
+        }
+        var from = to - TimeSpan.FromDays(ObservedDays);
+        var ids = wanted.SelectMany(w => new[] { w.Cpu, w.Memory, w.Replicas }).OfType<int>().Distinct().ToArray();
+        var hours = await HourlyHistory.ReadAsync(conn, ids, from, to, ct);
+        HourlySeries PerReplica(int? usage, bool peak, double[] replicas)
+        {
+            var values = new double[replicas.Length];
+            Array.Fill(values, double.NaN);
+            if (usage is int id && hours.TryGetValue(id, out var u))
+            {
+                var source = peak ? u.Max : u.Mean;
+                for (var h = 0; h < values.Length; h++)
+                {
+                    values[h] = replicas[h] > 0 ? source[h] / replicas[h] : double.NaN;
+                }
+            }
+            return new HourlySeries(from, values);
+        }
+        foreach (var w in wanted)
+        {
+            if (hours.TryGetValue(w.Replicas!.Value, out var replicas))
+            {
+                result[w.Index] = new UsageHistory(PerReplica(w.Cpu, peak: false, replicas.Mean), PerReplica(w.Memory, peak: true, replicas.Mean));
+            }
+        }
         return result;
     }
 

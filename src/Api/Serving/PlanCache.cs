@@ -177,7 +177,10 @@ public sealed class PlanCache(
                 var r = rows[i];
                 var request = inputs.GetValueOrDefault(r.Id);
                 loaded.Add(new ServedResource(r.Id, r.Name, r.Kind == "job" ? ResourceKind.Job : ResourceKind.Service, r.Group, r.UpdatedAt,
-                    r.PlanId, plans[i], request?.Input, request?.Problems ?? []));
+                    r.PlanId, plans[i], request?.Input, request?.Problems ?? [])
+                {
+                    Policy = request?.Input?.Policy ?? (r.Kind == "job" ? PlanInputs.ReadPolicy(r.Policy, r.Kind).Policy : null),
+                });
             }
         }
         // Render each answer now, off the request path: the first poll of every resource then costs a lookup, not a serialization.

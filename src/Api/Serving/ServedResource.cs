@@ -71,6 +71,9 @@ public sealed class ServedResource(
     /// <summary>Why the stored policy cannot be used (the fallback then cannot run either).</summary>
     public IReadOnlyList<string> Problems => problems;
 
+    /// <summary>The stored policy, held for streaming jobs (their Flink patch needs restartMinutes and vertices); null otherwise or when invalid.</summary>
+    public Policy? Policy { get; init; }
+
     /// <summary>Whether this resource needs its history in memory: no plan, or one that ends within <paramref name="ahead"/>.</summary>
     public bool NeedsHistory(DateTimeOffset now, TimeSpan ahead) => plan is null || plan.End < now + ahead;
 

@@ -43,9 +43,10 @@ public static class ServingApi
             .ProducesProblem(StatusCodes.Status404NotFound);
         group.MapGet("/resources/{name}/keda", GetKedaMetric)
             .WithName(nameof(GetKedaMetric))
-            .WithSummary("KEDA metrics-api document {\"desiredReplicas\": n}: with metricType Value and targetValue 1 the HPA follows the plan")
-            .ProducesProblem(StatusCodes.Status404NotFound)
-            .ProducesProblem(StatusCodes.Status409Conflict);
+            .WithSummary("KEDA metrics-api document {\"desiredReplicas\": n}: with metricType AverageValue and targetValue 1 the HPA follows the plan; 0 with `neutral` and the reason for a forecastOnly plan or one that cannot be computed, so the other triggers decide")
+            .Produces<KedaMetric>(StatusCodes.Status200OK)
+            .Produces(StatusCodes.Status304NotModified)
+            .ProducesProblem(StatusCodes.Status404NotFound);
         return app;
     }
 
@@ -62,21 +63,36 @@ public static class ServingApi
         return answer.Missing is { } missing ? Missing(name, missing) : new CachedJson(answer.Body, answer.ETag, MaxAge(answer.ValidUntil, now, cache.Stale));
     }
 
-    static Results<Ok<KedaMetric>, ProblemHttpResult> GetKedaMetric(PlanCache cache, TimeProvider clock, string name)
+    /// <summary>
+    /// The plan trigger's value. A resource whose plan is not to be executed (forecastOnly) or that cannot be answered gets
+    /// 0 with the reason: with metricType AverageValue the trigger then proposes ceil(0 / 1) = 0 replicas, below
+    /// minReplicaCount, so under the HPA's max over triggers the others decide in both directions. An error instead would
+    /// stop every scale-down (kubernetes issue 99514).
+    /// </summary>
+    static Results<CachedJson, ProblemHttpResult> GetKedaMetric(PlanCache cache, TimeProvider clock, string name)
     {
-        if (Answer(cache, clock, name, null) is not (var answer, _))
+        if (Answer(cache, clock, name, null) is not (var answer, var now))
         {
             return cache.Loaded ? ProblemHandling.NotFound($"No resource is named '{name}'.") : Loading();
         }
+        KedaMetric metric;
         if (answer.Missing is { } missing)
         {
-            return Missing(name, missing);
+            metric = new KedaMetric(0, Neutral: true,
+                Reason: $"no plan covers this instant and the fallback cannot compute one ({string.Join("; ", missing)}): the other triggers decide");
         }
-        // A dry run is not to be executed: an error makes KEDA's scaler fail, so the HPA goes on with its other triggers.
-        return answer.ForecastOnly
-            ? TypedResults.Problem(statusCode: StatusCodes.Status409Conflict, title: "Plan is forecastOnly",
-                detail: $"The policy of '{name}' is mode forecastOnly (a dry run): its plan is not to be executed. Set mode to scale to let KEDA follow it.")
-            : TypedResults.Ok(new KedaMetric(answer.Count!.Value));
+        else if (answer.ForecastOnly)
+        {
+            metric = new KedaMetric(0, Neutral: true,
+                Reason: $"the policy is mode forecastOnly (a dry run): its count {answer.Count} is not executed, the other triggers decide");
+        }
+        else
+        {
+            metric = new KedaMetric(answer.Count!.Value);
+        }
+        var body = JsonSerializer.SerializeToUtf8Bytes(metric, ServingJson.Options);
+        // A missing answer holds until samples or a plan arrive, which nothing announces: not cached.
+        return new CachedJson(body, ServingJson.ETag(body), answer.Missing is null ? MaxAge(answer.ValidUntil, now, cache.Stale) : 0);
     }
 
     static Results<StreamedPlans, ValidationProblem, ProblemHttpResult> GetCurrentPlans(

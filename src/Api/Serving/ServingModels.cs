@@ -55,8 +55,11 @@ public sealed record ScheduledStep(
     int? Replicas, int? Parallelism, double? Cpu, long? Memory, DateTimeOffset ValidFrom, DateTimeOffset ValidUntil, DateTimeOffset Hour,
     StepSource Source, bool CapacityShortfall);
 
-/// <summary>What KEDA's metrics-api scaler reads (<c>valueLocation: desiredReplicas</c>): the plan's replicas (a job's parallelism) now.</summary>
-public sealed record KedaMetric(int DesiredReplicas);
+/// <summary>
+/// What KEDA's metrics-api scaler reads (<c>valueLocation: desiredReplicas</c>): the plan's replicas (a job's parallelism) now;
+/// 0 with <see cref="Neutral"/> and the <see cref="Reason"/> when the plan is not to be followed, so the other triggers decide.
+/// </summary>
+public sealed record KedaMetric(int DesiredReplicas, bool? Neutral = null, string? Reason = null);
 
 /// <summary>A page of current states; pass <see cref="Next"/> as <c>after</c> for the following page.</summary>
 public sealed record CurrentPlanPage(int Count, IReadOnlyList<CurrentPlan> Items, string? Next);

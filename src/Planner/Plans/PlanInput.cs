@@ -41,6 +41,9 @@ public sealed record PlanInput
     /// <summary>Maximum hourly per-replica usage over the last 7 days; null when not known.</summary>
     public UsagePeak? WeeklyPeak { get; init; }
 
+    /// <summary>Hourly per-replica usage of the last days, for <c>requests.rule</c> percentile; null otherwise or when unknown.</summary>
+    public UsageHistory? Usage { get; init; }
+
     /// <summary>Jobs: source backlog (records) observed at <see cref="Now"/>.</summary>
     public double? CurrentBacklog { get; init; }
 

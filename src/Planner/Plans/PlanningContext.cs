@@ -45,7 +45,7 @@ internal sealed class PlanningContext
         this.input = input;
         policy = input.Policy;
         Capacity = Capacity.Resolve(input);
-        Requests = ResourceRequests.For(policy, input.WeeklyPeak);
+        Requests = ResourceRequests.For(policy, input.WeeklyPeak, input.Usage, input.Now);
         if (input.Kind == ResourceKind.Job && policy.MaxParallelism is int keyGroups)
         {
             divisors = Divisors(keyGroups);

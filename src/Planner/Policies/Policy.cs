@@ -18,6 +18,32 @@ public enum MaxBreach { Honor, Exceed }
 [JsonConverter(typeof(CamelCaseEnumConverter<PlanMode>))]
 public enum PlanMode { Scale, ForecastOnly }
 
+/// <summary>How requests per replica are sized: the weekly peak (ByteDance's overcommit) or a VPA-recommender percentile.</summary>
+[JsonConverter(typeof(CamelCaseEnumConverter<RequestsRule>))]
+public enum RequestsRule { WeeklyPeak, Percentile }
+
+/// <summary>
+/// The <c>requests</c> object of a policy: which sizing rule computes the cpu and memory request per replica. Both rules
+/// add <see cref="Policy.OvercommitBuffer"/> as the margin and keep the policy's floors and granularity.
+/// </summary>
+[JsonUnmappedMemberHandling(JsonUnmappedMemberHandling.Disallow)]
+public sealed record RequestsPolicy
+{
+    public const double DefaultPercentile = 0.9;
+    public const double DefaultHalfLifeHours = 24;
+
+    public RequestsRule Rule { get; init; } = RequestsRule.WeeklyPeak;
+
+    /// <summary>With <see cref="RequestsRule.Percentile"/>: the quantile of the decaying usage histogram (the VPA recommender's target is 0.9).</summary>
+    public double? Percentile { get; init; }
+
+    /// <summary>With <see cref="RequestsRule.Percentile"/>: an hour this old weighs half as much as the latest (the VPA recommender's is 24).</summary>
+    public double? HalfLifeHours { get; init; }
+
+    /// <summary>The container the recommendation is for (a VPA's <c>containerName</c>); absent means the resource's name.</summary>
+    public string? ContainerName { get; init; }
+}
+
 /// <summary>
 /// A resource's scaling policy: the <c>policy</c> object of the resource (issue 5), read with web JSON defaults (camelCase).
 /// Validate the JSON with <see cref="PolicyValidator"/> first; then <see cref="PolicyJson.Read"/> cannot fail.
@@ -109,6 +135,9 @@ public sealed record Policy
     /// <summary>A forecast generated longer ago than this is not used; the hours fall back.</summary>
     public double StaleAfterHours { get; init; } = DefaultStaleAfterHours;
 
+    /// <summary>How the request per replica is sized (<c>requests.rule</c>); absent means the weekly peak.</summary>
+    public RequestsPolicy Requests { get; init; } = new();
+
     // Streaming jobs (in the manner of Flink's autoscaler).
 
     /// <summary>Metric of the source backlog (records waiting); optional.</summary>
@@ -125,6 +154,12 @@ public sealed record Policy
 
     /// <summary>The job's key groups: parallelism is rounded up to a divisor of it, and never exceeds it.</summary>
     public int? MaxParallelism { get; init; }
+
+    /// <summary>
+    /// Flink job vertex ids (32 hex digits) the planned parallelism is applied to through
+    /// <c>pipeline.jobvertex-parallelism-overrides</c>; absent means the whole job (<c>spec.job.parallelism</c>).
+    /// </summary>
+    public IReadOnlyList<string>? Vertices { get; init; }
 
     /// <summary>The bounds and target in force for the hour starting at <paramref name="hourUtc"/>.</summary>
     public HourLimits LimitsAt(DateTimeOffset hourUtc, ResourceKind kind)

@@ -18,18 +18,20 @@ public static class PolicyValidator
 
     private static readonly string[] ServiceOnly = ["capacityPerReplica"];
 
-    private static readonly string[] JobOnly = ["backlogMetric", "catchUpMinutes", "restartMinutes", "capacityPerSubtask", "maxParallelism"];
+    private static readonly string[] JobOnly = ["backlogMetric", "catchUpMinutes", "restartMinutes", "capacityPerSubtask", "maxParallelism", "vertices"];
 
     private static readonly string[] PolicyFields =
     [
         "loadMetric", "capacityPerReplica", "replicaCpu", "targetUtilization", "minReplicas", "maxReplicas", "forecastBound",
         "maxStepUp", "maxStepDown", "tolerance", "scaleDownDelayHours", "leadMinutes", "windows", "maxBreach",
         "maxBreachBuffer", "mode", "overcommitBuffer", "minCpu", "minMemory", "cpuGranularity", "memoryGranularity",
-        "staleAfterHours", "risk", .. JobOnly,
+        "staleAfterHours", "risk", "requests", .. JobOnly,
     ];
 
     /// <summary>More windows than hours in a week says nothing more, and each one costs every planning run.</summary>
     public const int MaxWindows = 100;
+
+    private static readonly string[] RequestsFields = ["rule", "percentile", "halfLifeHours", "containerName"];
 
     private static readonly string[] WindowFields = ["days", "from", "to", "timeZone", "minReplicas", "maxReplicas", "targetUtilization"];
 
@@ -101,6 +103,14 @@ public static class PolicyValidator
         {
             Risk(risk, problems);
         }
+        if (fields.TryGetValue("requests", out var requests))
+        {
+            Requests(requests, problems);
+        }
+        if (fields.TryGetValue("vertices", out var vertices) && kind == ResourceKind.Job)
+        {
+            Vertices(vertices, problems);
+        }
         return problems;
     }
 
@@ -119,6 +129,63 @@ public static class PolicyValidator
             return;
         }
         new Checker(fields, at, problems).Number("maxUnderProvisionedHoursFraction", min: 0, minExclusive: true, max: 0.5, nullable: false);
+    }
+
+    /// <summary>The sizing rule of requests per replica; percentile and half-life only mean something with rule percentile.</summary>
+    private static void Requests(JsonElement requests, List<PolicyProblem> problems)
+    {
+        var at = $"{Root}.requests";
+        if (requests.ValueKind != JsonValueKind.Object)
+        {
+            problems.Add(new(at, "must be an object such as {\"rule\":\"percentile\",\"percentile\":0.9,\"halfLifeHours\":24}"));
+            return;
+        }
+        var fields = Fields(requests, at, RequestsFields, problems);
+        var check = new Checker(fields, at, problems);
+        var rule = check.Choice("rule", ["weeklyPeak", "percentile"]);
+        var percentile = check.Number("percentile", min: 0, minExclusive: true, max: 1);
+        var halfLife = check.Number("halfLifeHours", min: 0, minExclusive: true, max: 24 * 30);
+        check.Text("containerName");
+        if (rule != "percentile")
+        {
+            foreach (var (name, value) in new[] { ("percentile", percentile), ("halfLifeHours", halfLife) })
+            {
+                if (value is not null)
+                {
+                    problems.Add(new($"{at}.{name}", "only applies with rule \"percentile\""));
+                }
+            }
+        }
+    }
+
+    /// <summary>Flink job vertex ids: 32 hex digits each (a JobVertexID), none repeated.</summary>
+    private static void Vertices(JsonElement vertices, List<PolicyProblem> problems)
+    {
+        var at = $"{Root}.vertices";
+        if (vertices.ValueKind == JsonValueKind.Null)
+        {
+            return;
+        }
+        if (vertices.ValueKind != JsonValueKind.Array || vertices.GetArrayLength() == 0)
+        {
+            problems.Add(new(at, "must be a non-empty array of Flink job vertex ids (32 hex digits); omit it to set the whole job's parallelism"));
+            return;
+        }
+        var seen = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+        var i = 0;
+        foreach (var vertex in vertices.EnumerateArray())
+        {
+            var path = string.Create(CultureInfo.InvariantCulture, $"{at}[{i++}]");
+            var id = vertex.ValueKind == JsonValueKind.String ? vertex.GetString()! : "";
+            if (id.Length != 32 || !id.All(char.IsAsciiHexDigit))
+            {
+                problems.Add(new(path, "must be a Flink job vertex id: 32 hex digits"));
+            }
+            else if (!seen.Add(id))
+            {
+                problems.Add(new(path, $"repeats vertex {id}"));
+            }
+        }
     }
 
     private static void Windows(JsonElement windows, int? policyMin, int? policyMax, List<PolicyProblem> problems)

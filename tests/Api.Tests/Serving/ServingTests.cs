@@ -8,6 +8,7 @@ using Forecaster.Api.Serving;
 using Forecaster.Api.Tests.Infrastructure;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
+using YamlDotNet.RepresentationModel;
 
 namespace Forecaster.Api.Tests.Serving;
 
@@ -152,7 +153,8 @@ public sealed class ServingTests(ApiFixture api) : IClassFixture<ApiFixture>
         var response = await api.Reader().GetAsync("/api/v1/resources/svc-nothing/plan/current");
         var problem = await SamplesApiTests.AssertProblem(response, HttpStatusCode.NotFound, null, "minReplicas");
         Assert.Contains("no observed load", problem.GetProperty("missing")[0].GetString(), StringComparison.Ordinal);
-        Assert.Equal(HttpStatusCode.NotFound, (await api.Reader().GetAsync("/api/v1/resources/svc-nothing/keda")).StatusCode);
+        // KEDA gets a neutral 0 instead (the other triggers decide): see ExecutorsApiTests.
+        Assert.Equal(HttpStatusCode.OK, (await api.Reader().GetAsync("/api/v1/resources/svc-nothing/keda")).StatusCode);
         await SamplesApiTests.AssertProblem(await api.Reader().GetAsync("/api/v1/resources/no-such/plan/current"), HttpStatusCode.NotFound, null, "No resource");
     }
 
@@ -278,5 +280,25 @@ public sealed class ServingReadKeyTests(ServingReadKeyTests.KeyedReads api) : IC
             Assert.Equal(HttpStatusCode.Unauthorized, (await api.Reader().GetAsync(path)).StatusCode);
             Assert.Equal(HttpStatusCode.OK, (await api.Writer().GetAsync(path)).StatusCode);
         }
+    }
+
+    /// <summary>The ScaledObject comes with its TriggerAuthentication when reads need a key.</summary>
+    [Fact]
+    public async Task ReadsThatNeedAKeyGetATriggerAuthentication()
+    {
+        var put = await api.Writer().PutAsync("/api/v1/resources/keyed-so", ApiFixture.Json("""{"kind":"service","loadMetric":"qps","policy":{"minReplicas":2,"maxReplicas":9}}"""));
+        put.EnsureSuccessStatusCode();
+        Assert.Equal(HttpStatusCode.Unauthorized, (await api.Reader().GetAsync("/api/v1/resources/keyed-so/scaledobject")).StatusCode);
+        var yaml = await api.Writer().GetStringAsync("/api/v1/resources/keyed-so/scaledobject");
+        var docs = new YamlStream();
+        docs.Load(new StringReader(yaml));
+        var auth = (YamlMappingNode)docs.Documents[0].RootNode;
+        Assert.Equal("TriggerAuthentication", ((YamlScalarNode)auth["kind"]).Value);
+        var secret = (YamlMappingNode)((YamlSequenceNode)((YamlMappingNode)auth["spec"])["secretTargetRef"])[0];
+        Assert.Equal(("apiKey", "forecaster-read-key", "apiKey"), (((YamlScalarNode)secret["parameter"]).Value, ((YamlScalarNode)secret["name"]).Value, ((YamlScalarNode)secret["key"]).Value));
+        var trigger = (YamlMappingNode)((YamlSequenceNode)((YamlMappingNode)((YamlMappingNode)docs.Documents[1].RootNode)["spec"])["triggers"])[0];
+        var metadata = (YamlMappingNode)trigger["metadata"];
+        Assert.Equal(("apiKey", "X-Api-Key"), (((YamlScalarNode)metadata["authMode"]).Value, ((YamlScalarNode)metadata["keyParamName"]).Value));
+        Assert.Equal("keyed-so", ((YamlScalarNode)((YamlMappingNode)trigger["authenticationRef"])["name"]).Value);
     }
 }

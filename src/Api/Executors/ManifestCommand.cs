@@ -1,0 +1,117 @@
+using System.CommandLine;
+using System.Text;
+using Dapper;
+using Forecaster.Api.Plans;
+using Forecaster.Api.Serving;
+using Forecaster.Planner;
+
+namespace Forecaster.Api.Executors;
+
+/// <summary>
+/// <c>forecaster manifest scaledobject NAME</c> and <c>forecaster manifest flink NAME</c>: the same YAML as the endpoints, from the
+/// database, on stdout (pipe it into <c>kubectl apply -f -</c> or <c>kubectl patch ... --type merge --patch-file</c>).
+/// Exit codes: 0 printed, 1 failure, 2 unknown name or a policy that makes the manifest impossible (the field is named).
+/// </summary>
+public static class ManifestCommand
+{
+    public static Command Create()
+    {
+        var scaled = new Command("scaledobject", "Print the KEDA ScaledObject (and TriggerAuthentication when reads need a key) of a service.");
+        var scaledName = new Argument<string>("NAME") { Description = "The resource." };
+        scaled.Add(scaledName);
+        scaled.SetAction(async (parse, ct) => await ScaledObjectAsync(parse.GetValue(scaledName)!, ct));
+
+        var flink = new Command("flink", "Print the FlinkDeployment merge patch of a streaming job's current step, for kubectl patch --type merge.");
+        var flinkName = new Argument<string>("NAME") { Description = "The resource." };
+        flink.Add(flinkName);
+        flink.SetAction(async (parse, ct) => await FlinkAsync(parse.GetValue(flinkName)!, ct));
+
+        return new Command("manifest", "Print what an executor applies: a KEDA ScaledObject or a Flink patch.") { scaled, flink };
+    }
+
+    sealed record Row
+    {
+        public int Id { get; init; }
+        public string Name { get; init; } = "";
+        public string Kind { get; init; } = "";
+        public string Group { get; init; } = "";
+        public string LoadMetric { get; init; } = "";
+        public string Policy { get; init; } = "{}";
+        public DateTime UpdatedAt { get; init; }
+        public long? PlanId { get; init; }
+        public DateTime? GeneratedAt { get; init; }
+        public string? Mode { get; init; }
+        public string? Steps { get; init; }
+    }
+
+    static async Task<Row?> ReadAsync(Npgsql.NpgsqlDataSource db, string name, CancellationToken ct)
+    {
+        const string sql = """
+            SELECT r.id, r.name, r.kind, r."group" AS Group, r.load_metric AS LoadMetric, r.policy::text AS Policy, r.updated_at AS UpdatedAt,
+                   p.id AS PlanId, p.generated_at AS GeneratedAt, p.mode, p.steps::text AS Steps
+            FROM resources r LEFT JOIN plan_versions p ON p.resource_id = r.id AND p.status = 'active'
+            WHERE r.name = @name
+            """;
+        await using var conn = await db.OpenConnectionAsync(ct);
+        return await conn.QuerySingleOrDefaultAsync<Row>(new CommandDefinition(sql, new { name }, cancellationToken: ct));
+    }
+
+    static async Task<int> ScaledObjectAsync(string name, CancellationToken ct)
+    {
+        var configuration = Cli.Cli.Configuration();
+        var options = configuration.GetSection(ExecutorOptions.Section).Get<ExecutorOptions>() ?? new ExecutorOptions();
+        var readsNeedKey = configuration.GetValue<bool>($"{ForecasterOptions.Section}:RequireApiKeyForReads");
+        var (db, _) = await Cli.Cli.OpenDatabaseAsync(ct);
+        await using var __ = db;
+        if (await ReadAsync(db, name, ct) is not { } row)
+        {
+            Console.Error.WriteLine($"NAME: no resource is named '{name}'");
+            return 2;
+        }
+        switch (ExecutorsApi.ScaledObject(row.Name, row.Kind, row.Policy, options, readsNeedKey))
+        {
+            case ManifestText text:
+                Console.Out.Write(text.Yaml);
+                return 0;
+            case ManifestImpossible bad:
+                Console.Error.WriteLine($"{bad.Field}: {bad.Message}");
+                return 2;
+            default:
+                return 1;
+        }
+    }
+
+    static async Task<int> FlinkAsync(string name, CancellationToken ct)
+    {
+        var (db, _) = await Cli.Cli.OpenDatabaseAsync(ct);
+        await using var __ = db;
+        if (await ReadAsync(db, name, ct) is not { } row)
+        {
+            Console.Error.WriteLine($"NAME: no resource is named '{name}'");
+            return 2;
+        }
+        var now = TimeProvider.System.GetUtcNow();
+        var plan = row.PlanId is long id && row.Steps is not null
+            ? new ServedPlan(id, new DateTimeOffset(row.GeneratedAt!.Value, TimeSpan.Zero), row.Mode == "forecastOnly", PlanJson.ReadSteps(row.Steps))
+            : null;
+        // The fallback's inputs, as the serving cache loads them, for hours no plan covers.
+        var request = (await PlanInputs.LoadAsync(db,
+            [new PlanResource { Id = row.Id, Name = row.Name, Kind = row.Kind, LoadMetric = row.LoadMetric, Policy = row.Policy, UpdatedAt = row.UpdatedAt }],
+            now, PlanInputs.HorizonStart(now), new PlanningOptions(), ct))[0];
+        var resource = new ServedResource(row.Id, row.Name, row.Kind == "job" ? ResourceKind.Job : ResourceKind.Service, row.Group, row.UpdatedAt,
+            row.PlanId, plan, request.Input, request.Problems)
+        {
+            Policy = request.Input?.Policy,
+        };
+        var (body, problem) = ExecutorsApi.Flink(resource, now, stale: false, yaml: true);
+        if (body is not null)
+        {
+            Console.Out.Write(Encoding.UTF8.GetString(body.Body));
+            return 0;
+        }
+        // A service is bad input (exit 2); nothing to patch yet or a dry run is a state, not a mistake (exit 1).
+        var status = problem?.StatusCode;
+        Console.Error.WriteLine(status == StatusCodes.Status400BadRequest ? $"kind: {problem?.ProblemDetails.Detail}" : problem?.ProblemDetails.Detail);
+        return status == StatusCodes.Status400BadRequest ? 2 : 1;
+    }
+}
