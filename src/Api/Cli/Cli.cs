@@ -20,6 +20,7 @@ public static class Cli
         Training.TrainCommand.Create(),
         Plans.PlanCommand.Create(),
         Simulations.SimulateCommand.Create(),
+        Sources.SourcesCommand.Create(),
     };
 
     /// <summary>True when <paramref name="args"/> name a CLI verb (or ask for help) rather than the service.</summary>
