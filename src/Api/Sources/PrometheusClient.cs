@@ -232,8 +232,10 @@ public sealed class PrometheusClient(IHttpClientFactory http, IOptions<Prometheu
                     result.Add(ReadSeries(ref reader));
                 }
             }
-            else if (reader.CurrentDepth == 1)
+            else if (reader.CurrentDepth == 1 && !reader.ValueTextEquals("data"u8))
             {
+                // errorType, warnings...
+                reader.Read();
                 reader.Skip();
             }
         }

@@ -101,7 +101,9 @@ public sealed class PrometheusSourcesTests(SourcesFixture f) : IClassFixture<Sou
         Assert.Equal(HttpStatusCode.OK, own.StatusCode);
         var svcC = (await own.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("sources").GetProperty("qps");
         Assert.Equal("resource", svcC.GetProperty("origin").GetString());
-        Assert.Equal(JsonValueKind.Null, svcC.GetProperty("watermark").ValueKind);
+        Assert.Equal("http_load{service=\"svc-a\"}", svcC.GetProperty("query").GetString());
+        // A changed query is backfilled anew: no watermark until then.
+        Assert.False(svcC.TryGetProperty("watermark", out _));
     }
 
     [PrometheusFact]
