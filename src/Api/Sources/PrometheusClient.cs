@@ -40,6 +40,8 @@ public sealed class PrometheusClient(IHttpClientFactory http, IOptions<Prometheu
     public static void AddClients(IServiceCollection services, PrometheusOptions options)
     {
         services.AddSingleton<PrometheusClient>();
+        // The factory exists even with no server configured (then no source can be defined).
+        services.AddHttpClient();
         foreach (var (name, server) in options.AllServers())
         {
             var s = server;

@@ -62,6 +62,7 @@ public sealed class SourcePuller(NpgsqlDataSource db, SamplePartitions partition
             await RecordLagAsync(now, ct);
             return new PullRoundSummary(0, 0, 0, 0);
         }
+        var roundStarted = Stopwatch.GetTimestamp();
         int succeeded = 0, failed = 0;
         long points = 0;
         var parallel = Math.Clamp(o.AllServers().Sum(s => s.Server.MaxConcurrency), 1, 32);
@@ -72,7 +73,8 @@ public sealed class SourcePuller(NpgsqlDataSource db, SamplePartitions partition
             Interlocked.Increment(ref ok ? ref succeeded : ref failed);
         });
         await RecordLagAsync(now, ct);
-        log.LogInformation("Pulled {Claimed} sources: {Succeeded} succeeded, {Failed} failed, {Points} points", claims.Count, succeeded, failed, points);
+        log.LogInformation("Pulled {Claimed} sources in {Seconds:F2}s: {Succeeded} succeeded, {Failed} failed, {Points} points stored",
+            claims.Count, Stopwatch.GetElapsedTime(roundStarted).TotalSeconds, succeeded, failed, points);
         return new PullRoundSummary(claims.Count, succeeded, failed, points);
     }
 
