@@ -65,7 +65,9 @@ public sealed class SourcePuller(NpgsqlDataSource db, SamplePartitions partition
         var roundStarted = Stopwatch.GetTimestamp();
         int succeeded = 0, failed = 0;
         long points = 0;
-        var parallel = Math.Clamp(o.AllServers().Sum(s => s.Server.MaxConcurrency), 1, 32);
+        // Twice the servers' request slots: while some sources are being written to PostgreSQL, others keep every slot
+        // busy (the per-server gates in PrometheusClient still bound what each server sees).
+        var parallel = Math.Clamp(2 * o.AllServers().Sum(s => s.Server.MaxConcurrency), 1, 64);
         await Parallel.ForEachAsync(claims, new ParallelOptions { MaxDegreeOfParallelism = parallel, CancellationToken = ct }, async (c, token) =>
         {
             var (ok, n) = await PullAsync(c, now, token);

@@ -62,7 +62,10 @@ public sealed class PrometheusServer : IAsyncDisposable
                 {
                     for (var t = from.ToUnixTimeSeconds(); t <= to.ToUnixTimeSeconds(); t += (long)step.TotalSeconds)
                     {
-                        await w.WriteAsync(string.Create(CultureInfo.InvariantCulture, $"{name} {f(t):R} {t}\n"));
+                        var v = f(t);
+                        // OpenMetrics spells the special values NaN, +Inf and -Inf.
+                        var text = double.IsNaN(v) ? "NaN" : double.IsPositiveInfinity(v) ? "+Inf" : double.IsNegativeInfinity(v) ? "-Inf" : v.ToString("R", CultureInfo.InvariantCulture);
+                        await w.WriteAsync(string.Create(CultureInfo.InvariantCulture, $"{name} {text} {t}\n"));
                     }
                 }
                 await w.WriteAsync("# EOF\n");

@@ -189,6 +189,25 @@ public sealed class PrometheusSourcesTests(SourcesFixture f) : IClassFixture<Sou
     }
 
     [PrometheusFact]
+    public async Task NaNAndInfinitePointsAreGapsNotValues()
+    {
+        f.Clock.Now = Now;
+        var put = await f.Client.PutAsync("/api/v1/resources/gappy", ApiFixture.Json("""
+            {"kind":"service","loadMetric":"qps","policy":{"minReplicas":1,"maxReplicas":10},"sources":{"qps":"gappy{service=\"gappy\"}"}}
+            """));
+        Assert.Equal(HttpStatusCode.Created, put.StatusCode);
+        await f.Puller.PullDueAsync(default);
+
+        var nan = DateTimeOffset.FromUnixTimeSeconds(SyntheticLoad.NaNHour);
+        var view = await f.Client.GetFromJsonAsync<JsonElement>(
+            $"/api/v1/resources/gappy/samples?metric=qps&from={nan.AddHours(-1):yyyy-MM-ddTHH:mm:ssZ}&to={nan.AddHours(3):yyyy-MM-ddTHH:mm:ssZ}&step=1h");
+        var hours = view.GetProperty("buckets").EnumerateArray().Select(b => b.GetProperty("timestamp").GetDateTimeOffset()).ToList();
+        // The hour before and the hour after hold all their minutes; the NaN hour and the ±Inf hour hold none.
+        Assert.Equal([nan.AddHours(-1), nan.AddHours(2)], hours);
+        await AssertHourlyMeansAsync("gappy", "qps", nan.AddHours(2), nan.AddHours(3).AddMinutes(-1), t => SyntheticLoad.Load(t, 30));
+    }
+
+    [PrometheusFact]
     public async Task SourcesTestShowsWhatEachQueryReturnsOverTheLastHours()
     {
         f.Clock.Now = Now;

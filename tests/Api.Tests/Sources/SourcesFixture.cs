@@ -26,7 +26,13 @@ public static class SyntheticLoad
         ["dup{pod=\"a\"}"] = t => Load(t, 10),
         ["dup{pod=\"b\"}"] = t => Load(t, 20),
         ["steady{service=\"steady\"}"] = t => Load(t, 50),
+        ["gappy{service=\"gappy\"}"] = t => t >= NaNHour && t < NaNHour + 3600 ? double.NaN
+            : t >= NaNHour + 3600 && t < NaNHour + 7200 ? (t % 120 == 0 ? double.PositiveInfinity : double.NegativeInfinity)
+            : Load(t, 30),
     };
+
+    /// <summary>`gappy` is NaN for this hour and ±Inf for the next: gaps, not values.</summary>
+    public static readonly long NaNHour = ApiFixture.Now.AddDays(-2).ToUnixTimeSeconds();
 }
 
 /// <summary>
