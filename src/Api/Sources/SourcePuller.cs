@@ -29,6 +29,8 @@ public sealed class SourcePuller(NpgsqlDataSource db, SamplePartitions partition
     /// <summary>Completes when <see cref="Wake"/> was called.</summary>
     public ValueTask<bool> WokenAsync(CancellationToken ct) => _wake.Reader.ReadAsync(ct);
 
+    long _queryTicks, _writeTicks;
+
     sealed record Claim(int ResourceId, string Name, string Metric, string Query, string Server, DateTime? Watermark);
 
     /// <summary>Claims up to BatchSources due sources and pulls them; returns what happened.</summary>
@@ -65,6 +67,8 @@ public sealed class SourcePuller(NpgsqlDataSource db, SamplePartitions partition
         var roundStarted = Stopwatch.GetTimestamp();
         int succeeded = 0, failed = 0;
         long points = 0;
+        _queryTicks = 0;
+        _writeTicks = 0;
         // Twice the servers' request slots: while some sources are being written to PostgreSQL, others keep every slot
         // busy (the per-server gates in PrometheusClient still bound what each server sees).
         var parallel = Math.Clamp(2 * o.AllServers().Sum(s => s.Server.MaxConcurrency), 1, 64);
@@ -75,8 +79,9 @@ public sealed class SourcePuller(NpgsqlDataSource db, SamplePartitions partition
             Interlocked.Increment(ref ok ? ref succeeded : ref failed);
         });
         await RecordLagAsync(now, ct);
-        log.LogInformation("Pulled {Claimed} sources in {Seconds:F2}s: {Succeeded} succeeded, {Failed} failed, {Points} points stored",
-            claims.Count, Stopwatch.GetElapsedTime(roundStarted).TotalSeconds, succeeded, failed, points);
+        log.LogInformation("Pulled {Claimed} sources in {Seconds:F2}s: {Succeeded} succeeded, {Failed} failed, {Points} points stored (summed over workers: {QuerySeconds:F1}s querying, {WriteSeconds:F1}s writing)",
+            claims.Count, Stopwatch.GetElapsedTime(roundStarted).TotalSeconds, succeeded, failed, points,
+            TimeSpan.FromTicks(Interlocked.Read(ref _queryTicks)).TotalSeconds, TimeSpan.FromTicks(Interlocked.Read(ref _writeTicks)).TotalSeconds);
         return new PullRoundSummary(claims.Count, succeeded, failed, points);
     }
 
@@ -93,6 +98,7 @@ public sealed class SourcePuller(NpgsqlDataSource db, SamplePartitions partition
         try
         {
             var series = await prometheus.QueryRangeAsync(c.Server, c.Query, from, to, step, ct);
+            Interlocked.Add(ref _queryTicks, Stopwatch.GetElapsedTime(started).Ticks);
             error = series.Count switch
             {
                 > 1 => $"the query returned {series.Count} series ({Describe(series)}); a source must return exactly one: aggregate it, e.g. sum(...)",
@@ -101,7 +107,9 @@ public sealed class SourcePuller(NpgsqlDataSource db, SamplePartitions partition
             };
             if (error is null && series.Count == 1)
             {
+                var writing = Stopwatch.GetTimestamp();
                 stored = await WriteAsync(c, series[0], now, ct);
+                Interlocked.Add(ref _writeTicks, Stopwatch.GetElapsedTime(writing).Ticks);
                 if (stored < 0)
                 {
                     return (false, 0);
