@@ -21,6 +21,7 @@ public static class Cli
         Plans.PlanCommand.Create(),
         Simulations.SimulateCommand.Create(),
         Executors.ManifestCommand.Create(),
+        Sources.SourcesCommand.Create(),
     };
 
     /// <summary>True when <paramref name="args"/> name a CLI verb (or ask for help) rather than the service.</summary>

@@ -7,7 +7,9 @@ namespace Forecaster.Api.Resources;
 /// <param name="Group">Team, cluster or any grouping used by fleet views and quotas.</param>
 /// <param name="LoadMetric">The metric that drives scaling, e.g. `qps` or `records_in_rate`.</param>
 /// <param name="Policy">The scaling policy (see the planner); stored as given.</param>
-public sealed record ResourceInput(string? Kind, string? Group, string? LoadMetric, JsonElement? Policy);
+/// <param name="Sources">Optional Prometheus sources, metric name → PromQL (or {"query", "server"}); each must return exactly
+/// one series. Absent: the resource's sources stay as they are; `{}` removes them.</param>
+public sealed record ResourceInput(string? Kind, string? Group, string? LoadMetric, JsonElement? Policy, JsonElement? Sources = null);
 
 /// <summary>A registered resource.</summary>
 public sealed record ResourceView(
@@ -18,7 +20,11 @@ public sealed record ResourceView(
     JsonElement Policy,
     IReadOnlyList<string> Metrics,
     DateTimeOffset CreatedAt,
-    DateTimeOffset UpdatedAt);
+    DateTimeOffset UpdatedAt)
+{
+    /// <summary>Prometheus sources feeding this resource, by metric, with their pull state (shown for a single resource).</summary>
+    public IReadOnlyDictionary<string, Sources.SourceView>? Sources { get; init; }
+}
 
 /// <summary>One page of resources; pass `next` as `after` for the following page.</summary>
 public sealed record ResourcePage(IReadOnlyList<ResourceView> Items, string? Next);

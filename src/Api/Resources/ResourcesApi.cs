@@ -5,8 +5,10 @@ using Forecaster.Api.OpenApi;
 using Forecaster.Api.Plans;
 using Forecaster.Api.Samples;
 using Forecaster.Api.Security;
+using Forecaster.Api.Sources;
 using Forecaster.Planner;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Extensions.Options;
 using Npgsql;
 
 namespace Forecaster.Api.Resources;
@@ -73,14 +75,27 @@ public static class ResourcesApi
         await using var conn = await db.OpenConnectionAsync(ct);
         var row = await conn.QuerySingleOrDefaultAsync<ResourceRow>(new CommandDefinition(
             $"SELECT {ResourceRow.Columns} FROM resources r WHERE r.name = @name", new { name }, cancellationToken: ct));
-        return row is null ? ProblemHandling.NotFound($"No resource is named '{name}'.") : TypedResults.Ok(row.ToView());
+        return row is null ? ProblemHandling.NotFound($"No resource is named '{name}'.")
+            : TypedResults.Ok(row.ToView() with { Sources = await SourceDefinitions.ViewsAsync(conn, row.Id, ct) });
     }
 
     static async Task<Results<Created<ResourceView>, Ok<ResourceView>, ValidationProblem>> PutResource(
         NpgsqlDataSource db, PlanningPipeline planner, Hangfire.IBackgroundJobClient jobs, ILogger<PlanningPipeline> logger, TimeProvider clock,
-        string name, ResourceInput input, CancellationToken ct)
+        PrometheusClient prometheus, IOptions<PrometheusOptions> prometheusOptions, SourcePuller puller, string name, ResourceInput input, CancellationToken ct)
     {
         var errors = Validate(name, input);
+        var sources = input.Sources is { ValueKind: not (JsonValueKind.Null or JsonValueKind.Undefined) } given
+            ? SourceDefinitions.Parse(given, prometheusOptions.Value, templates: false, errors) : null;
+        if (errors.Count == 0 && sources is { Count: > 0 })
+        {
+            // Only new or changed queries go to Prometheus: each must return exactly one series.
+            var stored = await SourceDefinitions.ResourceSourcesAsync(db, name, ct);
+            var newOrChanged = sources.Where(x => !stored.TryGetValue(x.Key, out var old) || old != x.Value).ToDictionary(x => x.Key, x => x.Value, StringComparer.Ordinal);
+            foreach (var (field, message) in await SourcesApi.CheckAsync(prometheus, prometheusOptions.Value, newOrChanged, clock.GetUtcNow(), ct))
+            {
+                errors[field] = message;
+            }
+        }
         if (errors.Count > 0)
         {
             return TypedResults.ValidationProblem(errors, detail: string.Join(" ", errors.Select(e => $"{e.Key} {e.Value[0]}.")));
@@ -97,6 +112,7 @@ public static class ResourcesApi
                 NOT EXISTS (SELECT 1 FROM old WHERE old.kind = @kind AND old.load_metric = @loadMetric AND old.policy = @policy::jsonb) AS Changed
             """;
         await using var conn = await db.OpenConnectionAsync(ct);
+        await using var tx = await conn.BeginTransactionAsync(ct);
         var (inserted, changed) = await conn.QuerySingleAsync<(bool Inserted, bool Changed)>(new CommandDefinition(upsert, new
         {
             name,
@@ -105,9 +121,21 @@ public static class ResourcesApi
             loadMetric = input.LoadMetric,
             policy = input.Policy is { ValueKind: JsonValueKind.Object } p ? p.GetRawText() : "{}",
             now = clock.GetUtcNow(),
-        }, cancellationToken: ct));
+        }, tx, cancellationToken: ct));
+        var id = await conn.ExecuteScalarAsync<int>(new CommandDefinition("SELECT id FROM resources WHERE name = @name", new { name }, tx, cancellationToken: ct));
+        if (sources is not null)
+        {
+            await SourceDefinitions.SaveForResourceAsync(conn, tx, id, sources, clock.GetUtcNow(), ct);
+        }
+        else
+        {
+            // Its group (and so its group's templates) may have changed.
+            await SourceDefinitions.ReconcileAsync(conn, tx, id, null, clock.GetUtcNow(), ct);
+        }
         // The serving cache reloads this resource at once (its group or kind may have changed even when no plan did).
-        await conn.ExecuteAsync(new CommandDefinition("SELECT pg_notify('resources', @name)", new { name }, cancellationToken: ct));
+        await conn.ExecuteAsync(new CommandDefinition("SELECT pg_notify('resources', @name)", new { name }, tx, cancellationToken: ct));
+        await tx.CommitAsync(ct);
+        puller.Wake();
         if (changed)
         {
             // Only this resource: its plan follows its policy at once instead of waiting for the next training run.
@@ -131,7 +159,8 @@ public static class ResourcesApi
             }
         }
         var view = (await conn.QuerySingleAsync<ResourceRow>(new CommandDefinition(
-            $"SELECT {ResourceRow.Columns} FROM resources r WHERE r.name = @name", new { name }, cancellationToken: ct))).ToView();
+            $"SELECT {ResourceRow.Columns} FROM resources r WHERE r.name = @name", new { name }, cancellationToken: ct))).ToView()
+            with { Sources = await SourceDefinitions.ViewsAsync(conn, id, ct) };
         return inserted ? TypedResults.Created($"/api/v1/resources/{name}", view) : TypedResults.Ok(view);
     }
 

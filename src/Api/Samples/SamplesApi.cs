@@ -146,6 +146,7 @@ public static class SamplesApi
             // The resource was deleted while the request was written.
             return ProblemHandling.NotFound($"{lost[0].Message}. Nothing was stored.");
         }
+        Observability.ForecasterMetrics.SamplesIngested.WithLabels("json").Inc(summary.Rows);
         return TypedResults.Ok(new IngestResult(summary.Rows, summary.Series, summary.ResourcesCreated, Stopwatch.GetElapsedTime(started).TotalSeconds));
     }
 
@@ -184,6 +185,7 @@ public static class SamplesApi
         {
             return ProblemHandling.Invalid("Unknown resources", unknown, e => $"line {e.Row}: {e.Field}");
         }
+        Observability.ForecasterMetrics.SamplesIngested.WithLabels("csv").Inc(summary.Rows);
         var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
         logs.CreateLogger(typeof(SamplesApi)).LogInformation("Imported {Rows} samples of {Series} series in {Seconds:F2}s ({FinishSeconds:F2}s to finish, upsert: {Upserted}, retries: {Retries})", summary.Rows, summary.Series, seconds, summary.FinishSeconds, summary.Upserted, summary.Retries);
         return TypedResults.Ok(new IngestResult(summary.Rows, summary.Series, summary.ResourcesCreated, seconds));

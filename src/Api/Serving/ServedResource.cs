@@ -34,6 +34,9 @@ public sealed class Rendered
     public bool ForecastOnly { get; init; }
     public IReadOnlyList<string>? Missing { get; init; }
 
+    /// <summary>Where the answer came from (`forecast` or a fallback); null when <see cref="Missing"/>.</summary>
+    public string? Source { get; init; }
+
     internal long Key { get; init; }
     internal bool Stale { get; init; }
     internal bool FromPlan { get; init; }
@@ -180,6 +183,7 @@ public sealed class ServedResource(
             ValidUntil = step.End,
             Count = step.Count,
             ForecastOnly = view.ForecastOnly,
+            Source = JsonSerializer.Serialize(step.Source).Trim('"'),
             Key = key,
             Stale = stale,
             FromPlan = fromPlan,

@@ -183,7 +183,9 @@ public static class ServingApi
             return null;
         }
         var now = clock.GetUtcNow();
-        return (resource.Current(at ?? now, now, cache.Stale, cache.Options), now);
+        var answer = resource.Current(at ?? now, now, cache.Stale, cache.Options);
+        Observability.ForecasterMetrics.PlanAnswers.WithLabels(answer.Source ?? "missing", answer.Stale ? "true" : "false").Inc();
+        return (answer, now);
     }
 
     /// <summary>Seconds until the answer changes at the latest: the step boundary (a few seconds only while stale).</summary>

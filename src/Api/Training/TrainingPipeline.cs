@@ -81,6 +81,8 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
 
             done += items.Count;
             failed += batchFailed;
+            Observability.ForecasterMetrics.RecordTrained(items.Count - batchFailed, batchFailed,
+                results.Select(r => (r.Model?.Backtest?.Chosen?.Mase, r.Model?.Backtest?.SeasonalNaiveDaily?.Mase)));
             progress?.Invoke(done, failed);
         }
         logger.LogInformation(

@@ -155,6 +155,13 @@ public static class TrainingRuns
         await conn.ExecuteAsync(new CommandDefinition(complete, new { runId, shard, error, now }, tx, cancellationToken: ct));
         var status = await conn.ExecuteScalarAsync<string?>(new CommandDefinition(finalize, new { runId, now }, tx, cancellationToken: ct));
         await tx.CommitAsync(ct);
+        if (status is not null)
+        {
+            var seconds = await conn.ExecuteScalarAsync<double?>(new CommandDefinition(
+                "SELECT extract(epoch FROM finished_at - started_at)::float8 FROM training_runs WHERE id = @runId", new { runId }, cancellationToken: ct));
+            Observability.ForecasterMetrics.TrainingRuns.WithLabels(status).Inc();
+            Observability.ForecasterMetrics.TrainingRunSeconds.WithLabels(status).Observe(seconds ?? 0);
+        }
         return status;
     }
 

@@ -48,6 +48,19 @@ export interface Resource {
   loadMetric: string;
   policy: Record<string, unknown>;
   metrics: string[];
+  sources?: Record<string, SourceState>;
+}
+
+/** A Prometheus source feeding one metric, with its pull state (GET /api/v1/resources/{name}). */
+export interface SourceState {
+  query: string;
+  server: string;
+  origin: "resource" | "group";
+  watermark?: string;
+  lastSuccessAt?: string;
+  lastError?: string;
+  lastErrorAt?: string;
+  failures: number;
 }
 
 export interface ResourcePage { items: Resource[]; next?: string }

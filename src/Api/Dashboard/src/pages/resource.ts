@@ -1,4 +1,4 @@
-import { ApiError, enc, get, getOptional, ModelVersion, PlanStep, PlanVersionPage, PlanVersionView, Resource, StoredForecast, Bucket } from "../api";
+import { ApiError, enc, get, getOptional, ModelVersion, PlanStep, PlanVersionPage, PlanVersionView, Resource, SourceState, StoredForecast, Bucket } from "../api";
 import { colors, timeChart } from "../charts";
 import { bytes, canvasBox, fmt, h, when } from "../dom";
 import { currentState, CurrentState } from "../current";
@@ -34,7 +34,9 @@ export async function resourcePage(root: HTMLElement, name: string): Promise<voi
     h("h2", {}, "Plan"),
     planSummary(plan, steps),
     h("h2", {}, "Model versions"),
-    modelTable(models?.items ?? []));
+    modelTable(models?.items ?? []),
+    h("h2", {}, "Prometheus sources"),
+    sourceTable(resource.sources ?? {}));
 
   const observed = samples.buckets.map(b => ({ x: Date.parse(b.timestamp), y: b.mean }));
   const points = forecast?.points ?? [];
@@ -99,6 +101,18 @@ function modelTable(models: ModelVersion[]): HTMLElement {
       h("td", { class: "num" }, m.version), h("td", {}, m.metric), h("td", {}, m.status), h("td", {}, m.algorithm ?? m.error ?? "—"),
       h("td", {}, when(m.trainedAt)), h("td", { class: "num" }, fmt(m.mase, 3)), h("td", { class: "num" }, fmt(m.seasonalNaiveMase, 3)),
       h("td", { class: "num" }, fmt(m.smape, 2)), h("td", { class: "num" }, fmt(m.coverage, 2))))));
+}
+
+/** Each source's query and pull state; a failing one shows its error (the others and serving go on). */
+function sourceTable(sources: Record<string, SourceState>): HTMLElement {
+  const rows = Object.entries(sources);
+  if (rows.length === 0) return h("p", { class: "muted" }, "No Prometheus sources: samples are pushed.");
+  return h("table", { id: "sources" },
+    h("thead", {}, h("tr", {}, ...["Metric", "Query", "Server", "From", "Stored up to", "Last success", "Last error"].map(t => h("th", {}, t)))),
+    h("tbody", {}, ...rows.map(([metric, s]) => h("tr", {},
+      h("td", {}, metric), h("td", {}, h("code", {}, s.query)), h("td", {}, s.server), h("td", {}, s.origin),
+      h("td", {}, s.watermark ? when(s.watermark) : "backfill pending"), h("td", {}, when(s.lastSuccessAt)),
+      h("td", {}, s.lastError ? h("span", { class: "flag bad" }, `${s.lastError} (${when(s.lastErrorAt)}, ${s.failures} in a row)`) : "—")))));
 }
 
 export { bytes };

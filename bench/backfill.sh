@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Issue 11's backfill benchmark: R resources (1,000) x 3 metrics x D days (35) of history in a local Prometheus (blocks
+# made with promtool), backfilled by Forecaster's pull round (query_range in chunks of at most 11,000 points, parsed,
+# written through the samples upsert, watermark recorded) against the very same query_range requests sent raw with
+# curl at the same concurrency, in the same run (raw before and after, averaged). Prints series/s, points/s and ratios.
+#   bench/backfill.sh [resources] [days] [step_seconds]      (defaults 1000 35 300)
+# A step of 60 s (the service's default) makes 151 million points at the full size: more than this shared machine's
+# disk and time allow, hence 300 s by default; pass 60 for the real thing on a bigger box.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+resources="${1:-1000}"
+days="${2:-35}"
+step="${3:-300}"
+metrics=(qps cpu_cores memory_bytes)
+concurrency=8
+command -v prometheus >/dev/null && command -v promtool >/dev/null || { echo "needs Debian's prometheus (apt-get install prometheus)" >&2; exit 1; }
+work="$(mktemp -d /tmp/forecaster-backfill.XXXXXX)"
+chmod 755 "$work"   # as root the cluster runs as `postgres`, which must reach its data here
+export FORECASTER_HOME="$work/home" FORECASTER_API_KEYS=bench-key
+port=18191
+pport=18192
+server=""; prom=""
+cleanup() {
+  [ -n "$server" ] && { kill "$server" 2>/dev/null; wait "$server" 2>/dev/null || true; }
+  [ -n "$prom" ] && { kill "$prom" 2>/dev/null; wait "$prom" 2>/dev/null || true; }
+  "$root/forecaster" db stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+now=$(date -u +%s)
+end=$(( now / step * step ))
+first=$(( end - days * 86400 - 3600 ))
+series=$(( resources * ${#metrics[@]} ))
+echo "generating $series series x $(( (end - first) / step + 1 )) points (every ${step}s over ${days} days + 1 h) ..."
+awk -v n="$resources" -v first="$first" -v end="$end" -v step="$step" 'BEGIN {
+  split("qps cpu_cores memory_bytes", m, " "); level["qps"] = 200; level["cpu_cores"] = 4; level["memory_bytes"] = 2e9
+  for (r = 0; r < n; r++) for (k = 1; k <= 3; k++) {
+    l = level[m[k]] * (1 + (r % 17) / 10)
+    for (t = first; t <= end; t += step)
+      printf "bench_load{resource=\"bench-%d\",metric=\"%s\"} %.6g %d\n", r, m[k], l * (1 + 0.4 * sin(6.283185307 * t / 86400) + 0.15 * sin(6.283185307 * t / 604800)), t
+  }
+  print "# EOF" }' > "$work/history.om"
+ls -lh "$work/history.om" | awk '{print "openmetrics size: " $5}'
+promtool tsdb create-blocks-from openmetrics --max-block-duration=24h "$work/history.om" "$work/tsdb" > /dev/null
+rm -f "$work/history.om"
+printf 'global:\n  scrape_interval: 1m\n' > "$work/prometheus.yml"
+prometheus --config.file="$work/prometheus.yml" --storage.tsdb.path="$work/tsdb" --web.listen-address="127.0.0.1:$pport" \
+  --storage.tsdb.retention.time=100y --log.level=warn > "$work/prometheus.log" 2>&1 &
+prom=$!
+for _ in $(seq 300); do curl -fs "http://127.0.0.1:$pport/-/ready" >/dev/null 2>&1 && break; sleep 0.2; done
+
+export Forecaster__Prometheus__Url="http://127.0.0.1:$pport" Forecaster__Prometheus__StepSeconds="$step" \
+  Forecaster__Prometheus__BackfillDays="$days" Forecaster__Prometheus__BatchSources="$series" \
+  Forecaster__Prometheus__MaxConcurrency="$concurrency"
+serve() {
+  Forecaster__Prometheus__Puller="$1" "$root/forecaster" serve --urls "http://127.0.0.1:$port" > "$work/serve-$1.log" 2>&1 &
+  server=$!
+  for _ in $(seq 180); do curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null 2>&1 && break; sleep 1; done
+}
+stop() { kill "$server"; wait "$server" 2>/dev/null || true; server=""; }
+
+# The fleet first, then the group's templates: that one PUT creates every source at once and wakes the puller, whose
+# round (all sources: BatchSources = their count) is what is measured, on a warmed-up service.
+serve true
+seq 0 $(( resources - 1 )) | xargs -P 4 -I{} curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$port/api/v1/resources/bench-{}" \
+  -H 'X-Api-Key: bench-key' -H 'Content-Type: application/json' -d '{"kind":"service","group":"bench","loadMetric":"qps","policy":{"minReplicas":1,"maxReplicas":20}}'
+stop
+
+# The same requests Forecaster sends: query_range from floor(now - days) to floor(now), chunks of <= 11,000 points,
+# gzip accepted as Forecaster's client accepts it; GET with the query URL-encoded (Forecaster POSTs the same as a form).
+raw() {
+  local t0 t1 now to from chunk q
+  now=$(date -u +%s); to=$(( now / step * step )); from=$(( to - days * 86400 )); chunk=$(( step * 10999 ))
+  for r in $(seq 0 $(( resources - 1 ))); do for m in "${metrics[@]}"; do
+    q="bench_load%7Bresource%3D%22bench-$r%22%2Cmetric%3D%22$m%22%7D"
+    for (( s = from; s <= to; s += chunk + step )); do e=$(( s + chunk < to ? s + chunk : to ))
+      echo "http://127.0.0.1:$pport/api/v1/query_range?query=$q&start=$s&end=$e&step=$step"; done; done; done > "$work/requests"
+  t0=$(date +%s.%N)
+  xargs -P "$concurrency" -n 64 curl -fsS --compressed < "$work/requests" > /dev/null
+  t1=$(date +%s.%N)
+  awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'
+}
+# CPU seconds (user + system) a process has used so far, to say where a phase's work went on this shared machine.
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+requests_per_series=$(( ( days * 86400 / step ) / 11000 + 1 ))
+p0=$(cpu "$prom"); r1=$(raw); p1=$(cpu "$prom")
+serve true
+f0=$(cpu "$server"); p2=$(cpu "$prom")
+curl -fsS -X PUT "http://127.0.0.1:$port/api/v1/groups/bench/sources" -H 'X-Api-Key: bench-key' -H 'Content-Type: application/json' \
+  -d '{"sources":{"qps":"bench_load{resource=\"{{name}}\",metric=\"qps\"}","cpu_cores":"bench_load{resource=\"{{name}}\",metric=\"cpu_cores\"}","memory_bytes":"bench_load{resource=\"{{name}}\",metric=\"memory_bytes\"}"}}' > /dev/null
+for _ in $(seq 3600); do grep -q '"Message":"Pulled [1-9][0-9]* sources in' "$work/serve-true.log" && break; sleep 1; done
+f1=$(cpu "$server"); p3=$(cpu "$prom")
+stop
+r2=$(raw)
+line=$(grep -o '"Message":"Pulled [1-9][0-9]* sources[^"]*"' "$work/serve-true.log" | head -1)
+echo "$line"
+seconds=$(echo "$line" | sed -E 's/.* in ([0-9.]+)s.*/\1/')
+source "$root/bench/lib.sh"
+serve false
+cluster_psql
+stored=$("${psql_cmd[@]}" -t -A -c "SELECT count(*) FROM samples")
+done_series=$("${psql_cmd[@]}" -t -A -c "SELECT count(*) FROM source_pulls WHERE watermark IS NOT NULL")
+stop
+awk -v p0="$p0" -v p1="$p1" -v p2="$p2" -v p3="$p3" -v f0="$f0" -v f1="$f1" -v series="$series" -v done_series="$done_series" -v points="$stored" -v f="$seconds" -v r1="$r1" -v r2="$r2" -v rps="$requests_per_series" -v c="$concurrency" 'BEGIN {
+  raw = (r1 + r2) / 2
+  printf "series backfilled: %d of %d; points stored: %d; query_range requests per series: %d; concurrency %d\n", done_series, series, points, rps, c
+  printf "raw curl query_range:   %7.2f s  %7.2f s  -> %7.1f series/s  %10.0f points/s (mean of 2)\n", r1, r2, series / raw, points / raw
+  printf "Forecaster backfill:    %7.2f s            -> %7.1f series/s  %10.0f points/s (query, parse, upsert, watermark)\n", f, series / f, points / f
+  printf "ratio Forecaster/raw: %.2f (goal >= 0.50)\n", raw / f
+  printf "CPU seconds: prometheus %.1f for the first raw run, %.1f during the backfill; forecaster %.1f during the backfill (PostgreSQL not counted)\n", p1 - p0, p3 - p2, f1 - f0
+}'
