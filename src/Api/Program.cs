@@ -3,6 +3,7 @@ using Forecaster.Api.Capacity;
 using Forecaster.Api.Cli;
 using Forecaster.Api.Dashboard;
 using Forecaster.Api.Database;
+using Forecaster.Api.Demo;
 using Forecaster.Api.Errors;
 using Forecaster.Api.Health;
 using Forecaster.Api.OpenApi;
@@ -53,6 +54,7 @@ app.MapCapacity();
 app.MapGroups();
 app.MapSimulations();
 
+app.PrintDemoBanner();
 await app.RunAsync();
 return 0;
 

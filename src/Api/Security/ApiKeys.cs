@@ -24,7 +24,7 @@ public sealed class ApiKeyRing
             .ToList();
         if (keys.Count == 0 && options.Value.Demo)
         {
-            GeneratedKey = "demo-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
+            GeneratedKey = Demo.DemoKey.LoadOrCreate(Demo.DemoKey.PathIn(configuration), options.Value.NewDemoKey);
             keys.Add(GeneratedKey);
         }
         _hashes = [.. keys.Select(k => SHA256.HashData(Encoding.UTF8.GetBytes(k)))];
@@ -76,10 +76,20 @@ public sealed class ApiKeyHandler(IOptionsMonitor<AuthenticationSchemeOptions> o
         return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), SchemeName)));
     }
 
-    protected override Task HandleChallengeAsync(AuthenticationProperties properties)
+    protected override async Task HandleChallengeAsync(AuthenticationProperties properties)
     {
         Response.Headers.WWWAuthenticate = $"{SchemeName} header=\"{Header}\"";
-        return base.HandleChallengeAsync(properties);
+        Response.StatusCode = StatusCodes.Status401Unauthorized;
+        // Say which of the two it is: a missing header and a key the service does not know need different fixes.
+        var missing = !Request.Headers.TryGetValue(Header, out var values) || values.Count == 0 || string.IsNullOrEmpty(values[0]);
+        var detail = missing
+            ? $"The {Header} header is missing: send an API key in it (configured in FORECASTER_API_KEYS; `serve --demo` prints one)."
+            : $"The API key in {Header} is not known to this service (a demo key stays the same across restarts until `serve --demo --new-key`; otherwise see FORECASTER_API_KEYS).";
+        await Context.RequestServices.GetRequiredService<IProblemDetailsService>().WriteAsync(new ProblemDetailsContext
+        {
+            HttpContext = Context,
+            ProblemDetails = { Status = StatusCodes.Status401Unauthorized, Title = "Unauthorized", Detail = detail },
+        });
     }
 }
 
