@@ -1,3 +1,4 @@
+using System.Text;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
@@ -91,6 +92,9 @@ public sealed class DemoKeyTests : IDisposable
         var renewed = DemoKey.LoadOrCreate(path, renew: true);
         Assert.NotEqual(first, renewed);
         Assert.Equal(renewed, DemoKey.LoadOrCreate(path, renew: false));
+        // Plain ASCII, no byte-order mark: `key=$(cat ~/.forecaster/demo-api-key)` must give exactly the key.
+        Assert.Equal(Encoding.ASCII.GetBytes(renewed + Environment.NewLine), File.ReadAllBytes(path));
+        Assert.Contains("--Forecaster:NewDemoKey=true", Forecaster.Api.Cli.Cli.ServeArguments(["serve", "--demo", "--new-key"]));
         if (!OperatingSystem.IsWindows())
         {
             Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(path));
