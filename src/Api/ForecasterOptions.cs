@@ -16,6 +16,9 @@ public sealed class ForecasterOptions
     /// <summary>Seed the demo fleet into an empty database and generate an API key when none is configured.</summary>
     public bool Demo { get; set; }
 
+    /// <summary>With <see cref="Demo"/>: replace the demo key stored in FORECASTER_HOME (`serve --demo --new-key`).</summary>
+    public bool NewDemoKey { get; set; }
+
     [Range(1024, long.MaxValue)]
     public long MaxJsonBodyBytes { get; set; } = 16L << 20;
 

@@ -3,6 +3,7 @@ using Forecaster.Api.Capacity;
 using Forecaster.Api.Cli;
 using Forecaster.Api.Dashboard;
 using Forecaster.Api.Database;
+using Forecaster.Api.Demo;
 using Forecaster.Api.Errors;
 using Forecaster.Api.Executors;
 using Forecaster.Api.Health;
@@ -66,6 +67,7 @@ app.MapGroups();
 app.MapSimulations();
 app.MapSources();
 
+app.PrintDemoBanner();
 await app.RunAsync();
 return 0;
 

@@ -94,5 +94,42 @@ public sealed class CliTests
 
         (_, stdout, _) = await RunAsync(db, "train");
         Assert.Matches(@"^series=\d+ failed=\d+ seconds=[\d.]+ rate=[\d.]+/s\n$", stdout.Replace("\r", "", StringComparison.Ordinal));
+    [Fact]
+    public async Task ForecastToAFilePrintsASummaryLineAndToStdoutKeepsItOnStderr()
+    {
+        var history = new System.Text.StringBuilder("series,timestamp,value\n");
+        var start = new DateTime(2026, 11, 2, 0, 0, 0, DateTimeKind.Utc);
+        for (var i = 0; i < 14 * 24; i++)
+        {
+            history.Append(System.Globalization.CultureInfo.InvariantCulture, $"web,{start.AddHours(i):yyyy-MM-ddTHH:mm:ssZ},{100 + (50 * Math.Sin(i * Math.PI / 12)):F1}\n");
+        }
+        using var input = new TempCsv(history.ToString());
+        var output = input.Path + ".out.csv";
+        try
+        {
+            var (exit, stdout, stderr) = await ForecasterProcess.RunAsync(new Dictionary<string, string>(), "forecast", "--input", input.Path, "--horizon", "24", "--output", output);
+            Assert.True(exit == 0, stderr);
+            Assert.Matches($@"^series=1 rows=24 seconds=[\d.]+ output={System.Text.RegularExpressions.Regex.Escape(output)}\s*$", stdout);
+            Assert.Equal(25, File.ReadAllLines(output).Length);
+
+            (exit, stdout, stderr) = await ForecasterProcess.RunAsync(new Dictionary<string, string>(), "forecast", "--input", input.Path, "--horizon", "24");
+            Assert.Equal(0, exit);
+            Assert.StartsWith("series,timestamp,forecast,lower,upper,model", stdout, StringComparison.Ordinal);
+            Assert.DoesNotContain("series=1", stdout, StringComparison.Ordinal);
+            Assert.Contains("series=1 rows=24", stderr, StringComparison.Ordinal);
+        }
+        finally
+        {
+            File.Delete(output);
+        }
+    }
+
+    [Fact]
+    public async Task SimulateHelpGivesTheDemoReplaysRealWindow()
+    {
+        var (exit, stdout, _) = await ForecasterProcess.RunAsync(new Dictionary<string, string>(), "simulate", "--help");
+        Assert.Equal(0, exit);
+        var end = Forecaster.Training.Csv.ForecastCsv.FormatTimestamp(Forecaster.Api.Simulations.SimulateCommand.DemoEnd);
+        Assert.Contains($"{Forecaster.Api.Demo.DemoFleet.HistoryDays} days ending {end}", stdout.ReplaceLineEndings(" ").Replace("  ", " ", StringComparison.Ordinal), StringComparison.Ordinal);
     }
 }

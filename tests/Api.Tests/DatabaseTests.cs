@@ -58,7 +58,7 @@ public sealed class EmbeddedClusterTests
     [Fact]
     public async Task TheClusterKeepsItsDataAcrossARestartAndIsSharedWhileRunning()
     {
-        var home = Path.Combine(Path.GetTempPath(), "forecaster-tests", "restart-" + Guid.NewGuid().ToString("N")[..8]);
+        var home = TestEnvironment.NewHome("restart");
         var cluster = EmbeddedPostgres.For(home, fast: true);
         try
         {
@@ -86,7 +86,7 @@ public sealed class EmbeddedClusterTests
         {
             NpgsqlConnection.ClearAllPools();
             await cluster.StopAsync();
-            Directory.Delete(home, recursive: true);
+            TestEnvironment.TryDelete(home);
         }
     }
 }

@@ -1,6 +1,8 @@
+using System.Text;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Forecaster.Api.Demo;
 using Forecaster.Api.Security;
 using Forecaster.Api.Tests.Infrastructure;
 using Microsoft.AspNetCore.Mvc.Testing;
@@ -16,9 +18,11 @@ public sealed class DemoModeTests
     {
         var db = await TestCluster.CreateDatabaseAsync("demomode");
         var models = Path.Combine(Path.GetTempPath(), "forecaster-models", Guid.NewGuid().ToString("N")[..12]);
+        var home = TestEnvironment.NewHome("demokey");
         await using var factory = new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
         {
             web.UseSetting("FORECASTER_DB", db);
+            web.UseSetting("FORECASTER_HOME", home);
             web.UseSetting("Forecaster:Demo", "true");
             web.UseSetting("Forecaster:Training:ModelsPath", models);
             web.UseSetting("Forecaster:Training:LoadBacktestOrigins", "2");
@@ -30,6 +34,16 @@ public sealed class DemoModeTests
             var client = factory.CreateClient();
             var key = factory.Services.GetRequiredService<ApiKeyRing>().GeneratedKey;
             Assert.StartsWith("demo-", key, StringComparison.Ordinal);
+            // Kept in FORECASTER_HOME, so the next start has the same key.
+            Assert.Equal(key, (await File.ReadAllTextAsync(Path.Combine(home, DemoKey.FileName))).Trim());
+
+            // Readiness waits for the seeding: the first 200 already sees the whole fleet.
+            for (var i = 0; i < 600 && (await client.GetAsync("/health/ready")).StatusCode != HttpStatusCode.OK; i++)
+            {
+                await Task.Delay(100);
+            }
+            var fleet = await client.GetFromJsonAsync<JsonElement>("/api/v1/resources?limit=100");
+            Assert.Equal(DemoFleet.Resources().Count, fleet.GetProperty("items").GetArrayLength());
 
             JsonElement current = default;
             for (var i = 0; i < 600; i++)
@@ -56,10 +70,47 @@ public sealed class DemoModeTests
         }
         finally
         {
+            TestEnvironment.TryDelete(home);
             if (Directory.Exists(models))
             {
                 Directory.Delete(models, recursive: true);
             }
         }
     }
+}
+
+public sealed class DemoKeyTests : IDisposable
+{
+    readonly string _home = TestEnvironment.NewHome("demokey");
+
+    [Fact]
+    public void TheKeyStaysTheSameUntilANewOneIsAskedFor()
+    {
+        var path = Path.Combine(_home, DemoKey.FileName);
+        var first = DemoKey.LoadOrCreate(path, renew: false);
+        Assert.Equal(first, DemoKey.LoadOrCreate(path, renew: false));
+        var renewed = DemoKey.LoadOrCreate(path, renew: true);
+        Assert.NotEqual(first, renewed);
+        Assert.Equal(renewed, DemoKey.LoadOrCreate(path, renew: false));
+        // Plain ASCII, no byte-order mark: `key=$(cat ~/.forecaster/demo-api-key)` must give exactly the key.
+        Assert.Equal(Encoding.ASCII.GetBytes(renewed + Environment.NewLine), File.ReadAllBytes(path));
+        Assert.Contains("--Forecaster:NewDemoKey=true", Forecaster.Api.Cli.Cli.ServeArguments(["serve", "--demo", "--new-key"]));
+        if (!OperatingSystem.IsWindows())
+        {
+            Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(path));
+        }
+    }
+
+    [Fact]
+    public void TheBannerNamesTheAddressesAndTheKey()
+    {
+        var text = DemoBanner.Text(DemoBanner.BaseUrl("http://0.0.0.0:9000/;http://[::]:9001"), jobs: true, "demo-abc", "/h/demo-api-key");
+        Assert.Contains("Dashboard   http://127.0.0.1:9000/", text, StringComparison.Ordinal);
+        Assert.Contains("Swagger UI  http://127.0.0.1:9000/swagger", text, StringComparison.Ordinal);
+        Assert.Contains("Jobs        http://127.0.0.1:9000/jobs", text, StringComparison.Ordinal);
+        Assert.Contains("API key     demo-abc", text, StringComparison.Ordinal);
+        Assert.DoesNotContain("/jobs", DemoBanner.Text("http://h:1", jobs: false, "k", "f"), StringComparison.Ordinal);
+    }
+
+    public void Dispose() => TestEnvironment.TryDelete(_home);
 }

@@ -106,9 +106,13 @@ public sealed class SamplesApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         var anonymous = await api.Reader().PostAsync("/api/v1/resources/guarded/samples", Samples(Sample("qps", "2026-11-20T10:00:00Z", "3")));
         Assert.Equal(HttpStatusCode.Unauthorized, anonymous.StatusCode);
         Assert.Equal("application/problem+json", anonymous.Content.Headers.ContentType?.MediaType);
+        // The detail says which of the two it is: the header is missing, or the key is not known.
+        Assert.Contains("header is missing", (await anonymous.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("detail").GetString(), StringComparison.Ordinal);
         var wrong = api.Reader();
         wrong.DefaultRequestHeaders.Add("X-Api-Key", "not-a-key");
-        Assert.Equal(HttpStatusCode.Unauthorized, (await wrong.PutAsync("/api/v1/resources/other", ApiFixture.Json("""{"kind":"service","loadMetric":"qps"}"""))).StatusCode);
+        var unknown = await wrong.PutAsync("/api/v1/resources/other", ApiFixture.Json("""{"kind":"service","loadMetric":"qps"}"""));
+        Assert.Equal(HttpStatusCode.Unauthorized, unknown.StatusCode);
+        Assert.Contains("not known", (await unknown.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("detail").GetString(), StringComparison.Ordinal);
         Assert.Equal(0, await api.CountSamplesAsync("guarded"));
     }
 

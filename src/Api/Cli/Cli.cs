@@ -90,7 +90,12 @@ public static class Cli
     public static string[] ServeArguments(string[] args)
     {
         var rest = args.Length > 0 && args[0] == "serve" ? args[1..] : args;
-        return [.. rest.Select(a => a == "--demo" ? $"--{ForecasterOptions.Section}:Demo=true" : a)];
+        return [.. rest.Select(a => a switch
+        {
+            "--demo" => $"--{ForecasterOptions.Section}:Demo=true",
+            "--new-key" => $"--{ForecasterOptions.Section}:NewDemoKey=true",
+            _ => a,
+        })];
     }
 
     static Command ServeHelp()
@@ -98,7 +103,8 @@ public static class Cli
         var serve = new Command("serve", "Run the service (REST API, Swagger UI at /swagger, scheduled jobs).")
         {
             new Option<string>("--urls") { Description = "Where to listen (default http://127.0.0.1:8080)." },
-            new Option<bool>("--demo") { Description = "Seed a synthetic fleet into an empty database and print a demo API key." },
+            new Option<bool>("--demo") { Description = "Seed a synthetic fleet into an empty database and print a demo API key (kept in FORECASTER_HOME across restarts)." },
+            new Option<bool>("--new-key") { Description = "With --demo: replace the stored demo API key with a new one." },
         };
         // Only reached for `serve --help`: Program.cs runs the service itself.
         serve.SetAction(_ => 0);

@@ -1,6 +1,5 @@
 using Dapper;
 using Forecaster.Api.Samples;
-using Forecaster.Api.Security;
 using Microsoft.AspNetCore.Hosting.Server;
 using Microsoft.AspNetCore.Hosting.Server.Features;
 using Microsoft.Extensions.Options;
@@ -8,9 +7,9 @@ using Npgsql;
 
 namespace Forecaster.Api.Demo;
 
-/// <summary>With --demo: seeds the demo fleet into an empty database and prints where to look and the API key.</summary>
+/// <summary>With --demo: seeds the demo fleet into an empty database (readiness waits for it) and trains it at once.</summary>
 sealed class DemoSeeder(
-    NpgsqlDataSource db, SamplePartitions partitions, TimeProvider clock, ApiKeyRing keys, IServer server,
+    NpgsqlDataSource db, SamplePartitions partitions, TimeProvider clock, DemoState state, IServer server,
     IHostApplicationLifetime lifetime, IServiceProvider services, ILogger<DemoSeeder> logger) : BackgroundService
 {
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -31,19 +30,13 @@ sealed class DemoSeeder(
             }
             run = await StartTrainingAsync(stoppingToken);
         }
+        state.MarkSeeded();
+        // The banner (addresses and key) was printed before the first log line; this says what happened since.
         var url = (server.Features.Get<IServerAddressesFeature>()?.Addresses.FirstOrDefault() ?? "http://127.0.0.1:8080").TrimEnd('/');
-        Console.WriteLine();
-        Console.WriteLine($"Forecaster demo is running. Dashboard: {url}/   Swagger UI: {url}/swagger");
-        Console.WriteLine(seeded ? "Seeded the demo fleet (20 services, 5 streaming jobs, 35 days of history)." : "The database already holds resources; nothing was seeded.");
-        if (run is { } id)
-        {
-            Console.WriteLine($"Training it now (run {id}): forecasts and plans follow within a minute; see {url}/#/training.");
-        }
-        if (keys.GeneratedKey is { } key)
-        {
-            Console.WriteLine($"Demo API key (send as X-Api-Key): {key}");
-        }
-        Console.WriteLine();
+        Console.WriteLine(seeded
+            ? $"Forecaster demo: seeded the demo fleet ({DemoFleet.Resources().Count} resources, {DemoFleet.HistoryDays} days of history)"
+              + (run is { } id ? $"; training it now (run {id}): forecasts and plans follow within a minute, see {url}/#/training" : "")
+            : "Forecaster demo: the database already holds resources; nothing was seeded");
     }
 
     /// <summary>Starts a training run of the whole fleet as POST /api/v1/training-runs would; null while another run is active.</summary>

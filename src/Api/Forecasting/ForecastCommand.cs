@@ -39,8 +39,10 @@ public static class ForecastCommand
                 return ForecastRunResult.BadInput;
             }
 
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
             using var reader = inputFile.OpenText();
-            await using var file = parse.GetValue(output)?.CreateText();
+            var outputFile = parse.GetValue(output);
+            await using var file = outputFile?.CreateText();
             var writer = file ?? Console.Out;
             var result = Console.IsErrorRedirected
                 ? await Task.Run(() => ForecastCsvRunner.Run(reader, writer, request, null, ct), ct)
@@ -49,7 +51,12 @@ public static class ForecastCommand
             if (result.Error is not null)
             {
                 await Console.Error.WriteLineAsync(result.Error);
+                return result.ExitCode;
             }
+            // The closing summary every verb prints; on stderr when the forecasts themselves go to stdout.
+            var summary = FormattableString.Invariant(
+                $"series={result.Series} rows={result.Rows} seconds={System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds:F2} output={outputFile?.FullName ?? "stdout"}");
+            await (file is null ? Console.Error : Console.Out).WriteLineAsync(summary);
             return result.ExitCode;
         });
         return command;

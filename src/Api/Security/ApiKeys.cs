@@ -24,7 +24,7 @@ public sealed class ApiKeyRing
             .ToList();
         if (keys.Count == 0 && options.Value.Demo)
         {
-            GeneratedKey = "demo-" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
+            GeneratedKey = Demo.DemoKey.LoadOrCreate(Demo.DemoKey.PathIn(configuration), options.Value.NewDemoKey);
             keys.Add(GeneratedKey);
         }
         _hashes = [.. keys.Select(k => SHA256.HashData(Encoding.UTF8.GetBytes(k)))];
@@ -81,7 +81,8 @@ public sealed class ApiKeyHandler(IOptionsMonitor<AuthenticationSchemeOptions> o
         {
             // Marked for the rate limiter: invalid keys share a bucket of their own, away from anonymous plan reads.
             Context.Items[InvalidKey] = true;
-            return Task.FromResult(AuthenticateResult.Fail("The API key is not valid."));
+            return Task.FromResult(AuthenticateResult.Fail(
+                $"The API key in {Header} is not known to this service (a demo key stays the same across restarts until `serve --demo --new-key`; otherwise see FORECASTER_API_KEYS)."));
         }
         var identity = new ClaimsIdentity([new Claim(ClaimTypes.Name, name)], SchemeName);
         return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), SchemeName)));
@@ -91,18 +92,18 @@ public sealed class ApiKeyHandler(IOptionsMonitor<AuthenticationSchemeOptions> o
     {
         Response.Headers.WWWAuthenticate = $"{SchemeName} header=\"{Header}\"";
         Response.StatusCode = StatusCodes.Status401Unauthorized;
+        // Say which it is: a missing header, several, or a key the service does not know need different fixes.
         var result = await HandleAuthenticateOnceSafeAsync();
+        var message = result.Failure?.Message
+            ?? $"The {Header} header is missing: send an API key in it (configured in FORECASTER_API_KEYS; `serve --demo` prints one).";
         await Context.RequestServices.GetRequiredService<IProblemDetailsService>().WriteAsync(new ProblemDetailsContext
         {
             HttpContext = Context,
-            ProblemDetails = new HttpValidationProblemDetails(new Dictionary<string, string[]>
-            {
-                [Header] = [result.Failure?.Message ?? "is required for this request."],
-            })
+            ProblemDetails = new HttpValidationProblemDetails(new Dictionary<string, string[]> { [Header] = [message] })
             {
                 Status = StatusCodes.Status401Unauthorized,
                 Title = "Unauthorized",
-                Detail = result.Failure is { } f ? $"{Header}: {f.Message}" : $"This request needs an API key in the {Header} header.",
+                Detail = message,
             },
         });
     }

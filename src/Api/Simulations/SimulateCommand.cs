@@ -25,7 +25,11 @@ public static class SimulateCommand
     public static Command Create()
     {
         var input = new Option<FileInfo?>("--input") { Description = "Load CSV: series,timestamp,value (hourly or finer, ISO 8601 UTC, any order)." };
-        var demo = new Option<bool>("--demo") { Description = "Replay the demo fleet's load (35 days ending 2026-01-05) instead of --input." };
+        var demo = new Option<bool>("--demo")
+        {
+            // From the constants, so the date cannot drift from the data; not the seeded database's, which ends when it was seeded.
+            Description = $"Replay the demo fleet's synthetic load instead of --input: {Demo.DemoFleet.HistoryDays} days ending {ForecastCsv.FormatTimestamp(DemoEnd)}, fixed so the table is reproducible (not the data `serve --demo` seeded).",
+        };
         var policy = new Option<FileInfo>("--policy") { Description = "Planner policy JSON applied to every series.", Required = true };
         var trainDays = new Option<int>("--train-days") { Description = "Days of history before the first replayed midnight.", DefaultValueFactory = _ => ReplaySettings.DefaultTrainDays };
         var output = new Option<FileInfo?>("--output") { Description = "Write the JSON report here (the table goes to stdout)." };

@@ -32,9 +32,18 @@ public sealed record CapacityModel(double Intercept, double Slope, double RSquar
         {
             return Capacity.Missing(Invariant($"capacity model slope {Slope:G4} is not positive: cpu does not grow with load"));
         }
-        if (RSquared < MinRSquared || Samples < MinSamples)
+        // Name only the conditions that fail: "R² 0.28 < 0.5 or 833 samples < 48" would be a lie about the 833.
+        if (RSquared < MinRSquared && Samples < MinSamples)
         {
-            return Capacity.Missing(Invariant($"capacity model fit too weak (R² {RSquared:F2} < {MinRSquared} or {Samples} samples < {MinSamples})"));
+            return Capacity.Missing(Invariant($"capacity model fit too weak (R² {RSquared:F2} < {MinRSquared} and {Samples} samples < {MinSamples})"));
+        }
+        if (RSquared < MinRSquared)
+        {
+            return Capacity.Missing(Invariant($"capacity model fit too weak (R² {RSquared:F2} < {MinRSquared})"));
+        }
+        if (Samples < MinSamples)
+        {
+            return Capacity.Missing(Invariant($"capacity model fit on too few hours ({Samples} samples < {MinSamples})"));
         }
         if (replicaCpu is not double cpu)
         {

@@ -74,6 +74,8 @@ public sealed record StepExplanation(
 {
     /// <summary>How a risk-targeted policy chose this hour's load; null under <c>forecastBound</c>.</summary>
     public RiskChoice? Risk { get; init; }
+    /// <summary>The policy window in force, as people read it (<c>Mon-Fri 19:00-23:00 Asia/Shanghai: min 40</c>).</summary>
+    public string? WindowRule { get; init; }
 
     /// <summary>Written when asked for (it is what the plan API shows), so planning 100,000 resources formats nothing.</summary>
     public string Sentence
@@ -95,7 +97,19 @@ public sealed record StepExplanation(
                 s.Append(c, $"fallback ({Describe(Fallback)})");
                 if (Load is double load && LoadHour is DateTimeOffset at)
                 {
-                    s.Append(c, $": observed {load:G6} at {at:yyyy-MM-dd HH:mm}Z");
+                    // The load of a step planned statically for want of capacity may be the forecast's, not an observation.
+                    if (Bound is ForecastBound bound)
+                    {
+                        s.Append(c, $": forecast {(bound == ForecastBound.Upper ? "upper bound" : "point")} {load:G6} for {at:yyyy-MM-dd HH:mm}Z");
+                    }
+                    else
+                    {
+                        s.Append(c, $": observed {load:G6} at {at:yyyy-MM-dd HH:mm}Z");
+                    }
+                    if (RawCount is null)
+                    {
+                        s.Append(" not converted to replicas");
+                    }
                 }
             }
             if (Job is { } job)
@@ -112,7 +126,7 @@ public sealed record StepExplanation(
             }
             if (Window is int w)
             {
-                s.Append(c, $"; window {w} applied");
+                s.Append(c, $"; window {WindowRule ?? $"#{w}"} applied");
             }
             foreach (var clamp in Clamps)
             {

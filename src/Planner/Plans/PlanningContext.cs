@@ -14,6 +14,7 @@ internal struct HourPlan
     public DateTimeOffset? LoadHour;
     public double? Load;
     public RiskChoice? Risk;
+    public bool LoadFromForecast;
     public double? Raw;
     public int? Demand;
     public JobDemand? Job;
@@ -76,6 +77,7 @@ internal sealed class PlanningContext
             h.Source = StepSource.Forecast;
             h.Load = Math.Max(0, f.At(policy.ForecastBound));
             h.LoadHour = at;
+            h.LoadFromForecast = true;
         }
         else
         {
@@ -272,11 +274,15 @@ internal sealed class PlanningContext
     public PlanStep Step(ref HourPlan h)
     {
         var shortfall = h.Demand is int demand && h.UpperLimited && h.Count < demand ? demand - h.Count : 0;
+        // The bound is named whenever the load came from the forecast, also when it could not be used (no capacity).
         var explanation = new StepExplanation(h.Source, h.Fallback, h.LoadHour, h.Load,
-            h.Source == StepSource.Forecast && h.Risk is null ? policy.ForecastBound : null, Capacity.PerUnit, Capacity.Source,
+            h.LoadFromForecast && h.Risk is null ? policy.ForecastBound : null, Capacity.PerUnit, Capacity.Source,
             h.Limits.TargetUtilization, h.Raw, h.Demand, h.Limits.Window, h.Job,
             h.Clamps is null ? [] : h.Clamps.ToArray(), h.Count)
-        { Risk = h.Source == StepSource.Forecast ? h.Risk : null };
+        {
+            Risk = h.Source == StepSource.Forecast ? h.Risk : null,
+            WindowRule = h.Limits.Window is int w ? policy.Windows[w].Describe() : null,
+        };
         var lead = TimeSpan.FromMinutes(policy.LeadMinutes);
         return new PlanStep(h.At, h.At - lead, h.At + Hour - lead, input.Kind, h.Count, Requests.Cpu, Requests.Memory,
             h.Source, shortfall > 0, shortfall, policy.Mode == PlanMode.ForecastOnly, h.Limits.Window is not null, explanation);

@@ -25,6 +25,25 @@ public sealed record PolicyWindow
 
     public double? TargetUtilization { get; init; }
 
+    /// <summary>Days, hours, zone and what the window sets: <c>Mon,Tue,Wed,Thu,Fri 19:00-23:00 Asia/Shanghai: min 40</c>.</summary>
+    public string Describe()
+    {
+        var sets = new List<string>(3);
+        if (MinReplicas is int min)
+        {
+            sets.Add($"min {min}");
+        }
+        if (MaxReplicas is int max)
+        {
+            sets.Add($"max {max}");
+        }
+        if (TargetUtilization is double target)
+        {
+            sets.Add(string.Create(System.Globalization.CultureInfo.InvariantCulture, $"target {target:G3}"));
+        }
+        return $"{Days} {From}-{To} {TimeZone.Id}{(sets.Count > 0 ? ": " + string.Join(", ", sets) : "")}";
+    }
+
     /// <summary>
     /// Whether the window overlaps the UTC hour starting at <paramref name="hourUtc"/>. Any overlap counts, so a window
     /// starting 19:30 local (or a zone with a half-hour offset) still raises the floor for the whole hour it touches.

@@ -112,9 +112,9 @@ public sealed class DashboardFixture : IAsyncLifetime
         });
     }
 
-    public async Task<IPage> OpenAsync(string hash)
+    public async Task<IPage> OpenAsync(string hash, int width = 1400)
     {
-        var page = await Browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1400, Height = 1000 } });
+        var page = await Browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = width, Height = 1000 } });
         await page.GotoAsync($"{BaseUrl}/{hash}");
         await page.WaitForSelectorAsync("#page[data-ready]", new PageWaitForSelectorOptions { Timeout = 30_000 });
         return page;

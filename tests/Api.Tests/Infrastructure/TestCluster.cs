@@ -8,12 +8,14 @@ namespace Forecaster.Api.Tests.Infrastructure;
 
 /// <summary>
 /// One real PostgreSQL server per test run: FORECASTER_TEST_DB when set (any server the user points at), otherwise
-/// a private embedded cluster (the service's own launcher) in a temporary home, stopped and removed at exit.
+/// a private embedded cluster (the service's own launcher) under <see cref="TestEnvironment.Root"/>, stopped and removed when
+/// the assembly's tests end (<see cref="CleanupTestFramework"/>: before the runner may kill the test host) or at exit.
 /// Each test class gets a database of its own, so classes run in parallel without seeing each other's rows.
 /// </summary>
 public static class TestCluster
 {
     static readonly Lazy<Task<string>> Server = new(StartAsync);
+    static EmbeddedPostgres? _cluster;
 
     /// <summary>Creates an empty database and returns its connection string.</summary>
     public static async Task<string> CreateDatabaseAsync(string label)
@@ -48,29 +50,30 @@ public static class TestCluster
         {
             return external;
         }
-        var home = Path.Combine(Path.GetTempPath(), "forecaster-tests", Guid.NewGuid().ToString("N")[..12]);
-        var cluster = EmbeddedPostgres.For(home, fast: true);
+        var cluster = EmbeddedPostgres.For(TestEnvironment.NewHome("shared"), fast: true);
+        _cluster = cluster;
         var (connectionString, _) = await cluster.EnsureRunningAsync();
-        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
-        {
-            cluster.StopAsync().GetAwaiter().GetResult();
-            TryDelete(home);
-            TryDelete(Path.GetDirectoryName(cluster.DataDir)!);
-        };
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => StopAsync().GetAwaiter().GetResult();
         return new NpgsqlConnectionStringBuilder(connectionString) { Database = "postgres" }.ConnectionString;
     }
 
-    static void TryDelete(string dir)
+    /// <summary>Stops the run's cluster (if this run started one) and removes its home; safe to call twice.</summary>
+    public static async Task StopAsync()
     {
+        if (Interlocked.Exchange(ref _cluster, null) is not { } cluster)
+        {
+            return;
+        }
+        NpgsqlConnection.ClearAllPools();
         try
         {
-            Directory.Delete(dir, recursive: true);
+            await cluster.StopAsync();
         }
-        catch (IOException)
+        catch (Exception e) when (e is EmbeddedPostgresException or IOException or InvalidOperationException)
         {
+            Console.Error.WriteLine($"TestCluster: could not stop {cluster.DataDir}: {e.Message}");
         }
-        catch (UnauthorizedAccessException)
-        {
-        }
+        TestEnvironment.TryDelete(cluster.Home);
+        TestEnvironment.TryDelete(Path.GetDirectoryName(cluster.DataDir)!);
     }
 }

@@ -35,3 +35,19 @@ export function bytes(n: number | null | undefined): string {
 export function when(iso: string | null | undefined): string {
   return iso ? iso.replace("T", " ").slice(0, 16) + " UTC" : "—";
 }
+
+/** A number with exactly <paramref name="digits"/> decimals, so a column of them lines up and compares by eye. */
+export function fixed(n: number | null | undefined, digits: number): string {
+  if (n === null || n === undefined || Number.isNaN(n)) return "—";
+  return n.toFixed(digits);
+}
+
+/** Text with `code` spans (as the API's notes and help write them) rendered as code, not as literal backticks. */
+export function withCode(text: string): (Node | string)[] {
+  return text.split(/`([^`]+)`/).map((part, i) => (i % 2 === 1 ? h("code", {}, part) : part));
+}
+
+/** A wide table in a box that scrolls sideways by itself on a narrow screen, instead of the whole page. */
+export function scroller(table: HTMLElement): HTMLDivElement {
+  return h("div", { class: "table-scroll" }, table);
+}

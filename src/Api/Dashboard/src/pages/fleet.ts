@@ -1,5 +1,5 @@
 import { enc, get, getOptional, Resource, ResourcePage, TrainingRun } from "../api";
-import { fmt, h, when } from "../dom";
+import { fixed, fmt, h, scroller, when } from "../dom";
 import { CurrentState, currentStates } from "../current";
 
 interface ActiveModel { resource: string; metric: string; algorithm?: string; mase?: number; seasonalNaiveMase?: number; beatsSeasonalNaive?: boolean; trainedAt: string }
@@ -48,9 +48,9 @@ export async function fleetPage(root: HTMLElement): Promise<void> {
       ? `Last training run #${last.id}: ${last.status}, ${last.progress.done}/${last.progress.total} series, finished ${when(last.finishedAt)}`
       : "No training run yet."),
     h("div", { class: "toolbar" }, search, groupSelect, kindSelect, count),
-    h("table", { id: "fleet" },
+    scroller(h("table", { id: "fleet" },
       h("thead", {}, h("tr", {}, ...["Resource", "Group", "Kind", "Desired now", "Source", "Model", "MASE (model / seasonal naive)", "Flags"].map(t => h("th", {}, t)))),
-      body));
+      body)));
   render();
 }
 
@@ -59,7 +59,12 @@ function row(r: Resource, c: CurrentState | undefined, m: ActiveModel | undefine
   if (c?.stale) flags.push(h("span", { class: "flag warn" }, "stale plan"));
   if (c?.capacityShortfall) flags.push(h("span", { class: "flag bad" }, "capacity shortfall"));
   if (c?.forecastOnly || r.policy["mode"] === "forecastOnly") flags.push(h("span", { class: "flag info" }, "forecast only"));
-  if (m && m.beatsSeasonalNaive === false) flags.push(h("span", { class: "flag warn" }, "worse than seasonal naive"));
+  // Flag only what the numbers beside it show: worse at the three decimals displayed, not equal (the model may be
+  // seasonal naive itself, or tie with it).
+  if (m && m.beatsSeasonalNaive === false && m.mase !== undefined && m.seasonalNaiveMase !== undefined
+      && Number(fixed(m.mase, 3)) > Number(fixed(m.seasonalNaiveMase, 3))) {
+    flags.push(h("span", { class: "flag warn" }, "worse than seasonal naive"));
+  }
   const ratio = m?.mase !== undefined && m?.seasonalNaiveMase ? m.mase / m.seasonalNaiveMase : undefined;
   return h("tr", { "data-resource": r.name },
     h("td", {}, h("a", { href: `#/resources/${enc(r.name)}` }, r.name)),
@@ -68,6 +73,6 @@ function row(r: Resource, c: CurrentState | undefined, m: ActiveModel | undefine
     h("td", { class: "num desired" }, c && !c.missing ? `${c.count} ${r.kind === "job" ? "parallelism" : "replicas"}` : "—"),
     h("td", {}, c?.missing ? `cannot plan: ${c.missing.join("; ")}` : c?.source ?? "—"),
     h("td", {}, m?.algorithm ?? "—"),
-    h("td", { class: "num" }, m ? `${fmt(m.mase, 3)} / ${fmt(m.seasonalNaiveMase, 3)}${ratio !== undefined ? ` (${fmt(ratio, 2)}×)` : ""}` : "—"),
+    h("td", { class: "num" }, m ? `${fixed(m.mase, 3)} / ${fixed(m.seasonalNaiveMase, 3)}${ratio !== undefined ? ` (${fixed(ratio, 2)}×)` : ""}` : "—"),
     h("td", {}, ...flags));
 }

@@ -1,6 +1,6 @@
 import { ApiError, enc, get, getOptional, ModelVersion, PlanStep, PlanVersionPage, PlanVersionView, Resource, SourceState, StoredForecast, Bucket } from "../api";
-import { colors, timeChart } from "../charts";
-import { bytes, canvasBox, fmt, h, when } from "../dom";
+import { colors, timeChart, withGaps } from "../charts";
+import { bytes, canvasBox, fixed, fmt, h, scroller, when } from "../dom";
 import { currentState, CurrentState } from "../current";
 
 const hour = 3_600_000;
@@ -20,15 +20,25 @@ export async function resourcePage(root: HTMLElement, name: string): Promise<voi
   const steps = plan?.steps ?? [];
   const unit = resource.kind === "job" ? "parallelism" : "replicas";
 
-  const load = canvasBox("load-chart", 340);
-  const replicas = canvasBox("plan-chart", 280);
+  const observed = withGaps(samples.buckets.map(b => ({ x: Date.parse(b.timestamp), y: b.mean })));
+  const points = forecast?.points ?? [];
+  const capacity = stepLine(steps, s => (s.explanation?.capacity ? s.count * s.explanation.capacity : null));
+  const noCapacity = steps.length > 0 && steps.every(s => !s.explanation?.capacity);
+  const capacityField = resource.kind === "job" ? "policy.capacityPerSubtask" : "policy.capacityPerReplica";
+
+  // A chart only where there is something to draw: an empty one shows an axis at 1970-01-01 and says nothing.
+  const load = observed.length > 0 || points.length > 0 ? canvasBox("load-chart", 340) : null;
+  const replicas = steps.length > 0 ? canvasBox("plan-chart", 280) : null;
   root.replaceChildren(
     h("p", {}, h("a", { href: "#/" }, "← Fleet")),
     h("h1", {}, resource.name, " ", h("span", { class: "muted" }, `${resource.kind} · ${resource.group || "no group"} · load metric ${resource.loadMetric}`)),
     h("h2", {}, "Load, forecast and planned capacity"),
-    load.box,
+    load?.box ?? h("p", { class: "muted", id: "no-load" }, `No ${resource.loadMetric} observed in the last 7 days and no forecast yet.`),
+    noCapacity ? h("p", { class: "hint", id: "capacity-hint" },
+      `No planned capacity line: the capacity per ${resource.kind === "job" ? "subtask" : "replica"} is unknown, so the plan holds max(minReplicas, current). `,
+      `Set ${capacityField} (PUT /api/v1/resources/${resource.name}), or report cpu_cores (and replicas) with policy.replicaCpu so that training fits a capacity model.`) : "",
     h("h2", {}, `Planned ${unit} and requests per replica`),
-    replicas.box,
+    replicas?.box ?? h("p", { class: "muted", id: "no-plan" }, "No plan yet: nothing to chart. The service answers from yesterday's same hour until one is published."),
     h("h2", {}, "Now"),
     explanation(current, unit),
     h("h2", {}, "Plan"),
@@ -38,21 +48,26 @@ export async function resourcePage(root: HTMLElement, name: string): Promise<voi
     h("h2", {}, "Prometheus sources"),
     sourceTable(resource.sources ?? {}));
 
-  const observed = samples.buckets.map(b => ({ x: Date.parse(b.timestamp), y: b.mean }));
-  const points = forecast?.points ?? [];
-  const capacity = stepLine(steps, s => (s.explanation?.capacity ? s.count * s.explanation.capacity : null));
-  timeChart(load.canvas, [
-    { label: `observed ${resource.loadMetric} (hourly mean)`, data: observed, borderColor: colors.observed, pointRadius: 0, borderWidth: 1.5 },
-    { label: "forecast lower bound", data: points.map(p => ({ x: Date.parse(p.timestamp), y: p.lower })), borderColor: "transparent", pointRadius: 0 },
-    { label: `forecast band (${fmt((forecast?.level ?? 0.95) * 100, 0)}%)`, data: points.map(p => ({ x: Date.parse(p.timestamp), y: p.upper })), borderColor: "transparent", backgroundColor: colors.band, fill: "-1", pointRadius: 0 },
-    { label: `forecast (${forecast?.algorithm ?? "no model"})`, data: points.map(p => ({ x: Date.parse(p.timestamp), y: p.forecast })), borderColor: colors.forecast, pointRadius: 0, borderWidth: 2 },
-    { label: `planned capacity (${unit} × capacity per replica)`, data: capacity, borderColor: colors.capacity, pointRadius: 0, borderWidth: 2, stepped: "before" },
-  ], resource.loadMetric);
-  timeChart(replicas.canvas, [
-    { label: `planned ${unit}`, data: stepLine(steps, s => s.count), borderColor: colors.capacity, pointRadius: 0, borderWidth: 2, stepped: "before", yAxisID: "y" },
-    { label: "cpu request per replica (cores)", data: stepLine(steps, s => s.cpu ?? null), borderColor: colors.cpu, pointRadius: 0, stepped: "before", yAxisID: "y2" },
-    { label: "memory request per replica (GiB)", data: stepLine(steps, s => (s.memory ? s.memory / 2 ** 30 : null)), borderColor: colors.memory, pointRadius: 0, stepped: "before", yAxisID: "y2" },
-  ], unit, "cores / GiB");
+  if (load) {
+    timeChart(load.canvas, [
+      { label: `observed ${resource.loadMetric} (hourly mean)`, data: observed, borderColor: colors.observed, pointRadius: 0, borderWidth: 1.5 },
+      ...(points.length > 0 ? [
+        { label: "forecast lower bound", data: points.map(p => ({ x: Date.parse(p.timestamp), y: p.lower })), borderColor: "transparent", pointRadius: 0 },
+        { label: `forecast band (${fmt((forecast?.level ?? 0.95) * 100, 0)}%)`, data: points.map(p => ({ x: Date.parse(p.timestamp), y: p.upper })), borderColor: "transparent", backgroundColor: colors.band, fill: "-1", pointRadius: 0 },
+        { label: `forecast (${forecast?.algorithm ?? "no model"})`, data: points.map(p => ({ x: Date.parse(p.timestamp), y: p.forecast })), borderColor: colors.forecast, pointRadius: 0, borderWidth: 2 },
+      ] : []),
+      ...(noCapacity || steps.length === 0 ? [] : [
+        { label: `planned capacity (${unit} × capacity per replica)`, data: capacity, borderColor: colors.capacity, pointRadius: 0, borderWidth: 2, stepped: "before" as const },
+      ]),
+    ], resource.loadMetric, undefined, { unlisted: ["forecast lower bound"] });
+  }
+  if (replicas) {
+    timeChart(replicas.canvas, [
+      { label: `planned ${unit}`, data: stepLine(steps, s => s.count), borderColor: colors.capacity, pointRadius: 0, borderWidth: 2, stepped: "before", yAxisID: "y" },
+      { label: "cpu request per replica (cores)", data: stepLine(steps, s => s.cpu ?? null), borderColor: colors.cpu, pointRadius: 0, stepped: "before", yAxisID: "y2" },
+      { label: "memory request per replica (GiB)", data: stepLine(steps, s => (s.memory ? s.memory / 2 ** 30 : null)), borderColor: colors.memory, pointRadius: 0, stepped: "before", yAxisID: "y2" },
+    ], unit, "cores / GiB");
+  }
 }
 
 async function activePlan(name: string): Promise<PlanVersionView | null> {
@@ -95,12 +110,12 @@ function planSummary(plan: PlanVersionView | null, steps: PlanStep[]): HTMLEleme
 
 function modelTable(models: ModelVersion[]): HTMLElement {
   if (models.length === 0) return h("p", { class: "muted" }, "Not trained yet.");
-  return h("table", { id: "models" },
+  return scroller(h("table", { id: "models" },
     h("thead", {}, h("tr", {}, ...["Version", "Metric", "Status", "Algorithm", "Trained", "MASE", "Seasonal naive MASE", "sMAPE", "Coverage"].map(t => h("th", {}, t)))),
     h("tbody", {}, ...models.map(m => h("tr", {},
       h("td", { class: "num" }, m.version), h("td", {}, m.metric), h("td", {}, m.status), h("td", {}, m.algorithm ?? m.error ?? "—"),
-      h("td", {}, when(m.trainedAt)), h("td", { class: "num" }, fmt(m.mase, 3)), h("td", { class: "num" }, fmt(m.seasonalNaiveMase, 3)),
-      h("td", { class: "num" }, fmt(m.smape, 2)), h("td", { class: "num" }, fmt(m.coverage, 2))))));
+      h("td", {}, when(m.trainedAt)), h("td", { class: "num" }, fixed(m.mase, 3)), h("td", { class: "num" }, fixed(m.seasonalNaiveMase, 3)),
+      h("td", { class: "num" }, fixed(m.smape, 2)), h("td", { class: "num" }, fixed(m.coverage, 2)))))));
 }
 
 /** Each source's query and pull state; a failing one shows its error (the others and serving go on). */
