@@ -94,6 +94,8 @@ public sealed class CliTests
 
         (_, stdout, _) = await RunAsync(db, "train");
         Assert.Matches(@"^series=\d+ failed=\d+ seconds=[\d.]+ rate=[\d.]+/s\n$", stdout.Replace("\r", "", StringComparison.Ordinal));
+    }
+
     [Fact]
     public async Task ForecastToAFilePrintsASummaryLineAndToStdoutKeepsItOnStderr()
     {

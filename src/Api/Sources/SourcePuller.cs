@@ -18,7 +18,7 @@ public sealed record PullRoundSummary(int Claimed, int Succeeded, int Failed, lo
 /// A failing source only records its error and backs off; the others go on.
 /// </summary>
 public sealed class SourcePuller(NpgsqlDataSource db, SamplePartitions partitions, PrometheusClient prometheus,
-    IOptions<PrometheusOptions> options, TimeProvider clock, ILogger<SourcePuller> log)
+    IOptions<PrometheusOptions> options, IOptions<ForecasterOptions> service, TimeProvider clock, ILogger<SourcePuller> log)
 {
     readonly string _instance = $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid().ToString("N")[..8]}";
     readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
@@ -162,8 +162,8 @@ public sealed class SourcePuller(NpgsqlDataSource db, SamplePartitions partition
         long rows = 0;
         foreach (var (ts, value) in series.Points)
         {
-            // The rules pushed samples pass; a value they refuse (negative) is a gap, like NaN.
-            if (SampleRules.CheckValue(value) is null)
+            // The rules pushed samples pass; a value they refuse (negative, beyond the accepted range) is a gap, like NaN.
+            if (SampleRules.CheckValue(value, service.Value.MaxSampleValue) is null)
             {
                 await import.AddAsync(key, ts, value, ct);
                 rows++;
