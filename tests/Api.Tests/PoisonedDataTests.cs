@@ -38,6 +38,20 @@ public sealed class SampleValueRangeTests(ApiFixture api) : IClassFixture<ApiFix
     }
 
     [Fact]
+    public async Task AnInlineSimulationSeriesWithAHugeLoadIsRefusedNamingTheSeries()
+    {
+        var client = api.Writer();
+        var response = await client.PostAsync("/api/v1/simulations", ApiFixture.Json($$"""
+            {"series":[{"name":"spiky","points":[{"timestamp":"2026-11-01T00:00:00Z","value":5},{"timestamp":"2026-11-01T01:00:00Z","value":{{Huge}}}]}],
+             "policy":{"minReplicas":1,"maxReplicas":10},"trainDays":1}
+            """));
+        Assert.Equal(HttpStatusCode.BadRequest, response.StatusCode);
+        var problem = await response.Content.ReadFromJsonAsync<JsonElement>();
+        var message = Assert.Single(problem.GetProperty("errors").GetProperty("series").EnumerateArray()).GetString();
+        Assert.True(message!.Contains("'spiky' has a load 1.7976931348623157E+308 at 2026-11-01T01:00:00Z, beyond", StringComparison.Ordinal), message);
+    }
+
+    [Fact]
     public async Task ImportRefusesAValueAboveTheLimitWithItsLineAndExitCode2()
     {
         var db = await TestCluster.CreateDatabaseAsync("clihuge");

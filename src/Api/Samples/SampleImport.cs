@@ -104,7 +104,7 @@ public sealed class SampleImport : IAsyncDisposable
             lookup = await dataSource.OpenConnectionAsync(ct);
             var tx = await conn.BeginTransactionAsync(ct);
             await tx.SaveAsync("direct", ct);
-            // Undone with the savepoint when the direct path is abandoned; reset when it succeeds (EndDirectAsync).
+            // Undone with the savepoint when the direct path is abandoned; reset when it succeeds (FinishAsync).
             await conn.ExecuteAsync(new CommandDefinition($"SET LOCAL lock_timeout = '{DirectLockTimeout}'", transaction: tx, cancellationToken: ct));
             NpgsqlBinaryImporter? direct;
             try

@@ -70,6 +70,13 @@ public static class SimulationInputs
             problem = string.Create(CultureInfo.InvariantCulture, $"series '{history.Series}' has a negative load {v} at {ForecastCsv.FormatTimestamp(at)}");
             return null;
         }
+        // Beyond this, hourly sums (and everything planned from them) could overflow to infinity (issue 13).
+        if (observed.FirstOrDefault(o => !(o.Value <= Samples.SampleRules.AggregateLimit)) is { Timestamp: var hugeAt, Value: var huge } && !(huge <= Samples.SampleRules.AggregateLimit))
+        {
+            problem = string.Create(CultureInfo.InvariantCulture,
+                $"series '{history.Series}' has a load {huge:R} at {ForecastCsv.FormatTimestamp(hugeAt)}, beyond the largest accepted {Samples.SampleRules.AggregateLimit:R}");
+            return null;
+        }
         var ticks = observed.Select(o => o.Timestamp.UtcTicks).Distinct().Order().ToArray();
         var finest = Enumerable.Range(1, ticks.Length - 1).Select(i => ticks[i] - ticks[i - 1]).DefaultIfEmpty(0).Min();
         if (finest > Hour.Ticks)
