@@ -41,7 +41,15 @@ public static class JobsSetup
                 InvisibilityTimeout = TimeSpan.FromSeconds(jobs.InvisibilityTimeoutSeconds),
                 UseSlidingInvisibilityTimeout = true,
             };
-            return new PostgreSqlStorage(new NpgsqlConnectionFactory(sp.GetRequiredService<ResolvedDatabase>().ConnectionString, storage), storage);
+            // Hangfire's own pool, bounded and quick to let idle connections go: its many background processes query
+            // briefly, and PostgreSQL's connection slots are shared with the service's pool (and, in tests, other hosts').
+            var connection = new Npgsql.NpgsqlConnectionStringBuilder(sp.GetRequiredService<ResolvedDatabase>().ConnectionString)
+            {
+                ApplicationName = "forecaster-jobs",
+                MaxPoolSize = 20,
+                ConnectionIdleLifetime = 15,
+            };
+            return new PostgreSqlStorage(new NpgsqlConnectionFactory(connection.ConnectionString, storage), storage);
         });
         builder.Services.AddSingleton<JobActivator>(sp => new AspNetCoreJobActivator(sp.GetRequiredService<IServiceScopeFactory>()));
         builder.Services.AddHangfire(c => c
