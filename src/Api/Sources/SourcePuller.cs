@@ -30,6 +30,7 @@ public sealed class SourcePuller(NpgsqlDataSource db, SamplePartitions partition
     public ValueTask<bool> WokenAsync(CancellationToken ct) => _wake.Reader.ReadAsync(ct);
 
     long _queryTicks, _writeTicks;
+    DateTimeOffset _reconciledAt = DateTimeOffset.MinValue;
 
     sealed record Claim(int ResourceId, string Name, string Metric, string Query, string Server, DateTime? Watermark);
 
@@ -41,8 +42,13 @@ public sealed class SourcePuller(NpgsqlDataSource db, SamplePartitions partition
         List<Claim> claims;
         await using (var conn = await db.OpenConnectionAsync(ct))
         {
-            // Resources created by a CSV import into a group with sources join here.
-            await SourceDefinitions.ReconcileAsync(conn, null, null, null, now, ct);
+            // Resources created by a CSV import into a group with sources join here, once per pull interval (every PUT
+            // reconciles its own resource or group at once).
+            if (now - _reconciledAt >= TimeSpan.FromMinutes(o.PullMinutes) || now < _reconciledAt)
+            {
+                await SourceDefinitions.ReconcileAsync(conn, null, null, null, now, ct);
+                _reconciledAt = now;
+            }
             const string claim = """
                 UPDATE source_pulls p SET leased_until = @leaseUntil, leased_by = @instance
                 FROM (SELECT resource_id, metric FROM source_pulls

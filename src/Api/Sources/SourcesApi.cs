@@ -90,6 +90,11 @@ public static class SourcesApi
         SourcesInput? input = null;
         if (request.ContentLength > 0 || request.Headers.TransferEncoding.Count > 0)
         {
+            if (!request.HasJsonContentType())
+            {
+                return TypedResults.Problem(statusCode: StatusCodes.Status415UnsupportedMediaType, title: "Unsupported media type",
+                    detail: "Send the body as application/json: {\"sources\":{\"qps\":\"PromQL\"}}, or no body to test the stored sources.");
+            }
             input = await request.ReadFromJsonAsync<SourcesInput>(ct);
         }
         await using var conn = await db.OpenConnectionAsync(ct);

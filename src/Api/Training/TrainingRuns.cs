@@ -148,21 +148,19 @@ public static class TrainingRuns
                 error = (SELECT string_agg(format('shard %s: %s', shard, error), '; ' ORDER BY shard) FROM training_shards WHERE run_id = r.id AND status = 'failed')
             WHERE r.id = @runId AND r.status = 'running'
               AND NOT EXISTS (SELECT 1 FROM training_shards WHERE run_id = r.id AND status IN ('pending', 'running'))
-            RETURNING r.status
+            RETURNING r.status AS Status, extract(epoch FROM r.finished_at - r.started_at)::float8 AS Seconds
             """;
         await using var conn = await db.OpenConnectionAsync(ct);
         await using var tx = await conn.BeginTransactionAsync(ct);
         await conn.ExecuteAsync(new CommandDefinition(complete, new { runId, shard, error, now }, tx, cancellationToken: ct));
-        var status = await conn.ExecuteScalarAsync<string?>(new CommandDefinition(finalize, new { runId, now }, tx, cancellationToken: ct));
+        var finished = await conn.QuerySingleOrDefaultAsync<(string Status, double? Seconds)?>(new CommandDefinition(finalize, new { runId, now }, tx, cancellationToken: ct));
         await tx.CommitAsync(ct);
-        if (status is not null)
+        if (finished is { } f)
         {
-            var seconds = await conn.ExecuteScalarAsync<double?>(new CommandDefinition(
-                "SELECT extract(epoch FROM finished_at - started_at)::float8 FROM training_runs WHERE id = @runId", new { runId }, cancellationToken: ct));
-            Observability.ForecasterMetrics.TrainingRuns.WithLabels(status).Inc();
-            Observability.ForecasterMetrics.TrainingRunSeconds.WithLabels(status).Observe(seconds ?? 0);
+            Observability.ForecasterMetrics.TrainingRuns.WithLabels(f.Status).Inc();
+            Observability.ForecasterMetrics.TrainingRunSeconds.WithLabels(f.Status).Observe(f.Seconds ?? 0);
         }
-        return status;
+        return finished?.Status;
     }
 
     /// <summary>Ends a run that never got going (its start failed) as failed.</summary>
