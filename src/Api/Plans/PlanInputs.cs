@@ -158,9 +158,10 @@ public static class PlanInputs
     /// A stored forecast as the planner sees it. A model whose backtest is not known to be worse than seasonal naive
     /// (<paramref name="beatsSeasonalNaive"/> null) counts as beating it: only evidence of being worse makes the planner fall back.
     /// </summary>
-    public static Forecast StoredForecast(long modelVersion, DateTimeOffset generatedAt, bool? beatsSeasonalNaive, IReadOnlyList<ForecastHour> hours) =>
+    /// <paramref name="level"/> is the central level of the stored bounds (the model version's), which a risk-targeted policy rescales.
+    public static Forecast StoredForecast(long modelVersion, DateTimeOffset generatedAt, bool? beatsSeasonalNaive, IReadOnlyList<ForecastHour> hours, double level = 0.95) =>
         new($"{modelVersion}@{generatedAt:yyyy-MM-ddTHH:mm:ssZ}", modelVersion.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            generatedAt, beatsSeasonalNaive != false, hours);
+            generatedAt, beatsSeasonalNaive != false, hours, level);
 
     /// <summary>The stored policy, read through the same validation as a PUT: a policy stored before validation existed is reported, not guessed.</summary>
     static (Policy?, IReadOnlyList<string>) ReadPolicy(PlanResource r) => ReadPolicy(r.Policy, r.Kind);
@@ -193,7 +194,7 @@ public static class PlanInputs
     {
         const string forecasts = """
             SELECT f.resource_id, f.metric, f.ts, f.forecast, f.lower, f.upper, f.model_version_id, f.generated_at,
-                   mv.beats_seasonal_naive AS beats
+                   mv.beats_seasonal_naive AS beats, mv.level
             FROM unnest(@ids, @metrics) AS w(resource_id, metric)
             JOIN forecasts f ON f.resource_id = w.resource_id AND f.metric = w.metric
             JOIN model_versions mv ON mv.id = f.model_version_id
@@ -209,12 +210,12 @@ public static class PlanInputs
         await using var reader = await cmd.ExecuteReaderAsync(ct);
         (int, string)? key = null;
         List<ForecastHour> hours = [];
-        (long Model, DateTime Generated, bool? Beats) meta = default;
+        (long Model, DateTime Generated, bool? Beats, double Level) meta = default;
         void Flush()
         {
             if (key is { } k && hours.Count > 0)
             {
-                result[k] = StoredForecast(meta.Model, new DateTimeOffset(meta.Generated, TimeSpan.Zero), meta.Beats, hours);
+                result[k] = StoredForecast(meta.Model, new DateTimeOffset(meta.Generated, TimeSpan.Zero), meta.Beats, hours, meta.Level);
             }
             hours = [];
         }
@@ -225,7 +226,7 @@ public static class PlanInputs
             {
                 Flush();
                 key = k;
-                meta = (reader.GetInt64(6), reader.GetDateTime(7), reader.IsDBNull(8) ? null : reader.GetBoolean(8));
+                meta = (reader.GetInt64(6), reader.GetDateTime(7), reader.IsDBNull(8) ? null : reader.GetBoolean(8), reader.IsDBNull(9) ? 0.95 : reader.GetDouble(9));
             }
             hours.Add(new ForecastHour(new DateTimeOffset(reader.GetDateTime(2), TimeSpan.Zero), reader.GetDouble(3), reader.GetDouble(4), reader.GetDouble(5)));
         }

@@ -152,7 +152,7 @@ public static class Replay
                 .Select(h => new ForecastHour(forecast.TimestampAt(h), forecast.Point[h], forecast.Lower[h], forecast.Upper[h]))
                 .ToArray();
             var beats = LoadModel.BeatsSeasonalNaive(model.Backtest);
-            return new NightFit(PlanInputs.StoredForecast(at, midnight, beats, hours), forecast, beats, null);
+            return new NightFit(PlanInputs.StoredForecast(at, midnight, beats, hours, forecast.Level), forecast, beats, null);
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {

@@ -40,7 +40,7 @@ public static class FleetModel
             .OfType<GlobalSeries>()
             .ToArray();
         var relative = RelativePath(runId);
-        var model = GlobalModel.Train(fleet, o.HorizonHours, relative, forecast.GlobalModel with { Threads = o.EffectiveParallelism });
+        var model = GlobalModel.Train(fleet, o.HorizonHours, relative, forecast.GlobalModel);
         model?.Save(Path.Combine(o.ResolvedModelsPath, relative));
         return model;
     }

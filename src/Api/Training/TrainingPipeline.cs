@@ -76,7 +76,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
 
             started = Stopwatch.GetTimestamp();
             var batchFailed = results.Count(r => r.Error is not null);
-            await WriteAsync(runId, shard, batch, items, results, history, from, to, trainedAt, o, ct);
+            await WriteAsync(runId, shard, batch, items, results, history, from, to, trainedAt, o, global?.Version, ct);
             writing += Stopwatch.GetElapsedTime(started);
 
             done += items.Count;
@@ -249,7 +249,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
 
     async Task WriteAsync(
         long runId, int shard, List<BatchResource> batch, List<Item> items, Fitted[] results, Dictionary<int, HourlyValues> history,
-        DateTimeOffset from, DateTimeOffset to, DateTimeOffset trainedAt, TrainingOptions o, CancellationToken ct)
+        DateTimeOffset from, DateTimeOffset to, DateTimeOffset trainedAt, TrainingOptions o, string? globalVersion, CancellationToken ct)
     {
         var activated = items.Zip(results).Where(p => p.Second.Error is null).Select(p => p.First).ToList();
         var resourceIds = activated.Select(i => i.Resource.Id).ToArray();
@@ -279,7 +279,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         {
             for (int i = 0; i < items.Count; i++)
             {
-                await WriteVersionAsync(versions, runId, items[i], results[i], trainedAt, o, ct);
+                await WriteVersionAsync(versions, runId, items[i], results[i], trainedAt, o, items[i].Metric == items[i].Resource.LoadMetric ? globalVersion : null, ct);
             }
             await versions.CompleteAsync(ct);
         }
@@ -323,7 +323,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         await tx.CommitAsync(ct);
     }
 
-    static async Task WriteVersionAsync(NpgsqlBinaryImporter w, long runId, Item item, Fitted r, DateTimeOffset trainedAt, TrainingOptions o, CancellationToken ct)
+    static async Task WriteVersionAsync(NpgsqlBinaryImporter w, long runId, Item item, Fitted r, DateTimeOffset trainedAt, TrainingOptions o, string? globalVersion, CancellationToken ct)
     {
         var m = r.Model;
         var backtest = m?.Backtest;
@@ -336,7 +336,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         await w.WriteAsync(runId, NpgsqlDbType.Bigint, ct);
         await w.WriteAsync(r.Error is null ? "active" : "failed", NpgsqlDbType.Text, ct);
         await Nullable(w, r.Forecast?.Model, NpgsqlDbType.Text, ct);
-        await Nullable(w, m is null ? null : JsonSerializer.Serialize(new { model = r.Forecast!.Model, notes = m.Notes, candidates = backtest?.Candidates }, Json), NpgsqlDbType.Jsonb, ct);
+        await Nullable(w, m is null ? null : JsonSerializer.Serialize(new { model = r.Forecast!.Model, notes = m.Notes, candidates = backtest?.Candidates, globalModel = globalVersion }, Json), NpgsqlDbType.Jsonb, ct);
         await Nullable(w, m?.Training.From.UtcDateTime, NpgsqlDbType.TimestampTz, ct);
         await Nullable(w, m?.Training.To.UtcDateTime, NpgsqlDbType.TimestampTz, ct);
         await Nullable(w, m?.Training.Points, NpgsqlDbType.Integer, ct);

@@ -114,6 +114,7 @@ public static class SeriesForecaster
         var candidates = Candidates(History, n, grid, m, seasons, options);
         if (global is not null)
         {
+            notes.Add($"fleet-wide model {global.Model.Version} among the candidates");
             candidates.Add(new("global", end => global.Fit(History(end))));
         }
 

@@ -107,7 +107,7 @@ public sealed class GlobalModel
             NumberOfLeaves = options.Leaves,
             LearningRate = options.LearningRate,
             MinimumExampleCountPerLeaf = options.MinRowsPerLeaf,
-            NumberOfThreads = options.Threads > 0 ? options.Threads : Environment.ProcessorCount,
+            NumberOfThreads = Math.Max(1, options.Threads),
             Seed = options.Seed,
             Silent = true,
             Verbose = false,

@@ -20,7 +20,7 @@ public static class LevelShift
 {
     /// <summary>
     /// Looks for a shift starting within the last <paramref name="days"/> whole days of <paramref name="x"/> (hourly, period
-    /// <paramref name="m"/>), at least one day before its end and with three days before it. A shift is the most recent split
+    /// <paramref name="m"/>), with at least two whole days after it (one odd day is not a new level) and with three days before it. A shift is the most recent split
     /// where the median of the days after differs from the median of the days before by more than <paramref name="k"/> robust
     /// standard deviations of the day-to-day spread before, and by at least <paramref name="minRelative"/> of the old level, and every day after it is at least half-way there.
     /// With weekly seasonality each day is compared with the same weekday a week earlier.
@@ -41,7 +41,7 @@ public static class LevelShift
             medians[d] = Median(buffer);
         }
         int lag = weekly ? 7 : 0;
-        for (int j = 1; j <= days && j + 1 + 3 + lag <= whole; j++)
+        for (int j = 2; j <= days && j + 1 + 3 + lag <= whole; j++)
         {
             // After: days 0..j-1; the straddling day j is left out; before: days j+1 .. j+days (as many as exist).
             int beforeCount = Math.Min(days, whole - j - 1 - lag);

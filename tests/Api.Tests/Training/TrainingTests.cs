@@ -39,6 +39,28 @@ public sealed class TrainingTests(TrainingFixture fx) : IClassFixture<TrainingFi
     }
 
     [Fact]
+    public async Task ARunTrainsOneFleetWideModelThatEveryLoadSeriesReferences()
+    {
+        var id = await fx.FullRunAsync();
+        Assert.Equal("succeeded", (await fx.WaitForRunAsync(id)).GetProperty("status").GetString());
+        var version = FleetModel.RelativePath(id);
+        // The ML.NET zip is under the models directory, once for the run (not per shard or per series).
+        Assert.True(File.Exists(Path.Combine(fx.ModelsDir, version)), $"{version} missing");
+        Assert.Single(Directory.GetFiles(Path.Combine(fx.ModelsDir, "global"), $"run-{id}.zip*"));
+        // Every load series' version names it; cpu and memory do not use it.
+        Assert.Equal(25, await fx.ScalarAsync<int>($"""
+            SELECT count(*)::int FROM model_versions mv JOIN resources r ON r.id = mv.resource_id
+            WHERE mv.run_id = {id} AND mv.metric = r.load_metric AND mv.parameters->>'globalModel' = '{version}'
+            """));
+        Assert.Equal(0, await fx.ScalarAsync<int>($"SELECT count(*)::int FROM model_versions WHERE run_id = {id} AND metric IN ('cpu_cores', 'memory_bytes') AND parameters->>'globalModel' IS NOT NULL"));
+        // It competed in each load series' backtest.
+        Assert.Equal(25, await fx.ScalarAsync<int>($$"""
+            SELECT count(*)::int FROM model_versions mv JOIN resources r ON r.id = mv.resource_id
+            WHERE mv.run_id = {{id}} AND mv.metric = r.load_metric AND mv.parameters->'candidates' @> '[{"model":"lgbm"}]'
+            """));
+    }
+
+    [Fact]
     public async Task TheRegistryArtifactReproducesTheStoredForecast()
     {
         await fx.FullRunAsync();
