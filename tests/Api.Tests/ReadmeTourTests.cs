@@ -207,12 +207,14 @@ public sealed partial class ReadmeTourTests
         var psi = new ProcessStartInfo("bash", [path]) { WorkingDirectory = work, RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
         psi.Environment["FORECASTER_URL"] = url;
         psi.Environment["FORECASTER_HOME"] = home;
+        // The tour's scratch files go to $TMPDIR: this run's own, so parallel runs on one machine do not share them.
+        psi.Environment["TMPDIR"] = work;
         psi.Environment.Remove("FORECASTER_DB");
         psi.Environment.Remove("ConnectionStrings__Forecaster");
         using var p = Process.Start(psi)!;
         var stdout = p.StandardOutput.ReadToEndAsync();
         var stderr = p.StandardError.ReadToEndAsync();
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(6));
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(8));
         try
         {
             await p.WaitForExitAsync(timeout.Token);
@@ -220,7 +222,7 @@ public sealed partial class ReadmeTourTests
         catch (OperationCanceledException)
         {
             p.Kill(entireProcessTree: true);
-            throw new TimeoutException("the tour did not finish in 6 minutes:\n" + await stderr);
+            throw new TimeoutException("the tour did not finish in 8 minutes:\n" + await stderr);
         }
         var err = await stderr;
         var statuses = new List<(int, int, string)>();
