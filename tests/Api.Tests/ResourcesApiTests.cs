@@ -113,8 +113,14 @@ public sealed class ServiceDocumentTests(ApiFixture api) : IClassFixture<ApiFixt
         var client = api.Reader();
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/swagger/index.html")).StatusCode);
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/health/live")).StatusCode);
+        // Readiness is 503 until the plan cache's first load, which a busy machine can take a moment over.
         var ready = await client.GetAsync("/health/ready");
-        Assert.Equal(HttpStatusCode.OK, ready.StatusCode);
+        for (var i = 0; i < 300 && ready.StatusCode != HttpStatusCode.OK; i++)
+        {
+            await Task.Delay(100);
+            ready = await client.GetAsync("/health/ready");
+        }
+        Assert.True(ready.StatusCode == HttpStatusCode.OK, await ready.Content.ReadAsStringAsync());
         Assert.Contains("migrations applied", await ready.Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }
 }
