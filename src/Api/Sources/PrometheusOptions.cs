@@ -67,7 +67,8 @@ public sealed class PrometheusOptions : PrometheusServerOptions
     [Range(1, 100_000)]
     public int BatchSources { get; set; } = 500;
 
-    /// <summary>Run the pulls in this instance (the claims keep several instances from pulling one series at once).</summary>
+    /// <summary>Schedule the pull rounds from this instance (a recurring Hangfire job; any instance's pull workers run them, and the
+    /// claims keep several instances from pulling one series at once).</summary>
     public bool Puller { get; set; } = true;
 
     /// <summary>The server a source names ('' for the default), or null when none is configured under that name.</summary>

@@ -1,6 +1,6 @@
 using System.Diagnostics;
-using System.Threading.Channels;
 using Dapper;
+using Hangfire;
 using Forecaster.Api.Observability;
 using Forecaster.Api.Samples;
 using Microsoft.Extensions.Options;
@@ -18,16 +18,26 @@ public sealed record PullRoundSummary(int Claimed, int Succeeded, int Failed, lo
 /// A failing source only records its error and backs off; the others go on.
 /// </summary>
 public sealed class SourcePuller(NpgsqlDataSource db, SamplePartitions partitions, PrometheusClient prometheus,
-    IOptions<PrometheusOptions> options, IOptions<ForecasterOptions> service, TimeProvider clock, ILogger<SourcePuller> log)
+    IOptions<PrometheusOptions> options, IOptions<ForecasterOptions> service, IBackgroundJobClient jobs, TimeProvider clock, ILogger<SourcePuller> log)
 {
     readonly string _instance = $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid().ToString("N")[..8]}";
-    readonly Channel<bool> _wake = Channel.CreateBounded<bool>(new BoundedChannelOptions(1) { FullMode = BoundedChannelFullMode.DropWrite });
-
-    /// <summary>Asks the scheduler for a round now (a source was created or changed).</summary>
-    public void Wake() => _wake.Writer.TryWrite(true);
-
-    /// <summary>Completes when <see cref="Wake"/> was called.</summary>
-    public ValueTask<bool> WokenAsync(CancellationToken ct) => _wake.Reader.ReadAsync(ct);
+    /// <summary>A round now, on the `pulls` queue (a source was created or changed), where this instance schedules pulls;
+    /// a failure to enqueue leaves the source to the next minute's run.</summary>
+    public void Wake()
+    {
+        if (!options.Value.Puller || !options.Value.AllServers().Any())
+        {
+            return;
+        }
+        try
+        {
+            jobs.Enqueue<SourcePullJob>(Jobs.JobQueues.Pulls, j => j.RunAsync(CancellationToken.None));
+        }
+        catch (BackgroundJobClientException e)
+        {
+            log.LogWarning(e, "Could not enqueue a pull round; the next scheduled one pulls the new sources");
+        }
+    }
 
     long _queryTicks, _writeTicks;
     DateTimeOffset _reconciledAt = DateTimeOffset.MinValue;

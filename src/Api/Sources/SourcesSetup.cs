@@ -1,3 +1,5 @@
+using Forecaster.Api.Jobs;
+using Hangfire;
 using Microsoft.Extensions.Options;
 
 namespace Forecaster.Api.Sources;
@@ -6,7 +8,7 @@ public static class SourcesSetup
 {
     /// <summary>
     /// Prometheus as a history source: validated options, one resilient HttpClient per configured server, the pull
-    /// round and its scheduler (only where a server is configured and `Puller` is on).
+    /// round as a Hangfire job on the `pulls` queue, scheduled every minute (only where a server is configured and `Puller` is on).
     /// </summary>
     public static WebApplicationBuilder AddForecasterSources(this WebApplicationBuilder builder)
     {
@@ -18,9 +20,10 @@ public static class SourcesSetup
         var options = Read(builder.Configuration);
         PrometheusClient.AddClients(builder.Services, options);
         builder.Services.AddSingleton<SourcePuller>();
+        builder.Services.AddTransient<SourcePullJob>();
         if (options.Puller && options.AllServers().Any())
         {
-            builder.Services.AddHostedService<SourcePullService>();
+            builder.Services.AddHostedService<SourcePullRegistration>();
         }
         return builder;
     }
@@ -31,55 +34,35 @@ public static class SourcesSetup
 }
 
 /// <summary>
-/// Runs a pull round every 30 seconds (each source is due every PullMinutes; the round claims only those) and at once
-/// when a source is created or changed. A round that throws (the database away) is logged and the next one tries again:
-/// pulls never hold up training or serving.
+/// Pull rounds as a Hangfire job on the `pulls` queue: every minute (each source is due every PullMinutes; a round claims
+/// only those, with leases, so workers of several instances share the work) and at once when a source is created or changed.
 /// </summary>
-sealed class SourcePullService(SourcePuller puller, TimeProvider clock, ILogger<SourcePullService> log) : BackgroundService
+public sealed class SourcePullJob(SourcePuller puller)
 {
-    static readonly TimeSpan Tick = TimeSpan.FromSeconds(30);
+    public const string RecurringId = "prometheus-pull";
 
-    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    /// <summary>Rounds until nothing is due. No automatic retry: each source keeps its own backoff and the next minute's run
+    /// starts from the watermarks, so a retried round would only pull the same sources twice.</summary>
+    [AutomaticRetry(Attempts = 0)]
+    public async Task RunAsync(CancellationToken ct)
     {
-        using var timer = new PeriodicTimer(Tick, clock);
-        var tick = timer.WaitForNextTickAsync(stoppingToken).AsTask();
-        var wake = puller.WokenAsync(stoppingToken).AsTask();
-        while (!stoppingToken.IsCancellationRequested)
+        PullRoundSummary round;
+        do
         {
-            try
-            {
-                PullRoundSummary round;
-                do
-                {
-                    round = await puller.PullDueAsync(stoppingToken);
-                }
-                while (round.Claimed > 0 && !stoppingToken.IsCancellationRequested);
-            }
-            catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (Exception e)
-            {
-                log.LogWarning(e, "Pull round failed; the next one retries");
-            }
-            try
-            {
-                var done = await Task.WhenAny(tick, wake);
-                await done;
-                if (done == tick)
-                {
-                    tick = timer.WaitForNextTickAsync(stoppingToken).AsTask();
-                }
-                else
-                {
-                    wake = puller.WokenAsync(stoppingToken).AsTask();
-                }
-            }
-            catch (OperationCanceledException)
-            {
-                return;
-            }
+            round = await puller.PullDueAsync(ct);
         }
+        while (round.Claimed > 0 && !ct.IsCancellationRequested);
     }
+}
+
+/// <summary>Registers the recurring pull once the service has started (instances with `Puller` off leave it alone).</summary>
+sealed class SourcePullRegistration(IRecurringJobManager manager) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        JobsSetup.AddOrUpdatePull<SourcePullJob>(manager, SourcePullJob.RecurringId, j => j.RunAsync(CancellationToken.None), "* * * * *");
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }
