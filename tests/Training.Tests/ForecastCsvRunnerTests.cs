@@ -51,7 +51,8 @@ public class ForecastCsvRunnerTests
         Assert.Equal("2024-01-04T00:00:00Z", rows[24][1]);
         Assert.Equal("4", rows[24][2]);
         Assert.Equal("2024-01-02T00:00:00Z", rows[48][1]);
-        Assert.Equal("snaive24", rows[48][5]);
+        // One day is too short to backtest: the fleet-wide model trained on the file's longer series forecasts it.
+        Assert.Equal("lgbm", rows[48][5]);
         Assert.All(rows, r => Assert.True(double.Parse(r[3], CultureInfo.InvariantCulture) <= double.Parse(r[4], CultureInfo.InvariantCulture)));
     }
 

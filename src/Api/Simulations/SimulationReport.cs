@@ -178,7 +178,7 @@ public sealed record SimulationReport(
         {
             Invariant($"each replayed day: models fitted at 00:00 UTC on the {settings.Training.HistoryDays} days before it (the nightly run's window and selection), a {settings.Planning.HorizonHours}-hour plan made from them, its first 24 hours scored"),
             Invariant($"scored on hourly mean load; under-provisioned means load > replicas × capacityPerReplica; reactive is HPA-like on the previous hour's load (tolerance {Replay.ReactiveTolerance}, {Replay.ReactiveStabilizationHours} h scale-down stabilisation)"),
-            "oracle plans each day from the load that actually came, through the same policy: no forecaster can use fewer replica-hours under it; efficiency = (static-peak − strategy) / (static-peak − oracle) in replica-hours",
+            "oracle plans each day from the load that actually came, through the same policy: what a perfect forecast would cost under it, never short of load; efficiency = (static-peak − strategy) / (static-peak − oracle) in replica-hours (above 1 means fewer replica-hours than the oracle, paid for in hours short)",
         };
         notes.AddRange(inputNotes);
         var chosen = replayed.Where(r => r.CapacityChosen).ToList();

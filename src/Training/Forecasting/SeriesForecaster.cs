@@ -74,7 +74,7 @@ public static class SeriesForecaster
         var window = new TrainingWindow(grid.Start, grid.At(n - 1), n, observed, clipped);
         var fallback = SeasonalNaiveModel.Fit(clean, n >= m ? m : 1);
 
-        var global = GlobalCandidate(clean, grid, options);
+        var global = GlobalCandidate(grid, options);
         if (n - options.Horizon < 3 * m)
         {
             if (global?.Fit(clean) is { } fleet && fleet.Forecast(options.Horizon).Point.All(double.IsFinite))
@@ -255,7 +255,7 @@ public static class SeriesForecaster
         }
     }
 
-    private static GlobalFit? GlobalCandidate(double[] x, TimeGrid grid, ForecastOptions options) =>
+    private static GlobalFit? GlobalCandidate(TimeGrid grid, ForecastOptions options) =>
         options.Global is { } g && options.Models.HasFlag(ModelKinds.Global) && grid.DailyPeriod == 24 ? new GlobalFit(g, grid, options) : null;
 
     private static List<Candidate> Candidates(Func<int, double[]> x, int n, TimeGrid grid, int m, Seasonality seasons, ForecastOptions options)

@@ -77,14 +77,15 @@ public sealed partial class DashboardTests(DashboardFixture fx) : IClassFixture<
         var page = await fx.OpenAsync("#/simulations");
         await page.ClickAsync($"#simulations a:text-is('#{fx.SimulationId}')");
         await page.WaitForSelectorAsync("#days-chart[data-points]");
-        Assert.Equal(5, await page.Locator("#totals tbody tr").CountAsync());
-        Assert.Equal(5, await PointsAsync(page, "#cost-chart"));
-        Assert.Equal(5, await PointsAsync(page, "#risk-chart"));
-        // Every replayed day: the need and each of the 5 strategies, as the report has them.
+        // One row and bar per strategy: predictive, predictive+reactive, reactive, static-peak, yesterday, oracle.
+        Assert.Equal(6, await page.Locator("#totals tbody tr").CountAsync());
+        Assert.Equal(6, await PointsAsync(page, "#cost-chart"));
+        Assert.Equal(6, await PointsAsync(page, "#risk-chart"));
+        // Every replayed day: the need and each of the 6 strategies, as the report has them.
         var report = (await fx.Client.GetFromJsonAsync<System.Text.Json.JsonElement>($"/api/v1/simulations/{fx.SimulationId}")).GetProperty("report");
         var days = report.GetProperty("days").GetArrayLength();
         Assert.True(days >= 5, "about a week is replayed");
-        Assert.Equal(6 * days, await PointsAsync(page, "#days-chart"));
+        Assert.Equal(7 * days, await PointsAsync(page, "#days-chart"));
         Assert.Contains($"3 series, {report.GetProperty("seriesDays").GetInt32()} series-days replayed", await page.InnerTextAsync("#simulation-summary"), StringComparison.Ordinal);
         await ShotAsync(page, "simulation");
         await page.CloseAsync();
