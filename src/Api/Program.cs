@@ -46,6 +46,8 @@ builder.Services.AddForecasterOpenApi();
 builder.Services.AddForecasterHealth();
 
 var app = builder.Build();
+// Before the middleware: the jobs dashboard creates Hangfire's schema on first use, and that logs.
+app.PrintDemoBanner();
 app.UseSecurityHeaders();
 app.UseForecasterProblems();
 app.UseForecasterMetrics();
@@ -67,7 +69,6 @@ app.MapGroups();
 app.MapSimulations();
 app.MapSources();
 
-app.PrintDemoBanner();
 await app.RunAsync();
 return 0;
 

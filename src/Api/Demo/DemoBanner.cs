@@ -9,7 +9,7 @@ namespace Forecaster.Api.Demo;
 /// </summary>
 public static class DemoBanner
 {
-    /// <summary>Prints the banner when the demo is on; call after every endpoint is mapped and before the host starts.</summary>
+    /// <summary>Prints the banner when the demo is on; call right after the host is built, before anything can log.</summary>
     public static WebApplication PrintDemoBanner(this WebApplication app)
     {
         if (!app.Configuration.GetValue<bool>($"{ForecasterOptions.Section}:Demo"))
@@ -17,10 +17,9 @@ public static class DemoBanner
             return app;
         }
         var url = BaseUrl(app.Configuration["urls"] ?? app.Configuration["ASPNETCORE_URLS"]);
-        var jobs = app.Services.GetServices<EndpointDataSource>().SelectMany(s => s.Endpoints).OfType<RouteEndpoint>()
-            .Any(e => e.RoutePattern.RawText?.TrimStart('/').StartsWith("jobs", StringComparison.Ordinal) == true);
         var key = app.Services.GetRequiredService<ApiKeyRing>().GeneratedKey;
-        Console.Out.Write(Text(url, jobs, key, DemoKey.PathIn(app.Configuration)));
+        // Hangfire's dashboard (UseJobsDashboard) is always on, whatever else is mapped.
+        Console.Out.Write(Text(url, jobs: true, key, DemoKey.PathIn(app.Configuration)));
         Console.Out.Flush();
         return app;
     }
