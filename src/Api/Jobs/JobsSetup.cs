@@ -52,7 +52,8 @@ public static class JobsSetup
             return new PostgreSqlStorage(new NpgsqlConnectionFactory(connection.ConnectionString, storage), storage);
         });
         builder.Services.AddSingleton<JobActivator>(sp => new AspNetCoreJobActivator(sp.GetRequiredService<IServiceScopeFactory>()));
-        builder.Services.AddHangfire(c => c
+        builder.Services.AddHangfire((sp, c) => c
+            .UseLogProvider(new HostSafeLogProvider(sp.GetRequiredService<ILoggerFactory>()))
             .SetDataCompatibilityLevel(CompatibilityLevel.Version_180)
             .UseSimpleAssemblyNameTypeSerializer()
             .UseRecommendedSerializerSettings());
@@ -99,4 +100,34 @@ sealed class RecurringJobsRegistration(IRecurringJobManager manager, Microsoft.E
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}
+
+/// <summary>
+/// Hangfire logs through one process-wide provider, set by the host built last. Where several hosts share a process (the
+/// tests), a stopped host's disposed logger factory would throw in every other host's workers, after a job was fetched
+/// and before it ran (ObjectDisposedException in PostgreSqlFetchedJob), stranding that job until its invisibility timeout:
+/// a disposed factory gives loggers that write nothing instead.
+/// </summary>
+sealed class HostSafeLogProvider(ILoggerFactory factory) : Hangfire.Logging.ILogProvider
+{
+    readonly AspNetCoreLogProvider _inner = new(factory);
+
+    public Hangfire.Logging.ILog GetLogger(string name)
+    {
+        try
+        {
+            return _inner.GetLogger(name);
+        }
+        catch (ObjectDisposedException)
+        {
+            return Silent.Instance;
+        }
+    }
+
+    sealed class Silent : Hangfire.Logging.ILog
+    {
+        public static readonly Silent Instance = new();
+
+        public bool Log(Hangfire.Logging.LogLevel logLevel, Func<string>? messageFunc, Exception? exception = null) => false;
+    }
 }
