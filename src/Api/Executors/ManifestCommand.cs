@@ -29,31 +29,10 @@ public static class ManifestCommand
         return new Command("manifest", "Print what an executor applies: a KEDA ScaledObject or a Flink patch.") { scaled, flink };
     }
 
-    sealed record Row
+    static async Task<PlanCache.Row?> ReadAsync(Npgsql.NpgsqlDataSource db, string name, CancellationToken ct)
     {
-        public int Id { get; init; }
-        public string Name { get; init; } = "";
-        public string Kind { get; init; } = "";
-        public string Group { get; init; } = "";
-        public string LoadMetric { get; init; } = "";
-        public string Policy { get; init; } = "{}";
-        public DateTime UpdatedAt { get; init; }
-        public long? PlanId { get; init; }
-        public DateTime? GeneratedAt { get; init; }
-        public string? Mode { get; init; }
-        public string? Steps { get; init; }
-    }
-
-    static async Task<Row?> ReadAsync(Npgsql.NpgsqlDataSource db, string name, CancellationToken ct)
-    {
-        const string sql = """
-            SELECT r.id, r.name, r.kind, r."group" AS Group, r.load_metric AS LoadMetric, r.policy::text AS Policy, r.updated_at AS UpdatedAt,
-                   p.id AS PlanId, p.generated_at AS GeneratedAt, p.mode, p.steps::text AS Steps
-            FROM resources r LEFT JOIN plan_versions p ON p.resource_id = r.id AND p.status = 'active'
-            WHERE r.name = @name
-            """;
         await using var conn = await db.OpenConnectionAsync(ct);
-        return await conn.QuerySingleOrDefaultAsync<Row>(new CommandDefinition(sql, new { name }, cancellationToken: ct));
+        return await conn.QuerySingleOrDefaultAsync<PlanCache.Row>(new CommandDefinition(PlanCache.LoadSql, new { names = new[] { name } }, cancellationToken: ct));
     }
 
     static async Task<int> ScaledObjectAsync(string name, CancellationToken ct)
@@ -91,18 +70,9 @@ public static class ManifestCommand
             return 2;
         }
         var now = TimeProvider.System.GetUtcNow();
-        var plan = row.PlanId is long id && row.Steps is not null
-            ? new ServedPlan(id, new DateTimeOffset(row.GeneratedAt!.Value, TimeSpan.Zero), row.Mode == "forecastOnly", PlanJson.ReadSteps(row.Steps))
-            : null;
         // The fallback's inputs, as the serving cache loads them, for hours no plan covers.
-        var request = (await PlanInputs.LoadAsync(db,
-            [new PlanResource { Id = row.Id, Name = row.Name, Kind = row.Kind, LoadMetric = row.LoadMetric, Policy = row.Policy, UpdatedAt = row.UpdatedAt }],
-            now, PlanInputs.HorizonStart(now), new PlanningOptions(), ct))[0];
-        var resource = new ServedResource(row.Id, row.Name, row.Kind == "job" ? ResourceKind.Job : ResourceKind.Service, row.Group, row.UpdatedAt,
-            row.PlanId, plan, request.Input, request.Problems)
-        {
-            Policy = request.Input?.Policy,
-        };
+        var request = (await PlanInputs.LoadAsync(db, [row.ToPlanResource()], now, PlanInputs.HorizonStart(now), new PlanningOptions(), ct))[0];
+        var resource = PlanCache.Served(row, PlanCache.Plan(row, now), request);
         var (body, problem) = ExecutorsApi.Flink(resource, now, stale: false, yaml: true);
         if (body is not null)
         {

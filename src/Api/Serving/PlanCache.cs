@@ -19,7 +19,7 @@ public sealed class PlanCache(
     sealed record Snapshot(Dictionary<string, ServedResource> ByName, ServedResource[] Ordered);
 
     /// <summary>A resource as (re)loaded: its definition and active plan, steps as stored.</summary>
-    sealed record Row
+    internal sealed record Row
     {
         public int Id { get; init; }
         public string Name { get; init; } = "";
@@ -32,6 +32,8 @@ public sealed class PlanCache(
         public DateTime? GeneratedAt { get; init; }
         public string? Mode { get; init; }
         public string? Steps { get; init; }
+
+        public PlanResource ToPlanResource() => new() { Id = Id, Name = Name, Kind = Kind, LoadMetric = LoadMetric, Policy = Policy, UpdatedAt = UpdatedAt };
     }
 
     readonly SemaphoreSlim _writer = new(1, 1);
@@ -145,14 +147,16 @@ public sealed class PlanCache(
         await ReloadAsync(names, ct);
     }
 
+    /// <summary>The named resources with their active plans (also what the `manifest` verb reads).</summary>
+    internal const string LoadSql = """
+        SELECT r.id, r.name, r.kind, r."group" AS Group, r.load_metric AS LoadMetric, r.policy::text AS Policy, r.updated_at AS UpdatedAt,
+               p.id AS PlanId, p.generated_at AS GeneratedAt, p.mode, p.steps::text AS Steps
+        FROM resources r LEFT JOIN plan_versions p ON p.resource_id = r.id AND p.status = 'active'
+        WHERE r.name = ANY(@names)
+        """;
+
     async Task LoadAsync(IReadOnlyCollection<string> names, IReadOnlyCollection<string> removed, CancellationToken ct)
     {
-        const string load = """
-            SELECT r.id, r.name, r.kind, r."group" AS Group, r.load_metric AS LoadMetric, r.policy::text AS Policy, r.updated_at AS UpdatedAt,
-                   p.id AS PlanId, p.generated_at AS GeneratedAt, p.mode, p.steps::text AS Steps
-            FROM resources r LEFT JOIN plan_versions p ON p.resource_id = r.id AND p.status = 'active'
-            WHERE r.name = ANY(@names)
-            """;
         var now = clock.GetUtcNow();
         var ahead = TimeSpan.FromHours(Options.FallbackAheadHours);
         var hourStart = new DateTimeOffset(now.UtcTicks - (now.UtcTicks % TimeSpan.TicksPerHour), TimeSpan.Zero);
@@ -163,24 +167,18 @@ public sealed class PlanCache(
             List<Row> rows;
             await using (var conn = await db.OpenConnectionAsync(ct))
             {
-                rows = [.. await conn.QueryAsync<Row>(new CommandDefinition(load, new { names = chunk }, cancellationToken: ct))];
+                rows = [.. await conn.QueryAsync<Row>(new CommandDefinition(LoadSql, new { names = chunk }, cancellationToken: ct))];
             }
             gone.UnionWith(chunk.Except(rows.Select(r => r.Name), StringComparer.Ordinal));
             var plans = rows.Select(r => Plan(r, now)).ToArray();
             // History only where a plan runs out within the fallback horizon: a planned fleet holds no history at all.
             var needy = rows.Where((r, i) => plans[i] is not { } p || p.End < now + ahead)
-                .Select(r => new PlanResource { Id = r.Id, Name = r.Name, Kind = r.Kind, LoadMetric = r.LoadMetric, Policy = r.Policy, UpdatedAt = r.UpdatedAt })
+                .Select(r => r.ToPlanResource())
                 .ToList();
             var inputs = needy.Count == 0 ? [] : (await PlanInputs.LoadAsync(db, needy, now, hourStart, planning.Value, ct)).ToDictionary(q => q.Resource.Id);
             for (var i = 0; i < rows.Count; i++)
             {
-                var r = rows[i];
-                var request = inputs.GetValueOrDefault(r.Id);
-                loaded.Add(new ServedResource(r.Id, r.Name, r.Kind == "job" ? ResourceKind.Job : ResourceKind.Service, r.Group, r.UpdatedAt,
-                    r.PlanId, plans[i], request?.Input, request?.Problems ?? [])
-                {
-                    Policy = request?.Input?.Policy ?? (r.Kind == "job" ? PlanInputs.ReadPolicy(r.Policy, r.Kind).Policy : null),
-                });
+                loaded.Add(Served(rows[i], plans[i], inputs.GetValueOrDefault(rows[i].Id)));
             }
         }
         // Render each answer now, off the request path: the first poll of every resource then costs a lookup, not a serialization.
@@ -194,8 +192,15 @@ public sealed class PlanCache(
         }
     }
 
+    /// <summary>What is served for a loaded row: its plan, and the fallback's inputs where they were loaded.</summary>
+    internal static ServedResource Served(Row r, ServedPlan? plan, PlanRequest? request) =>
+        new(r.Id, r.Name, r.Kind == "job" ? ResourceKind.Job : ResourceKind.Service, r.Group, r.UpdatedAt, r.PlanId, plan, request?.Input, request?.Problems ?? [])
+        {
+            Policy = request?.Input?.Policy ?? (r.Kind == "job" ? PlanInputs.ReadPolicy(r.Policy, r.Kind).Policy : null),
+        };
+
     /// <summary>The plan's steps that are not over (an hour of slack for a slightly past <c>at</c>); what is over only costs memory.</summary>
-    static ServedPlan? Plan(Row r, DateTimeOffset now)
+    internal static ServedPlan? Plan(Row r, DateTimeOffset now)
     {
         if (r.PlanId is not long id || r.Steps is null)
         {
