@@ -139,7 +139,7 @@ public static class ExecutorsApi
         }
         var body = yaml ? Encoding.UTF8.GetBytes(FlinkPatch.Yaml(view, policy)) : JsonSerializer.SerializeToUtf8Bytes(view, ServingJson.Options);
         var seconds = (int)Math.Clamp(Math.Floor((view.Current.ValidUntil - now).TotalSeconds), 0, int.MaxValue);
-        return (new CachedBody(body, yaml ? YamlResult.ContentType : "application/json; charset=utf-8", ServingJson.ETag(body),
+        return (new CachedBody(body, yaml ? YamlResult.ContentType : CachedBody.JsonType, ServingJson.ETag(body),
             stale ? Math.Min(seconds, DatabaseUnavailable.RetryAfterSeconds) : seconds), null);
     }
 
@@ -180,25 +180,5 @@ public sealed class YamlResult(string yaml) : IResult
     {
         httpContext.Response.ContentType = ContentType;
         return httpContext.Response.WriteAsync(yaml);
-    }
-}
-
-/// <summary>A body rendered beforehand with its ETag and max-age, as the plan endpoints answer (304 on If-None-Match).</summary>
-public sealed class CachedBody(byte[] body, string contentType, string etag, int maxAge) : IResult
-{
-    public byte[] Body => body;
-
-    public Task ExecuteAsync(HttpContext httpContext)
-    {
-        var response = httpContext.Response;
-        ServingApi.CacheHeaders(response, etag, maxAge);
-        if (ServingApi.NotModified(httpContext.Request, etag))
-        {
-            response.StatusCode = StatusCodes.Status304NotModified;
-            return Task.CompletedTask;
-        }
-        response.ContentType = contentType;
-        response.ContentLength = body.Length;
-        return response.Body.WriteAsync(body, 0, body.Length);
     }
 }

@@ -50,7 +50,7 @@ public static class ServingApi
         return app;
     }
 
-    static Results<CachedJson, ValidationProblem, ProblemHttpResult> GetCurrentPlan(PlanCache cache, TimeProvider clock, string name, DateTimeOffset? at)
+    static Results<CachedBody, ValidationProblem, ProblemHttpResult> GetCurrentPlan(PlanCache cache, TimeProvider clock, string name, DateTimeOffset? at)
     {
         if (ProblemHandling.OutOfRange("at", at) is { } bad)
         {
@@ -60,7 +60,7 @@ public static class ServingApi
         {
             return cache.Loaded ? ProblemHandling.NotFound($"No resource is named '{name}'.") : Loading();
         }
-        return answer.Missing is { } missing ? Missing(name, missing) : new CachedJson(answer.Body, answer.ETag, MaxAge(answer.ValidUntil, now, cache.Stale));
+        return answer.Missing is { } missing ? Missing(name, missing) : CachedBody.Json(answer.Body, answer.ETag, MaxAge(answer.ValidUntil, now, cache.Stale));
     }
 
     /// <summary>
@@ -69,7 +69,7 @@ public static class ServingApi
     /// minReplicaCount, so under the HPA's max over triggers the others decide in both directions. An error instead would
     /// stop every scale-down (kubernetes issue 99514).
     /// </summary>
-    static Results<CachedJson, ProblemHttpResult> GetKedaMetric(PlanCache cache, TimeProvider clock, string name)
+    static Results<CachedBody, ProblemHttpResult> GetKedaMetric(PlanCache cache, TimeProvider clock, string name)
     {
         if (Answer(cache, clock, name, null) is not (var answer, var now))
         {
@@ -92,7 +92,7 @@ public static class ServingApi
         }
         var body = JsonSerializer.SerializeToUtf8Bytes(metric, ServingJson.Options);
         // A missing answer holds until samples or a plan arrive, which nothing announces: not cached.
-        return new CachedJson(body, ServingJson.ETag(body), answer.Missing is null ? MaxAge(answer.ValidUntil, now, cache.Stale) : 0);
+        return CachedBody.Json(body, ServingJson.ETag(body), answer.Missing is null ? MaxAge(answer.ValidUntil, now, cache.Stale) : 0);
     }
 
     static Results<StreamedPlans, ValidationProblem, ProblemHttpResult> GetCurrentPlans(
@@ -142,7 +142,7 @@ public static class ServingApi
         return new StreamedPlans(items, next, etag, MaxAge(validUntil, now, stale));
     }
 
-    static Results<CachedJson, ValidationProblem, ProblemHttpResult> GetPlanSchedule(
+    static Results<CachedBody, ValidationProblem, ProblemHttpResult> GetPlanSchedule(
         PlanCache cache, TimeProvider clock, string name, DateTimeOffset? from, DateTimeOffset? to)
     {
         if ((ProblemHandling.OutOfRange("from", from) ?? ProblemHandling.OutOfRange("to", to)) is { } bad)
@@ -173,7 +173,7 @@ public static class ServingApi
         var view = new PlanSchedule(name, resource.Kind, plan?.Version, plan?.GeneratedAt, stale, plan?.ForecastOnly ?? steps[0].ForecastOnly,
             [.. steps.Select(s => new ScheduledStep(job ? null : s.Count, job ? s.Count : null, s.Cpu, s.Memory, s.Start, s.End, s.Hour, s.Source, s.CapacityShortfall))]);
         var body = JsonSerializer.SerializeToUtf8Bytes(view, ServingJson.Options);
-        return new CachedJson(body, ServingJson.ETag(body), MaxAge(steps[0].End, now, stale));
+        return CachedBody.Json(body, ServingJson.ETag(body), MaxAge(steps[0].End, now, stale));
     }
 
     static (Rendered, DateTimeOffset)? Answer(PlanCache cache, TimeProvider clock, string name, DateTimeOffset? at)
@@ -224,9 +224,15 @@ public static class ServingApi
     }
 }
 
-/// <summary>A JSON body rendered beforehand, with its ETag: 304 when the client has it, else the bytes as they are.</summary>
-public sealed class CachedJson(byte[] body, string etag, int maxAge) : IResult
+/// <summary>A body rendered beforehand, with its ETag and max-age: 304 when the client has it, else the bytes as they are.</summary>
+public sealed class CachedBody(byte[] body, string contentType, string etag, int maxAge) : IResult
 {
+    public const string JsonType = "application/json; charset=utf-8";
+
+    public byte[] Body => body;
+
+    public static CachedBody Json(byte[] body, string etag, int maxAge) => new(body, JsonType, etag, maxAge);
+
     public Task ExecuteAsync(HttpContext httpContext)
     {
         var response = httpContext.Response;
@@ -236,7 +242,7 @@ public sealed class CachedJson(byte[] body, string etag, int maxAge) : IResult
             response.StatusCode = StatusCodes.Status304NotModified;
             return Task.CompletedTask;
         }
-        response.ContentType = "application/json; charset=utf-8";
+        response.ContentType = contentType;
         response.ContentLength = body.Length;
         return response.Body.WriteAsync(body, 0, body.Length);
     }
