@@ -15,17 +15,17 @@ public sealed class DemoFleetTests
     public void TheFleetIsDeterministicAndHasServicesAndJobsWithTheirMetrics()
     {
         var fleet = DemoFleet.Resources();
-        Assert.Equal(20, fleet.Count(r => r.Kind == "service"));
-        Assert.Equal(5, fleet.Count(r => r.Kind == "job"));
+        Assert.Equal(20, fleet.Count(r => r.Kind == Forecaster.Planner.ResourceKind.Service));
+        Assert.Equal(5, fleet.Count(r => r.Kind == Forecaster.Planner.ResourceKind.Job));
         Assert.Equal(DemoFleet.Samples(fleet[3], End).Take(500), DemoFleet.Samples(DemoFleet.Resources()[3], End).Take(500));
-        var job = fleet.First(r => r.Kind == "job");
+        var job = fleet.First(r => r.Kind == Forecaster.Planner.ResourceKind.Job);
         Assert.Equal(["backlog_records", "cpu_cores", "memory_bytes", "records_in_rate", "replicas"], DemoFleet.Samples(job, End).Select(s => s.Metric).Distinct().Order());
     }
 
     [Fact]
     public void LoadHasDailyAndWeeklyCyclesAHolidayDipAndGaps()
     {
-        var r = DemoFleet.Resources().First(x => x.Step == TimeSpan.FromHours(1) && x.Kind == "service" && x.WeekendFactor < 0.8);
+        var r = DemoFleet.Resources().First(x => x.Step == TimeSpan.FromHours(1) && x.Kind == Forecaster.Planner.ResourceKind.Service && x.WeekendFactor < 0.8);
         var load = DemoFleet.Samples(r, End).Where(s => s.Metric == r.LoadMetric).ToList();
         Assert.True(load.Count < 35 * 24, "some hours are missing");
         Assert.True(load.Count > 35 * 24 - 30);

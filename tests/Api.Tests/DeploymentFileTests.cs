@@ -260,7 +260,8 @@ public sealed class KubernetesManifestTests
     [InlineData(true, """{"minReplicas":3,"maxReplicas":300,"leadMinutes":30,"windows":[{"days":"Mon-Fri","from":"08:00","to":"18:00","timeZone":"Europe/Berlin","minReplicas":10,"maxReplicas":400}]}""")]
     public void GeneratedScaledObjectsUseOnlyKedasSchemaFields(bool readsNeedKey, string policy)
     {
-        var outcome = global::Forecaster.Api.Executors.ExecutorsApi.ScaledObject("checkout", "service", policy, new global::Forecaster.Api.Executors.ExecutorOptions(), readsNeedKey);
+        var outcome = global::Forecaster.Api.Executors.ExecutorsApi.ScaledObject(
+            new global::Forecaster.Api.Resources.ResourceRow { Name = "checkout", Kind = "service", Policy = policy }.ToResource(), new global::Forecaster.Api.Executors.ExecutorOptions(), readsNeedKey);
         var yaml = new YamlStream();
         yaml.Load(new StringReader(((global::Forecaster.Api.Executors.ManifestText)outcome).Yaml));
         var docs = yaml.Documents.Select(d => (YamlMappingNode)d.RootNode).ToArray();

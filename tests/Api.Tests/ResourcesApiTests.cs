@@ -41,6 +41,43 @@ public sealed class ResourcesApiTests(ApiFixture api) : IClassFixture<ApiFixture
     }
 
     [Fact]
+    public async Task APolicyLoadMetricThatDiffersFromLoadMetricIsRefusedAndAnEqualOneAccepted()
+    {
+        var client = api.Writer();
+        var differs = await client.PutAsync("/api/v1/resources/two-metrics",
+            ApiFixture.Json("""{"kind":"service","loadMetric":"qps","policy":{"loadMetric":"rps","maxReplicas":12}}"""));
+        await SamplesApiTests.AssertProblem(differs, HttpStatusCode.BadRequest, "policy.loadMetric", "'rps' differs from loadMetric 'qps'");
+        Assert.Equal(0, await api.ScalarAsync<int>("SELECT count(*)::int FROM resources WHERE name = 'two-metrics'"));
+
+        var equal = await client.PutAsync("/api/v1/resources/two-metrics",
+            ApiFixture.Json("""{"kind":"service","loadMetric":"qps","policy":{"loadMetric":"qps","maxReplicas":12}}"""));
+        Assert.Equal(HttpStatusCode.Created, equal.StatusCode);
+    }
+
+    [Fact]
+    public async Task APolicyStoredWithoutValidationIsCheckedOnceAndReadWithItsProblems()
+    {
+        await using var db = Npgsql.NpgsqlDataSource.Create(api.ConnectionString);
+        await using (var conn = await db.OpenConnectionAsync())
+        {
+            await Dapper.SqlMapper.ExecuteAsync(conn, """
+                INSERT INTO resources (name, kind, load_metric, policy, created_at, updated_at)
+                VALUES ('hand-written', 'service', 'qps', '{"minReplicas": 9, "maxReplicas": 3}', now(), now())
+                """);
+        }
+        Assert.True(await Resources.ResourcePolicy.CheckUncheckedAsync(db, CancellationToken.None) >= 1);
+        var problems = await api.ScalarAsync<string[]>("SELECT policy_problems FROM resources WHERE name = 'hand-written'");
+        Assert.Contains(problems, p => p.StartsWith("policy.", StringComparison.Ordinal));
+        await using (var conn = await db.OpenConnectionAsync())
+        {
+            var stored = (await Resources.ResourceStore.FindAsync(conn, "hand-written", CancellationToken.None))!;
+            Assert.Null(stored.Policy);
+            Assert.Equal(problems, stored.PolicyProblems);
+        }
+        Assert.Equal(0, await Resources.ResourcePolicy.CheckUncheckedAsync(db, CancellationToken.None));
+    }
+
+    [Fact]
     public async Task ANameWithATrailingNewlineIsRefused()
     {
         var response = await api.Writer().PutAsync("/api/v1/resources/web%0A", ApiFixture.Json("""{"kind":"service","loadMetric":"qps"}"""));

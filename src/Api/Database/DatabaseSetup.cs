@@ -48,6 +48,8 @@ public static class DatabaseSetup
         int maxSampleAgeDays = 400)
     {
         await MigrationRunner.ApplyAsync(dataSource, Migration.Embedded, logger, ct);
+        // Policies stored before they were validated at the door (or by hand) are checked once, here.
+        await Resources.ResourcePolicy.CheckUncheckedAsync(dataSource, ct);
         var now = clock.GetUtcNow().UtcDateTime;
         await partitions.EnsureAsync(now.AddDays(-maxSampleAgeDays), now.AddMonths(3), ct);
     }

@@ -1,12 +1,19 @@
 using System.Text.Json.Nodes;
+using Forecaster.Api.Resources;
+using Forecaster.Planner;
 
 namespace Forecaster.Api.Demo;
 
 /// <summary>One synthetic resource of the demo fleet and the shape of its load.</summary>
 public sealed record DemoResource(
-    string Name, string Kind, string Group, string LoadMetric, JsonObject Policy, TimeSpan Step,
+    string Name, ResourceKind Kind, string Group, string LoadMetric, JsonObject Policy, TimeSpan Step,
     double BaseLoad, double DailyAmplitude, int PeakHourUtc, double WeekendFactor, double TrendPerDay, double Noise,
-    double LoadPerCore, double MemoryBase, double MemoryPerLoad, int Seed);
+    double LoadPerCore, double MemoryBase, double MemoryPerLoad, int Seed)
+{
+    /// <summary>The resource the demo registers (not stored yet: no id; its policy is validated when it is registered).</summary>
+    public Resource ToResource() =>
+        new(0, Name, Kind, Group, LoadMetric, PolicyJson.Read(Policy.ToJsonString()), [], Policy.ToJsonString(), default, default);
+}
 
 /// <summary>
 /// A deterministic synthetic fleet with the tidal shape of real traffic: daily and weekly cycles, trend, noise,
@@ -61,7 +68,7 @@ public static class DemoFleet
                 });
             }
             list.Add(new DemoResource(
-                Services[i], "service", Groups[i % Groups.Length], "qps", policy,
+                Services[i], ResourceKind.Service, Groups[i % Groups.Length], "qps", policy,
                 // A few series arrive per minute, as scraped metrics do; the rest hourly.
                 i is 0 or 7 ? TimeSpan.FromMinutes(1) : TimeSpan.FromHours(1),
                 baseLoad, 0.35 + rng.NextDouble() * 0.45, 10 + rng.Next(11), 0.55 + rng.NextDouble() * 0.6,
@@ -91,7 +98,7 @@ public static class DemoFleet
                 policy["replicaCpu"] = 1.0;
             }
             list.Add(new DemoResource(
-                Jobs[i], "job", "streaming", "records_in_rate", policy,
+                Jobs[i], ResourceKind.Job, "streaming", "records_in_rate", policy,
                 i == 0 ? TimeSpan.FromMinutes(1) : TimeSpan.FromHours(1),
                 baseLoad, 0.3 + rng.NextDouble() * 0.4, 12 + rng.Next(8), 0.7 + rng.NextDouble() * 0.5,
                 rng.NextDouble() * 0.006, 0.04 + rng.NextDouble() * 0.04, perCore,
@@ -133,7 +140,7 @@ public static class DemoFleet
             yield return ("memory_bytes", t, Math.Round(memory));
             // The observed replica (job: parallelism) count: training divides cpu and memory by it for per-replica usage.
             yield return ("replicas", t, replicas);
-            if (r.Kind == "job")
+            if (r.Kind == ResourceKind.Job)
             {
                 // Backlog builds while a spike outruns the job and drains afterwards.
                 backlog = Math.Max(0, backlog + (spike - 1.15) * load * r.Step.TotalSeconds * 0.2);

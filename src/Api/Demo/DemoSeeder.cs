@@ -71,7 +71,7 @@ sealed class DemoSeeder(
             }
         }
         // Resources are registered inside the same transaction as their samples: a half-seeded fleet never shows.
-        import.RegisterResources(fleet.Select(r => (r.Name, r.Kind, r.Group, r.LoadMetric, r.Policy.ToJsonString())));
+        import.RegisterResources(fleet.Select(r => r.ToResource()));
         var (summary, _) = await import.CompleteAsync(ct);
         logger.LogInformation("Seeded the demo fleet: {Resources} resources, {Rows} samples", fleet.Count, summary!.Rows);
         return true;

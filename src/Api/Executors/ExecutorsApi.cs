@@ -3,6 +3,7 @@ using System.Text.Json;
 using Dapper;
 using Forecaster.Api.Errors;
 using Forecaster.Api.Plans;
+using Forecaster.Api.Resources;
 using Forecaster.Api.Security;
 using Forecaster.Api.Serving;
 using Forecaster.Planner;
@@ -50,16 +51,19 @@ public static class ExecutorsApi
         return app;
     }
 
-    sealed record StoredResource(string Kind, string Policy);
-
     static async Task<Results<YamlResult, ValidationProblem, ProblemHttpResult>> GetScaledObject(
         NpgsqlDataSource db, IOptions<ExecutorOptions> options, IOptions<ForecasterOptions> forecaster, string name, CancellationToken ct)
     {
-        if (await ReadAsync(db, name, ct) is not { } stored)
+        Resource? stored;
+        await using (var conn = await db.OpenConnectionAsync(ct))
+        {
+            stored = await ResourceStore.FindAsync(conn, name, ct);
+        }
+        if (stored is null)
         {
             return ProblemHandling.NotFound($"No resource is named '{name}'.");
         }
-        return ScaledObject(name, stored.Kind, stored.Policy, options.Value, forecaster.Value.RequireApiKeyForReads) switch
+        return ScaledObject(stored, options.Value, forecaster.Value.RequireApiKeyForReads) switch
         {
             ManifestText text => new YamlResult(text.Yaml),
             ManifestImpossible bad => ProblemHandling.Invalid(bad.Field, bad.Message),
@@ -68,23 +72,14 @@ public static class ExecutorsApi
     }
 
     /// <summary>The ScaledObject of a stored resource; the endpoint and `forecaster manifest scaledobject` share it.</summary>
-    internal static ManifestOutcome ScaledObject(string name, string kind, string policyJson, ExecutorOptions options, bool readsNeedKey)
+    internal static ManifestOutcome ScaledObject(Resource resource, ExecutorOptions options, bool readsNeedKey)
     {
-        var (policy, problems) = PlanInputs.ReadPolicy(policyJson, kind);
-        if (policy is null)
+        if (resource.Policy is not { } policy)
         {
-            var first = problems[0];
-            return new ManifestImpossible(first.Split(':')[0], $"the stored policy is invalid: {string.Join("; ", problems)}");
+            var problems = resource.PolicyProblems;
+            return new ManifestImpossible(problems[0].Split(':')[0], $"the stored policy is invalid: {string.Join("; ", problems)}");
         }
-        return ScaledObjectManifest.Build(name, kind == "job" ? ResourceKind.Job : ResourceKind.Service, policy, options.PublicUrl,
-            readsNeedKey ? options.ReadKeySecret : null);
-    }
-
-    static async Task<StoredResource?> ReadAsync(NpgsqlDataSource db, string name, CancellationToken ct)
-    {
-        await using var conn = await db.OpenConnectionAsync(ct);
-        return await conn.QuerySingleOrDefaultAsync<StoredResource>(new CommandDefinition(
-            "SELECT kind, policy::text AS Policy FROM resources WHERE name = @name", new { name }, cancellationToken: ct));
+        return ScaledObjectManifest.Build(resource.Name, resource.Kind, policy, options.PublicUrl, readsNeedKey ? options.ReadKeySecret : null);
     }
 
     static Results<CachedBody, ValidationProblem, ProblemHttpResult> GetFlinkPatch(PlanCache cache, TimeProvider clock, string name, string? format)
@@ -143,10 +138,8 @@ public static class ExecutorsApi
             stale ? Math.Min(seconds, DatabaseUnavailable.RetryAfterSeconds) : seconds), null);
     }
 
-    sealed record StoredRequests
+    sealed class StoredRequests : ResourceRow
     {
-        public string Kind { get; init; } = "";
-        public string Policy { get; init; } = "{}";
         public long? PlanId { get; init; }
         public DateTime? GeneratedAt { get; init; }
         public string? Requests { get; init; }
@@ -154,8 +147,8 @@ public static class ExecutorsApi
 
     static async Task<Results<Ok<RequestsView>, ProblemHttpResult>> GetRequests(NpgsqlDataSource db, string name, CancellationToken ct)
     {
-        const string sql = """
-            SELECT r.kind, r.policy::text AS Policy, p.id AS PlanId, p.generated_at AS GeneratedAt, p.requests::text AS Requests
+        const string sql = $"""
+            SELECT {ResourceStore.Columns}, p.id AS PlanId, p.generated_at AS GeneratedAt, p.requests::text AS Requests
             FROM resources r LEFT JOIN plan_versions p ON p.resource_id = r.id AND p.status = 'active'
             WHERE r.name = @name
             """;
@@ -164,7 +157,7 @@ public static class ExecutorsApi
         {
             return ProblemHandling.NotFound($"No resource is named '{name}'.");
         }
-        var policy = PlanInputs.ReadPolicy(row.Policy, row.Kind).Policy;
+        var policy = row.ToResource().Policy;
         var requests = row.Requests is null ? null : JsonSerializer.Deserialize<ResourceRequests>(row.Requests, PlanJson.Options);
         return TypedResults.Ok(RequestsView.From(name, policy?.Requests.ContainerName ?? name, row.PlanId,
             row.GeneratedAt is DateTime g ? new DateTimeOffset(g, TimeSpan.Zero) : null, policy?.Requests.Rule ?? RequestsRule.WeeklyPeak, requests));

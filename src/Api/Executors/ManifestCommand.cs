@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Text;
 using Dapper;
 using Forecaster.Api.Plans;
+using Forecaster.Api.Resources;
 using Forecaster.Api.Serving;
 using Forecaster.Planner;
 
@@ -47,7 +48,7 @@ public static class ManifestCommand
             Console.Error.WriteLine($"NAME: no resource is named '{name}'");
             return 2;
         }
-        switch (ExecutorsApi.ScaledObject(row.Name, row.Kind, row.Policy, options, readsNeedKey))
+        switch (ExecutorsApi.ScaledObject(row.ToResource(), options, readsNeedKey))
         {
             case ManifestText text:
                 Console.Out.Write(text.Yaml);
@@ -71,8 +72,9 @@ public static class ManifestCommand
         }
         var now = TimeProvider.System.GetUtcNow();
         // The fallback's inputs, as the serving cache loads them, for hours no plan covers.
-        var request = (await PlanInputs.LoadAsync(db, [row.ToPlanResource()], now, PlanInputs.HorizonStart(now), new PlanningOptions(), ct))[0];
-        var resource = PlanCache.Served(row, PlanCache.Plan(row, now), request);
+        var stored = row.ToResource();
+        var request = (await PlanInputs.LoadAsync(db, [stored], now, PlanInputs.HorizonStart(now), new PlanningOptions(), ct))[0];
+        var resource = PlanCache.Served(stored, row.PlanId, PlanCache.Plan(row, now), request);
         var (body, problem) = ExecutorsApi.Flink(resource, now, stale: false, yaml: true);
         if (body is not null)
         {

@@ -5,6 +5,7 @@ using Validator = System.ComponentModel.DataAnnotations.Validator;
 using Dapper;
 using Npgsql;
 using Spectre.Console;
+using Forecaster.Api.Resources;
 
 namespace Forecaster.Api.Plans;
 
@@ -37,8 +38,7 @@ public static class PlanCommand
             {
                 if (names is not null)
                 {
-                    var known = (await conn.QueryAsync<string>(new CommandDefinition("SELECT name FROM resources WHERE name = ANY(@names)", new { names }, cancellationToken: ct))).ToHashSet();
-                    if (names.FirstOrDefault(n => !known.Contains(n)) is { } unknown)
+                    if (await ResourceStore.FirstUnknownAsync(conn, names, ct) is { } unknown)
                     {
                         Console.Error.WriteLine($"--resource: no resource is named '{unknown}'");
                         return 2;

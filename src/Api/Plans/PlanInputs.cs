@@ -1,24 +1,14 @@
 using System.Text.Json;
 using Dapper;
+using Forecaster.Api.Resources;
 using Forecaster.Api.Samples;
 using Forecaster.Planner;
 using Npgsql;
 
 namespace Forecaster.Api.Plans;
 
-/// <summary>A resource of a planning batch as stored; <see cref="UpdatedAt"/> detects a policy changed while the batch was planned.</summary>
-public sealed record PlanResource
-{
-    public int Id { get; init; }
-    public string Name { get; init; } = "";
-    public string Kind { get; init; } = "";
-    public string LoadMetric { get; init; } = "";
-    public string Policy { get; init; } = "{}";
-    public DateTime UpdatedAt { get; init; }
-}
-
 /// <summary>What one resource of a batch is planned from, or why its stored policy cannot be used.</summary>
-public sealed record PlanRequest(PlanResource Resource, PlanInput? Input, IReadOnlyList<string> Problems);
+public sealed record PlanRequest(Resource Resource, PlanInput? Input, IReadOnlyList<string> Problems);
 
 /// <summary>
 /// Loads the planner's inputs for one batch of resources with a handful of queries (never per resource): policy, the latest
@@ -37,30 +27,12 @@ public static class PlanInputs
     /// <summary>Days of observed load read for yesterday's and last week's same hour.</summary>
     public const int ObservedDays = 8;
 
-    public static async Task<List<PlanResource>> NextBatchAsync(NpgsqlDataSource db, string[]? names, int after, int take, CancellationToken ct)
-    {
-        // Keyset paging by id keeps memory flat however large the fleet.
-        const string next = """
-            SELECT id, name, kind, load_metric AS LoadMetric, policy::text AS Policy, updated_at AS UpdatedAt
-            FROM resources
-            WHERE id > @after AND (@names::text[] IS NULL OR name = ANY(@names))
-            ORDER BY id
-            LIMIT @take
-            """;
-        await using var conn = await db.OpenConnectionAsync(ct);
-        return [.. await conn.QueryAsync<PlanResource>(new CommandDefinition(next, new { names, after, take }, cancellationToken: ct))];
-    }
-
     public static async Task<PlanRequest[]> LoadAsync(
-        NpgsqlDataSource db, List<PlanResource> batch, DateTimeOffset now, DateTimeOffset horizonStart, PlanningOptions o, CancellationToken ct)
+        NpgsqlDataSource db, List<Resource> batch, DateTimeOffset now, DateTimeOffset horizonStart, PlanningOptions o, CancellationToken ct)
     {
-        var requests = new PlanRequest[batch.Count];
-        var policies = new Policy?[batch.Count];
-        for (var i = 0; i < batch.Count; i++)
-        {
-            (policies[i], var problems) = ReadPolicy(batch[i]);
-            requests[i] = new PlanRequest(batch[i], null, problems);
-        }
+        // The policies were validated when they were written: a stored one that cannot be used says why (PolicyProblems).
+        var requests = batch.Select(r => new PlanRequest(r, null, r.PolicyProblems)).ToArray();
+        var policies = batch.Select(r => r.Policy).ToArray();
         var ids = batch.Select(r => r.Id).ToArray();
         var horizonEnd = horizonStart + (Hour * o.HorizonHours);
         var observedFrom = horizonStart - TimeSpan.FromDays(ObservedDays);
@@ -70,8 +42,8 @@ public static class PlanInputs
             "SELECT resource_id, metric, id FROM series WHERE resource_id = ANY(@ids)", new { ids }, cancellationToken: ct)))
             .ToDictionary(s => (s.ResourceId, s.Metric), s => s.Id);
 
-        string LoadMetric(int i) => policies[i]?.LoadMetric ?? batch[i].LoadMetric;
-        string? BacklogMetric(int i) => batch[i].Kind == "job" ? policies[i]?.BacklogMetric : null;
+        string LoadMetric(int i) => batch[i].LoadMetric;
+        string? BacklogMetric(int i) => batch[i].Kind == ResourceKind.Job ? policies[i]?.BacklogMetric : null;
         int? Series(int i, string? metric) => metric is not null && series.TryGetValue((batch[i].Id, metric), out var id) ? id : null;
 
         var loadSeries = Enumerable.Range(0, batch.Count).Select(i => Series(i, LoadMetric(i))).ToArray();
@@ -103,7 +75,7 @@ public static class PlanInputs
                 continue;
             }
             var r = batch[i];
-            var kind = r.Kind == "job" ? ResourceKind.Job : ResourceKind.Service;
+            var kind = r.Kind;
             var load = LoadMetric(i);
             // A model over totals (no `replicas` metric) or of another metric says nothing about one replica of this load.
             var model = capacity.TryGetValue(r.Id, out var c) && c.PerReplica && c.LoadMetric == load
@@ -162,19 +134,6 @@ public static class PlanInputs
     public static Forecast StoredForecast(long modelVersion, DateTimeOffset generatedAt, bool? beatsSeasonalNaive, IReadOnlyList<ForecastHour> hours, double level = 0.95) =>
         new($"{modelVersion}@{generatedAt:yyyy-MM-ddTHH:mm:ssZ}", modelVersion.ToString(System.Globalization.CultureInfo.InvariantCulture),
             generatedAt, beatsSeasonalNaive != false, hours, level);
-
-    /// <summary>The stored policy, read through the same validation as a PUT: a policy stored before validation existed is reported, not guessed.</summary>
-    static (Policy?, IReadOnlyList<string>) ReadPolicy(PlanResource r) => ReadPolicy(r.Policy, r.Kind);
-
-    /// <summary>A stored policy (JSON text) of a resource of <paramref name="kind"/> (`service` or `job`), validated as on PUT.</summary>
-    internal static (Policy? Policy, IReadOnlyList<string> Problems) ReadPolicy(string policy, string kind)
-    {
-        using var doc = JsonDocument.Parse(policy);
-        var problems = PolicyValidator.Validate(doc.RootElement, kind == "job" ? ResourceKind.Job : ResourceKind.Service);
-        return problems.Count > 0
-            ? (null, [.. problems.Select(p => $"{p.Field}: {p.Message}")])
-            : (PolicyJson.Read(doc.RootElement), []);
-    }
 
     sealed record CapacityRow
     {

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using Dapper;
+using Forecaster.Api.Resources;
 using Forecaster.Planner;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -36,7 +37,7 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
     public const string Channel = "plans";
 
     /// <summary>One planned (or unplannable) resource, with its JSON ready for the COPY.</summary>
-    sealed record Result(PlanResource Resource, Forecast? Forecast, Plan? Plan, string? Steps, string? Requests, IReadOnlyList<string> Missing);
+    sealed record Result(Resource Resource, Forecast? Forecast, Plan? Plan, string? Steps, string? Requests, IReadOnlyList<string> Missing);
 
     /// <summary>Plans <paramref name="scope"/>; <paramref name="progress"/> hears the resources done after each batch.</summary>
     public async Task<PlanningOutcome> PlanAsync(PlanScope scope, Action<int>? progress, CancellationToken ct)
@@ -48,7 +49,7 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
         int after = 0, resources = 0, planned = 0, cannot = 0, skipped = 0;
         while (true)
         {
-            var batch = await PlanInputs.NextBatchAsync(db, scope.Resources, after, o.BatchResources, ct);
+            var batch = await ResourceStore.NextBatchAsync(db, scope.Resources, after, o.BatchResources, ct);
             if (batch.Count == 0)
             {
                 break;
@@ -143,7 +144,7 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
                 await copy.StartRowAsync(ct);
                 await copy.WriteAsync(r.Resource.Id, NpgsqlDbType.Integer, ct);
                 await copy.WriteAsync("active", NpgsqlDbType.Text, ct);
-                await copy.WriteAsync(r.Resource.Kind, NpgsqlDbType.Text, ct);
+                await copy.WriteAsync(ResourceKinds.Name(r.Resource.Kind), NpgsqlDbType.Text, ct);
                 await copy.WriteAsync(plan.Mode == PlanMode.ForecastOnly ? "forecastOnly" : "scale", NpgsqlDbType.Text, ct);
                 await copy.WriteAsync(trigger, NpgsqlDbType.Text, ct);
                 await Nullable(copy, scope.TrainingRunId, NpgsqlDbType.Bigint, ct);
@@ -154,7 +155,7 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
                 await Nullable(copy, r.Forecast is { } f ? long.Parse(f.ModelVersion, CultureInfo.InvariantCulture) : (long?)null, NpgsqlDbType.Bigint, ct);
                 await Nullable(copy, r.Forecast?.GeneratedAt.UtcDateTime, NpgsqlDbType.TimestampTz, ct);
                 await Nullable(copy, plan.CapacityModelVersion, NpgsqlDbType.Text, ct);
-                await copy.WriteAsync(r.Resource.Policy, NpgsqlDbType.Jsonb, ct);
+                await copy.WriteAsync(r.Resource.StoredPolicy, NpgsqlDbType.Jsonb, ct);
                 await copy.WriteAsync(r.Requests!, NpgsqlDbType.Jsonb, ct);
                 await copy.WriteAsync(plan.Notes.ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Text, ct);
                 await copy.WriteAsync(r.Steps!, NpgsqlDbType.Jsonb, ct);

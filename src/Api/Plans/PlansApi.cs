@@ -5,6 +5,7 @@ using Forecaster.Api.Security;
 using Forecaster.Planner;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Npgsql;
+using Forecaster.Api.Resources;
 
 namespace Forecaster.Api.Plans;
 
@@ -79,7 +80,7 @@ public static class PlansApi
             return ProblemHandling.Invalid("limit", "must be between 1 and 1000");
         }
         await using var conn = await db.OpenConnectionAsync(ct);
-        if (await conn.ExecuteScalarAsync<int?>(new CommandDefinition("SELECT id FROM resources WHERE name = @name", new { name }, cancellationToken: ct)) is not int resourceId)
+        if (await ResourceStore.IdAsync(conn, name, ct) is not int resourceId)
         {
             return ProblemHandling.NotFound($"No resource is named '{name}'.");
         }

@@ -29,30 +29,13 @@ public sealed record ResourceView(
 /// <summary>One page of resources; pass `next` as `after` for the following page.</summary>
 public sealed record ResourcePage(IReadOnlyList<ResourceView> Items, string? Next);
 
-/// <summary>A resource as stored (Dapper maps columns to this by name).</summary>
-sealed class ResourceRow
+/// <summary>How a resource is shown: as stored, with the metrics it has samples for.</summary>
+static class ResourceViews
 {
-    public int Id { get; init; }
-    public string Name { get; init; } = "";
-    public string Kind { get; init; } = "";
-    public string Group { get; init; } = "";
-    public string LoadMetric { get; init; } = "";
-    public string Policy { get; init; } = "{}";
-    public string[] Metrics { get; init; } = [];
-    public DateTime CreatedAt { get; init; }
-    public DateTime UpdatedAt { get; init; }
-
-    public ResourceView ToView()
+    public static ResourceView From(Resource r, IReadOnlyList<string> metrics)
     {
-        using var policy = JsonDocument.Parse(Policy);
-        return new(Name, Kind, Group, LoadMetric, policy.RootElement.Clone(), Metrics,
-            new DateTimeOffset(CreatedAt, TimeSpan.Zero), new DateTimeOffset(UpdatedAt, TimeSpan.Zero));
+        using var policy = JsonDocument.Parse(r.StoredPolicy);
+        return new(r.Name, ResourceKinds.Name(r.Kind), r.Group, r.LoadMetric, policy.RootElement.Clone(), metrics,
+            new DateTimeOffset(r.CreatedAt, TimeSpan.Zero), new DateTimeOffset(r.UpdatedAt, TimeSpan.Zero));
     }
-
-    /// <summary>The columns every resource query selects, in <see cref="ResourceRow"/>'s order.</summary>
-    public const string Columns = """
-        r.id AS Id, r.name AS Name, r.kind AS Kind, r."group" AS Group, r.load_metric AS LoadMetric, r.policy::text AS Policy,
-        ARRAY(SELECT s.metric FROM series s WHERE s.resource_id = r.id ORDER BY s.metric) AS Metrics,
-        r.created_at AS CreatedAt, r.updated_at AS UpdatedAt
-        """;
 }

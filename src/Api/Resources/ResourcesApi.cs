@@ -55,28 +55,34 @@ public static class ResourcesApi
         {
             return ProblemHandling.Invalid("limit", "must be between 1 and 1000");
         }
-        var sql = $"""
-            SELECT {ResourceRow.Columns}
-            FROM resources r
-            WHERE (@group::text IS NULL OR r."group" = @group)
-              AND (@kind::text IS NULL OR r.kind = @kind)
-              AND (@after::text IS NULL OR r.name > @after)
-            ORDER BY r.name
-            LIMIT @take
-            """;
         await using var conn = await db.OpenConnectionAsync(ct);
-        var rows = (await conn.QueryAsync<ResourceRow>(new CommandDefinition(sql, new { group, kind, after, take = take + 1 }, cancellationToken: ct))).ToList();
-        var next = rows.Count > take ? rows[take - 1].Name : null;
-        return TypedResults.Ok(new ResourcePage([.. rows.Take(take).Select(r => r.ToView())], next));
+        var page = await ResourceStore.PageAsync(conn, group, kind is null ? null : ResourceKinds.Parse(kind), after, take + 1, ct);
+        var next = page.Count > take ? page[take - 1].Name : null;
+        var shown = page.Take(take).ToList();
+        var metrics = await MetricsAsync(conn, [.. shown.Select(r => r.Id)], ct);
+        return TypedResults.Ok(new ResourcePage([.. shown.Select(r => ResourceViews.From(r, metrics.GetValueOrDefault(r.Id, [])))], next));
+    }
+
+    /// <summary>The metrics each resource has samples for, in name order.</summary>
+    static async Task<Dictionary<int, string[]>> MetricsAsync(NpgsqlConnection conn, int[] ids, CancellationToken ct, NpgsqlTransaction? tx = null) =>
+        (await conn.QueryAsync<(int Id, string[] Metrics)>(new CommandDefinition(
+            "SELECT resource_id, array_agg(metric ORDER BY metric) FROM series WHERE resource_id = ANY(@ids) GROUP BY resource_id",
+            new { ids }, tx, cancellationToken: ct))).ToDictionary(m => m.Id, m => m.Metrics);
+
+    static async Task<ResourceView?> ViewAsync(NpgsqlConnection conn, string name, CancellationToken ct)
+    {
+        if (await ResourceStore.FindAsync(conn, name, ct) is not { } r)
+        {
+            return null;
+        }
+        var metrics = await MetricsAsync(conn, [r.Id], ct);
+        return ResourceViews.From(r, metrics.GetValueOrDefault(r.Id, [])) with { Sources = await SourceDefinitions.ViewsAsync(conn, r.Id, ct) };
     }
 
     static async Task<Results<Ok<ResourceView>, ProblemHttpResult>> GetResource(NpgsqlDataSource db, string name, CancellationToken ct)
     {
         await using var conn = await db.OpenConnectionAsync(ct);
-        var row = await conn.QuerySingleOrDefaultAsync<ResourceRow>(new CommandDefinition(
-            $"SELECT {ResourceRow.Columns} FROM resources r WHERE r.name = @name", new { name }, cancellationToken: ct));
-        return row is null ? ProblemHandling.NotFound($"No resource is named '{name}'.")
-            : TypedResults.Ok(row.ToView() with { Sources = await SourceDefinitions.ViewsAsync(conn, row.Id, ct) });
+        return await ViewAsync(conn, name, ct) is { } view ? TypedResults.Ok(view) : ProblemHandling.NotFound($"No resource is named '{name}'.");
     }
 
     static async Task<Results<Created<ResourceView>, Ok<ResourceView>, ValidationProblem>> PutResource(
@@ -103,11 +109,11 @@ public static class ResourcesApi
         // `old` reads the row as it was before this statement: whatever the plan depends on (kind, load metric, policy) changed?
         const string upsert = """
             WITH old AS (SELECT kind, load_metric, policy FROM resources WHERE name = @name)
-            INSERT INTO resources (name, kind, "group", load_metric, policy, created_at, updated_at)
-            VALUES (@name, @kind, @group, @loadMetric, @policy::jsonb, @now, @now)
+            INSERT INTO resources (name, kind, "group", load_metric, policy, policy_problems, created_at, updated_at)
+            VALUES (@name, @kind, @group, @loadMetric, @policy::jsonb, '{}', @now, @now)
             ON CONFLICT (name) DO UPDATE
                SET kind = EXCLUDED.kind, "group" = EXCLUDED."group", load_metric = EXCLUDED.load_metric,
-                   policy = EXCLUDED.policy, updated_at = EXCLUDED.updated_at
+                   policy = EXCLUDED.policy, policy_problems = EXCLUDED.policy_problems, updated_at = EXCLUDED.updated_at
             RETURNING (xmax = 0) AS Inserted,
                 NOT EXISTS (SELECT 1 FROM old WHERE old.kind = @kind AND old.load_metric = @loadMetric AND old.policy = @policy::jsonb) AS Changed
             """;
@@ -122,7 +128,7 @@ public static class ResourcesApi
             policy = input.Policy is { ValueKind: JsonValueKind.Object } p ? p.GetRawText() : "{}",
             now = clock.GetUtcNow(),
         }, tx, cancellationToken: ct));
-        var id = await conn.ExecuteScalarAsync<int>(new CommandDefinition("SELECT id FROM resources WHERE name = @name", new { name }, tx, cancellationToken: ct));
+        var id = (await ResourceStore.IdAsync(conn, name, ct, tx))!.Value;
         if (sources is not null)
         {
             await SourceDefinitions.SaveForResourceAsync(conn, tx, id, sources, clock.GetUtcNow(), ct);
@@ -158,9 +164,7 @@ public static class ResourcesApi
                 logger.LogWarning(e, "Planning {Resource} after its policy change failed; it is planned by a background job", name);
             }
         }
-        var view = (await conn.QuerySingleAsync<ResourceRow>(new CommandDefinition(
-            $"SELECT {ResourceRow.Columns} FROM resources r WHERE r.name = @name", new { name }, cancellationToken: ct))).ToView()
-            with { Sources = await SourceDefinitions.ViewsAsync(conn, id, ct) };
+        var view = (await ViewAsync(conn, name, ct))!;
         return inserted ? TypedResults.Created($"/api/v1/resources/{name}", view) : TypedResults.Ok(view);
     }
 
@@ -192,7 +196,8 @@ public static class ResourcesApi
         {
             errors["name"] = [n];
         }
-        if (input.Kind is not ("service" or "job"))
+        var knownKind = ResourceKinds.TryParse(input.Kind, out var kind);
+        if (!knownKind)
         {
             errors["kind"] = [input.Kind is null ? "is required ('service' or 'job')" : $"'{input.Kind}' is not a kind; use 'service' or 'job'"];
         }
@@ -212,14 +217,23 @@ public static class ResourcesApi
         {
             errors["policy"] = ["must be a JSON object"];
         }
-        else if (input.Policy is { ValueKind: JsonValueKind.Object } policy && input.Kind is "service" or "job")
+        else if (input.Policy is { ValueKind: JsonValueKind.Object } policy && knownKind)
         {
             // Every bad field at once, each under its own path (policy.maxReplicas, policy.windows[0].timeZone).
-            foreach (var field in PolicyValidator.Validate(policy, input.Kind == "job" ? ResourceKind.Job : ResourceKind.Service).GroupBy(p => p.Field))
+            foreach (var field in PolicyValidator.Validate(policy, kind).GroupBy(p => p.Field))
             {
                 errors[field.Key] = [.. field.Select(p => p.Message)];
+            }
+            // `loadMetric` is the one load metric (training fits it, the planner plans from it): a policy may repeat it, not contradict it.
+            if (!errors.ContainsKey("policy.loadMetric") && input.LoadMetric is not null
+                && policy.TryGetProperty("loadMetric", out var policyMetric) && policyMetric.ValueKind == JsonValueKind.String
+                && policyMetric.GetString() != input.LoadMetric)
+            {
+                errors["policy.loadMetric"] = [$"'{Shown(policyMetric.GetString()!)}' differs from loadMetric '{input.LoadMetric}'; the load metric is loadMetric (leave policy.loadMetric out or make it equal)"];
             }
         }
         return errors;
     }
+
+    static string Shown(string s) => s.Length <= 40 ? s : s[..40] + "...";
 }

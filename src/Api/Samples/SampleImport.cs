@@ -1,4 +1,5 @@
 using Dapper;
+using Forecaster.Api.Resources;
 using Npgsql;
 using NpgsqlTypes;
 
@@ -55,7 +56,7 @@ public sealed class SampleImport : IAsyncDisposable
     readonly Dictionary<string, int> _keys = new(StringComparer.Ordinal);
     readonly Dictionary<string, int>.AlternateLookup<ReadOnlySpan<char>> _keyLookup;
     readonly List<Key> _keyList = [];
-    readonly List<(string Name, string Kind, string Group, string LoadMetric, string Policy)> _register = [];
+    readonly List<Resource> _register = [];
     readonly List<(int Key, DateTime Ts, double Value)> _waiting = [];
     const int WaitingLimit = 1 << 16;
     NpgsqlBinaryImporter? _direct;
@@ -262,7 +263,7 @@ public sealed class SampleImport : IAsyncDisposable
     }
 
     /// <summary>Resources to create in the same transaction (when absent), before the samples are resolved.</summary>
-    public void RegisterResources(IEnumerable<(string Name, string Kind, string Group, string LoadMetric, string Policy)> resources) =>
+    public void RegisterResources(IEnumerable<Resource> resources) =>
         _register.AddRange(resources);
 
     /// <summary>Adds one validated sample.</summary>
@@ -484,17 +485,9 @@ public sealed class SampleImport : IAsyncDisposable
     /// <summary>Inserts the resources given by <see cref="RegisterResources"/>; returns the keys whose resource is still unknown.</summary>
     async Task<List<Key>> RegisterResourcesAsync(DateTimeOffset now, CancellationToken ct)
     {
-        const string register = """
-            INSERT INTO resources (name, kind, "group", load_metric, policy, created_at, updated_at)
-            VALUES (@Name, @Kind, @Group, @LoadMetric, @Policy::jsonb, @now, @now)
-            ON CONFLICT (name) DO NOTHING
-            """;
-        foreach (var (name, kind, group, loadMetric, policy) in _register.OrderBy(r => r.Name, StringComparer.Ordinal))
-        {
-            await _conn.ExecuteAsync(new CommandDefinition(register, new { Name = name, Kind = kind, Group = group, LoadMetric = loadMetric, Policy = policy, now }, _tx, cancellationToken: ct));
-        }
+        await ResourceStore.RegisterAsync(_conn, _tx, _register, now, ct);
         var names = _keyList.Where(k => !k.ResourceExists).Select(k => k.Resource).Distinct().ToArray();
-        var known = (await _conn.QueryAsync<string>(new CommandDefinition("SELECT name FROM resources WHERE name = ANY(@names)", new { names }, _tx, cancellationToken: ct))).ToHashSet();
+        var known = await ResourceStore.KnownAsync(_conn, names, ct, _tx);
         return [.. _keyList.Where(k => !k.ResourceExists && !known.Contains(k.Resource)).GroupBy(k => k.Resource).Select(g => g.MinBy(k => k.FirstRow)!).OrderBy(k => k.FirstRow)];
     }
 
@@ -504,8 +497,8 @@ public sealed class SampleImport : IAsyncDisposable
         // In name order, so that two imports creating the same resources lock them in the same order (no deadlock).
         missing = [.. missing.OrderBy(k => k.Resource, StringComparer.Ordinal)];
         const string create = """
-            INSERT INTO resources (name, kind, load_metric, created_at, updated_at)
-            SELECT name, 'service', metric, @now, @now FROM unnest(@names, @metrics) AS m(name, metric)
+            INSERT INTO resources (name, kind, load_metric, policy_problems, created_at, updated_at)
+            SELECT name, 'service', metric, '{}', @now, @now FROM unnest(@names, @metrics) AS m(name, metric)
             ORDER BY name COLLATE "C"
             ON CONFLICT (name) DO NOTHING
             RETURNING name

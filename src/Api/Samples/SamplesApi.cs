@@ -11,6 +11,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Http.Json;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using Forecaster.Api.Resources;
 
 namespace Forecaster.Api.Samples;
 
@@ -71,7 +72,7 @@ public static class SamplesApi
 
         await using (var conn = await db.OpenConnectionAsync(ct))
         {
-            if (await conn.ExecuteScalarAsync<int?>(new CommandDefinition("SELECT id FROM resources WHERE name = @name", new { name }, cancellationToken: ct)) is null)
+            if (await ResourceStore.IdAsync(conn, name, ct) is null)
             {
                 return ProblemHandling.NotFound($"No resource is named '{name}'; register it first with PUT /api/v1/resources/{name}. Nothing was stored.");
             }
@@ -221,15 +222,13 @@ public static class SamplesApi
         }
 
         await using var conn = await db.OpenConnectionAsync(ct);
-        var series = await conn.QuerySingleOrDefaultAsync<(int ResourceId, string LoadMetric)?>(new CommandDefinition(
-            "SELECT id, load_metric FROM resources WHERE name = @name", new { name }, cancellationToken: ct));
-        if (series is not { } resource)
+        if (await ResourceStore.FindAsync(conn, name, ct) is not { } resource)
         {
             return ProblemHandling.NotFound($"No resource is named '{name}'.");
         }
         metric ??= resource.LoadMetric;
         var seriesId = await conn.ExecuteScalarAsync<int?>(new CommandDefinition(
-            "SELECT id FROM series WHERE resource_id = @ResourceId AND metric = @metric", new { resource.ResourceId, metric }, cancellationToken: ct));
+            "SELECT id FROM series WHERE resource_id = @ResourceId AND metric = @metric", new { ResourceId = resource.Id, metric }, cancellationToken: ct));
         var cap = options.Value.MaxPointsPerQuery;
         var view = new SeriesView(name, metric, new DateTimeOffset(fromUtc), new DateTimeOffset(toUtc), step, null, null);
         if (seriesId is null)

@@ -1,5 +1,6 @@
 using Dapper;
 using Forecaster.Api.Plans;
+using Forecaster.Api.Resources;
 using Forecaster.Planner;
 using Microsoft.Extensions.Options;
 using Npgsql;
@@ -18,22 +19,13 @@ public sealed class PlanCache(
     /// <summary>Resources by name, and the same sorted by name (ordinal) for paging.</summary>
     sealed record Snapshot(Dictionary<string, ServedResource> ByName, ServedResource[] Ordered);
 
-    /// <summary>A resource as (re)loaded: its definition and active plan, steps as stored.</summary>
-    internal sealed record Row
+    /// <summary>A resource as (re)loaded (<see cref="ResourceStore.Columns"/>) with its active plan, steps as stored.</summary>
+    internal sealed class Row : ResourceRow
     {
-        public int Id { get; init; }
-        public string Name { get; init; } = "";
-        public string Kind { get; init; } = "";
-        public string Group { get; init; } = "";
-        public string LoadMetric { get; init; } = "";
-        public string Policy { get; init; } = "{}";
-        public DateTime UpdatedAt { get; init; }
         public long? PlanId { get; init; }
         public DateTime? GeneratedAt { get; init; }
         public string? Mode { get; init; }
         public string? Steps { get; init; }
-
-        public PlanResource ToPlanResource() => new() { Id = Id, Name = Name, Kind = Kind, LoadMetric = LoadMetric, Policy = Policy, UpdatedAt = UpdatedAt };
     }
 
     readonly SemaphoreSlim _writer = new(1, 1);
@@ -148,8 +140,8 @@ public sealed class PlanCache(
     }
 
     /// <summary>The named resources with their active plans (also what the `manifest` verb reads).</summary>
-    internal const string LoadSql = """
-        SELECT r.id, r.name, r.kind, r."group" AS Group, r.load_metric AS LoadMetric, r.policy::text AS Policy, r.updated_at AS UpdatedAt,
+    internal const string LoadSql = $"""
+        SELECT {ResourceStore.Columns},
                p.id AS PlanId, p.generated_at AS GeneratedAt, p.mode, p.steps::text AS Steps
         FROM resources r LEFT JOIN plan_versions p ON p.resource_id = r.id AND p.status = 'active'
         WHERE r.name = ANY(@names)
@@ -170,15 +162,14 @@ public sealed class PlanCache(
                 rows = [.. await conn.QueryAsync<Row>(new CommandDefinition(LoadSql, new { names = chunk }, cancellationToken: ct))];
             }
             gone.UnionWith(chunk.Except(rows.Select(r => r.Name), StringComparer.Ordinal));
+            var resources = rows.Select(r => r.ToResource()).ToArray();
             var plans = rows.Select(r => Plan(r, now)).ToArray();
             // History only where a plan runs out within the fallback horizon: a planned fleet holds no history at all.
-            var needy = rows.Where((r, i) => plans[i] is not { } p || p.End < now + ahead)
-                .Select(r => r.ToPlanResource())
-                .ToList();
+            var needy = resources.Where((r, i) => plans[i] is not { } p || p.End < now + ahead).ToList();
             var inputs = needy.Count == 0 ? [] : (await PlanInputs.LoadAsync(db, needy, now, hourStart, planning.Value, ct)).ToDictionary(q => q.Resource.Id);
             for (var i = 0; i < rows.Count; i++)
             {
-                loaded.Add(Served(rows[i], plans[i], inputs.GetValueOrDefault(rows[i].Id)));
+                loaded.Add(Served(resources[i], rows[i].PlanId, plans[i], inputs.GetValueOrDefault(rows[i].Id)));
             }
         }
         // Render each answer now, off the request path: the first poll of every resource then costs a lookup, not a serialization.
@@ -193,10 +184,10 @@ public sealed class PlanCache(
     }
 
     /// <summary>What is served for a loaded row: its plan, and the fallback's inputs where they were loaded.</summary>
-    internal static ServedResource Served(Row r, ServedPlan? plan, PlanRequest? request) =>
-        new(r.Id, r.Name, r.Kind == "job" ? ResourceKind.Job : ResourceKind.Service, r.Group, r.UpdatedAt, r.PlanId, plan, request?.Input, request?.Problems ?? [])
+    internal static ServedResource Served(Resource r, long? planId, ServedPlan? plan, PlanRequest? request) =>
+        new(r.Id, r.Name, r.Kind, r.Group, r.UpdatedAt, planId, plan, request?.Input, request?.Problems ?? [])
         {
-            Policy = request?.Input?.Policy ?? (r.Kind == "job" ? PlanInputs.ReadPolicy(r.Policy, r.Kind).Policy : null),
+            Policy = request?.Input?.Policy ?? (r.Kind == ResourceKind.Job ? r.Policy : null),
         };
 
     /// <summary>The plan's steps that are not over (an hour of slack for a slightly past <c>at</c>); what is over only costs memory.</summary>

@@ -7,6 +7,7 @@ using Hangfire;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using Forecaster.Api.Resources;
 
 namespace Forecaster.Api.Simulations;
 
@@ -49,8 +50,7 @@ public static class SimulationsApi
         if (request!.Resources is { } names)
         {
             await using var conn = await db.OpenConnectionAsync(ct);
-            var known = (await conn.QueryAsync<string>(new CommandDefinition(
-                "SELECT name FROM resources WHERE name = ANY(@names)", new { names }, cancellationToken: ct))).ToHashSet(StringComparer.Ordinal);
+            var known = await ResourceStore.KnownAsync(conn, names, ct);
             if (names.Select((n, i) => (n, i)).FirstOrDefault(p => !known.Contains(p.n)) is (string unknown, int index))
             {
                 return ProblemHandling.Invalid($"resources[{index}]", $"no resource is named '{unknown}'");

@@ -5,6 +5,7 @@ using Forecaster.Api.Security;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 using Npgsql;
+using Forecaster.Api.Resources;
 
 namespace Forecaster.Api.Sources;
 
@@ -98,8 +99,7 @@ public static class SourcesApi
             input = await request.ReadFromJsonAsync<SourcesInput>(ct);
         }
         await using var conn = await db.OpenConnectionAsync(ct);
-        var resource = await conn.QuerySingleOrDefaultAsync<(int Id, string Group)?>(new CommandDefinition(
-            """SELECT id, "group" FROM resources WHERE name = @name""", new { name }, cancellationToken: ct));
+        var resource = await ResourceStore.FindAsync(conn, name, ct);
         if (resource is not { } r)
         {
             return ProblemHandling.NotFound($"No resource is named '{name}'.");

@@ -3,6 +3,7 @@ using System.Globalization;
 using Dapper;
 using Forecaster.Api.Samples;
 using Microsoft.Extensions.Options;
+using Forecaster.Api.Resources;
 
 namespace Forecaster.Api.Sources;
 
@@ -55,7 +56,7 @@ public static class SourcesCommand
             var (db, _) = await Cli.Cli.OpenDatabaseAsync(ct);
             await using var __ = db;
             await using var conn = await db.OpenConnectionAsync(ct);
-            if (await conn.ExecuteScalarAsync<int?>(new CommandDefinition("SELECT id FROM resources WHERE name = @resource", new { resource }, cancellationToken: ct)) is not { } id)
+            if (await ResourceStore.IdAsync(conn, resource, ct) is not { } id)
             {
                 Console.Error.WriteLine($"NAME: no resource is named '{resource}'");
                 return 2;

@@ -4,6 +4,7 @@ using Forecaster.Api.Samples;
 using Forecaster.Api.Security;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Npgsql;
+using Forecaster.Api.Resources;
 
 namespace Forecaster.Api.Training;
 
@@ -111,7 +112,6 @@ public static class ModelsApi
         {
             return ProblemHandling.Invalid("from", "must not be after 'to'");
         }
-        const string resource = """SELECT id, load_metric AS LoadMetric FROM resources WHERE name = @name""";
         const string version = """
             SELECT id AS Version, algorithm, trained_at AS TrainedAt, level, beats_seasonal_naive AS BeatsSeasonalNaive
             FROM model_versions WHERE resource_id = @id AND metric = @metric AND status = 'active'
@@ -126,8 +126,7 @@ public static class ModelsApi
             """;
         await using var conn = await db.OpenConnectionAsync(ct);
         await using var tx = await conn.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, ct);
-        var r = await conn.QuerySingleOrDefaultAsync<(int Id, string LoadMetric)?>(new CommandDefinition(resource, new { name }, tx, cancellationToken: ct));
-        if (r is not { } res)
+        if (await ResourceStore.FindAsync(conn, name, ct, tx) is not { } res)
         {
             return ProblemHandling.NotFound($"No resource is named '{name}'.");
         }
@@ -145,7 +144,7 @@ public static class ModelsApi
     }
 
     static async Task<int?> ResourceIdAsync(NpgsqlConnection conn, string name, CancellationToken ct) =>
-        await conn.ExecuteScalarAsync<int?>(new CommandDefinition("SELECT id FROM resources WHERE name = @name", new { name }, cancellationToken: ct));
+        await ResourceStore.IdAsync(conn, name, ct);
 
     static DateTimeOffset Utc(DateTime t) => new(DateTime.SpecifyKind(t, DateTimeKind.Utc));
 }

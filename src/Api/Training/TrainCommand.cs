@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Diagnostics;
 using Dapper;
 using Spectre.Console;
+using Forecaster.Api.Resources;
 
 namespace Forecaster.Api.Training;
 
@@ -34,8 +35,7 @@ public static class TrainCommand
             if (names is not null)
             {
                 await using var conn = await db.OpenConnectionAsync(ct);
-                var known = (await conn.QueryAsync<string>(new CommandDefinition("SELECT name FROM resources WHERE name = ANY(@names)", new { names }, cancellationToken: ct))).ToHashSet();
-                if (names.FirstOrDefault(n => !known.Contains(n)) is { } unknown)
+                if (await ResourceStore.FirstUnknownAsync(conn, names, ct) is { } unknown)
                 {
                     Console.Error.WriteLine($"--resource: no resource is named '{unknown}'");
                     return 2;

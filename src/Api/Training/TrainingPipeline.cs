@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.Json;
 using Dapper;
+using Forecaster.Api.Resources;
 using Forecaster.Api.Samples;
 using Forecaster.Training.Capacity;
 using Forecaster.Training.Forecasting;
@@ -26,11 +27,16 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
     static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web) { NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals };
 
     /// <summary>A resource of the batch and the series it has among those training reads.</summary>
-    sealed record BatchResource
+    sealed record BatchResource(Resource Resource, int[] SeriesIds, string[] Metrics)
     {
-        public int Id { get; init; }
-        public string Name { get; init; } = "";
-        public string LoadMetric { get; init; } = "";
+        public int Id => Resource.Id;
+        public string Name => Resource.Name;
+        public string LoadMetric => Resource.LoadMetric;
+    }
+
+    /// <summary>A resource row (<see cref="ResourceStore.Columns"/>) with its series, as the batch query returns it.</summary>
+    sealed class BatchRow : ResourceRow
+    {
         public int[] SeriesIds { get; init; } = [];
         public string[] Metrics { get; init; } = [];
     }
@@ -94,8 +100,8 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
     async Task<List<BatchResource>> NextBatchAsync(long runId, int shard, int shardCount, string[]? resources, int after, int take, CancellationToken ct)
     {
         // Keyset paging by id keeps memory flat however large the fleet; resources this run already wrote are skipped.
-        const string next = """
-            SELECT r.id, r.name, r.load_metric AS LoadMetric, array_agg(s.id ORDER BY s.metric) AS SeriesIds, array_agg(s.metric ORDER BY s.metric) AS Metrics
+        const string next = $"""
+            SELECT {ResourceStore.Columns}, array_agg(s.id ORDER BY s.metric) AS SeriesIds, array_agg(s.metric ORDER BY s.metric) AS Metrics
             FROM resources r JOIN series s ON s.resource_id = r.id
             WHERE mod(r.id, @shardCount) = @shard AND r.id > @after
               AND (@resources::text[] IS NULL OR r.name = ANY(@resources))
@@ -107,7 +113,8 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
             LIMIT @take
             """;
         await using var conn = await db.OpenConnectionAsync(ct);
-        return [.. await conn.QueryAsync<BatchResource>(new CommandDefinition(next, new { runId, shard, shardCount, resources, after, take }, cancellationToken: ct))];
+        return [.. (await conn.QueryAsync<BatchRow>(new CommandDefinition(next, new { runId, shard, shardCount, resources, after, take }, cancellationToken: ct)))
+            .Select(r => new BatchResource(r.ToResource(), r.SeriesIds, r.Metrics))];
     }
 
     /// <summary>

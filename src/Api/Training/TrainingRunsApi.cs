@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
 using Hangfire;
 using Npgsql;
+using Forecaster.Api.Resources;
 
 namespace Forecaster.Api.Training;
 
@@ -55,8 +56,7 @@ public static class TrainingRunsApi
                 }
             }
             await using var conn = await db.OpenConnectionAsync(ct);
-            var known = (await conn.QueryAsync<string>(new CommandDefinition(
-                "SELECT name FROM resources WHERE name = ANY(@resources)", new { resources }, cancellationToken: ct))).ToHashSet(StringComparer.Ordinal);
+            var known = await ResourceStore.KnownAsync(conn, resources, ct);
             var unknown = resources.Select((r, i) => (r, i)).Where(p => !known.Contains(p.r)).ToList();
             if (unknown.Count > 0)
             {

@@ -12,7 +12,7 @@ public sealed class DemoPolicyTests
         foreach (var r in DemoFleet.Resources())
         {
             using var policy = JsonDocument.Parse(r.Policy.ToJsonString());
-            var problems = PolicyValidator.Validate(policy.RootElement, r.Kind == "job" ? ResourceKind.Job : ResourceKind.Service);
+            var problems = PolicyValidator.Validate(policy.RootElement, r.Kind);
             Assert.True(problems.Count == 0, $"{r.Name}: {string.Join("; ", problems)}");
             // Without a stated capacity the host needs replicaCpu to use the capacity model.
             var p = PolicyJson.Read(policy.RootElement);
