@@ -2,7 +2,6 @@ using Forecaster.Api;
 using Forecaster.Api.Capacity;
 using Forecaster.Api.Cli;
 using Forecaster.Api.Dashboard;
-using Forecaster.Api.Database;
 using Forecaster.Api.Demo;
 using Forecaster.Api.Errors;
 using Forecaster.Api.Executors;
@@ -30,20 +29,7 @@ var builder = WebApplication.CreateBuilder(new WebApplicationOptions
     Args = Cli.ServeArguments(args),
     ContentRootPath = AppContext.BaseDirectory,
 });
-builder.AddForecasterHost();
-builder.AddForecasterDatabase();
-builder.AddForecasterTraining();
-builder.AddForecasterJobs();
-builder.AddForecasterPlanning();
-builder.AddForecasterSimulations();
-builder.AddForecasterServing();
-builder.AddForecasterExecutors();
-builder.AddForecasterSources();
-builder.AddForecasterObservability();
-builder.Services.AddApiKeys();
-builder.Services.AddForecasterProblems();
-builder.Services.AddForecasterOpenApi();
-builder.Services.AddForecasterHealth();
+builder.AddForecasterServices();
 
 var app = builder.Build();
 // Before the middleware: the jobs dashboard creates Hangfire's schema on first use, and that logs.

@@ -1,6 +1,4 @@
 using System.CommandLine;
-using Forecaster.Api.Database;
-using Forecaster.Api.Samples;
 
 namespace Forecaster.Api.Cli;
 
@@ -14,7 +12,7 @@ public static class Cli
     {
         ServeHelp(),
         MigrateCommand.Create(),
-        ImportCommand.Create(),
+        Samples.ImportCommand.Create(),
         DbCommand.Create(),
         Forecasting.ForecastCommand.Create(),
         Training.TrainCommand.Create(),
@@ -109,16 +107,6 @@ public static class Cli
         // Only reached for `serve --help`: Program.cs runs the service itself.
         serve.SetAction(_ => 0);
         return serve;
-    }
-
-    /// <summary>The database for a CLI verb: resolved like the service's, migrated, with partitions ready.</summary>
-    internal static async Task<(Npgsql.NpgsqlDataSource DataSource, SamplePartitions Partitions)> OpenDatabaseAsync(CancellationToken ct)
-    {
-        var database = await DatabaseSetup.ResolveAsync(Configuration(), ct);
-        var dataSource = DatabaseSetup.CreateDataSource(database.ConnectionString);
-        var partitions = new SamplePartitions(dataSource);
-        await DatabaseSetup.PrepareAsync(dataSource, partitions, TimeProvider.System, Logger, ct);
-        return (dataSource, partitions);
     }
 
     internal static IConfiguration Configuration() => new ConfigurationBuilder()

@@ -41,9 +41,8 @@ public static class ManifestCommand
         var configuration = Cli.Cli.Configuration();
         var options = configuration.GetSection(ExecutorOptions.Section).Get<ExecutorOptions>() ?? new ExecutorOptions();
         var readsNeedKey = configuration.GetValue<bool>($"{ForecasterOptions.Section}:RequireApiKeyForReads");
-        var (db, _) = await Cli.Cli.OpenDatabaseAsync(ct);
-        await using var __ = db;
-        if (await ReadAsync(db, name, ct) is not { } row)
+        await using var host = await ForecasterServices.BuildForVerbAsync(LogLevel.Warning, ct);
+        if (await ReadAsync(host.Services.GetRequiredService<Npgsql.NpgsqlDataSource>(), name, ct) is not { } row)
         {
             Console.Error.WriteLine($"NAME: no resource is named '{name}'");
             return 2;
@@ -63,8 +62,8 @@ public static class ManifestCommand
 
     static async Task<int> FlinkAsync(string name, CancellationToken ct)
     {
-        var (db, _) = await Cli.Cli.OpenDatabaseAsync(ct);
-        await using var __ = db;
+        await using var host = await ForecasterServices.BuildForVerbAsync(LogLevel.Warning, ct);
+        var db = host.Services.GetRequiredService<Npgsql.NpgsqlDataSource>();
         if (await ReadAsync(db, name, ct) is not { } row)
         {
             Console.Error.WriteLine($"NAME: no resource is named '{name}'");

@@ -22,7 +22,7 @@ public static class PlanCommand
         var command = new Command("plan", "Plan every resource now (or the named ones) and publish the plans.") { resource };
         command.SetAction(async (parse, ct) =>
         {
-            if (ReadOptions(out var problems) is not { } options)
+            if (ReadOptions(out var problems) is null)
             {
                 foreach (var p in problems)
                 {
@@ -31,8 +31,9 @@ public static class PlanCommand
                 return 2;
             }
             var names = parse.GetValue(resource) is { Length: > 0 } given ? given.Distinct(StringComparer.Ordinal).ToArray() : null;
-            var (db, _) = await Cli.Cli.OpenDatabaseAsync(ct);
-            await using var __ = db;
+            // The service's own container: the verb plans through the very pipeline a policy change or a training run uses.
+            await using var host = await ForecasterServices.BuildForVerbAsync(LogLevel.Information, ct);
+            var db = host.Services.GetRequiredService<NpgsqlDataSource>();
             int total;
             await using (var conn = await db.OpenConnectionAsync(ct))
             {
@@ -48,12 +49,7 @@ public static class PlanCommand
                     "SELECT count(*)::int FROM resources WHERE @names::text[] IS NULL OR name = ANY(@names)", new { names }, cancellationToken: ct));
             }
 
-            // Logs go to stderr, so stdout holds only the summary line.
-            using var loggers = LoggerFactory.Create(b => b
-                .AddSimpleConsole(o => o.SingleLine = true)
-                .SetMinimumLevel(LogLevel.Information)
-                .Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace));
-            var pipeline = Pipeline(db, options, loggers);
+            var pipeline = host.Services.GetRequiredService<PlanningPipeline>();
             var scope = new PlanScope(PlanTrigger.Cli, names);
             PlanningOutcome outcome;
             try
@@ -78,10 +74,6 @@ public static class PlanCommand
         });
         return command;
     }
-
-    /// <summary>A pipeline outside the service (the `plan` and `train` verbs), on the configured options and the system clock.</summary>
-    internal static PlanningPipeline Pipeline(NpgsqlDataSource db, PlanningOptions options, ILoggerFactory loggers) =>
-        new(db, Microsoft.Extensions.Options.Options.Create(options), TimeProvider.System, loggers.CreateLogger<PlanningPipeline>());
 
     /// <summary>The `Forecaster:Planning` section, validated as the service validates it; null with every problem otherwise.</summary>
     internal static PlanningOptions? ReadOptions(out List<string> problems)

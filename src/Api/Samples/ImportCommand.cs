@@ -21,8 +21,9 @@ public static class ImportCommand
                 return 2;
             }
             var started = Stopwatch.GetTimestamp();
-            var (dataSource, partitions) = await Cli.Cli.OpenDatabaseAsync(ct);
-            await using var _ = dataSource;
+            await using var host = await ForecasterServices.BuildForVerbAsync(LogLevel.Warning, ct);
+            var dataSource = host.Services.GetRequiredService<Npgsql.NpgsqlDataSource>();
+            var partitions = host.Services.GetRequiredService<SamplePartitions>();
             await using var stream = input.OpenRead();
             var now = TimeProvider.System.GetUtcNow();
             await using var import = await SampleImport.BeginAsync(dataSource, partitions, parse.GetValue(create), now, ct);

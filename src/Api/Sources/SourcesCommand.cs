@@ -53,8 +53,8 @@ public static class SourcesCommand
             var services = new ServiceCollection().AddLogging().AddSingleton(TimeProvider.System).AddSingleton(Options.Create(options));
             PrometheusClient.AddClients(services, options);
             await using var provider = services.BuildServiceProvider();
-            var (db, _) = await Cli.Cli.OpenDatabaseAsync(ct);
-            await using var __ = db;
+            await using var host = await ForecasterServices.BuildForVerbAsync(LogLevel.Warning, ct);
+            var db = host.Services.GetRequiredService<Npgsql.NpgsqlDataSource>();
             await using var conn = await db.OpenConnectionAsync(ct);
             if (await ResourceStore.IdAsync(conn, resource, ct) is not { } id)
             {

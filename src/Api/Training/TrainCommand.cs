@@ -1,8 +1,7 @@
 using System.CommandLine;
 using System.Diagnostics;
-using Dapper;
-using Spectre.Console;
 using Forecaster.Api.Resources;
+using Spectre.Console;
 
 namespace Forecaster.Api.Training;
 
@@ -30,8 +29,10 @@ public static class TrainCommand
             }
             var names = parse.GetValue(resource) is { Length: > 0 } given ? given.Distinct(StringComparer.Ordinal).ToArray() : null;
             var started = Stopwatch.GetTimestamp();
-            var (db, _) = await Cli.Cli.OpenDatabaseAsync(ct);
-            await using var __ = db;
+            // The service's own container: the verb runs a shard exactly as a shard job does, then plans as after a nightly run.
+            await using var host = await ForecasterServices.BuildForVerbAsync(LogLevel.Information, ct);
+            var services = host.Services;
+            var db = services.GetRequiredService<Npgsql.NpgsqlDataSource>();
             if (names is not null)
             {
                 await using var conn = await db.OpenConnectionAsync(ct);
@@ -42,7 +43,7 @@ public static class TrainCommand
                 }
             }
 
-            var clock = TimeProvider.System;
+            var clock = services.GetRequiredService<TimeProvider>();
             var (created, active) = await TrainingRuns.CreateAsync(db, "cli", names, clock.GetUtcNow(), ct);
             if (created is not long runId)
             {
@@ -56,42 +57,25 @@ public static class TrainCommand
                 total = (await TrainingRuns.GetAsync(conn, runId, ct))!.SeriesTotal;
             }
 
-            // Logs go to stderr, so stdout holds only the summary line.
-            using var loggers = LoggerFactory.Create(b => b
-                .AddSimpleConsole(o => o.SingleLine = true)
-                .SetMinimumLevel(LogLevel.Information)
-                .Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(o => o.LogToStandardErrorThreshold = LogLevel.Trace));
-            var pipeline = new TrainingPipeline(db, Microsoft.Extensions.Options.Options.Create(options), clock, loggers.CreateLogger<TrainingPipeline>());
-            ShardOutcome? outcome = null;
-            string? error = null;
-            try
+            var shards = services.GetRequiredService<ShardRunner>();
+            var owner = $"cli@{Environment.MachineName}";
+            // One attempt at recording the end: a verb reports a database that is away instead of waiting minutes for it.
+            var run = Cli.Cli.ShowProgress
+                ? await Cli.Cli.Stderr.Progress()
+                    .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
+                    .StartAsync(async progress =>
+                    {
+                        var task = progress.AddTask($"Training run {runId}", maxValue: Math.Max(1, total));
+                        return await Task.Run(() => shards.RunAsync(runId, 0, owner, (done, _) => task.Value = done, handBack: false, recordAttempts: 1, ct), ct);
+                    })
+                : await Task.Run(() => shards.RunAsync(runId, 0, owner, null, handBack: false, recordAttempts: 1, ct), ct);
+            if (run.Error is { } error)
             {
-                await TrainingRuns.ClaimShardAsync(db, runId, 0, $"cli@{Environment.MachineName}", clock.GetUtcNow(), ct);
-                outcome = Cli.Cli.ShowProgress
-                    ? await Cli.Cli.Stderr.Progress()
-                        .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
-                        .StartAsync(async progress =>
-                        {
-                            var task = progress.AddTask($"Training run {runId}", maxValue: Math.Max(1, total));
-                            return await Task.Run(() => pipeline.RunShardAsync(runId, 0, (done, _) => task.Value = done, ct), ct);
-                        })
-                    : await Task.Run(() => pipeline.RunShardAsync(runId, 0, null, ct), ct);
-            }
-            catch (Exception e) when (e is Npgsql.NpgsqlException or TimeoutException or IOException)
-            {
-                error = $"{e.GetType().Name}: {e.Message}";
                 Console.Error.WriteLine($"Training run {runId} failed: {error}");
             }
-            catch (Exception e)
-            {
-                // Ctrl+C or anything unexpected: close the run before leaving, or the one-active-run rule would refuse
-                // every later run until a service's watchdog noticed.
-                await TrainingRuns.CompleteShardAsync(db, runId, 0, $"{e.GetType().Name}: {e.Message}", clock.GetUtcNow(), CancellationToken.None);
-                throw;
-            }
-            var status = await TrainingRuns.CompleteShardAsync(db, runId, 0, error, clock.GetUtcNow(), CancellationToken.None) ?? "failed";
-            var planner = Plans.PlanCommand.Pipeline(db, Plans.PlanCommand.ReadOptions(out _) ?? new Plans.PlanningOptions(), loggers);
-            await new PlanningStep(db, planner, loggers.CreateLogger<PlanningStep>()).AfterRunAsync(runId, status, CancellationToken.None);
+            var status = run.Status ?? "failed";
+            await services.GetRequiredService<PlanningStep>().AfterRunAsync(runId, status, CancellationToken.None);
+            var outcome = run.Outcome;
 
             var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
             var series = outcome?.Series ?? 0;

@@ -14,7 +14,7 @@ namespace Forecaster.Api.Training;
 /// index, whatever starts it.
 /// </summary>
 public sealed class TrainingJobs(
-    NpgsqlDataSource db, TrainingPipeline pipeline, PlanningStep planning, IBackgroundJobClient jobs, JobsInstance instance,
+    NpgsqlDataSource db, ShardRunner shards, PlanningStep planning, IBackgroundJobClient jobs, JobsInstance instance,
     IOptions<TrainingOptions> options, TimeProvider clock, ILogger<TrainingJobs> logger)
 {
     public const string NightlyId = "nightly-training";
@@ -88,34 +88,9 @@ public sealed class TrainingJobs(
         {
             logger.LogInformation("Training run {RunId} shard {Shard} was delivered twice; this delivery waited for the other to end", runId, shard);
         }
-        string? error = null;
-        try
-        {
-            if (!await TrainingRuns.ClaimShardAsync(db, runId, shard, instance.Id, clock.GetUtcNow(), ct))
-            {
-                logger.LogInformation("Training run {RunId} shard {Shard}: already done, or the run is no longer running; nothing to do", runId, shard);
-                return;
-            }
-            logger.LogInformation("Training run {RunId} shard {Shard} on {Instance}", runId, shard, instance.Id);
-            await pipeline.RunShardAsync(runId, shard, null, ct);
-        }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested)
-        {
-            // Stopping: what the shard wrote stays (it resumes after it); the rest goes back to whoever is free first.
-            logger.LogInformation("Training run {RunId} shard {Shard} handed back: this instance is stopping", runId, shard);
-            await TryAsync(() => TrainingRuns.ReleaseShardAsync(db, runId, shard, CancellationToken.None), logger, attempts: 2);
-            throw;
-        }
-        catch (Exception e)
-        {
-            // The database went away, or something else no series-level catch could absorb: the shard (and so the run) fails cleanly.
-            logger.LogError(e, "Training run {RunId} shard {Shard} failed", runId, shard);
-            error = $"{e.GetType().Name}: {e.Message}";
-        }
+        var run = await shards.RunAsync(runId, shard, instance.Id, null, handBack: true, recordAttempts: 60, ct);
         // Two steps retried apart: a retry of the first after it committed would find the run closed and skip planning.
-        string? status = null;
-        await TryAsync(async () => status = await TrainingRuns.CompleteShardAsync(db, runId, shard, error, clock.GetUtcNow(), CancellationToken.None), logger, ct);
-        if (status is { } final)
+        if (run.Status is { } final)
         {
             await TryAsync(() => Task.FromResult(jobs.Enqueue<TrainingJobs>(JobQueues.Planning, j => j.PlanAfterRunAsync(runId, final, CancellationToken.None))), logger, ct);
         }

@@ -13,6 +13,7 @@ public static class TrainingSetup
             .ValidateDataAnnotations()
             .ValidateOnStart();
         builder.Services.AddSingleton<TrainingPipeline>();
+        builder.Services.AddSingleton<ShardRunner>();
         builder.Services.AddSingleton<PlanningStep>();
         builder.Services.AddHostedService<TrainingWatchdog>();
         return builder;

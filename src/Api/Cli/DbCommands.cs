@@ -1,7 +1,7 @@
 using System.CommandLine;
-using Forecaster.Api.Cli;
+using Forecaster.Api.Database;
 
-namespace Forecaster.Api.Database;
+namespace Forecaster.Api.Cli;
 
 /// <summary>`forecaster migrate`: apply pending migrations and say what was applied.</summary>
 public static class MigrateCommand
@@ -13,9 +13,9 @@ public static class MigrateCommand
         {
             try
             {
-                var database = await DatabaseSetup.ResolveAsync(Cli.Cli.Configuration(), ct);
+                var database = await DatabaseSetup.ResolveAsync(Cli.Configuration(), ct);
                 await using var dataSource = DatabaseSetup.CreateDataSource(database.ConnectionString);
-                var applied = await MigrationRunner.ApplyAsync(dataSource, Migration.Embedded, Cli.Cli.Logger, ct);
+                var applied = await MigrationRunner.ApplyAsync(dataSource, Migration.Embedded, Cli.Logger, ct);
                 Console.WriteLine(applied == 0
                     ? $"Database is up to date ({Migration.Embedded.Count} migrations)."
                     : $"Applied {applied} migration(s); {Migration.Embedded.Count} in all.");
@@ -39,7 +39,7 @@ public static class DbCommand
         var status = new Command("status", "Show whether the embedded cluster runs, where and on which port.");
         status.SetAction(_ =>
         {
-            if (Cli.Cli.Configuration()["FORECASTER_DB"] is { Length: > 0 })
+            if (Cli.Configuration()["FORECASTER_DB"] is { Length: > 0 })
             {
                 Console.WriteLine("FORECASTER_DB is set: the service uses that server, not the embedded cluster.");
             }

@@ -1,0 +1,57 @@
+using Npgsql;
+
+namespace Forecaster.Api.Training;
+
+/// <summary>How one delivery of a shard ended: whether it was claimed, what it trained, and the run's status after it (null while open).</summary>
+public sealed record ShardRun(bool Claimed, ShardOutcome? Outcome, string? Error, string? Status);
+
+/// <summary>
+/// Claim, train, complete: the one sequence by which a shard runs, whether a Hangfire shard job (<see cref="TrainingJobs"/>)
+/// or the `train` verb runs it. Recording the end is retried (the database may be what failed); the shard's lease is the caller's.
+/// </summary>
+public sealed class ShardRunner(NpgsqlDataSource db, TrainingPipeline pipeline, TimeProvider clock, ILogger<ShardRunner> logger)
+{
+    /// <param name="owner">Who holds the shard (an instance id, or <c>cli@host</c>).</param>
+    /// <param name="handBack">On cancellation: true hands the shard back for another worker (a stopping instance); false closes it
+    /// failed (an interrupted verb: an open run would refuse every later one until a service's watchdog noticed).</param>
+    /// <param name="recordAttempts">How often recording the end is tried, 5 s apart.</param>
+    public async Task<ShardRun> RunAsync(
+        long runId, int shard, string owner, Action<int, int>? progress, bool handBack, int recordAttempts, CancellationToken ct)
+    {
+        string? error = null;
+        ShardOutcome? outcome = null;
+        try
+        {
+            if (!await TrainingRuns.ClaimShardAsync(db, runId, shard, owner, clock.GetUtcNow(), ct))
+            {
+                logger.LogInformation("Training run {RunId} shard {Shard}: already done, or the run is no longer running; nothing to do", runId, shard);
+                return new ShardRun(false, null, null, null);
+            }
+            logger.LogInformation("Training run {RunId} shard {Shard} on {Instance}", runId, shard, owner);
+            outcome = await pipeline.RunShardAsync(runId, shard, progress, ct);
+        }
+        catch (OperationCanceledException) when (ct.IsCancellationRequested && handBack)
+        {
+            // Stopping: what the shard wrote stays (it resumes after it); the rest goes back to whoever is free first.
+            logger.LogInformation("Training run {RunId} shard {Shard} handed back: this instance is stopping", runId, shard);
+            await TrainingJobs.TryAsync(() => TrainingRuns.ReleaseShardAsync(db, runId, shard, CancellationToken.None), logger, attempts: 2);
+            throw;
+        }
+        catch (OperationCanceledException e) when (ct.IsCancellationRequested)
+        {
+            await TrainingJobs.TryAsync(() => TrainingRuns.CompleteShardAsync(db, runId, shard, $"{e.GetType().Name}: {e.Message}", clock.GetUtcNow(), CancellationToken.None),
+                logger, attempts: recordAttempts);
+            throw;
+        }
+        catch (Exception e)
+        {
+            // The database went away, or something else no series-level catch could absorb: the shard (and so the run) fails cleanly.
+            logger.LogError(e, "Training run {RunId} shard {Shard} failed", runId, shard);
+            error = $"{e.GetType().Name}: {e.Message}";
+        }
+        string? status = null;
+        await TrainingJobs.TryAsync(async () => status = await TrainingRuns.CompleteShardAsync(db, runId, shard, error, clock.GetUtcNow(), CancellationToken.None),
+            logger, ct, recordAttempts);
+        return new ShardRun(true, outcome, error, status);
+    }
+}
