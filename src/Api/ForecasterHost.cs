@@ -1,5 +1,6 @@
 using System.Text.Json.Serialization;
 using Forecaster.Api.Demo;
+using Forecaster.Api.Errors;
 
 namespace Forecaster.Api;
 

@@ -19,14 +19,14 @@ using Forecaster.Api.Serving;
 using Forecaster.Api.Training;
 
 // `forecaster VERB ...` runs a command-line verb; `forecaster serve` (or no verb) runs the service below.
-if (Cli.IsVerb(args))
+if (Verbs.IsVerb(args))
 {
-    return await Cli.RunAsync(args);
+    return await Verbs.RunAsync(args);
 }
 
 var builder = WebApplication.CreateBuilder(new WebApplicationOptions
 {
-    Args = Cli.ServeArguments(args),
+    Args = Verbs.ServeArguments(args),
     ContentRootPath = AppContext.BaseDirectory,
 });
 builder.AddForecasterServices();

@@ -94,7 +94,7 @@ public sealed class DemoKeyTests : IDisposable
         Assert.Equal(renewed, DemoKey.LoadOrCreate(path, renew: false));
         // Plain ASCII, no byte-order mark: `key=$(cat ~/.forecaster/demo-api-key)` must give exactly the key.
         Assert.Equal(Encoding.ASCII.GetBytes(renewed + Environment.NewLine), File.ReadAllBytes(path));
-        Assert.Contains("--Forecaster:NewDemoKey=true", Forecaster.Api.Cli.Cli.ServeArguments(["serve", "--demo", "--new-key"]));
+        Assert.Contains("--Forecaster:NewDemoKey=true", Forecaster.Api.Cli.Verbs.ServeArguments(["serve", "--demo", "--new-key"]));
         if (!OperatingSystem.IsWindows())
         {
             Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(path));

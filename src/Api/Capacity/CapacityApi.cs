@@ -4,6 +4,7 @@ using Forecaster.Api.Security;
 using Forecaster.Planner;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Npgsql;
+using static Forecaster.Planner.Hours;
 
 namespace Forecaster.Api.Capacity;
 
@@ -41,7 +42,7 @@ public static class CapacityApi
             return bad;
         }
         var now = clock.GetUtcNow();
-        var start = Floor(from ?? now);
+        var start = FloorHour(from ?? now);
         var end = to ?? start.AddHours(48);
         if (end <= start)
         {
@@ -99,5 +100,4 @@ public static class CapacityApi
             start.AddHours(i), Math.Round(cpu[i], 6), memory[i], resources[i], without[i], quota?.Cpu, quota?.Memory))];
     }
 
-    static DateTimeOffset Floor(DateTimeOffset t) => new(t.UtcTicks - (t.UtcTicks % TimeSpan.TicksPerHour), TimeSpan.Zero);
 }

@@ -13,9 +13,9 @@ public static class MigrateCommand
         {
             try
             {
-                var database = await DatabaseSetup.ResolveAsync(Cli.Configuration(), ct);
+                var database = await DatabaseSetup.ResolveAsync(Verbs.Configuration(), ct);
                 await using var dataSource = DatabaseSetup.CreateDataSource(database.ConnectionString);
-                var applied = await MigrationRunner.ApplyAsync(dataSource, Migration.Embedded, Cli.Logger, ct);
+                var applied = await MigrationRunner.ApplyAsync(dataSource, Migration.Embedded, Verbs.Logger, ct);
                 Console.WriteLine(applied == 0
                     ? $"Database is up to date ({Migration.Embedded.Count} migrations)."
                     : $"Applied {applied} migration(s); {Migration.Embedded.Count} in all.");
@@ -39,7 +39,7 @@ public static class DbCommand
         var status = new Command("status", "Show whether the embedded cluster runs, where and on which port.");
         status.SetAction(_ =>
         {
-            if (Cli.Configuration()["FORECASTER_DB"] is { Length: > 0 })
+            if (Verbs.Configuration()["FORECASTER_DB"] is { Length: > 0 })
             {
                 Console.WriteLine("FORECASTER_DB is set: the service uses that server, not the embedded cluster.");
             }

@@ -1,6 +1,7 @@
 using System.Text.Json.Nodes;
 using Forecaster.Api.Resources;
 using Forecaster.Planner;
+using static Forecaster.Planner.Hours;
 
 namespace Forecaster.Api.Demo;
 
@@ -70,7 +71,7 @@ public static class DemoFleet
             list.Add(new DemoResource(
                 Services[i], ResourceKind.Service, Groups[i % Groups.Length], "qps", policy,
                 // A few series arrive per minute, as scraped metrics do; the rest hourly.
-                i is 0 or 7 ? TimeSpan.FromMinutes(1) : TimeSpan.FromHours(1),
+                i is 0 or 7 ? TimeSpan.FromMinutes(1) : Hour,
                 baseLoad, 0.35 + rng.NextDouble() * 0.45, 10 + rng.Next(11), 0.55 + rng.NextDouble() * 0.6,
                 rng.NextDouble() * 0.008, 0.03 + rng.NextDouble() * 0.05, loadPerCore,
                 (256 + rng.Next(768)) * 1048576.0, 2048 + rng.NextDouble() * 8192, rng.Next()));
@@ -99,7 +100,7 @@ public static class DemoFleet
             }
             list.Add(new DemoResource(
                 Jobs[i], ResourceKind.Job, "streaming", "records_in_rate", policy,
-                i == 0 ? TimeSpan.FromMinutes(1) : TimeSpan.FromHours(1),
+                i == 0 ? TimeSpan.FromMinutes(1) : Hour,
                 baseLoad, 0.3 + rng.NextDouble() * 0.4, 12 + rng.Next(8), 0.7 + rng.NextDouble() * 0.5,
                 rng.NextDouble() * 0.006, 0.04 + rng.NextDouble() * 0.04, perCore,
                 (1024 + rng.Next(2048)) * 1048576.0, 4096 + rng.NextDouble() * 4096, rng.Next()));
@@ -111,7 +112,7 @@ public static class DemoFleet
     public static IEnumerable<(string Metric, DateTime Timestamp, double Value)> Samples(DemoResource r, DateTime endUtc, int days = HistoryDays)
     {
         var rng = new Random(r.Seed);
-        var end = new DateTime(endUtc.Ticks - endUtc.Ticks % TimeSpan.TicksPerHour, DateTimeKind.Utc);
+        var end = FloorHour(endUtc);
         var start = end.AddDays(-days);
         var holiday = end.AddDays(-12).Date;
         var gaps = Enumerable.Range(0, 2).Select(_ =>

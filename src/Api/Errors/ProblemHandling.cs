@@ -1,5 +1,4 @@
 using System.Text.Json;
-using Forecaster.Api.Samples;
 using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.WebUtilities;
@@ -68,20 +67,6 @@ public static class ProblemHandling
             _ => "request",
         };
         problem.Extensions["errors"] = new Dictionary<string, string[]> { [field] = [problem.Detail ?? problem.Title ?? "is not acceptable"] };
-    }
-
-    /// <summary>A 400 validation problem listing each bad row's field (`samples[3].value`, `line 17: value`).</summary>
-    public static ValidationProblem Invalid(string title, IReadOnlyList<SampleError> errors, Func<SampleError, string> field)
-    {
-        var dict = errors.GroupBy(field).ToDictionary(g => g.Key, g => g.Select(e => e.Message).ToArray());
-        var first = errors[0];
-        return TypedResults.ValidationProblem(dict, title: title,
-            detail: $"{field(first)} {first.Message}. Nothing was stored.",
-            extensions: new Dictionary<string, object?>
-            {
-                ["row"] = first.Row,
-                ["field"] = first.Field,
-            });
     }
 
     /// <summary>A 400 validation problem for one field.</summary>

@@ -239,7 +239,7 @@ public sealed class JsonFieldException(string relativePath, string message) : Js
     public string RelativePath { get; } = relativePath;
 }
 
-/// <summary>The one timestamp rule in JSON bodies too: <see cref="Samples.UtcTimestamp"/> (explicit offset, converted to UTC).</summary>
+/// <summary>The one timestamp rule in JSON bodies too: <see cref="UtcTimestamp"/> (explicit offset, converted to UTC).</summary>
 public sealed class UtcDateTimeOffsetConverter : JsonConverter<DateTimeOffset>
 {
     public override DateTimeOffset Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options)
@@ -257,7 +257,7 @@ public sealed class UtcDateTimeOffsetConverter : JsonConverter<DateTimeOffset>
         {
             throw new JsonException("contains a lone surrogate (not valid Unicode text)");
         }
-        return Samples.UtcTimestamp.TryParse(text, out var utc, out var error) ? new DateTimeOffset(utc, TimeSpan.Zero) : throw new JsonException(error);
+        return UtcTimestamp.TryParse(text, out var utc, out var error) ? new DateTimeOffset(utc, TimeSpan.Zero) : throw new JsonException(error);
     }
 
     public override void Write(Utf8JsonWriter writer, DateTimeOffset value, JsonSerializerOptions options) => writer.WriteStringValue(value);

@@ -38,7 +38,7 @@ public static class ManifestCommand
 
     static async Task<int> ScaledObjectAsync(string name, CancellationToken ct)
     {
-        var configuration = Cli.Cli.Configuration();
+        var configuration = Cli.Verbs.Configuration();
         var options = configuration.GetSection(ExecutorOptions.Section).Get<ExecutorOptions>() ?? new ExecutorOptions();
         var readsNeedKey = configuration.GetValue<bool>($"{ForecasterOptions.Section}:RequireApiKeyForReads");
         await using var host = await ForecasterServices.BuildForVerbAsync(LogLevel.Warning, ct);

@@ -54,8 +54,8 @@ public static class PlanCommand
             PlanningOutcome outcome;
             try
             {
-                outcome = Cli.Cli.ShowProgress
-                    ? await Cli.Cli.Stderr.Progress()
+                outcome = Cli.Verbs.ShowProgress
+                    ? await Cli.Verbs.Stderr.Progress()
                         .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
                         .StartAsync(async progress =>
                         {
@@ -78,7 +78,7 @@ public static class PlanCommand
     /// <summary>The `Forecaster:Planning` section, validated as the service validates it; null with every problem otherwise.</summary>
     internal static PlanningOptions? ReadOptions(out List<string> problems)
     {
-        var options = Cli.Cli.Configuration().GetSection(PlanningOptions.Section).Get<PlanningOptions>() ?? new PlanningOptions();
+        var options = Cli.Verbs.Configuration().GetSection(PlanningOptions.Section).Get<PlanningOptions>() ?? new PlanningOptions();
         var results = new List<ValidationResult>();
         Validator.TryValidateObject(options, new ValidationContext(options), results, validateAllProperties: true);
         problems = [.. results.Select(p => $"{PlanningOptions.Section}:{string.Join(',', p.MemberNames)}: {p.ErrorMessage}")];

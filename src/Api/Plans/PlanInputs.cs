@@ -4,6 +4,7 @@ using Forecaster.Api.Resources;
 using Forecaster.Api.Samples;
 using Forecaster.Planner;
 using Npgsql;
+using static Forecaster.Planner.Hours;
 
 namespace Forecaster.Api.Plans;
 
@@ -22,8 +23,6 @@ public sealed record PlanRequest(Resource Resource, PlanInput? Input, IReadOnlyL
 /// </summary>
 public static class PlanInputs
 {
-    static readonly TimeSpan Hour = TimeSpan.FromHours(1);
-
     /// <summary>Days of observed load read for yesterday's and last week's same hour.</summary>
     public const int ObservedDays = 8;
 
@@ -98,7 +97,7 @@ public static class PlanInputs
     }
 
     /// <summary>The first hour a plan made at <paramref name="now"/> serves: the hour in progress, so a fresh plan covers the current instant.</summary>
-    public static DateTimeOffset HorizonStart(DateTimeOffset now) => new(now.UtcTicks - (now.UtcTicks % Hour.Ticks), TimeSpan.Zero);
+    public static DateTimeOffset HorizonStart(DateTimeOffset now) => FloorHour(now);
 
     /// <summary>
     /// The planner's input for one resource from what was loaded for it. Planning and the simulator (issue 7) both build

@@ -2,6 +2,7 @@ using System.Buffers;
 using System.Globalization;
 using System.IO.Pipelines;
 using System.Text;
+using Forecaster.Api.Errors;
 
 namespace Forecaster.Api.Samples;
 

@@ -1,4 +1,5 @@
 using Npgsql;
+using static Forecaster.Planner.Hours;
 
 namespace Forecaster.Api.Samples;
 
@@ -15,8 +16,6 @@ public sealed record HourlyValues(double[] Mean, double[] Max)
 /// </summary>
 public static class HourlyHistory
 {
-    static readonly TimeSpan Hour = TimeSpan.FromHours(1);
-
     /// <summary>The series in <paramref name="ids"/> over [<paramref name="from"/>, <paramref name="to"/>) (whole hours); series without samples are absent.</summary>
     public static async Task<Dictionary<int, HourlyValues>> ReadAsync(NpgsqlConnection conn, int[] ids, DateTimeOffset from, DateTimeOffset to, CancellationToken ct)
     {

@@ -31,9 +31,9 @@ public static class ImportCommand
             var maxValue = new ForecasterOptions().MaxSampleValue;
 
             IReadOnlyList<SampleError> errors;
-            if (Cli.Cli.ShowProgress)
+            if (Cli.Verbs.ShowProgress)
             {
-                errors = await Cli.Cli.Stderr.Progress()
+                errors = await Cli.Verbs.Stderr.Progress()
                     .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
                     .StartAsync(async progress =>
                     {

@@ -124,7 +124,7 @@ public static class SamplesApi
         }
         if (errors.Count > 0)
         {
-            return ProblemHandling.Invalid("Invalid samples", errors, e => e.Field.Length == 0 ? $"samples[{e.Row}]" : $"samples[{e.Row}].{e.Field}");
+            return InvalidRows("Invalid samples", errors, e => e.Field.Length == 0 ? $"samples[{e.Row}]" : $"samples[{e.Row}].{e.Field}");
         }
 
         await using var import = await SampleImport.BeginAsync(db, partitions, createResources: false, now, ct);
@@ -170,7 +170,7 @@ public static class SamplesApi
         var errors = await CsvSamples.ReadAsync(new LimitedStream(http.Request.Body, limit), import, now, options.Value.MaxSampleAgeDays, options.Value.MaxSampleValue, null, ct);
         if (errors.Count > 0)
         {
-            return ProblemHandling.Invalid("Invalid CSV", errors, e => $"line {e.Row}: {e.Field}");
+            return InvalidRows("Invalid CSV", errors, e => $"line {e.Row}: {e.Field}");
         }
         ImportSummary? summary;
         IReadOnlyList<SampleError> unknown;
@@ -184,7 +184,7 @@ public static class SamplesApi
         }
         if (summary is null)
         {
-            return ProblemHandling.Invalid("Unknown resources", unknown, e => $"line {e.Row}: {e.Field}");
+            return InvalidRows("Unknown resources", unknown, e => $"line {e.Row}: {e.Field}");
         }
         Observability.ForecasterMetrics.SamplesIngested.WithLabels("csv").Inc(summary.Rows);
         var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
@@ -328,4 +328,18 @@ public static class SamplesApi
     static ProblemHttpResult UnsupportedMediaType(string expected) =>
         TypedResults.Problem(statusCode: StatusCodes.Status415UnsupportedMediaType, title: "Unsupported media type",
             detail: $"Send the body as {expected}.");
+
+    /// <summary>A 400 validation problem listing each bad row's field (`samples[3].value`, `line 17: value`).</summary>
+    static ValidationProblem InvalidRows(string title, IReadOnlyList<SampleError> errors, Func<SampleError, string> field)
+    {
+        var dict = errors.GroupBy(field).ToDictionary(g => g.Key, g => g.Select(e => e.Message).ToArray());
+        var first = errors[0];
+        return TypedResults.ValidationProblem(dict, title: title,
+            detail: $"{field(first)} {first.Message}. Nothing was stored.",
+            extensions: new Dictionary<string, object?>
+            {
+                ["row"] = first.Row,
+                ["field"] = first.Field,
+            });
+    }
 }

@@ -3,6 +3,7 @@ using Forecaster.Api.Training;
 using Forecaster.Planner;
 using Forecaster.Training.Forecasting;
 using PlannerForecast = Forecaster.Planner.Forecast;
+using static Forecaster.Planner.Hours;
 
 namespace Forecaster.Api.Simulations;
 
@@ -39,7 +40,7 @@ public sealed record SkippedSeries(string Name, string Reason);
 
 /// <summary>
 /// Replays history day by day (issue 7): at each UTC midnight after the first <see cref="ReplaySettings.TrainDays"/> days, the
-/// load model is fitted on the history before that midnight only, exactly as the nightly run fits it (<see cref="LoadModel"/>),
+/// load model is fitted on the history before that midnight only, exactly as the nightly run fits it (<see cref="SeriesFitting"/>),
 /// the next hours are planned from it exactly as nightly planning plans (<see cref="PlanInputs.Compose"/>, <see cref="ScalePlanner"/>),
 /// and the day's plan is scored against what happened, next to reactive and static strategies on the same hours. Pure and
 /// deterministic: fits run in parallel, plans in day order per series, and the result does not depend on scheduling.
@@ -62,7 +63,6 @@ public static class Replay
     /// <summary>The reactive controller's scale-down stabilisation window, in hours (the HPA default is 5 minutes; the issue asks for 1 hour).</summary>
     public const int ReactiveStabilizationHours = 1;
 
-    static readonly TimeSpan Hour = TimeSpan.FromHours(1);
     static readonly TimeSpan Day = TimeSpan.FromDays(1);
 
     /// <summary>One night's fit of one series: the planner's view of the forecast, and the training forecast for scoring.</summary>
@@ -138,11 +138,11 @@ public static class Replay
     {
         var o = settings.Training;
         var midnight = s.Start + (Hour * at);
-        var (from, _) = LoadModel.Window(midnight, o);
+        var (from, _) = SeriesFitting.Window(midnight, o);
         var window = Slice(s.Load, at, o.HistoryDays * 24);
         try
         {
-            var fit = LoadModel.Fit(window, from, o, loadMetric: true);
+            var fit = SeriesFitting.Fit(window, from, o, loadMetric: true);
             if (fit is not { Model: { } model, Forecast: { } forecast })
             {
                 return new NightFit(null, null, null, fit.Error);
@@ -151,7 +151,7 @@ public static class Replay
             var hours = Enumerable.Range(0, Math.Min(forecast.Point.Length, settings.Planning.HorizonHours))
                 .Select(h => new ForecastHour(forecast.TimestampAt(h), forecast.Point[h], forecast.Lower[h], forecast.Upper[h]))
                 .ToArray();
-            var beats = LoadModel.BeatsSeasonalNaive(model.Backtest);
+            var beats = SeriesFitting.BeatsSeasonalNaive(model.Backtest);
             return new NightFit(PlanInputs.StoredForecast(at, midnight, beats, hours, forecast.Level), forecast, beats, null);
         }
         catch (Exception e) when (e is not OperationCanceledException)

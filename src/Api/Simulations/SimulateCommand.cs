@@ -146,7 +146,7 @@ public static class SimulateCommand
     /// <summary>The nightly run's options as configured (validated as the service validates them), with the replay's train-days.</summary>
     static ReplaySettings? Settings(int trainDays, out string? problem)
     {
-        var configuration = Cli.Cli.Configuration();
+        var configuration = Cli.Verbs.Configuration();
         var training = configuration.GetSection(TrainingOptions.Section).Get<TrainingOptions>() ?? new TrainingOptions();
         var planning = configuration.GetSection(PlanningOptions.Section).Get<PlanningOptions>() ?? new PlanningOptions();
         var results = new List<ValidationResult>();

@@ -4,6 +4,7 @@ using Forecaster.Api.Demo;
 using Forecaster.Planner;
 using Forecaster.Training.Csv;
 using Forecaster.Training.Series;
+using static Forecaster.Planner.Hours;
 
 namespace Forecaster.Api.Simulations;
 
@@ -14,8 +15,6 @@ namespace Forecaster.Api.Simulations;
 /// </summary>
 public static class SimulationInputs
 {
-    static readonly TimeSpan Hour = TimeSpan.FromHours(1);
-
     /// <summary>A policy validated as the planner validates a service's (every replayed series is scaled in replicas).</summary>
     public static (Policy? Policy, IReadOnlyList<PolicyProblem> Problems) ReadPolicy(JsonElement json)
     {

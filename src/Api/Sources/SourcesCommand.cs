@@ -4,6 +4,7 @@ using Dapper;
 using Forecaster.Api.Samples;
 using Microsoft.Extensions.Options;
 using Forecaster.Api.Resources;
+using Forecaster.Api.Errors;
 
 namespace Forecaster.Api.Sources;
 
@@ -22,7 +23,7 @@ public static class SourcesCommand
         var test = new Command("test", "Run a resource's PromQL sources over the last hours and show what comes back (stores nothing).") { name, hours, at };
         test.SetAction(async (parse, ct) =>
         {
-            var options = SourcesSetup.Read(Cli.Cli.Configuration());
+            var options = SourcesSetup.Read(Cli.Verbs.Configuration());
             var validation = new PrometheusOptionsValidator().Validate(null, options);
             if (validation.Failed)
             {

@@ -3,6 +3,7 @@ using Forecaster.Api.Samples;
 using Forecaster.Training.Forecasting;
 using Forecaster.Training.Global;
 using Npgsql;
+using static Forecaster.Planner.Hours;
 
 namespace Forecaster.Api.Training;
 
@@ -15,15 +16,13 @@ namespace Forecaster.Api.Training;
 /// </summary>
 public static class FleetModel
 {
-    static readonly TimeSpan Hour = TimeSpan.FromHours(1);
-
     /// <summary>The artifact's path relative to the models directory, which is also the model's version.</summary>
     public static string RelativePath(long runId) => Path.Combine("global", $"run-{runId}.zip");
 
     /// <summary>Reads the sample, trains and saves the model; null when the fleet gives too little to train on.</summary>
     public static async Task<GlobalModel?> TrainAsync(NpgsqlDataSource db, long runId, DateTimeOffset from, DateTimeOffset to, TrainingOptions o, CancellationToken ct)
     {
-        var forecast = LoadModel.Options(o, loadMetric: true);
+        var forecast = SeriesFitting.Options(o, loadMetric: true);
         const string sample = """
             SELECT s.id FROM resources r JOIN series s ON s.resource_id = r.id AND s.metric = r.load_metric
             ORDER BY s.id

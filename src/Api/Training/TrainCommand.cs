@@ -17,7 +17,7 @@ public static class TrainCommand
         var command = new Command("train", "Retrain every series now (or the named resources) and store models and forecasts.") { resource };
         command.SetAction(async (parse, ct) =>
         {
-            var options = Cli.Cli.Configuration().GetSection(TrainingOptions.Section).Get<TrainingOptions>() ?? new TrainingOptions();
+            var options = Cli.Verbs.Configuration().GetSection(TrainingOptions.Section).Get<TrainingOptions>() ?? new TrainingOptions();
             var problems = new List<System.ComponentModel.DataAnnotations.ValidationResult>();
             if (!System.ComponentModel.DataAnnotations.Validator.TryValidateObject(options, new System.ComponentModel.DataAnnotations.ValidationContext(options), problems, validateAllProperties: true))
             {
@@ -60,8 +60,8 @@ public static class TrainCommand
             var shards = services.GetRequiredService<ShardRunner>();
             var owner = $"cli@{Environment.MachineName}";
             // One attempt at recording the end: a verb reports a database that is away instead of waiting minutes for it.
-            var run = Cli.Cli.ShowProgress
-                ? await Cli.Cli.Stderr.Progress()
+            var run = Cli.Verbs.ShowProgress
+                ? await Cli.Verbs.Stderr.Progress()
                     .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new RemainingTimeColumn())
                     .StartAsync(async progress =>
                     {
@@ -74,7 +74,7 @@ public static class TrainCommand
                 Console.Error.WriteLine($"Training run {runId} failed: {error}");
             }
             var status = run.Status ?? "failed";
-            await services.GetRequiredService<PlanningStep>().AfterRunAsync(runId, status, CancellationToken.None);
+            await services.GetRequiredService<PlanAfterTraining>().AfterRunAsync(runId, status, CancellationToken.None);
             var outcome = run.Outcome;
 
             var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;

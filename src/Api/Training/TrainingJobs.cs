@@ -14,7 +14,7 @@ namespace Forecaster.Api.Training;
 /// index, whatever starts it.
 /// </summary>
 public sealed class TrainingJobs(
-    NpgsqlDataSource db, ShardRunner shards, PlanningStep planning, IBackgroundJobClient jobs, JobsInstance instance,
+    NpgsqlDataSource db, ShardRunner shards, PlanAfterTraining planning, IBackgroundJobClient jobs, JobsInstance instance,
     IOptions<TrainingOptions> options, TimeProvider clock, ILogger<TrainingJobs> logger)
 {
     public const string NightlyId = "nightly-training";

@@ -57,7 +57,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
             run = await TrainingRuns.GetAsync(conn, runId, ct) ?? throw new InvalidOperationException($"training run {runId} does not exist");
         }
         // Every shard of a run sees the same window, ending at the last whole hour before the run was created.
-        var (from, to) = LoadModel.Window(new DateTimeOffset(DateTime.SpecifyKind(run.CreatedAt, DateTimeKind.Utc)), o);
+        var (from, to) = SeriesFitting.Window(new DateTimeOffset(DateTime.SpecifyKind(run.CreatedAt, DateTimeKind.Utc)), o);
         var global = o.GlobalModel ? await GlobalModelAsync(runId, from, to, o, ct) : null;
 
         int after = 0, done = 0, failed = 0;
@@ -230,7 +230,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
                         "overwrite or delete them (the previous model stays active)");
                     return;
                 }
-                var fit = LoadModel.Fit(hourly.Mean, from, o, item.Metric == item.Resource.LoadMetric, global);
+                var fit = SeriesFitting.Fit(hourly.Mean, from, o, item.Metric == item.Resource.LoadMetric, global);
                 if (fit is not { Model: { } model, Forecast: { } forecast })
                 {
                     results[i] = new Fitted(null, null, null, fit.Error);
@@ -357,7 +357,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         await Nullable(w, Finite(chosen?.Smape), NpgsqlDbType.Double, ct);
         await Nullable(w, Finite(chosen?.Coverage), NpgsqlDbType.Double, ct);
         await Nullable(w, Finite(snaive?.Mase), NpgsqlDbType.Double, ct);
-        await Nullable(w, LoadModel.BeatsSeasonalNaive(backtest), NpgsqlDbType.Boolean, ct);
+        await Nullable(w, SeriesFitting.BeatsSeasonalNaive(backtest), NpgsqlDbType.Boolean, ct);
         await Nullable(w, r.Artifact, NpgsqlDbType.Text, ct);
         await Nullable(w, r.Error, NpgsqlDbType.Text, ct);
     }

@@ -14,7 +14,7 @@ public static class TrainingSetup
             .ValidateOnStart();
         builder.Services.AddSingleton<TrainingPipeline>();
         builder.Services.AddSingleton<ShardRunner>();
-        builder.Services.AddSingleton<PlanningStep>();
+        builder.Services.AddSingleton<PlanAfterTraining>();
         builder.Services.AddHostedService<TrainingWatchdog>();
         return builder;
     }

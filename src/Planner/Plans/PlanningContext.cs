@@ -1,4 +1,5 @@
 using System.Globalization;
+using static Forecaster.Planner.Hours;
 
 namespace Forecaster.Planner;
 
@@ -35,8 +36,6 @@ internal sealed class PlanningContext
 
     private static readonly TimeSpan Day = TimeSpan.FromDays(1);
     private static readonly TimeSpan Week = TimeSpan.FromDays(7);
-    private static readonly TimeSpan Hour = TimeSpan.FromHours(1);
-
     private readonly PlanInput input;
     private readonly Policy policy;
     private readonly int[]? divisors;

@@ -1,4 +1,5 @@
 using System.Globalization;
+using static Forecaster.Planner.Hours;
 
 namespace Forecaster.Planner;
 
@@ -10,8 +11,6 @@ namespace Forecaster.Planner;
 /// </summary>
 public static class ScalePlanner
 {
-    private static readonly TimeSpan Hour = TimeSpan.FromHours(1);
-
     /// <summary>The plan for the horizon, or what is missing when some hour has no forecast, no history and no bounds.</summary>
     public static PlanOutcome<Plan> Plan(PlanInput input)
     {
@@ -62,7 +61,7 @@ public static class ScalePlanner
         ArgumentNullException.ThrowIfNull(input);
         var context = new PlanningContext(input);
         var leadAhead = instant.AddMinutes(input.Policy.LeadMinutes).ToUniversalTime();
-        var served = new DateTimeOffset(leadAhead.UtcTicks - (leadAhead.UtcTicks % TimeSpan.TicksPerHour), TimeSpan.Zero);
+        var served = FloorHour(leadAhead);
         var delay = input.Policy.ScaleDownDelayHours;
         var hours = new HourPlan[delay + 1];
         for (var j = 0; j <= delay; j++)

@@ -1,4 +1,5 @@
 using Forecaster.Training.Forecasting;
+using static Forecaster.Planner.Hours;
 
 namespace Forecaster.Api.Training;
 
@@ -10,14 +11,12 @@ public sealed record SeriesFit(FittedModel? Model, Forecast? Forecast, string? E
 /// whether the chosen model beats seasonal naive. The nightly pipeline and the simulator (issue 7) both call these, so a
 /// replayed night selects and forecasts exactly as a real one.
 /// </summary>
-public static class LoadModel
+public static class SeriesFitting
 {
-    static readonly TimeSpan Hour = TimeSpan.FromHours(1);
-
     /// <summary>The window a run created at <paramref name="created"/> fits: <see cref="TrainingOptions.HistoryDays"/> ending at the last whole hour.</summary>
     public static (DateTimeOffset From, DateTimeOffset To) Window(DateTimeOffset created, TrainingOptions o)
     {
-        var to = new DateTimeOffset(created.UtcTicks - (created.UtcTicks % Hour.Ticks), TimeSpan.Zero);
+        var to = FloorHour(created);
         return (to - (Hour * (o.HistoryDays * 24)), to);
     }
 

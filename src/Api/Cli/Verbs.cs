@@ -6,7 +6,7 @@ namespace Forecaster.Api.Cli;
 /// The `forecaster` command line. `serve` (or no verb) runs the service through Program.cs; every other verb is a
 /// System.CommandLine command here. Exit codes: 0 success, 1 failure, 2 bad input (with the line number).
 /// </summary>
-public static class Cli
+public static class Verbs
 {
     static RootCommand Root() => new("Forecaster: forecasts load and serves scale plans ahead of it.")
     {

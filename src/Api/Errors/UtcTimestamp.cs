@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Numerics;
 
-namespace Forecaster.Api.Samples;
+namespace Forecaster.Api.Errors;
 
 /// <summary>
 /// The one timestamp rule of every endpoint and the CLI: ISO 8601 with `Z` or an explicit offset, converted to UTC. A time

@@ -8,7 +8,7 @@ namespace Forecaster.Api.Training;
 /// planning did is recorded on the run. Planning failing never turns a succeeded run into a failed one: the previous plans
 /// stay active and the next run or policy change plans again.
 /// </summary>
-public sealed class PlanningStep(NpgsqlDataSource db, PlanningPipeline planner, ILogger<PlanningStep> logger)
+public sealed class PlanAfterTraining(NpgsqlDataSource db, PlanningPipeline planner, ILogger<PlanAfterTraining> logger)
 {
     /// <summary>Logs the end of run <paramref name="runId"/> and plans after a success.</summary>
     public async Task AfterRunAsync(long runId, string status, CancellationToken ct)
