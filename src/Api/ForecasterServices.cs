@@ -1,4 +1,3 @@
-using Forecaster.Api.Capacity;
 using Forecaster.Api.Database;
 using Forecaster.Api.Errors;
 using Forecaster.Api.Executors;
