@@ -83,14 +83,22 @@ raw() {
 }
 # CPU seconds (user + system) a process has used so far, to say where a phase's work went on this shared machine.
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+# PostgreSQL's: the postmaster with its exited children, plus its live backends.
+pgcpu() {
+  local data pm
+  data=$(python3 -c "import json;print(json.load(open('$FORECASTER_HOME/cluster.json'))['DataDir'])")
+  pm=$(head -n 1 "$data/postmaster.pid")
+  { cat "/proc/$pm/stat"; for c in $(cat "/proc/$pm/task/$pm/children"); do cat "/proc/$c/stat" 2>/dev/null || true; done; } |
+    awk -v hz="$(getconf CLK_TCK)" -v pm="$pm" '{ t += $14 + $15; if ($1 == pm) t += $16 + $17 } END { printf "%.2f", t / hz }'
+}
 requests_per_series=$(( ( days * 86400 / step ) / 11000 + 1 ))
 p0=$(cpu "$prom"); r1=$(raw); p1=$(cpu "$prom")
 serve true
-f0=$(cpu "$server"); p2=$(cpu "$prom")
+f0=$(cpu "$server"); p2=$(cpu "$prom"); g0=$(pgcpu)
 curl -fsS -X PUT "http://127.0.0.1:$port/api/v1/groups/bench/sources" -H 'X-Api-Key: bench-key' -H 'Content-Type: application/json' \
   -d '{"sources":{"qps":"bench_load{resource=\"{{name}}\",metric=\"qps\"}","cpu_cores":"bench_load{resource=\"{{name}}\",metric=\"cpu_cores\"}","memory_bytes":"bench_load{resource=\"{{name}}\",metric=\"memory_bytes\"}"}}' > /dev/null
 for _ in $(seq 3600); do grep -q '"Message":"Pulled [1-9][0-9]* sources in' "$work/serve-true.log" && break; sleep 1; done
-f1=$(cpu "$server"); p3=$(cpu "$prom")
+f1=$(cpu "$server"); p3=$(cpu "$prom"); g1=$(pgcpu)
 stop
 r2=$(raw)
 line=$(grep -o '"Message":"Pulled [1-9][0-9]* sources[^"]*"' "$work/serve-true.log" | head -1)
@@ -102,11 +110,11 @@ cluster_psql
 stored=$("${psql_cmd[@]}" -t -A -c "SELECT count(*) FROM samples")
 done_series=$("${psql_cmd[@]}" -t -A -c "SELECT count(*) FROM source_pulls WHERE watermark IS NOT NULL")
 stop
-awk -v p0="$p0" -v p1="$p1" -v p2="$p2" -v p3="$p3" -v f0="$f0" -v f1="$f1" -v series="$series" -v done_series="$done_series" -v points="$stored" -v f="$seconds" -v r1="$r1" -v r2="$r2" -v rps="$requests_per_series" -v c="$concurrency" 'BEGIN {
+awk -v p0="$p0" -v p1="$p1" -v p2="$p2" -v p3="$p3" -v f0="$f0" -v f1="$f1" -v g0="$g0" -v g1="$g1" -v series="$series" -v done_series="$done_series" -v points="$stored" -v f="$seconds" -v r1="$r1" -v r2="$r2" -v rps="$requests_per_series" -v c="$concurrency" 'BEGIN {
   raw = (r1 + r2) / 2
   printf "series backfilled: %d of %d; points stored: %d; query_range requests per series: %d; concurrency %d\n", done_series, series, points, rps, c
   printf "raw curl query_range:   %7.2f s  %7.2f s  -> %7.1f series/s  %10.0f points/s (mean of 2)\n", r1, r2, series / raw, points / raw
   printf "Forecaster backfill:    %7.2f s            -> %7.1f series/s  %10.0f points/s (query, parse, upsert, watermark)\n", f, series / f, points / f
   printf "ratio Forecaster/raw: %.2f (goal >= 0.50)\n", raw / f
-  printf "CPU seconds: prometheus %.1f for the first raw run, %.1f during the backfill; forecaster %.1f during the backfill (PostgreSQL not counted)\n", p1 - p0, p3 - p2, f1 - f0
+  printf "CPU seconds: prometheus %.1f for the first raw run, %.1f during the backfill; forecaster %.1f and PostgreSQL %.1f during the backfill\n", p1 - p0, p3 - p2, f1 - f0, g1 - g0
 }'
