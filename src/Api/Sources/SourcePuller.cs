@@ -29,6 +29,10 @@ public sealed class SourcePuller(NpgsqlDataSource db, SamplePartitions partition
 
     const int BatchRows = 200_000;
 
+    /// <summary>Transactions storing at once. PostgreSQL runs each COPY and merge on one core of its own; two keep two
+    /// backends busy (and one can commit while the other copies) without crowding a database that also serves and trains.</summary>
+    const int Writers = 2;
+
     readonly string _instance = $"{Environment.MachineName}:{Environment.ProcessId}:{Guid.NewGuid().ToString("N")[..8]}";
     /// <summary>A round now, on the `pulls` queue (a source was created or changed), where this instance schedules pulls;
     /// a failure to enqueue leaves the source to the next minute's run.</summary>
@@ -100,7 +104,7 @@ public sealed class SourcePuller(NpgsqlDataSource db, SamplePartitions partition
         // Twice the servers' request slots: while some workers parse an answer, the others keep every slot busy (the
         // per-server gates in PrometheusClient bound what each server sees). Answers wait in a bounded queue for the writer.
         var parallel = Math.Clamp(2 * o.AllServers().Sum(s => s.Server.MaxConcurrency), 1, 64);
-        var pulled = Channel.CreateBounded<Pulled>(new BoundedChannelOptions(parallel) { SingleReader = true, SingleWriter = false });
+        var pulled = Channel.CreateBounded<Pulled>(new BoundedChannelOptions(parallel) { SingleReader = false, SingleWriter = false });
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(ct);
         var querying = Task.Run(async () =>
         {
@@ -117,35 +121,43 @@ public sealed class SourcePuller(NpgsqlDataSource db, SamplePartitions partition
         }, CancellationToken.None);
         try
         {
-            var batch = new List<Pulled>();
-            while (await pulled.Reader.WaitToReadAsync(ct))
+            // Each writer stores whatever answers are waiting, up to a batch, in one transaction on its own connection.
+            await Task.WhenAll(Enumerable.Range(0, Writers).Select(_ => Task.Run(async () =>
             {
-                long rows = 0;
-                while (batch.Count < BatchSeries && rows < BatchRows && pulled.Reader.TryRead(out var p))
+                var batch = new List<Pulled>();
+                while (await pulled.Reader.WaitToReadAsync(ct))
                 {
-                    batch.Add(p);
-                    rows += p.Points.Count;
+                    long rows = 0;
+                    while (batch.Count < BatchSeries && rows < BatchRows && pulled.Reader.TryRead(out var p))
+                    {
+                        batch.Add(p);
+                        rows += p.Points.Count;
+                    }
+                    if (batch.Count == 0)
+                    {
+                        continue;
+                    }
+                    var writing = Stopwatch.GetTimestamp();
+                    foreach (var (ok, n) in await StoreAsync(batch, now, ct))
+                    {
+                        Interlocked.Add(ref points, n);
+                        Interlocked.Increment(ref ok ? ref succeeded : ref failed);
+                    }
+                    Interlocked.Add(ref _writeTicks, Stopwatch.GetElapsedTime(writing).Ticks);
+                    batch.Clear();
                 }
-                var writing = Stopwatch.GetTimestamp();
-                foreach (var (ok, n) in await StoreAsync(batch, now, ct))
-                {
-                    points += n;
-                    _ = ok ? succeeded++ : failed++;
-                }
-                _writeTicks += Stopwatch.GetElapsedTime(writing).Ticks;
-                batch.Clear();
-            }
+            }, CancellationToken.None)));
         }
         finally
         {
-            // The writer failed (the database is unreachable, say): the queries stop too; the claims' leases expire.
+            // A writer failed (the database is unreachable, say): the queries stop too; the claims' leases expire.
             await stop.CancelAsync();
             await querying;
         }
         await RecordLagAsync(now, ct);
         log.LogInformation("Pulled {Claimed} sources in {Seconds:F2}s: {Succeeded} succeeded, {Failed} failed, {Points} points stored (summed over workers: {QuerySeconds:F1}s querying, {WriteSeconds:F1}s writing)",
             claims.Count, Stopwatch.GetElapsedTime(roundStarted).TotalSeconds, succeeded, failed, points,
-            TimeSpan.FromTicks(Interlocked.Read(ref _queryTicks)).TotalSeconds, TimeSpan.FromTicks(_writeTicks).TotalSeconds);
+            TimeSpan.FromTicks(Interlocked.Read(ref _queryTicks)).TotalSeconds, TimeSpan.FromTicks(Interlocked.Read(ref _writeTicks)).TotalSeconds);
         return new PullRoundSummary(claims.Count, succeeded, failed, points);
     }
 
