@@ -4,9 +4,10 @@
 # written through the samples upsert, watermark recorded) against the very same query_range requests sent raw with
 # curl at the same concurrency, in the same run (raw before and after, averaged). Prints series/s, points/s and ratios.
 #   bench/backfill.sh [resources] [days] [step_seconds]      (defaults 1000 35 300)
-# The measured round runs on a warmed-up service, as the puller does in a long-running one: a first round backfills 10
-# other resources (30 series, group `warm`) and is reported apart. BENCH_COLD=1 measures the first round of a fresh
-# process instead (its JIT compilation of the HTTP, JSON and Npgsql paths counts then).
+# The measured round runs on a warmed-up service, as the puller does in a long-running one: a first round backfills 20
+# other resources (60 series, group `warm`), reported apart, and the measured round starts once the service is idle
+# (its background JIT done). BENCH_COLD=1 measures the first round of a fresh process instead (its JIT compilation of
+# the HTTP, JSON and Npgsql paths counts then).
 # A step of 60 s (the service's default) makes 151 million points at the full size: more than this shared machine's
 # disk and time allow, hence 300 s by default; pass 60 for the real thing on a bigger box.
 set -euo pipefail
@@ -16,7 +17,7 @@ days="${2:-35}"
 step="${3:-300}"
 metrics=(qps cpu_cores memory_bytes)
 concurrency=8
-warm=10
+warm=20
 cold="${BENCH_COLD:-0}"
 command -v prometheus >/dev/null && command -v promtool >/dev/null || { echo "needs Debian's prometheus (apt-get install prometheus)" >&2; exit 1; }
 work="$(mktemp -d /tmp/forecaster-backfill.XXXXXX)"
@@ -113,6 +114,12 @@ if [ "$cold" != 1 ]; then
   curl -fsS -X PUT "http://127.0.0.1:$port/api/v1/groups/warm/sources" -H 'X-Api-Key: bench-key' -H 'Content-Type: application/json' -d "$(sources)" > /dev/null
   echo "warm-up: $(round 1)"
   rounds=2
+  # Idle: under 0.05 CPU seconds in a second, three seconds running (at most a minute).
+  quiet=0
+  for _ in $(seq 60); do
+    a=$(cpu "$server"); sleep 1; b=$(cpu "$server")
+    if awk -v a="$a" -v b="$b" 'BEGIN { exit !(b - a < 0.05) }'; then quiet=$((quiet + 1)); [ "$quiet" -ge 3 ] && break; else quiet=0; fi
+  done
 fi
 f0=$(cpu "$server"); p2=$(cpu "$prom"); g0=$(pgcpu)
 curl -fsS -X PUT "http://127.0.0.1:$port/api/v1/groups/bench/sources" -H 'X-Api-Key: bench-key' -H 'Content-Type: application/json' -d "$(sources)" > /dev/null
