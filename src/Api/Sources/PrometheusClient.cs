@@ -185,8 +185,9 @@ public sealed class PrometheusClient(IHttpClientFactory http, IOptions<Prometheu
             List<PromSeries> answer;
             try
             {
-                // The first chunk's series holds the whole range once the later chunks are appended.
-                answer = ParseMatrix(body.AsSpan(0, length), (int)(((from == start ? end : to) - from) / step) + 1);
+                // The first chunk's series holds the whole range once the later chunks are appended (up to a few
+                // megabytes reserved: a sparse series over a long range at a fine step must not reserve the range).
+                answer = ParseMatrix(body.AsSpan(0, length), (int)Math.Min(((from == start ? end : to) - from) / step + 1, 1 << 17));
             }
             finally
             {
