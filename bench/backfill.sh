@@ -4,6 +4,10 @@
 # written through the samples upsert, watermark recorded) against the very same query_range requests sent raw with
 # curl at the same concurrency, in the same run (raw before and after, averaged). Prints series/s, points/s and ratios.
 #   bench/backfill.sh [resources] [days] [step_seconds]      (defaults 1000 35 300)
+# The measured round runs on a warmed-up service, as the puller does in a long-running one: a first round backfills 20
+# other resources (60 series, group `warm`), reported apart, and the measured round starts once the service is idle
+# (its background JIT done). BENCH_COLD=1 measures the first round of a fresh process instead (its JIT compilation of
+# the HTTP, JSON and Npgsql paths counts then).
 # A step of 60 s (the service's default) makes 151 million points at the full size: more than this shared machine's
 # disk and time allow, hence 300 s by default; pass 60 for the real thing on a bigger box.
 set -euo pipefail
@@ -13,6 +17,8 @@ days="${2:-35}"
 step="${3:-300}"
 metrics=(qps cpu_cores memory_bytes)
 concurrency=8
+warm=20
+cold="${BENCH_COLD:-0}"
 command -v prometheus >/dev/null && command -v promtool >/dev/null || { echo "needs Debian's prometheus (apt-get install prometheus)" >&2; exit 1; }
 work="$(mktemp -d /tmp/forecaster-backfill.XXXXXX)"
 chmod 755 "$work"   # as root the cluster runs as `postgres`, which must reach its data here
@@ -33,12 +39,13 @@ end=$(( now / step * step ))
 first=$(( end - days * 86400 - 3600 ))
 series=$(( resources * ${#metrics[@]} ))
 echo "generating $series series x $(( (end - first) / step + 1 )) points (every ${step}s over ${days} days + 1 h) ..."
-awk -v n="$resources" -v first="$first" -v end="$end" -v step="$step" 'BEGIN {
+awk -v n="$resources" -v w="$warm" -v first="$first" -v end="$end" -v step="$step" 'BEGIN {
   split("qps cpu_cores memory_bytes", m, " "); level["qps"] = 200; level["cpu_cores"] = 4; level["memory_bytes"] = 2e9
-  for (r = 0; r < n; r++) for (k = 1; k <= 3; k++) {
+  for (r = 0; r < n + w; r++) for (k = 1; k <= 3; k++) {
+    name = r < n ? "bench-" r : "warm-" (r - n)
     l = level[m[k]] * (1 + (r % 17) / 10)
     for (t = first; t <= end; t += step)
-      printf "bench_load{resource=\"bench-%d\",metric=\"%s\"} %.6g %d\n", r, m[k], l * (1 + 0.4 * sin(6.283185307 * t / 86400) + 0.15 * sin(6.283185307 * t / 604800)), t
+      printf "bench_load{resource=\"%s\",metric=\"%s\"} %.6g %d\n", name, m[k], l * (1 + 0.4 * sin(6.283185307 * t / 86400) + 0.15 * sin(6.283185307 * t / 604800)), t
   }
   print "# EOF" }' > "$work/history.om"
 ls -lh "$work/history.om" | awk '{print "openmetrics size: " $5}'
@@ -65,6 +72,8 @@ stop() { kill "$server"; wait "$server" 2>/dev/null || true; server=""; }
 serve true
 seq 0 $(( resources - 1 )) | xargs -P 4 -I{} curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$port/api/v1/resources/bench-{}" \
   -H 'X-Api-Key: bench-key' -H 'Content-Type: application/json' -d '{"kind":"service","group":"bench","loadMetric":"qps","policy":{"minReplicas":1,"maxReplicas":20}}'
+seq 0 $(( warm - 1 )) | xargs -P 4 -I{} curl -fsS -o /dev/null -X PUT "http://127.0.0.1:$port/api/v1/resources/warm-{}" \
+  -H 'X-Api-Key: bench-key' -H 'Content-Type: application/json' -d '{"kind":"service","group":"warm","loadMetric":"qps","policy":{"minReplicas":1,"maxReplicas":20}}'
 stop
 
 # The same requests Forecaster sends: query_range from floor(now - days) to floor(now), chunks of <= 11,000 points,
@@ -83,30 +92,54 @@ raw() {
 }
 # CPU seconds (user + system) a process has used so far, to say where a phase's work went on this shared machine.
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+# PostgreSQL's: the postmaster with its exited children, plus its live backends.
+pgcpu() {
+  local data pm
+  data=$(python3 -c "import json;print(json.load(open('$FORECASTER_HOME/cluster.json'))['DataDir'])")
+  pm=$(head -n 1 "$data/postmaster.pid")
+  { cat "/proc/$pm/stat"; for c in $(cat "/proc/$pm/task/$pm/children"); do cat "/proc/$c/stat" 2>/dev/null || true; done; } |
+    awk -v hz="$(getconf CLK_TCK)" -v pm="$pm" '{ t += $14 + $15; if ($1 == pm) t += $16 + $17 } END { printf "%.2f", t / hz }'
+}
 requests_per_series=$(( ( days * 86400 / step ) / 11000 + 1 ))
 p0=$(cpu "$prom"); r1=$(raw); p1=$(cpu "$prom")
+sources() { echo '{"sources":{"qps":"bench_load{resource=\"{{name}}\",metric=\"qps\"}","cpu_cores":"bench_load{resource=\"{{name}}\",metric=\"cpu_cores\"}","memory_bytes":"bench_load{resource=\"{{name}}\",metric=\"memory_bytes\"}"}}'; }
+# Waits for the n-th pull round that stored something, and prints its log line.
+round() {
+  for _ in $(seq 3600); do [ "$(grep -c '"Message":"Pulled [1-9][0-9]* sources in' "$work/serve-true.log")" -ge "$1" ] && break; sleep 1; done
+  grep -o '"Message":"Pulled [1-9][0-9]* sources[^"]*"' "$work/serve-true.log" | sed -n "$1p"
+}
 serve true
-f0=$(cpu "$server"); p2=$(cpu "$prom")
-curl -fsS -X PUT "http://127.0.0.1:$port/api/v1/groups/bench/sources" -H 'X-Api-Key: bench-key' -H 'Content-Type: application/json' \
-  -d '{"sources":{"qps":"bench_load{resource=\"{{name}}\",metric=\"qps\"}","cpu_cores":"bench_load{resource=\"{{name}}\",metric=\"cpu_cores\"}","memory_bytes":"bench_load{resource=\"{{name}}\",metric=\"memory_bytes\"}"}}' > /dev/null
-for _ in $(seq 3600); do grep -q '"Message":"Pulled [1-9][0-9]* sources in' "$work/serve-true.log" && break; sleep 1; done
-f1=$(cpu "$server"); p3=$(cpu "$prom")
+rounds=1
+if [ "$cold" != 1 ]; then
+  curl -fsS -X PUT "http://127.0.0.1:$port/api/v1/groups/warm/sources" -H 'X-Api-Key: bench-key' -H 'Content-Type: application/json' -d "$(sources)" > /dev/null
+  echo "warm-up: $(round 1)"
+  rounds=2
+  # Idle: under 0.05 CPU seconds in a second, three seconds running (at most a minute).
+  quiet=0
+  for _ in $(seq 60); do
+    a=$(cpu "$server"); sleep 1; b=$(cpu "$server")
+    if awk -v a="$a" -v b="$b" 'BEGIN { exit !(b - a < 0.05) }'; then quiet=$((quiet + 1)); [ "$quiet" -ge 3 ] && break; else quiet=0; fi
+  done
+fi
+f0=$(cpu "$server"); p2=$(cpu "$prom"); g0=$(pgcpu)
+curl -fsS -X PUT "http://127.0.0.1:$port/api/v1/groups/bench/sources" -H 'X-Api-Key: bench-key' -H 'Content-Type: application/json' -d "$(sources)" > /dev/null
+line=$(round "$rounds")
+f1=$(cpu "$server"); p3=$(cpu "$prom"); g1=$(pgcpu)
 stop
 r2=$(raw)
-line=$(grep -o '"Message":"Pulled [1-9][0-9]* sources[^"]*"' "$work/serve-true.log" | head -1)
 echo "$line"
 seconds=$(echo "$line" | sed -E 's/.* in ([0-9.]+)s.*/\1/')
 source "$root/bench/lib.sh"
 serve false
 cluster_psql
-stored=$("${psql_cmd[@]}" -t -A -c "SELECT count(*) FROM samples")
-done_series=$("${psql_cmd[@]}" -t -A -c "SELECT count(*) FROM source_pulls WHERE watermark IS NOT NULL")
+stored=$("${psql_cmd[@]}" -t -A -c "SELECT count(*) FROM samples sa JOIN series s ON s.id = sa.series_id JOIN resources r ON r.id = s.resource_id WHERE r.\"group\" = 'bench'")
+done_series=$("${psql_cmd[@]}" -t -A -c "SELECT count(*) FROM source_pulls p JOIN resources r ON r.id = p.resource_id WHERE r.\"group\" = 'bench' AND p.watermark IS NOT NULL")
 stop
-awk -v p0="$p0" -v p1="$p1" -v p2="$p2" -v p3="$p3" -v f0="$f0" -v f1="$f1" -v series="$series" -v done_series="$done_series" -v points="$stored" -v f="$seconds" -v r1="$r1" -v r2="$r2" -v rps="$requests_per_series" -v c="$concurrency" 'BEGIN {
+awk -v p0="$p0" -v p1="$p1" -v p2="$p2" -v p3="$p3" -v f0="$f0" -v f1="$f1" -v g0="$g0" -v g1="$g1" -v series="$series" -v done_series="$done_series" -v points="$stored" -v f="$seconds" -v r1="$r1" -v r2="$r2" -v rps="$requests_per_series" -v c="$concurrency" 'BEGIN {
   raw = (r1 + r2) / 2
   printf "series backfilled: %d of %d; points stored: %d; query_range requests per series: %d; concurrency %d\n", done_series, series, points, rps, c
   printf "raw curl query_range:   %7.2f s  %7.2f s  -> %7.1f series/s  %10.0f points/s (mean of 2)\n", r1, r2, series / raw, points / raw
   printf "Forecaster backfill:    %7.2f s            -> %7.1f series/s  %10.0f points/s (query, parse, upsert, watermark)\n", f, series / f, points / f
   printf "ratio Forecaster/raw: %.2f (goal >= 0.50)\n", raw / f
-  printf "CPU seconds: prometheus %.1f for the first raw run, %.1f during the backfill; forecaster %.1f during the backfill (PostgreSQL not counted)\n", p1 - p0, p3 - p2, f1 - f0
+  printf "CPU seconds: prometheus %.1f for the first raw run, %.1f during the backfill; forecaster %.1f and PostgreSQL %.1f during the backfill\n", p1 - p0, p3 - p2, f1 - f0, g1 - g0
 }'

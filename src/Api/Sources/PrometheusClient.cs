@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Globalization;
 using System.Net.Http.Headers;
 using System.Security.Cryptography.X509Certificates;
@@ -137,7 +138,9 @@ public sealed class PrometheusClient(IHttpClientFactory http, IOptions<Prometheu
         for (var from = start; from <= end; from += chunk + step)
         {
             var to = from + chunk < end ? from + chunk : end;
-            byte[] body;
+            // Answers are hundreds of kilobytes: read into a pooled buffer rather than a new large-object array each.
+            var body = ArrayPool<byte>.Shared.Rent(1 << 16);
+            var length = 0;
             await gate.WaitAsync(ct);
             try
             {
@@ -151,17 +154,46 @@ public sealed class PrometheusClient(IHttpClientFactory http, IOptions<Prometheu
                     ]),
                 };
                 using var response = await client.SendAsync(request, HttpCompletionOption.ResponseContentRead, ct);
-                body = await response.Content.ReadAsByteArrayAsync(ct);
+                // The answer is already buffered (ResponseContentRead, within the resilience pipeline's timeout).
+                await using var stream = await response.Content.ReadAsStreamAsync(ct);
+                int read;
+                while ((read = await stream.ReadAsync(body.AsMemory(length), ct)) > 0)
+                {
+                    length += read;
+                    if (length == body.Length)
+                    {
+                        var larger = ArrayPool<byte>.Shared.Rent(2 * body.Length);
+                        body.AsSpan(0, length).CopyTo(larger);
+                        ArrayPool<byte>.Shared.Return(body);
+                        body = larger;
+                    }
+                }
                 if (!response.IsSuccessStatusCode)
                 {
-                    throw new PrometheusQueryException($"Prometheus answered {(int)response.StatusCode}: {ErrorText(body)}");
+                    throw new PrometheusQueryException($"Prometheus answered {(int)response.StatusCode}: {ErrorText(body.AsMemory(0, length))}");
                 }
+            }
+            catch
+            {
+                ArrayPool<byte>.Shared.Return(body);
+                throw;
             }
             finally
             {
                 gate.Release();
             }
-            foreach (var series in ParseMatrix(body))
+            List<PromSeries> answer;
+            try
+            {
+                // The first chunk's series holds the whole range once the later chunks are appended (up to a few
+                // megabytes reserved: a sparse series over a long range at a fine step must not reserve the range).
+                answer = ParseMatrix(body.AsSpan(0, length), (int)Math.Min(((from == start ? end : to) - from) / step + 1, 1 << 17));
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(body);
+            }
+            foreach (var series in answer)
             {
                 var key = series.Describe();
                 if (bySeries.TryGetValue(key, out var known))
@@ -180,7 +212,7 @@ public sealed class PrometheusClient(IHttpClientFactory http, IOptions<Prometheu
 
     static string Unix(DateTime t) => (new DateTimeOffset(t, TimeSpan.Zero).ToUnixTimeMilliseconds() / 1000.0).ToString("0.###", CultureInfo.InvariantCulture);
 
-    static string ErrorText(byte[] body)
+    static string ErrorText(ReadOnlyMemory<byte> body)
     {
         try
         {
@@ -193,7 +225,7 @@ public sealed class PrometheusClient(IHttpClientFactory http, IOptions<Prometheu
         catch (JsonException)
         {
         }
-        var text = Encoding.UTF8.GetString(body, 0, Math.Min(body.Length, 300));
+        var text = Encoding.UTF8.GetString(body.Span[..Math.Min(body.Length, 300)]);
         return text.Length == 0 ? "(empty body)" : text;
     }
 
@@ -202,7 +234,8 @@ public sealed class PrometheusClient(IHttpClientFactory http, IOptions<Prometheu
     /// JSON). Values are strings; `NaN`, `+Inf`, `-Inf` are gaps. Staleness markers never reach the API: Prometheus
     /// ends the series there, which is a gap as well.
     /// </summary>
-    public static List<PromSeries> ParseMatrix(ReadOnlySpan<byte> json)
+    /// <param name="points">The points a series has at most (the request's range over its step), so its list never grows.</param>
+    public static List<PromSeries> ParseMatrix(ReadOnlySpan<byte> json, int points = 0)
     {
         var reader = new Utf8JsonReader(json);
         var result = new List<PromSeries>();
@@ -231,7 +264,8 @@ public sealed class PrometheusClient(IHttpClientFactory http, IOptions<Prometheu
                 reader.Read();
                 while (reader.Read() && reader.TokenType == JsonTokenType.StartObject)
                 {
-                    result.Add(ReadSeries(ref reader));
+                    // Sized for the first series only: a query that wrongly returns thousands must not reserve a range for each.
+                    result.Add(ReadSeries(ref reader, result.Count == 0 ? points : 0));
                 }
             }
             else if (reader.CurrentDepth == 1 && !reader.ValueTextEquals("data"u8))
@@ -244,10 +278,10 @@ public sealed class PrometheusClient(IHttpClientFactory http, IOptions<Prometheu
         return status == "success" ? result : throw new PrometheusQueryException($"Prometheus answered status '{status}'");
     }
 
-    static PromSeries ReadSeries(ref Utf8JsonReader reader)
+    static PromSeries ReadSeries(ref Utf8JsonReader reader, int capacity)
     {
         var labels = new Dictionary<string, string>(StringComparer.Ordinal);
-        var points = new List<(DateTime, double)>();
+        var points = new List<(DateTime, double)>(capacity);
         var gaps = 0;
         while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
         {

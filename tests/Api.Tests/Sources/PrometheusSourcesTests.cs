@@ -189,6 +189,117 @@ public sealed class PrometheusSourcesTests(SourcesFixture f) : IClassFixture<Sou
     }
 
     [PrometheusFact]
+    public async Task ASeriesWhoseRowsTheDatabaseRefusesStoresNothingAndLosesNoneOfTheOthersInItsBatch()
+    {
+        f.Clock.Now = Now;
+        await using var conn = new NpgsqlConnection(f.ConnectionString);
+        // A real database error on one series' rows only, mid-series (the poisoned hour is two days before the end).
+        await conn.ExecuteAsync($$"""
+            CREATE FUNCTION refuse_poisoned_sample() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.value = {{SyntheticLoad.PoisonedValue.ToString(System.Globalization.CultureInfo.InvariantCulture)}} THEN
+                    RAISE EXCEPTION 'poisoned sample at %', NEW.ts;
+                END IF;
+                RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse_poisoned_sample BEFORE INSERT ON samples FOR EACH ROW EXECUTE FUNCTION refuse_poisoned_sample();
+            """);
+        var names = new[] { "batch-a", "batch-b", "batch-c", "batch-d", "batch-poisoned" };
+        try
+        {
+            Assert.Equal(HttpStatusCode.OK, (await f.Client.PutAsync("/api/v1/groups/shop-batch/sources",
+                ApiFixture.Json("""{"sources":{"qps":"batch_load{service=\"{{name}}\"}"}}"""))).StatusCode);
+            foreach (var name in names)
+            {
+                Assert.Equal(HttpStatusCode.Created, (await f.Client.PutAsync($"/api/v1/resources/{name}",
+                    ApiFixture.Json("""{"kind":"service","group":"shop-batch","loadMetric":"qps","policy":{"minReplicas":1,"maxReplicas":10}}"""))).StatusCode);
+            }
+            var round = await f.Puller.PullDueAsync(default);
+            // Sources other tests left due may join the round; only the poisoned one fails.
+            Assert.True(round.Claimed >= 5, $"{round}");
+            Assert.Equal(1, round.Failed);
+            Assert.Equal(round.Claimed - 1, round.Succeeded);
+
+            // The refused series: its error recorded, no watermark, and not one of its rows kept (all or nothing).
+            var poisoned = await SourceAsync("batch-poisoned");
+            Assert.Contains("could not be stored", poisoned.GetProperty("lastError").GetString());
+            Assert.Contains("poisoned sample", poisoned.GetProperty("lastError").GetString());
+            Assert.False(poisoned.TryGetProperty("watermark", out _));
+            Assert.Equal(0, await StoredAsync(conn, "batch-poisoned"));
+
+            // The others: every minute of the window once, with its watermark.
+            var minutes = (int)(TimeSpan.FromDays(SourcesFixture.BackfillDays) / Step) + 1;
+            foreach (var (name, level) in new[] { ("batch-a", 60.0), ("batch-b", 70.0), ("batch-c", 80.0), ("batch-d", 90.0) })
+            {
+                Assert.Equal(Now, (await SourceAsync(name)).GetProperty("watermark").GetDateTimeOffset());
+                Assert.Equal(minutes, await StoredAsync(conn, name));
+                await AssertHourlyMeansAsync(name, "qps", Now.AddDays(-1), Now, t => SyntheticLoad.Load(t, level));
+            }
+        }
+        finally
+        {
+            await conn.ExecuteAsync("DROP TRIGGER refuse_poisoned_sample ON samples; DROP FUNCTION refuse_poisoned_sample()");
+        }
+
+        // Once the database takes its rows, the next round after the backoff backfills it whole.
+        f.Clock.Now = Now.AddMinutes(6);
+        await f.Puller.PullDueAsync(default);
+        var healed = await SourceAsync("batch-poisoned");
+        Assert.Equal(f.Clock.Now, healed.GetProperty("watermark").GetDateTimeOffset());
+        Assert.Equal((int)(TimeSpan.FromDays(SourcesFixture.BackfillDays) / Step) + 1, await StoredAsync(conn, "batch-poisoned"));
+        await DeleteAsync(names);
+    }
+
+    [PrometheusFact]
+    public async Task BackfillOverPushedSamplesOverwritesThemWithoutDuplicates()
+    {
+        f.Clock.Now = Now;
+        Assert.Equal(HttpStatusCode.Created, (await f.Client.PutAsync("/api/v1/resources/pushed",
+            ApiFixture.Json("""{"kind":"service","loadMetric":"qps","policy":{"minReplicas":1,"maxReplicas":10}}"""))).StatusCode);
+        // Pushed first, with values Prometheus does not have: three minutes a day ago, and one between Prometheus' steps.
+        var day = Now.AddDays(-1);
+        var pushed = new[] { day, day.AddMinutes(1), day.AddMinutes(2), day.AddSeconds(30) };
+        var body = string.Join(",", pushed.Select(t => $$"""{"metric":"qps","timestamp":"{{t:yyyy-MM-ddTHH:mm:ssZ}}","value":1}"""));
+        Assert.Equal(HttpStatusCode.OK, (await f.Client.PostAsync("/api/v1/resources/pushed/samples", ApiFixture.Json($$"""{"samples":[{{body}}]}"""))).StatusCode);
+
+        Assert.Equal(HttpStatusCode.OK, (await f.Client.PutAsync("/api/v1/resources/pushed", ApiFixture.Json("""
+            {"kind":"service","loadMetric":"qps","policy":{"minReplicas":1,"maxReplicas":10},"sources":{"qps":"pushed{service=\"pushed\"}"}}
+            """))).StatusCode);
+        Assert.Equal(0, (await f.Puller.PullDueAsync(default)).Failed);
+        Assert.Equal(Now, (await SourceAsync("pushed")).GetProperty("watermark").GetDateTimeOffset());
+
+        // Prometheus' minutes replace the pushed values at the same times; the sample between its steps stays.
+        await using var conn = new NpgsqlConnection(f.ConnectionString);
+        Assert.Equal((int)(TimeSpan.FromDays(SourcesFixture.BackfillDays) / Step) + 2, await StoredAsync(conn, "pushed"));
+        var values = (await conn.QueryAsync<(DateTime Ts, double Value)>("""
+            SELECT sa.ts, sa.value FROM samples sa JOIN series s ON s.id = sa.series_id JOIN resources r ON r.id = s.resource_id
+            WHERE r.name = 'pushed' AND sa.ts BETWEEN @from AND @to ORDER BY sa.ts
+            """, new { from = day.UtcDateTime, to = day.AddMinutes(2).UtcDateTime })).ToList();
+        Assert.Equal(4, values.Count);
+        Assert.Equal(1, values.Single(v => v.Ts == day.AddSeconds(30).UtcDateTime).Value);
+        foreach (var t in new[] { day, day.AddMinutes(1), day.AddMinutes(2) })
+        {
+            Assert.Equal(SyntheticLoad.Load(t.ToUnixTimeSeconds(), 120), values.Single(v => v.Ts == t.UtcDateTime).Value, 1e-9);
+        }
+        await DeleteAsync(["pushed"]);
+    }
+
+    /// <summary>Removes a test's resources, so that the sources of the tests that share this service stay as few as
+    /// they were (the pull rounds of later tests claim every due source, and the circuit breaker counts their requests).</summary>
+    async Task DeleteAsync(IEnumerable<string> names)
+    {
+        foreach (var name in names)
+        {
+            Assert.Equal(HttpStatusCode.NoContent, (await f.Client.DeleteAsync($"/api/v1/resources/{name}")).StatusCode);
+        }
+    }
+
+    static Task<long> StoredAsync(NpgsqlConnection conn, string name) => conn.ExecuteScalarAsync<long>("""
+        SELECT count(*) FROM samples sa JOIN series s ON s.id = sa.series_id JOIN resources r ON r.id = s.resource_id
+        WHERE r.name = @name AND s.metric = 'qps'
+        """, new { name });
+
+    [PrometheusFact]
     public async Task NaNAndInfinitePointsAreGapsNotValues()
     {
         f.Clock.Now = Now;

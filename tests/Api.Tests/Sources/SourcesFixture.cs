@@ -26,10 +26,20 @@ public static class SyntheticLoad
         ["dup{pod=\"a\"}"] = t => Load(t, 10),
         ["dup{pod=\"b\"}"] = t => Load(t, 20),
         ["steady{service=\"steady\"}"] = t => Load(t, 50),
+        ["batch_load{service=\"batch-a\"}"] = t => Load(t, 60),
+        ["batch_load{service=\"batch-b\"}"] = t => Load(t, 70),
+        ["batch_load{service=\"batch-c\"}"] = t => Load(t, 80),
+        ["batch_load{service=\"batch-d\"}"] = t => Load(t, 90),
+        // Ordinary values but for one hour of the sentinel the poisoning trigger refuses.
+        ["batch_load{service=\"batch-poisoned\"}"] = t => t >= NaNHour && t < NaNHour + 3600 ? PoisonedValue : Load(t, 100),
+        ["pushed{service=\"pushed\"}"] = t => Load(t, 120),
         ["gappy{service=\"gappy\"}"] = t => t >= NaNHour && t < NaNHour + 3600 ? double.NaN
             : t >= NaNHour + 3600 && t < NaNHour + 7200 ? (t % 120 == 0 ? double.PositiveInfinity : double.NegativeInfinity)
             : Load(t, 30),
     };
+
+    /// <summary>A value PostgreSQL refuses in the test that installs a trigger for it: a database error on one series' rows.</summary>
+    public const double PoisonedValue = 4242.5;
 
     /// <summary>`gappy` is NaN for this hour and ±Inf for the next: gaps, not values.</summary>
     public static readonly long NaNHour = ApiFixture.Now.AddDays(-2).ToUnixTimeSeconds();
