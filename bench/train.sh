@@ -18,20 +18,8 @@ trap '"$root/forecaster" db stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 csv="$work/samples.csv"
 
 echo "generating $resources resources x 3 metrics x $hours hourly points ..."
-now=$(date -u +%s); start=$(( (now / 3600 - hours) * 3600 ))
-awk -v resources="$resources" -v hours="$hours" -v start="$start" 'BEGIN {
-  srand(42); print "resource,metric,timestamp,value"
-  for (r = 0; r < resources; r++) {
-    base = 50 + (r % 97) * 20; amp = 0.3 + (r % 7) * 0.08; peak = r % 24; perCore = 100 + (r % 13) * 15
-    for (i = 0; i < hours; i++) {
-      t = start + i * 3600; h = (i + peak) % 24; dow = int(i / 24) % 7
-      load = base * (1 + amp * sin(2 * 3.14159265 * h / 24)) * (dow >= 5 ? 0.8 : 1) * (1 + 0.05 * (rand() - 0.5) * 2)
-      rep = int(load / (perCore * 0.7)) + 2
-      ts = strftime("%Y-%m-%dT%H:%M:%SZ", t, 1)
-      printf "bench-%d,qps,%s,%.3f\nbench-%d,cpu_cores,%s,%.4f\nbench-%d,replicas,%s,%d\n", r, ts, load, r, ts, rep * 0.1 + load / perCore, r, ts, rep
-    }
-  }
-}' > "$csv"
+source "$root/bench/lib.sh"
+fleet_csv "$resources" "$hours" "$csv"
 ls -lh "$csv" | awk '{print "csv size: " $5}'
 
 "$root/forecaster" import "$csv" --create-resources | tail -1
