@@ -33,6 +33,7 @@ var builder = WebApplication.CreateBuilder(new WebApplicationOptions
 builder.AddForecasterHost();
 builder.AddForecasterDatabase();
 builder.AddForecasterTraining();
+builder.AddForecasterRetention();
 builder.AddForecasterJobs();
 builder.AddForecasterPlanning();
 builder.AddForecasterSimulations();
