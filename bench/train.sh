@@ -5,6 +5,8 @@
 # (series/s) and the peak resident memory of the train process (/usr/bin/time -v). With BENCH_SERVICE=1 the same
 # fleet is then trained once more through the service (`serve`, POST /api/v1/training-runs, its background jobs and
 # scheduler), printing that run's series/s and the service's peak RSS: what the scheduler costs, if anything.
+# After the import it prints the bytes per stored sample (every partition's table and indexes) and, after training, the
+# load average (the machine is shared: compare runs of the same minutes only).
 #   [BENCH_SERVICE=1] bench/train.sh [series]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -24,6 +26,12 @@ ls -lh "$csv" | awk '{print "csv size: " $5}'
 
 "$root/forecaster" import "$csv" --create-resources | tail -1
 rm -f "$csv"
+# Storage (issue 16): bytes per stored sample, table and indexes of every partition (pg_total_relation_size), after the import.
+cluster_psql
+"${psql_cmd[@]}" -At -F ' ' -c "VACUUM ANALYZE samples" -c "
+  SELECT (SELECT count(*) FROM samples), sum(pg_relation_size(relid)), sum(pg_indexes_size(relid)), sum(pg_total_relation_size(relid))
+  FROM pg_partition_tree('samples') WHERE isleaf" |
+  awk 'NF == 4 { printf "storage: %d samples, table %.0f MB + indexes %.0f MB = %.0f MB, %.1f bytes per sample\n", $1, $2 / 1048576, $3 / 1048576, $4 / 1048576, $4 / $1 }'
 # Warm the page cache and statistics the way a nightly run finds them.
 "$root/forecaster" db status >/dev/null
 
@@ -31,6 +39,7 @@ rm -f "$csv"
 grep -E 'run=' "$work/train.err" || true
 cat "$work/train.out"
 awk -F': ' '/Maximum resident set size/ { printf "peak RSS of train: %.0f MB\n", $2 / 1024 }' "$work/train.err"
+echo "load average after train: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "model artifacts: $(find "$work/models" -name '*.json' | wc -l) files, $(du -sh "$work/models" | cut -f1)"
 
 # The train verb plans the fleet after the run; planning alone again, to tell its memory from training's.
