@@ -10,7 +10,10 @@ using NpgsqlTypes;
 
 namespace Forecaster.Api.Training;
 
-/// <summary>What one shard did: series fitted (including failures), series that failed, and where the time went.</summary>
+/// <summary>
+/// What one shard did: series fitted (including failures), series that failed, and where the time went: fitting, and how long
+/// fitting waited for reading and writing, which run beside it.
+/// </summary>
 public sealed record ShardOutcome(int Series, int Failed, TimeSpan Reading, TimeSpan Fitting, TimeSpan Writing);
 
 /// <summary>
