@@ -10,7 +10,7 @@ using Npgsql;
 namespace Forecaster.Api.Samples;
 
 /// <summary>The `Forecaster:Retention` configuration section: how long raw samples are kept (issue 16).</summary>
-public sealed class RetentionOptions
+public sealed partial class RetentionOptions : IValidatableObject
 {
     public const string Section = "Forecaster:Retention";
 
@@ -24,6 +24,19 @@ public sealed class RetentionOptions
     /// <summary>Cron of the retention job, in UTC.</summary>
     [Required]
     public string Cron { get; set; } = "30 3 * * *";
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        // Hangfire parses the expression when it registers the schedule; this catches the shape at start, with the field named.
+        var fields = (Cron ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        if (fields.Length is not (5 or 6) || fields.Any(f => !CronField().IsMatch(f)))
+        {
+            yield return new ValidationResult($"'{Cron}' is not a cron expression (minute hour day month weekday, e.g. '30 3 * * *').", [nameof(Cron)]);
+        }
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^[0-9A-Za-z*?/,#\-]+$")]
+    private static partial System.Text.RegularExpressions.Regex CronField();
 }
 
 /// <summary>What one retention pass did: the cutoff it used and each partition it emptied or dropped.</summary>
