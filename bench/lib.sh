@@ -7,3 +7,23 @@ cluster_psql() {
   PGPASSWORD=$(python3 -c "import json;print(json.load(open('$FORECASTER_HOME/cluster.json'))['Password'])")
   psql_cmd=(psql -X -q -h 127.0.0.1 -p "$(sed -n 4p "$data/postmaster.pid")" -U forecaster -d forecaster -v ON_ERROR_STOP=1)
 }
+
+# The synthetic fleet of the training benchmarks: $1 resources × 3 metrics (qps, cpu_cores, replicas) × $2 hourly points
+# ending at the last whole hour, written as import CSV to $3. Two trained series per resource (qps, cpu_cores).
+fleet_csv() {
+  local resources="$1" hours="$2" out="$3" now start
+  now=$(date -u +%s); start=$(( (now / 3600 - hours) * 3600 ))
+  awk -v resources="$resources" -v hours="$hours" -v start="$start" 'BEGIN {
+    srand(42); print "resource,metric,timestamp,value"
+    for (r = 0; r < resources; r++) {
+      base = 50 + (r % 97) * 20; amp = 0.3 + (r % 7) * 0.08; peak = r % 24; perCore = 100 + (r % 13) * 15
+      for (i = 0; i < hours; i++) {
+        t = start + i * 3600; h = (i + peak) % 24; dow = int(i / 24) % 7
+        load = base * (1 + amp * sin(2 * 3.14159265 * h / 24)) * (dow >= 5 ? 0.8 : 1) * (1 + 0.05 * (rand() - 0.5) * 2)
+        rep = int(load / (perCore * 0.7)) + 2
+        ts = strftime("%Y-%m-%dT%H:%M:%SZ", t, 1)
+        printf "bench-%d,qps,%s,%.3f\nbench-%d,cpu_cores,%s,%.4f\nbench-%d,replicas,%s,%d\n", r, ts, load, r, ts, rep * 0.1 + load / perCore, r, ts, rep
+      }
+    }
+  }' > "$out"
+}

@@ -5,6 +5,8 @@
 # (series/s) and the peak resident memory of the train process (/usr/bin/time -v). With BENCH_SERVICE=1 the same
 # fleet is then trained once more through the service (`serve`, POST /api/v1/training-runs, its background jobs and
 # scheduler), printing that run's series/s and the service's peak RSS: what the scheduler costs, if anything.
+# After the import it prints the bytes per stored sample (every partition's table and indexes) and, after training, the
+# load average (the machine is shared: compare runs of the same minutes only).
 #   [BENCH_SERVICE=1] bench/train.sh [series]
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -18,24 +20,18 @@ trap '"$root/forecaster" db stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 csv="$work/samples.csv"
 
 echo "generating $resources resources x 3 metrics x $hours hourly points ..."
-now=$(date -u +%s); start=$(( (now / 3600 - hours) * 3600 ))
-awk -v resources="$resources" -v hours="$hours" -v start="$start" 'BEGIN {
-  srand(42); print "resource,metric,timestamp,value"
-  for (r = 0; r < resources; r++) {
-    base = 50 + (r % 97) * 20; amp = 0.3 + (r % 7) * 0.08; peak = r % 24; perCore = 100 + (r % 13) * 15
-    for (i = 0; i < hours; i++) {
-      t = start + i * 3600; h = (i + peak) % 24; dow = int(i / 24) % 7
-      load = base * (1 + amp * sin(2 * 3.14159265 * h / 24)) * (dow >= 5 ? 0.8 : 1) * (1 + 0.05 * (rand() - 0.5) * 2)
-      rep = int(load / (perCore * 0.7)) + 2
-      ts = strftime("%Y-%m-%dT%H:%M:%SZ", t, 1)
-      printf "bench-%d,qps,%s,%.3f\nbench-%d,cpu_cores,%s,%.4f\nbench-%d,replicas,%s,%d\n", r, ts, load, r, ts, rep * 0.1 + load / perCore, r, ts, rep
-    }
-  }
-}' > "$csv"
+source "$root/bench/lib.sh"
+fleet_csv "$resources" "$hours" "$csv"
 ls -lh "$csv" | awk '{print "csv size: " $5}'
 
 "$root/forecaster" import "$csv" --create-resources | tail -1
 rm -f "$csv"
+# Storage (issue 16): bytes per stored sample, table and indexes of every partition (pg_total_relation_size), after the import.
+cluster_psql
+"${psql_cmd[@]}" -At -F ' ' -c "VACUUM ANALYZE samples" -c "
+  SELECT (SELECT count(*) FROM samples), sum(pg_relation_size(relid)), sum(pg_indexes_size(relid)), sum(pg_total_relation_size(relid))
+  FROM pg_partition_tree('samples') WHERE isleaf" |
+  awk 'NF == 4 { printf "storage: %d samples, table %.0f MB + indexes %.0f MB = %.0f MB, %.1f bytes per sample\n", $1, $2 / 1048576, $3 / 1048576, $4 / 1048576, $4 / $1 }'
 # Warm the page cache and statistics the way a nightly run finds them.
 "$root/forecaster" db status >/dev/null
 
@@ -43,6 +39,7 @@ rm -f "$csv"
 grep -E 'run=' "$work/train.err" || true
 cat "$work/train.out"
 awk -F': ' '/Maximum resident set size/ { printf "peak RSS of train: %.0f MB\n", $2 / 1024 }' "$work/train.err"
+echo "load average after train: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "model artifacts: $(find "$work/models" -name '*.json' | wc -l) files, $(du -sh "$work/models" | cut -f1)"
 
 # The train verb plans the fleet after the run; planning alone again, to tell its memory from training's.

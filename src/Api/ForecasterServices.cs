@@ -26,6 +26,7 @@ public static class ForecasterServices
         builder.AddForecasterHost();
         builder.AddForecasterDatabase();
         builder.AddForecasterTraining();
+        builder.AddForecasterRetention();
         builder.AddForecasterJobs();
         builder.AddForecasterPlanning();
         builder.AddForecasterSimulations();

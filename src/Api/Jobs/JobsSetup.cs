@@ -91,11 +91,14 @@ public static class JobsSetup
 }
 
 /// <summary>Registers the recurring jobs with the configured schedules once the service has started.</summary>
-sealed class RecurringJobsRegistration(IRecurringJobManager manager, Microsoft.Extensions.Options.IOptions<TrainingOptions> training) : IHostedService
+sealed class RecurringJobsRegistration(
+    IRecurringJobManager manager, Microsoft.Extensions.Options.IOptions<TrainingOptions> training,
+    Microsoft.Extensions.Options.IOptions<Samples.RetentionOptions> retention) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {
         TrainingJobs.ScheduleNightly(manager, training.Value.NightlyCron);
+        Samples.SampleRetention.Schedule(manager, retention.Value.Cron);
         return Task.CompletedTask;
     }
 

@@ -12,7 +12,9 @@ public sealed record HourlyValues(double[] Mean, double[] Max)
 
 /// <summary>
 /// Samples aggregated to UTC hours, for many series in one query: what training fits on and what the planner's fallbacks
-/// read. PostgreSQL aggregates, so a per-minute series costs no more memory here than an hourly one.
+/// read. The samples stream in primary-key order (series, time) and are summed into each series' hourly arrays as they
+/// arrive: PostgreSQL only walks the index, instead of hashing every (series, hour) group, which cost it about nine times
+/// the scan (issue 16), and memory stays one pair of arrays per series however many samples an hour holds.
 /// </summary>
 public static class HourlyHistory
 {
@@ -20,37 +22,66 @@ public static class HourlyHistory
     public static async Task<Dictionary<int, HourlyValues>> ReadAsync(NpgsqlConnection conn, int[] ids, DateTimeOffset from, DateTimeOffset to, CancellationToken ct)
     {
         const string history = """
-            SELECT series_id, date_bin('1 hour', ts, timestamptz '2000-01-01 00:00:00+00') AS hour,
-                   avg(value) FILTER (WHERE abs(value) <= 1e100) AS mean, max(value) FILTER (WHERE abs(value) <= 1e100) AS peak,
-                   count(*) FILTER (WHERE NOT abs(value) <= 1e100) AS ignored
-            FROM samples
+            SELECT series_id, ts, value FROM samples
             WHERE series_id = ANY(@ids) AND ts >= @from AND ts < @to
-            GROUP BY 1, 2
+            ORDER BY series_id, ts
             """;
         var hours = (int)((to - from) / Hour);
+        var fromTicks = from.UtcTicks;
         var result = new Dictionary<int, HourlyValues>();
         await using var cmd = new NpgsqlCommand(history, conn);
         cmd.Parameters.AddWithValue("ids", ids);
         cmd.Parameters.AddWithValue("from", from.UtcDateTime);
         cmd.Parameters.AddWithValue("to", to.UtcDateTime);
         cmd.CommandTimeout = 600;
-        await using var reader = await cmd.ExecuteReaderAsync(ct);
+        await using var reader = await cmd.ExecuteReaderAsync(System.Data.CommandBehavior.SequentialAccess, ct);
+        HourlyValues? series = null;
+        int current = 0, count = 0, hour = -1;
+        double sum = 0, max = 0;
+        // Closes the hour in progress: the mean and max of its values within SampleRules.AggregateLimit, as avg/max would.
+        void Flush()
+        {
+            if (series is not null && hour >= 0 && count > 0)
+            {
+                series.Mean[hour] = sum / count;
+                series.Max[hour] = max;
+            }
+            (count, sum, max) = (0, 0, double.NegativeInfinity);
+        }
         while (await reader.ReadAsync(ct))
         {
             var id = reader.GetInt32(0);
-            if (!result.TryGetValue(id, out var series))
+            var ticks = reader.GetFieldValue<DateTime>(1).Ticks;
+            var value = reader.GetDouble(2);
+            var h = (int)(((ticks - (ticks % Hour.Ticks)) - fromTicks) / Hour.Ticks);
+            if (series is null || id != current)
             {
+                Flush();
+                current = id;
                 series = new HourlyValues(new double[hours], new double[hours]);
                 Array.Fill(series.Mean, double.NaN);
                 Array.Fill(series.Max, double.NaN);
                 result.Add(id, series);
+                hour = h;
             }
-            var h = (int)((reader.GetFieldValue<DateTime>(1) - from.UtcDateTime) / Hour);
-            // Values beyond SampleRules.AggregateLimit are counted, not aggregated: they cannot overflow a mean here.
-            series.Mean[h] = reader.IsDBNull(2) ? double.NaN : reader.GetDouble(2);
-            series.Max[h] = reader.IsDBNull(3) ? double.NaN : reader.GetDouble(3);
-            series.Ignored += reader.GetInt64(4);
+            else if (h != hour)
+            {
+                Flush();
+                hour = h;
+            }
+            // Values beyond SampleRules.AggregateLimit (and NaN) are counted, not aggregated: they cannot overflow a mean here.
+            if (Math.Abs(value) <= SampleRules.AggregateLimit)
+            {
+                sum += value;
+                max = count == 0 ? value : Math.Max(max, value);
+                count++;
+            }
+            else
+            {
+                series.Ignored++;
+            }
         }
+        Flush();
         return result;
     }
 }

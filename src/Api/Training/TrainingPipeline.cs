@@ -11,7 +11,10 @@ using NpgsqlTypes;
 
 namespace Forecaster.Api.Training;
 
-/// <summary>What one shard did: series fitted (including failures), series that failed, and where the time went.</summary>
+/// <summary>
+/// What one shard did: series fitted (including failures), series that failed, and where the time went: fitting, and how long
+/// fitting waited for reading and writing, which run beside it.
+/// </summary>
 public sealed record ShardOutcome(int Series, int Failed, TimeSpan Reading, TimeSpan Fitting, TimeSpan Writing);
 
 /// <summary>
@@ -60,41 +63,74 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         var (from, to) = SeriesFitting.Window(new DateTimeOffset(DateTime.SpecifyKind(run.CreatedAt, DateTimeKind.Utc)), o);
         var global = o.GlobalModel ? await GlobalModelAsync(runId, from, to, o, ct) : null;
 
-        int after = 0, done = 0, failed = 0;
+        int done = 0, failed = 0;
         TimeSpan reading = default, fitting = default, writing = default;
-        while (true)
+        // Three stages in flight: the next batch is read while this one is fitted, and the previous one is written meanwhile,
+        // so the database's work overlaps the fitting instead of leaving the cores idle (issue 16). At most three batches are
+        // held at once, so memory stays flat in the fleet's size.
+        var read = ReadBatchAsync(runId, shard, run, 0, from, to, o, ct);
+        var written = Task.CompletedTask;
+        try
         {
-            var started = Stopwatch.GetTimestamp();
-            var batch = await NextBatchAsync(runId, shard, run.ShardCount, run.Resources, after, o.BatchResources, ct);
-            if (batch.Count == 0)
+            while (true)
             {
-                break;
+                var started = Stopwatch.GetTimestamp();
+                var next = await read;
+                reading += Stopwatch.GetElapsedTime(started);
+                if (next is not { } current)
+                {
+                    break;
+                }
+                var (batch, history, unreadable, items) = current;
+                read = ReadBatchAsync(runId, shard, run, batch[^1].Id, from, to, o, ct);
+
+                started = Stopwatch.GetTimestamp();
+                var trainedAt = clock.GetUtcNow();
+                var results = Fit(items, history, unreadable, from, runId, trainedAt, o, global, ct);
+                fitting += Stopwatch.GetElapsedTime(started);
+
+                started = Stopwatch.GetTimestamp();
+                await written;
+                writing += Stopwatch.GetElapsedTime(started);
+                written = WriteBatchAsync();
+
+                async Task WriteBatchAsync()
+                {
+                    var batchFailed = results.Count(r => r.Error is not null);
+                    await WriteAsync(runId, shard, batch, items, results, history, from, to, trainedAt, o, global?.Version, ct);
+                    done += items.Count;
+                    failed += batchFailed;
+                    Observability.ForecasterMetrics.RecordTrained(items.Count - batchFailed, batchFailed,
+                        results.Select(r => (r.Model?.Backtest?.Chosen?.Mase, r.Model?.Backtest?.SeasonalNaiveDaily?.Mase)));
+                    progress?.Invoke(done, failed);
+                }
             }
-            after = batch[^1].Id;
-            var (history, unreadable) = await ReadHistoryAsync(runId, batch, from, to, ct);
-            var items = await AllocateAsync(batch, ct);
-            reading += Stopwatch.GetElapsedTime(started);
-
-            started = Stopwatch.GetTimestamp();
-            var trainedAt = clock.GetUtcNow();
-            var results = Fit(items, history, unreadable, from, runId, trainedAt, o, global, ct);
-            fitting += Stopwatch.GetElapsedTime(started);
-
-            started = Stopwatch.GetTimestamp();
-            var batchFailed = results.Count(r => r.Error is not null);
-            await WriteAsync(runId, shard, batch, items, results, history, from, to, trainedAt, o, global?.Version, ct);
-            writing += Stopwatch.GetElapsedTime(started);
-
-            done += items.Count;
-            failed += batchFailed;
-            Observability.ForecasterMetrics.RecordTrained(items.Count - batchFailed, batchFailed,
-                results.Select(r => (r.Model?.Backtest?.Chosen?.Mase, r.Model?.Backtest?.SeasonalNaiveDaily?.Mase)));
-            progress?.Invoke(done, failed);
+            var waited = Stopwatch.GetTimestamp();
+            await written;
+            writing += Stopwatch.GetElapsedTime(waited);
+        }
+        finally
+        {
+            // On failure or cancellation, the stages still in flight end before the shard reports (their errors are the loop's).
+            await Task.WhenAll(read, written).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
         logger.LogInformation(
             "Training run {RunId} shard {Shard}: {Series} series, {Failed} failed; reading {Reading:F1}s, fitting {Fitting:F1}s, writing {Writing:F1}s",
             runId, shard, done, failed, reading.TotalSeconds, fitting.TotalSeconds, writing.TotalSeconds);
         return new ShardOutcome(done, failed, reading, fitting, writing);
+    }
+
+    /// <summary>The shard's next batch after resource <paramref name="after"/>, its history and version ids; null when none is left.</summary>
+    async Task<(List<BatchResource> Batch, Dictionary<int, HourlyValues> History, Dictionary<int, string> Unreadable, List<Item> Items)?> ReadBatchAsync(
+        long runId, int shard, TrainingRunRow run, int after, DateTimeOffset from, DateTimeOffset to, TrainingOptions o, CancellationToken ct)
+    {
+        var batch = await NextBatchAsync(runId, shard, run.ShardCount, run.Resources, after, o.BatchResources, ct);
+        if (batch.Count == 0)
+        {
+            return null;
+        }
+        var (history, unreadable) = await ReadHistoryAsync(runId, batch, from, to, ct);
+        return (batch, history, unreadable, await AllocateAsync(batch, ct));
     }
 
     async Task<List<BatchResource>> NextBatchAsync(long runId, int shard, int shardCount, string[]? resources, int after, int take, CancellationToken ct)

@@ -156,18 +156,24 @@ public static class Ssa
         {
             return null;
         }
+        // (πᵀM)_b does not depend on the row: computed once, P costs O(r²) instead of O(r³) (rank selection builds it for every r).
+        var piM = new double[r];
+        for (int b = 0; b < r; b++)
+        {
+            double sum = 0;
+            for (int k = 0; k < r; k++)
+            {
+                sum += pi[k] * m[(k * mRank) + b];
+            }
+            piM[b] = sum;
+        }
         var p = new double[r * r];
         double f = 1 / (1 - nu2);
         for (int a = 0; a < r; a++)
         {
             for (int b = 0; b < r; b++)
             {
-                double sum = 0;
-                for (int k = 0; k < r; k++)
-                {
-                    sum += pi[k] * m[(k * mRank) + b];
-                }
-                p[(a * r) + b] = m[(a * mRank) + b] + (f * pi[a] * sum);
+                p[(a * r) + b] = m[(a * mRank) + b] + (f * pi[a] * piM[b]);
             }
         }
         return p;

@@ -108,6 +108,9 @@ public sealed record SsaModel(
         {
             scale += Math.Abs(x[cut + h]);
         }
+        // π and s of rank r are the first r components of those of the largest rank: projected once, sliced per rank.
+        var piAll = Ssa.LastComponents(dec.Ut, L, maxRank);
+        var sAll = Ssa.Project(dec.Ut, L, maxRank, last);
         for (int r = 1; r <= maxRank; r++)
         {
             var p = Ssa.RecurrenceMatrix(dec.Ut, L, dec.Shift, dec.Count, r);
@@ -115,7 +118,7 @@ public sealed record SsaModel(
             {
                 continue;
             }
-            var f = Ssa.Forecast(p, Ssa.LastComponents(dec.Ut, L, r), Ssa.Project(dec.Ut, L, r, last), stretch);
+            var f = Ssa.Forecast(p, piAll.AsSpan(0, r), sAll.AsSpan(0, r), stretch);
             double error = 0;
             for (int h = 0; h < stretch; h++)
             {

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Issue 16's scale-out benchmark: the same training run (N series, default 20,000: N/2 resources of bench/train.sh's fleet,
+# 35 days hourly) through the service, first with one instance pinned to one core (`taskset -c 0`), then with two instances
+# on the same database, pinned to one core each (`-c 0`, `-c 1`), sharing the run's shards through Hangfire. PostgreSQL is
+# not pinned (it serves both cases alike). Prints each run's seconds, which instance ran which shards, the load average,
+# and the ratio two ÷ one (goal ≤ 0.6).
+#   bench/scale-out.sh [series] [shards]
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+series="${1:-20000}"
+shards="${2:-8}"
+resources=$(( series / 2 ))
+work="$(mktemp -d /tmp/forecaster-scale.XXXXXX)"
+chmod 755 "$work"   # as root the cluster runs as `postgres`, which must reach its data here
+export FORECASTER_HOME="$work/home" Forecaster__Training__ModelsPath="$work/models"
+export Forecaster__Training__Shards="$shards" Forecaster__Training__SchedulerIdleSeconds=1 FORECASTER_API_KEYS=bench
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.2; done; done
+  "$root/forecaster" db stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+source "$root/bench/lib.sh"
+
+echo "generating $resources resources x 3 metrics x $(( 35 * 24 )) hourly points ..."
+fleet_csv "$resources" $(( 35 * 24 )) "$work/samples.csv"
+# The import starts the embedded cluster unpinned; the services below connect to it.
+"$root/forecaster" import "$work/samples.csv" --create-resources | tail -1
+rm -f "$work/samples.csv"
+"$root/forecaster" db status >/dev/null
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+# Starts `serve` pinned to core $1, logging to $2; echoes "pid port" (started in a subshell: stopped by pid, not waited for).
+start() {
+  local p; p=$(port)
+  taskset -c "$1" "$root/.build/forecaster/forecaster" serve --urls "http://127.0.0.1:$p" > "$2" 2>&1 &
+  local pid=$!
+  for _ in $(seq 600); do curl -sf "http://127.0.0.1:$p/health/ready" >/dev/null 2>&1 && break; sleep 0.5; done
+  echo "$pid $p"
+}
+
+# One run through the instance on port $1; prints "seconds" after the run's summary line.
+train() {
+  local id run
+  id=$(curl -sf -X POST "http://127.0.0.1:$1/api/v1/training-runs" -H 'X-Api-Key: bench' -H 'Content-Type: application/json' -d '{}' \
+       | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  while :; do
+    run=$(curl -sf "http://127.0.0.1:$1/api/v1/training-runs/$id")
+    case "$(echo "$run" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')" in succeeded|failed) break ;; esac
+    sleep 1
+  done
+  echo "$run" | python3 -c '
+import json, sys, collections
+r = json.load(sys.stdin); d = r["progress"]["done"]
+by = collections.Counter((s.get("instanceId") or "?").split("/")[0] for s in r.get("shards") or [])
+print("  run %d: %s series=%d seconds=%.1f rate=%.1f/s shards per instance: %s" % (r["id"], r["status"], d, r["seconds"], d / r["seconds"], dict(by)), file=sys.stderr)
+print("%.3f" % r["seconds"])'
+  # Planning follows the run as a job of its own: let it finish, so it never runs inside the next case's timing.
+  for _ in $(seq 600); do
+    curl -sf "http://127.0.0.1:$1/api/v1/training-runs/$id" | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin).get("planning") else 1)' && break
+    sleep 1
+  done
+}
+
+"$root/forecaster" --help >/dev/null   # builds once, before anything is timed
+echo "one instance, taskset -c 0:"
+read -r pid1 port1 < <(start 0 "$work/one.log"); pids+=("$pid1")
+one=$(train "$port1")
+echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+kill "$pid1"; while kill -0 "$pid1" 2>/dev/null; do sleep 0.2; done; pids=()
+
+echo "two instances, taskset -c 0 and -c 1:"
+read -r pid1 port1 < <(start 0 "$work/a.log"); pids+=("$pid1")
+read -r pid2 port2 < <(start 1 "$work/b.log"); pids+=("$pid2")
+two=$(train "$port1")
+echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+python3 -c "print('scale-out: one instance %.1f s, two instances %.1f s, ratio two/one %.2f (goal <= 0.60)' % ($one, $two, $two / $one))"

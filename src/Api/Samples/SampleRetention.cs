@@ -1,0 +1,132 @@
+using System.ComponentModel;
+using System.ComponentModel.DataAnnotations;
+using Dapper;
+using Forecaster.Api.Jobs;
+using Forecaster.Api.Training;
+using Hangfire;
+using Microsoft.Extensions.Options;
+using Npgsql;
+
+namespace Forecaster.Api.Samples;
+
+/// <summary>The `Forecaster:Retention` configuration section: how long raw samples are kept (issue 16).</summary>
+public sealed partial class RetentionOptions : IValidatableObject
+{
+    public const string Section = "Forecaster:Retention";
+
+    /// <summary>
+    /// Days of raw samples kept; 0 keeps everything. Never less than the training window in effect: a value below
+    /// `Forecaster:Training:HistoryDays` keeps that many days instead. Whole monthly partitions go, so up to a month more is kept.
+    /// </summary>
+    [Range(0, 36500)]
+    public int RawDays { get; set; } = 40;
+
+    /// <summary>Cron of the retention job, in UTC.</summary>
+    [Required]
+    public string Cron { get; set; } = "30 3 * * *";
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        // Hangfire parses the expression when it registers the schedule; this catches the shape at start, with the field named.
+        var fields = (Cron ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        if (fields.Length is not (5 or 6) || fields.Any(f => !CronField().IsMatch(f)))
+        {
+            yield return new ValidationResult($"'{Cron}' is not a cron expression (minute hour day month weekday, e.g. '30 3 * * *').", [nameof(Cron)]);
+        }
+    }
+
+    [System.Text.RegularExpressions.GeneratedRegex(@"^[0-9A-Za-z*?/,#\-]+$")]
+    private static partial System.Text.RegularExpressions.Regex CronField();
+}
+
+/// <summary>What one retention pass did: the cutoff it used and each partition it emptied or dropped.</summary>
+public sealed record RetentionOutcome(DateTimeOffset? Cutoff, IReadOnlyList<(string Partition, DateTime UpperBound, string Action)> Partitions);
+
+/// <summary>
+/// Retention of raw samples by whole partitions, as a Hangfire recurring job: every partition of `samples` wholly older than
+/// <see cref="RetentionOptions.RawDays"/> (and than the training window of any run still queued or running) is emptied, or
+/// dropped when it is also older than any sample ingestion accepts. Nothing inside a training window is ever touched, and no
+/// row is deleted one by one.
+/// </summary>
+public sealed class SampleRetention(
+    NpgsqlDataSource db, IOptions<RetentionOptions> retention, IOptions<TrainingOptions> training, IOptions<ForecasterOptions> forecaster,
+    TimeProvider clock, ILogger<SampleRetention> logger)
+{
+    public const string RecurringId = "sample-retention";
+
+    /// <summary>Registers the recurring job, in UTC; a pass missed while every instance was down runs once on start.</summary>
+    public static void Schedule(IRecurringJobManager manager, string cron) =>
+        manager.AddOrUpdate<SampleRetention>(RecurringId, JobQueues.Default, j => j.RunAsync(CancellationToken.None), cron,
+            new RecurringJobOptions { TimeZone = TimeZoneInfo.Utc, MisfireHandling = MisfireHandlingMode.Relaxed });
+
+    [DisplayName("Sample retention")]
+    [AutomaticRetry(Attempts = 3)]
+    public async Task<RetentionOutcome> RunAsync(CancellationToken ct)
+    {
+        var outcome = await ApplyAsync(db, retention.Value.RawDays, training.Value.HistoryDays, forecaster.Value.MaxSampleAgeDays, clock.GetUtcNow(), ct);
+        foreach (var (partition, upper, action) in outcome.Partitions)
+        {
+            logger.LogInformation("Retention: {Action} {Partition} (samples before {Upper:u}; cutoff {Cutoff:u})", action, partition, upper, outcome.Cutoff);
+        }
+        return outcome;
+    }
+
+    /// <summary>
+    /// One pass at <paramref name="now"/>: the cutoff is <paramref name="rawDays"/> (at least <paramref name="historyDays"/>) days
+    /// back, moved earlier to the window start of the oldest run still queued or running; partitions wholly before it go.
+    /// </summary>
+    public static async Task<RetentionOutcome> ApplyAsync(NpgsqlDataSource db, int rawDays, int historyDays, int maxSampleAgeDays, DateTimeOffset now, CancellationToken ct)
+    {
+        if (rawDays <= 0)
+        {
+            return new RetentionOutcome(null, []);
+        }
+        var days = TimeSpan.FromDays(Math.Max(rawDays, historyDays));
+        await using var conn = await db.OpenConnectionAsync(ct);
+        // A run's window ends at its creation hour and reaches HistoryDays back (LoadModel.Window); a day more covers any rounding.
+        const string oldestActive = "SELECT min(created_at) FROM training_runs WHERE status IN ('queued', 'running')";
+        var active = await conn.ExecuteScalarAsync<DateTime?>(new CommandDefinition(oldestActive, cancellationToken: ct));
+        var cutoff = now - days;
+        if (active is DateTime created && new DateTimeOffset(DateTime.SpecifyKind(created, DateTimeKind.Utc)) - TimeSpan.FromDays(historyDays + 1) is var window && window < cutoff)
+        {
+            cutoff = window;
+        }
+        var keepFrom = now - TimeSpan.FromDays(maxSampleAgeDays);
+
+        // Dropping or truncating a partition waits for an exclusive lock; queued behind a long read it would stall every reader
+        // and writer after it, so it gives up after a few seconds and tries again shortly (Hangfire retries the job too).
+        const string apply = """
+            SET LOCAL lock_timeout = '5s';
+            SELECT partition, upper_bound AS UpperBound, action FROM drop_sample_partitions_before(@cutoff, @keepFrom);
+            """;
+        for (int attempt = 1; ; attempt++)
+        {
+            try
+            {
+                await using var tx = await conn.BeginTransactionAsync(ct);
+                var rows = (await conn.QueryAsync<(string Partition, DateTime UpperBound, string Action)>(
+                    new CommandDefinition(apply, new { cutoff, keepFrom }, tx, cancellationToken: ct))).ToList();
+                await tx.CommitAsync(ct);
+                return new RetentionOutcome(cutoff, rows);
+            }
+            catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable && attempt < 5)
+            {
+                await Task.Delay(TimeSpan.FromSeconds(2 * attempt), ct);
+            }
+        }
+    }
+}
+
+public static class RetentionSetup
+{
+    /// <summary>Retention options (validated at start) and the job; the recurring schedule is registered with the other jobs.</summary>
+    public static WebApplicationBuilder AddForecasterRetention(this WebApplicationBuilder builder)
+    {
+        builder.Services.AddOptions<RetentionOptions>()
+            .BindConfiguration(RetentionOptions.Section)
+            .ValidateDataAnnotations()
+            .ValidateOnStart();
+        builder.Services.AddTransient<SampleRetention>();
+        return builder;
+    }
+}
