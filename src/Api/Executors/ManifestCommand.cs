@@ -32,7 +32,7 @@ public static class ManifestCommand
     static async Task<PlanCache.Row?> ReadAsync(Npgsql.NpgsqlDataSource db, string name, CancellationToken ct)
     {
         await using var conn = await db.OpenConnectionAsync(ct);
-        return await conn.QuerySingleOrDefaultAsync<PlanCache.Row>(new CommandDefinition(PlanCache.LoadSql, new { names = new[] { name } }, cancellationToken: ct));
+        return (await PlanCache.ReadAsync(conn, [name], ct)).SingleOrDefault();
     }
 
     static async Task<int> ScaledObjectAsync(string name, CancellationToken ct)

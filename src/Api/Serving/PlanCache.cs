@@ -18,7 +18,7 @@ public sealed class PlanCache(
     /// <summary>Resources by name, and the same sorted by name (ordinal) for paging.</summary>
     sealed record Snapshot(Dictionary<string, ServedResource> ByName, ServedResource[] Ordered);
 
-    /// <summary>A resource as (re)loaded: its definition and active plan, steps as stored.</summary>
+    /// <summary>A resource as (re)loaded: its definition and active plan.</summary>
     internal sealed record Row
     {
         public int Id { get; init; }
@@ -28,13 +28,13 @@ public sealed class PlanCache(
         public string LoadMetric { get; init; } = "";
         public string Policy { get; init; } = "{}";
         public DateTime UpdatedAt { get; init; }
-        public long? PlanId { get; init; }
-        public DateTime? GeneratedAt { get; init; }
-        public string? Mode { get; init; }
-        public string? Steps { get; init; }
+        public StoredPlan? Plan { get; init; }
 
         public PlanResource ToPlanResource() => new() { Id = Id, Name = Name, Kind = Kind, LoadMetric = LoadMetric, Policy = Policy, UpdatedAt = UpdatedAt };
     }
+
+    /// <summary>An active plan version as stored: steps packed (<see cref="PackedSteps"/>), or as JSON in a version written before migration 0010.</summary>
+    internal sealed record StoredPlan(long Id, DateTime GeneratedAt, string Mode, byte[]? Packed, string? Steps);
 
     readonly SemaphoreSlim _writer = new(1, 1);
     Snapshot _snapshot = new(new Dictionary<string, ServedResource>(StringComparer.Ordinal), []);
@@ -147,13 +147,60 @@ public sealed class PlanCache(
         await ReloadAsync(names, ct);
     }
 
+    /// <summary>The named resources (the definition only; their plans are read by <see cref="ReadActivePlansAsync"/>).</summary>
+    static async Task<List<Row>> ReadResourcesAsync(NpgsqlConnection conn, string[] names, CancellationToken ct)
+    {
+        const string sql = """
+            SELECT r.id, r.name, r.kind, r."group" AS Group, r.load_metric AS LoadMetric, r.policy::text AS Policy, r.updated_at AS UpdatedAt
+            FROM resources r
+            WHERE r.name = ANY(@names)
+            """;
+        return [.. await conn.QueryAsync<Row>(new CommandDefinition(sql, new { names }, cancellationToken: ct))];
+    }
+
+    /// <summary>
+    /// The active plan of each of <paramref name="ids"/>, read with binary COPY: the packed steps come as they are stored,
+    /// with nothing to parse (a version stored before migration 0010 brings its JSON steps instead).
+    /// </summary>
+    static async Task<Dictionary<int, StoredPlan>> ReadActivePlansAsync(NpgsqlConnection conn, int[] ids, CancellationToken ct)
+    {
+        var plans = new Dictionary<int, StoredPlan>(ids.Length);
+        if (ids.Length == 0)
+        {
+            return plans;
+        }
+        // COPY takes no parameters: the ids are integers formatted here, never text from a request.
+        var list = string.Join(',', ids.Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        await using var copy = await conn.BeginBinaryExportAsync($"""
+            COPY (SELECT resource_id, id, generated_at, mode, steps_packed, CASE WHEN steps_packed IS NULL THEN steps::text END
+                  FROM plan_versions WHERE status = 'active' AND resource_id IN ({list})) TO STDOUT (FORMAT BINARY)
+            """, ct);
+        while (await copy.StartRowAsync(ct) >= 0)
+        {
+            var resourceId = await copy.ReadAsync<int>(ct);
+            var id = await copy.ReadAsync<long>(ct);
+            var generatedAt = await copy.ReadAsync<DateTime>(ct);
+            var mode = await copy.ReadAsync<string>(ct);
+            var packed = copy.IsNull ? Skip<byte[]>(copy) : await copy.ReadAsync<byte[]>(ct);
+            var json = copy.IsNull ? Skip<string>(copy) : await copy.ReadAsync<string>(ct);
+            plans[resourceId] = new StoredPlan(id, generatedAt, mode, packed, json);
+        }
+        return plans;
+    }
+
+    static T? Skip<T>(NpgsqlBinaryExporter copy) where T : class
+    {
+        copy.Skip();
+        return null;
+    }
+
     /// <summary>The named resources with their active plans (also what the `manifest` verb reads).</summary>
-    internal const string LoadSql = """
-        SELECT r.id, r.name, r.kind, r."group" AS Group, r.load_metric AS LoadMetric, r.policy::text AS Policy, r.updated_at AS UpdatedAt,
-               p.id AS PlanId, p.generated_at AS GeneratedAt, p.mode, p.steps::text AS Steps
-        FROM resources r LEFT JOIN plan_versions p ON p.resource_id = r.id AND p.status = 'active'
-        WHERE r.name = ANY(@names)
-        """;
+    internal static async Task<List<Row>> ReadAsync(NpgsqlConnection conn, string[] names, CancellationToken ct)
+    {
+        var rows = await ReadResourcesAsync(conn, names, ct);
+        var plans = await ReadActivePlansAsync(conn, [.. rows.Select(r => r.Id)], ct);
+        return [.. rows.Select(r => plans.TryGetValue(r.Id, out var p) ? r with { Plan = p } : r)];
+    }
 
     async Task LoadAsync(IReadOnlyCollection<string> names, IReadOnlyCollection<string> removed, CancellationToken ct)
     {
@@ -167,7 +214,7 @@ public sealed class PlanCache(
             List<Row> rows;
             await using (var conn = await db.OpenConnectionAsync(ct))
             {
-                rows = [.. await conn.QueryAsync<Row>(new CommandDefinition(LoadSql, new { names = chunk }, cancellationToken: ct))];
+                rows = await ReadAsync(conn, chunk, ct);
             }
             gone.UnionWith(chunk.Except(rows.Select(r => r.Name), StringComparer.Ordinal));
             var plans = rows.Select(r => Plan(r, now)).ToArray();
@@ -194,21 +241,20 @@ public sealed class PlanCache(
 
     /// <summary>What is served for a loaded row: its plan, and the fallback's inputs where they were loaded.</summary>
     internal static ServedResource Served(Row r, ServedPlan? plan, PlanRequest? request) =>
-        new(r.Id, r.Name, r.Kind == "job" ? ResourceKind.Job : ResourceKind.Service, r.Group, r.UpdatedAt, r.PlanId, plan, request?.Input, request?.Problems ?? [])
+        new(r.Id, r.Name, r.Kind == "job" ? ResourceKind.Job : ResourceKind.Service, r.Group, r.UpdatedAt, r.Plan?.Id, plan, request?.Input, request?.Problems ?? [])
         {
             Policy = request?.Input?.Policy ?? (r.Kind == "job" ? PlanInputs.ReadPolicy(r.Policy, r.Kind).Policy : null),
         };
 
-    /// <summary>The plan's steps that are not over (an hour of slack for a slightly past <c>at</c>); what is over only costs memory.</summary>
+    /// <summary>The plan as served: its steps that are not over (an hour of slack for a slightly past <c>at</c>); what is over only costs memory.</summary>
     internal static ServedPlan? Plan(Row r, DateTimeOffset now)
     {
-        if (r.PlanId is not long id || r.Steps is null)
+        if (r.Plan is not { } p)
         {
             return null;
         }
-        var keepFrom = now - TimeSpan.FromHours(1);
-        var steps = PlanJson.ReadSteps(r.Steps).Where(s => s.End > keepFrom).ToArray();
-        return new ServedPlan(id, new DateTimeOffset(r.GeneratedAt!.Value, TimeSpan.Zero), r.Mode == "forecastOnly", steps);
+        var packed = p.Packed ?? PackedSteps.Write(PlanJson.ReadSteps(p.Steps ?? "[]"));
+        return new ServedPlan(p.Id, new DateTimeOffset(p.GeneratedAt, TimeSpan.Zero), p.Mode == "forecastOnly", packed, now - TimeSpan.FromHours(1));
     }
 
     /// <summary>Copy, change, publish: readers keep the snapshot they started with, and see the next one whole.</summary>
