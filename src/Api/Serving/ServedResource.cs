@@ -154,6 +154,9 @@ public sealed class ServedResource(
 
     Rendered? _last;
 
+    /// <summary>Each source's wire name, once, rather than a string per rendered answer.</summary>
+    static readonly string[] SourceNames = [.. Enum.GetValues<StepSource>().Select(v => JsonSerializer.Serialize(v).Trim('"'))];
+
     public int Id => id;
     public string Name => name;
     public ResourceKind Kind => kind;
@@ -272,7 +275,7 @@ public sealed class ServedResource(
             ValidUntil = step.End,
             Count = step.Count,
             ForecastOnly = view.ForecastOnly,
-            Source = JsonSerializer.Serialize(step.Source).Trim('"'),
+            Source = SourceNames[(int)step.Source],
             Key = key,
             Stale = stale,
             FromPlan = fromPlan,
