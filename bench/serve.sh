@@ -31,10 +31,12 @@ rss_of() { awk '/VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$(pgrep -P "$1" -n 
 Forecaster__RateLimit__Enabled=false Logging__LogLevel__Default=Warning \
   "$root/forecaster" serve --urls "$base" >"$work/serve-empty.log" 2>&1 &
 server=$!
+t0=$(date +%s.%N)
 until curl -sf "$base/health/ready" >/dev/null 2>&1; do
   kill -0 "$server" 2>/dev/null || { cat "$work/serve-empty.log" >&2; exit 1; }
   sleep 0.2
 done
+awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "empty service ready after %.1f s\n", b - a }'
 wrk -t2 -c64 -d5s "$base/health/live" >/dev/null
 empty_mb=$(rss_of "$server")
 kill "$server"; wait "$server" 2>/dev/null || true
@@ -58,10 +60,14 @@ awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "serve ready (plans loaded)
 curl -s "$base/health/ready"; echo
 
 cat >"$work/current.lua" <<'LUA'
--- Random resources, so no answer is served from one hot entry only.
-local n
-function init(args) n = tonumber(args[1]); math.randomseed(os.time() + math.floor(os.clock() * 1e6)) end
-function request() return wrk.format("GET", "/api/v1/resources/bench-" .. math.random(1, n) .. "/plan/current") end
+-- Random resources, so no answer is served from one hot entry only. The requests are built once in init (n random
+-- names per thread) and request() only hands the next one out: building each in Lua cost wrk CPU the server then lacked.
+local reqs, i = {}, 0
+function init(args)
+  local n = tonumber(args[1]); math.randomseed(os.time() + math.floor(os.clock() * 1e6))
+  for k = 1, n do reqs[k] = wrk.format("GET", "/api/v1/resources/bench-" .. math.random(1, n) .. "/plan/current") end
+end
+function request() i = i % #reqs + 1; return reqs[i] end
 LUA
 bench() { wrk -t2 -c64 -d"${secs}s" --latency "$@"; }
 # Warm-up (JIT tiers, connection pools, first GCs) so neither measured run pays it: 5 s each, not reported.
@@ -71,10 +77,12 @@ echo "== wrk plan/current (random of $n) =="
 bench -s "$work/current.lua" "$base" -- "$n" | tee "$work/current.txt"
 echo "== wrk /health/live =="
 bench "$base/health/live" | tee "$work/live.txt"
-# The same probe through a Lua request() like the one above: wrk shares the 2 cores, and building each request in Lua
-# costs it CPU the server then lacks, so this isolates the server's share of the difference.
+# The same probe through a Lua request() like the one above: wrk shares the 2 cores, and calling into Lua for each
+# request costs it CPU the server then lacks, so this isolates the server's share of the difference.
 cat >"$work/live.lua" <<'LUA'
-function request() return wrk.format("GET", "/health/live") end
+local req
+function init(args) req = wrk.format("GET", "/health/live") end
+function request() return req end
 LUA
 echo "== wrk /health/live through Lua =="
 bench -s "$work/live.lua" "$base" | tee "$work/live-lua.txt"

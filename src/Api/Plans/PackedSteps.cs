@@ -12,7 +12,7 @@ namespace Forecaster.Api.Plans;
 /// <para>
 /// Layout: format byte, step count, time unit, the first hour (8 bytes), the window-rule strings once, then per step a
 /// varint of flags followed by its fields. Values equal to the previous step's (requests, capacity, target) are flagged,
-/// not repeated; integral doubles (limits, counts of records) are written as varints.
+/// not repeated, as is a raw count the other numbers give to the bit; integral doubles (limits) are written as varints.
 /// </para>
 /// </summary>
 public static class PackedSteps
@@ -43,7 +43,15 @@ public static class PackedSteps
         Risk = 1 << 18,
         WindowRule = 1 << 19,
         ExplainedCountDiffers = 1 << 20,
+        RawDerived = 1 << 21,
     }
+
+    /// <summary>
+    /// The raw count as the planner computes it from the other numbers (load ÷ target ÷ capacity; a job's needed rate ÷
+    /// capacity), or null when one is missing. Where it gives the stored value to the bit, the value is not stored.
+    /// </summary>
+    static double? DeriveRaw(double? load, double target, double? capacity, JobDemand? job) =>
+        capacity is not { } c ? null : job is not null ? job.NeededRate / c : load is { } l ? l / target / c : null;
 
     /// <summary>The steps in their compact form.</summary>
     public static byte[] Write(IReadOnlyList<PlanStep> steps)
@@ -91,7 +99,8 @@ public static class PackedSteps
                 | (e.Job is not null ? F.JobDemand : 0)
                 | (e.Risk is not null ? F.Risk : 0)
                 | (e.WindowRule is not null ? F.WindowRule : 0)
-                | (e.Count != s.Count ? F.ExplainedCountDiffers : 0);
+                | (e.Count != s.Count ? F.ExplainedCountDiffers : 0)
+                | (e.RawCount is { } r && DeriveRaw(e.Load, e.TargetUtilization, e.Capacity, e.Job) is { } d && Same(r, d) ? F.RawDerived : 0);
             w.VarUInt((ulong)f);
             w.VarInt((s.Hour.UtcTicks - (prev?.Hour.UtcTicks ?? steps[0].Hour.UtcTicks)) / unit);
             w.VarInt((s.Hour.UtcTicks - s.Start.UtcTicks) / unit);
@@ -124,7 +133,7 @@ public static class PackedSteps
             {
                 w.Double(e.TargetUtilization);
             }
-            if (e.RawCount is { } raw)
+            if (e.RawCount is { } raw && (f & F.RawDerived) == 0)
             {
                 w.Double(raw);
             }
@@ -277,10 +286,14 @@ public static class PackedSteps
             {
                 _target = Double();
             }
-            double? raw = (f & F.RawCount) != 0 ? Double() : null;
+            double? raw = (f & (F.RawCount | F.RawDerived)) == F.RawCount ? Double() : null;
             int? demand = (f & F.Demand) != 0 ? (int)VarInt() : null;
             int? window = (f & F.Window) != 0 ? (int)VarInt() : null;
             JobDemand? job = (f & F.JobDemand) != 0 ? new JobDemand(Double(), Double(), Double(), Double(), Double()) : null;
+            if ((f & F.RawDerived) != 0)
+            {
+                raw = DeriveRaw(load, _target, _capacity, job);
+            }
             var clampCount = (int)VarUInt();
             var clamps = explain ? new Clamp[clampCount] : null;
             for (var i = 0; i < clampCount; i++)

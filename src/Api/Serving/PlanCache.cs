@@ -228,11 +228,6 @@ public sealed class PlanCache(
                 loaded.Add(Served(rows[i], plans[i], inputs.GetValueOrDefault(rows[i].Id)));
             }
         }
-        // Render each answer now, off the request path: the first poll of every resource then costs a lookup, not a serialization.
-        foreach (var r in loaded)
-        {
-            r.Current(now, now, Stale, Options);
-        }
         if (loaded.Count > 0 || gone.Count > 0)
         {
             Swap(loaded, gone);
