@@ -113,7 +113,7 @@ public sealed class PlanCache(
                 .Select(r => r.Name).ToList();
             var present = rows.Select(r => r.Name).ToHashSet(StringComparer.Ordinal);
             var removed = snapshot.ByName.Keys.Where(n => !present.Contains(n)).ToList();
-            await LoadAsync(changed, removed, ct);
+            await LoadAsync(changed, removed, ct, everything: snapshot.ByName.Count == 0);
             Loaded = true;
             MarkReachable();
         }
@@ -162,18 +162,19 @@ public sealed class PlanCache(
     /// The active plan of each of <paramref name="ids"/>, read with binary COPY: the packed steps come as they are stored,
     /// with nothing to parse (a version stored before migration 0010 brings its JSON steps instead).
     /// </summary>
-    static async Task<Dictionary<int, StoredPlan>> ReadActivePlansAsync(NpgsqlConnection conn, int[] ids, CancellationToken ct)
+    /// <remarks><paramref name="ids"/> null: every active plan.</remarks>
+    static async Task<Dictionary<int, StoredPlan>> ReadActivePlansAsync(NpgsqlConnection conn, int[]? ids, CancellationToken ct)
     {
-        var plans = new Dictionary<int, StoredPlan>(ids.Length);
-        if (ids.Length == 0)
+        var plans = new Dictionary<int, StoredPlan>(ids?.Length ?? 0);
+        if (ids is { Length: 0 })
         {
             return plans;
         }
         // COPY takes no parameters: the ids are integers formatted here, never text from a request.
-        var list = string.Join(',', ids.Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+        var only = ids is null ? "" : $"AND resource_id IN ({string.Join(',', ids.Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)))})";
         await using var copy = await conn.BeginBinaryExportAsync($"""
             COPY (SELECT resource_id, id, generated_at, mode, steps_packed, CASE WHEN steps_packed IS NULL THEN steps::text END
-                  FROM plan_versions WHERE status = 'active' AND resource_id IN ({list})) TO STDOUT (FORMAT BINARY)
+                  FROM plan_versions WHERE status = 'active' {only}) TO STDOUT (FORMAT BINARY)
             """, ct);
         while (await copy.StartRowAsync(ct) >= 0)
         {
@@ -198,12 +199,21 @@ public sealed class PlanCache(
     internal static async Task<List<Row>> ReadAsync(NpgsqlConnection conn, string[] names, CancellationToken ct)
     {
         var rows = await ReadResourcesAsync(conn, names, ct);
-        var plans = await ReadActivePlansAsync(conn, [.. rows.Select(r => r.Id)], ct);
-        return [.. rows.Select(r => plans.TryGetValue(r.Id, out var p) ? r with { Plan = p } : r)];
+        return WithPlans(rows, await ReadActivePlansAsync(conn, [.. rows.Select(r => r.Id)], ct));
     }
 
-    async Task LoadAsync(IReadOnlyCollection<string> names, IReadOnlyCollection<string> removed, CancellationToken ct)
+    static List<Row> WithPlans(List<Row> rows, Dictionary<int, StoredPlan> plans) =>
+        [.. rows.Select(r => plans.TryGetValue(r.Id, out var p) ? r with { Plan = p } : r)];
+
+    async Task LoadAsync(IReadOnlyCollection<string> names, IReadOnlyCollection<string> removed, CancellationToken ct, bool everything = false)
     {
+        // The first load wants every active plan: one COPY of them all (a cold start reads them in bulk), not one per slice.
+        Dictionary<int, StoredPlan>? allPlans = null;
+        if (everything)
+        {
+            await using var conn = await db.OpenConnectionAsync(ct);
+            allPlans = await ReadActivePlansAsync(conn, null, ct);
+        }
         var now = clock.GetUtcNow();
         var ahead = TimeSpan.FromHours(Options.FallbackAheadHours);
         var hourStart = new DateTimeOffset(now.UtcTicks - (now.UtcTicks % TimeSpan.TicksPerHour), TimeSpan.Zero);
@@ -214,7 +224,7 @@ public sealed class PlanCache(
             List<Row> rows;
             await using (var conn = await db.OpenConnectionAsync(ct))
             {
-                rows = await ReadAsync(conn, chunk, ct);
+                rows = allPlans is null ? await ReadAsync(conn, chunk, ct) : WithPlans(await ReadResourcesAsync(conn, chunk, ct), allPlans);
             }
             gone.UnionWith(chunk.Except(rows.Select(r => r.Name), StringComparer.Ordinal));
             var plans = rows.Select(r => Plan(r, now)).ToArray();
