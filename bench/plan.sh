@@ -25,6 +25,8 @@ awk -v a="$t0" -v b="$t1" 'BEGIN { printf "seeded in %.1f s\n", b - a }'
 plan() {
   local line
   line=$("$root/forecaster" plan 2>"$work/plan.err") || { cat "$work/plan.err" >&2; exit 1; }
+  # Where the time went (reading inputs, planning, publishing), from the run's own log line.
+  grep -o 'reading [0-9.]* s, planning [0-9.]* s, publishing [0-9.]* s' "$work/plan.err" >&2 || true
   echo "$line"
 }
 first=$(plan); echo "forecaster plan (first publication): $first"

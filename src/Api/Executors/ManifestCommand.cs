@@ -33,7 +33,7 @@ public static class ManifestCommand
     static async Task<PlanCache.Row?> ReadAsync(Npgsql.NpgsqlDataSource db, string name, CancellationToken ct)
     {
         await using var conn = await db.OpenConnectionAsync(ct);
-        return await conn.QuerySingleOrDefaultAsync<PlanCache.Row>(new CommandDefinition(PlanCache.LoadSql, new { names = new[] { name } }, cancellationToken: ct));
+        return (await PlanCache.ReadAsync(conn, [name], ct)).SingleOrDefault();
     }
 
     static async Task<int> ScaledObjectAsync(string name, CancellationToken ct)
@@ -73,7 +73,7 @@ public static class ManifestCommand
         // The fallback's inputs, as the serving cache loads them, for hours no plan covers.
         var stored = row.ToResource();
         var request = (await PlanInputs.LoadAsync(db, [stored], now, PlanInputs.HorizonStart(now), new PlanningOptions(), ct))[0];
-        var resource = PlanCache.Served(stored, row.PlanId, PlanCache.Plan(row, now), request);
+        var resource = PlanCache.Served(stored, row.Plan?.Id, PlanCache.Plan(row, now), request);
         var (body, problem) = ExecutorsApi.Flink(resource, now, stale: false, yaml: true);
         if (body is not null)
         {

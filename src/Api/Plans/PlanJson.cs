@@ -6,9 +6,10 @@ using Forecaster.Planner;
 namespace Forecaster.Api.Plans;
 
 /// <summary>
-/// How plan steps are stored in <c>plan_versions.steps</c>: the JSON array of <see cref="PlanStep"/> (camelCase, nulls
-/// omitted), read back with <see cref="ReadSteps"/>. The explanation is stored as numbers only: its <c>sentence</c> is
-/// written when a person asks (it is computed from those numbers), so publishing 100,000 plans formats no text.
+/// JSON of stored plan documents (requests) and of plan steps as versions stored before migration 0010 hold them in
+/// <c>plan_versions.steps</c>: the JSON array of <see cref="PlanStep"/> (camelCase, nulls omitted), read back with
+/// <see cref="ReadSteps"/> (newer versions are packed: <see cref="PackedSteps"/>). The explanation is stored as numbers
+/// only: its <c>sentence</c> is written when a person asks (it is computed from those numbers).
 /// </summary>
 public static class PlanJson
 {

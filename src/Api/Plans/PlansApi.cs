@@ -97,15 +97,17 @@ public static class PlansApi
         var sql = $"""
             SELECT {Columns} FROM plan_versions p JOIN resources r ON r.id = p.resource_id WHERE r.name = @name AND p.id = @id
             """;
-        const string documents = "SELECT policy::text, requests::text, steps::text FROM plan_versions WHERE id = @id";
+        // Steps are packed since migration 0010; a version stored before it keeps its JSON.
+        const string documents = "SELECT policy::text, requests::text, steps_packed, CASE WHEN steps_packed IS NULL THEN steps::text END FROM plan_versions WHERE id = @id";
         await using var conn = await db.OpenConnectionAsync(ct);
         if (await conn.QuerySingleOrDefaultAsync<PlanVersionSummary>(new CommandDefinition(sql, new { name, id }, cancellationToken: ct)) is not { } version)
         {
             return ProblemHandling.NotFound($"Resource '{name}' has no plan version {id}.");
         }
-        var (policy, requests, steps) = await conn.QuerySingleAsync<(string, string, string)>(new CommandDefinition(documents, new { id }, cancellationToken: ct));
+        var (policy, requests, packed, json) = await conn.QuerySingleAsync<(string, string, byte[]?, string?)>(new CommandDefinition(documents, new { id }, cancellationToken: ct));
+        var steps = packed is not null ? PackedSteps.Read(packed) : PlanJson.ReadSteps(json ?? "[]");
         using var policyDoc = JsonDocument.Parse(policy);
         using var requestsDoc = JsonDocument.Parse(requests);
-        return TypedResults.Ok(new PlanVersionView(name, version, policyDoc.RootElement.Clone(), requestsDoc.RootElement.Clone(), PlanJson.ReadSteps(steps)));
+        return TypedResults.Ok(new PlanVersionView(name, version, policyDoc.RootElement.Clone(), requestsDoc.RootElement.Clone(), steps));
     }
 }

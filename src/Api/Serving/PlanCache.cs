@@ -19,14 +19,14 @@ public sealed class PlanCache(
     /// <summary>Resources by name, and the same sorted by name (ordinal) for paging.</summary>
     sealed record Snapshot(Dictionary<string, ServedResource> ByName, ServedResource[] Ordered);
 
-    /// <summary>A resource as (re)loaded (<see cref="ResourceStore.Columns"/>) with its active plan, steps as stored.</summary>
+    /// <summary>A resource as (re)loaded (<see cref="ResourceStore.Columns"/>), with its active plan once that is read.</summary>
     internal sealed class Row : ResourceRow
     {
-        public long? PlanId { get; init; }
-        public DateTime? GeneratedAt { get; init; }
-        public string? Mode { get; init; }
-        public string? Steps { get; init; }
+        public StoredPlan? Plan { get; set; }
     }
+
+    /// <summary>An active plan version as stored: steps packed (<see cref="PackedSteps"/>), or as JSON in a version written before migration 0010.</summary>
+    internal sealed record StoredPlan(long Id, DateTime GeneratedAt, string Mode, byte[]? Packed, string? Steps);
 
     readonly SemaphoreSlim _writer = new(1, 1);
     Snapshot _snapshot = new(new Dictionary<string, ServedResource>(StringComparer.Ordinal), []);
@@ -105,7 +105,7 @@ public sealed class PlanCache(
                 .Select(r => r.Name).ToList();
             var present = rows.Select(r => r.Name).ToHashSet(StringComparer.Ordinal);
             var removed = snapshot.ByName.Keys.Where(n => !present.Contains(n)).ToList();
-            await LoadAsync(changed, removed, ct);
+            await LoadAsync(changed, removed, ct, everything: snapshot.ByName.Count == 0);
             Loaded = true;
             MarkReachable();
         }
@@ -139,16 +139,79 @@ public sealed class PlanCache(
         await ReloadAsync(names, ct);
     }
 
-    /// <summary>The named resources with their active plans (also what the `manifest` verb reads).</summary>
-    internal const string LoadSql = $"""
-        SELECT {ResourceStore.Columns},
-               p.id AS PlanId, p.generated_at AS GeneratedAt, p.mode, p.steps::text AS Steps
-        FROM resources r LEFT JOIN plan_versions p ON p.resource_id = r.id AND p.status = 'active'
-        WHERE r.name = ANY(@names)
-        """;
-
-    async Task LoadAsync(IReadOnlyCollection<string> names, IReadOnlyCollection<string> removed, CancellationToken ct)
+    /// <summary>The named resources (the definition only; their plans are read by <see cref="ReadActivePlansAsync"/>).</summary>
+    static async Task<List<Row>> ReadResourcesAsync(NpgsqlConnection conn, string[] names, CancellationToken ct)
     {
+        const string sql = $"""
+            SELECT {ResourceStore.Columns}
+            FROM resources r
+            WHERE r.name = ANY(@names)
+            """;
+        return [.. await conn.QueryAsync<Row>(new CommandDefinition(sql, new { names }, cancellationToken: ct))];
+    }
+
+    /// <summary>
+    /// The active plan of each of <paramref name="ids"/>, read with binary COPY: the packed steps come as they are stored,
+    /// with nothing to parse (a version stored before migration 0010 brings its JSON steps instead).
+    /// </summary>
+    /// <remarks><paramref name="ids"/> null: every active plan.</remarks>
+    static async Task<Dictionary<int, StoredPlan>> ReadActivePlansAsync(NpgsqlConnection conn, int[]? ids, CancellationToken ct)
+    {
+        var plans = new Dictionary<int, StoredPlan>(ids?.Length ?? 0);
+        if (ids is { Length: 0 })
+        {
+            return plans;
+        }
+        // COPY takes no parameters: the ids are integers formatted here, never text from a request.
+        var only = ids is null ? "" : $"AND resource_id IN ({string.Join(',', ids.Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)))})";
+        await using var copy = await conn.BeginBinaryExportAsync($"""
+            COPY (SELECT resource_id, id, generated_at, mode, steps_packed, CASE WHEN steps_packed IS NULL THEN steps::text END
+                  FROM plan_versions WHERE status = 'active' {only}) TO STDOUT (FORMAT BINARY)
+            """, ct);
+        while (await copy.StartRowAsync(ct) >= 0)
+        {
+            var resourceId = await copy.ReadAsync<int>(ct);
+            var id = await copy.ReadAsync<long>(ct);
+            var generatedAt = await copy.ReadAsync<DateTime>(ct);
+            var mode = await copy.ReadAsync<string>(ct);
+            var packed = copy.IsNull ? Skip<byte[]>(copy) : await copy.ReadAsync<byte[]>(ct);
+            var json = copy.IsNull ? Skip<string>(copy) : await copy.ReadAsync<string>(ct);
+            plans[resourceId] = new StoredPlan(id, generatedAt, mode, packed, json);
+        }
+        return plans;
+    }
+
+    static T? Skip<T>(NpgsqlBinaryExporter copy) where T : class
+    {
+        copy.Skip();
+        return null;
+    }
+
+    /// <summary>The named resources with their active plans (also what the `manifest` verb reads).</summary>
+    internal static async Task<List<Row>> ReadAsync(NpgsqlConnection conn, string[] names, CancellationToken ct)
+    {
+        var rows = await ReadResourcesAsync(conn, names, ct);
+        return WithPlans(rows, await ReadActivePlansAsync(conn, [.. rows.Select(r => r.Id)], ct));
+    }
+
+    static List<Row> WithPlans(List<Row> rows, Dictionary<int, StoredPlan> plans)
+    {
+        foreach (var r in rows)
+        {
+            r.Plan = plans.GetValueOrDefault(r.Id);
+        }
+        return rows;
+    }
+
+    async Task LoadAsync(IReadOnlyCollection<string> names, IReadOnlyCollection<string> removed, CancellationToken ct, bool everything = false)
+    {
+        // The first load wants every active plan: one COPY of them all (a cold start reads them in bulk), not one per slice.
+        Dictionary<int, StoredPlan>? allPlans = null;
+        if (everything)
+        {
+            await using var conn = await db.OpenConnectionAsync(ct);
+            allPlans = await ReadActivePlansAsync(conn, null, ct);
+        }
         var now = clock.GetUtcNow();
         var ahead = TimeSpan.FromHours(Options.FallbackAheadHours);
         var hourStart = new DateTimeOffset(now.UtcTicks - (now.UtcTicks % TimeSpan.TicksPerHour), TimeSpan.Zero);
@@ -159,7 +222,7 @@ public sealed class PlanCache(
             List<Row> rows;
             await using (var conn = await db.OpenConnectionAsync(ct))
             {
-                rows = [.. await conn.QueryAsync<Row>(new CommandDefinition(LoadSql, new { names = chunk }, cancellationToken: ct))];
+                rows = allPlans is null ? await ReadAsync(conn, chunk, ct) : WithPlans(await ReadResourcesAsync(conn, chunk, ct), allPlans);
             }
             gone.UnionWith(chunk.Except(rows.Select(r => r.Name), StringComparer.Ordinal));
             var resources = rows.Select(r => r.ToResource()).ToArray();
@@ -169,13 +232,8 @@ public sealed class PlanCache(
             var inputs = needy.Count == 0 ? [] : (await PlanInputs.LoadAsync(db, needy, now, hourStart, planning.Value, ct)).ToDictionary(q => q.Resource.Id);
             for (var i = 0; i < rows.Count; i++)
             {
-                loaded.Add(Served(resources[i], rows[i].PlanId, plans[i], inputs.GetValueOrDefault(rows[i].Id)));
+                loaded.Add(Served(resources[i], rows[i].Plan?.Id, plans[i], inputs.GetValueOrDefault(rows[i].Id)));
             }
-        }
-        // Render each answer now, off the request path: the first poll of every resource then costs a lookup, not a serialization.
-        foreach (var r in loaded)
-        {
-            r.Current(now, now, Stale, Options);
         }
         if (loaded.Count > 0 || gone.Count > 0)
         {
@@ -190,16 +248,15 @@ public sealed class PlanCache(
             Policy = request?.Input?.Policy ?? (r.Kind == ResourceKind.Job ? r.Policy : null),
         };
 
-    /// <summary>The plan's steps that are not over (an hour of slack for a slightly past <c>at</c>); what is over only costs memory.</summary>
+    /// <summary>The plan as served: its steps that are not over (an hour of slack for a slightly past <c>at</c>); what is over only costs memory.</summary>
     internal static ServedPlan? Plan(Row r, DateTimeOffset now)
     {
-        if (r.PlanId is not long id || r.Steps is null)
+        if (r.Plan is not { } p)
         {
             return null;
         }
-        var keepFrom = now - TimeSpan.FromHours(1);
-        var steps = PlanJson.ReadSteps(r.Steps).Where(s => s.End > keepFrom).ToArray();
-        return new ServedPlan(id, new DateTimeOffset(r.GeneratedAt!.Value, TimeSpan.Zero), r.Mode == "forecastOnly", steps);
+        var packed = p.Packed ?? PackedSteps.Write(PlanJson.ReadSteps(p.Steps ?? "[]"));
+        return new ServedPlan(p.Id, new DateTimeOffset(p.GeneratedAt, TimeSpan.Zero), p.Mode == "forecastOnly", packed, now - TimeSpan.FromHours(1));
     }
 
     /// <summary>Copy, change, publish: readers keep the snapshot they started with, and see the next one whole.</summary>

@@ -1,23 +1,120 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Forecaster.Api.Plans;
 using Forecaster.Planner;
 
 namespace Forecaster.Api.Serving;
 
-/// <summary>An active plan version as served: its steps that are not over yet, in hour order.</summary>
-public sealed record ServedPlan(long Version, DateTimeOffset GeneratedAt, bool ForecastOnly, PlanStep[] Steps)
+/// <summary>
+/// An active plan version as served: its steps in the compact stored form (<see cref="PackedSteps"/>), decoded only when an
+/// answer is rendered, so 100,000 plans cost a few KB each rather than one object graph per step. Steps over before
+/// <c>first</c> are skipped (an hour of slack for a slightly past <c>at</c>), as if they were not there.
+/// </summary>
+public sealed class ServedPlan
 {
-    public DateTimeOffset End => Steps.Length == 0 ? DateTimeOffset.MinValue : Steps[^1].End;
+    readonly byte[] _packed;
+    readonly int _first;
+    readonly long _start;
+    readonly long _end;
+    // Steps an hour apart, each ending where the next starts (what the planner makes): the step at an instant is arithmetic, not a walk.
+    readonly bool _regular;
 
-    /// <summary>The step in force at <paramref name="at"/>, or -1. Steps are consecutive hours, so this is arithmetic, not a search.</summary>
+    public ServedPlan(long version, DateTimeOffset generatedAt, bool forecastOnly, byte[] packed, DateTimeOffset keepFrom)
+    {
+        Version = version;
+        GeneratedAt = generatedAt;
+        ForecastOnly = forecastOnly;
+        _packed = packed;
+        var reader = new PackedSteps.StepReader(packed);
+        var regular = true;
+        long expected = 0;
+        for (var i = 0; i < reader.Count; i++)
+        {
+            reader.Next(explain: false);
+            if (reader.End <= keepFrom)
+            {
+                _first = i + 1;
+                continue;
+            }
+            if (i == _first)
+            {
+                _start = reader.Start.UtcTicks;
+                expected = _start;
+            }
+            // Each step starts an hour after the previous one, where the previous one ends.
+            regular &= reader.Start.UtcTicks == expected && (i == _first || reader.Start.UtcTicks == _end) && reader.End > reader.Start;
+            expected += TimeSpan.TicksPerHour;
+            _end = reader.End.UtcTicks;
+        }
+        Count = reader.Count - _first;
+        _regular = regular;
+    }
+
+    public long Version { get; }
+    public DateTimeOffset GeneratedAt { get; }
+    public bool ForecastOnly { get; }
+
+    /// <summary>How many steps are served (those not over).</summary>
+    public int Count { get; }
+
+    public DateTimeOffset End => Count == 0 ? DateTimeOffset.MinValue : new DateTimeOffset(_end, TimeSpan.Zero);
+
+    /// <summary>The served steps, decoded (explanations included).</summary>
+    public PlanStep[] Steps => [.. PackedSteps.Read(_packed).Skip(_first)];
+
+    /// <summary>The step in force at <paramref name="at"/>, or -1.</summary>
     public int IndexAt(DateTimeOffset at)
     {
-        if (Steps.Length == 0 || at < Steps[0].Start || at >= Steps[^1].End)
+        if (Count == 0 || at.UtcTicks < _start || at.UtcTicks >= _end)
         {
             return -1;
         }
-        var i = (int)((at - Steps[0].Start).Ticks / TimeSpan.TicksPerHour);
-        return i < Steps.Length && Steps[i].Start <= at && at < Steps[i].End ? i : Array.FindIndex(Steps, s => s.Start <= at && at < s.End);
+        if (_regular)
+        {
+            return (int)Math.Min((at.UtcTicks - _start) / TimeSpan.TicksPerHour, Count - 1);
+        }
+        var reader = new PackedSteps.StepReader(_packed);
+        for (var i = 0; i < reader.Count; i++)
+        {
+            reader.Next(explain: false);
+            if (i >= _first && reader.Start <= at && at < reader.End)
+            {
+                return i - _first;
+            }
+        }
+        return -1;
+    }
+
+    /// <summary>Served step <paramref name="index"/> with its explanation, and the first later step whose count, cpu or memory differs.</summary>
+    public (PlanStep Step, NextStep? Next) StepAndNext(int index)
+    {
+        var reader = new PackedSteps.StepReader(_packed);
+        for (var i = 0; i < _first + index; i++)
+        {
+            reader.Next(explain: false);
+        }
+        reader.Next(explain: true);
+        var step = reader.Step();
+        var job = step.Kind == ResourceKind.Job;
+        for (var i = _first + index + 1; i < reader.Count; i++)
+        {
+            reader.Next(explain: false);
+            if (reader.StepCount != step.Count || reader.Cpu != step.Cpu || reader.Memory != step.Memory)
+            {
+                return (step, new NextStep(job ? null : reader.StepCount, job ? reader.StepCount : null, reader.Cpu, reader.Memory, reader.Start, reader.End, reader.Source));
+            }
+        }
+        return (step, null);
+    }
+
+    /// <summary>Served steps from <paramref name="index"/> on while they start before <paramref name="to"/>.</summary>
+    public IEnumerable<PlanStep> From(int index, DateTimeOffset to)
+    {
+        var steps = PackedSteps.Read(_packed);
+        for (var i = _first + index; i < steps.Length && steps[i].Start < to; i++)
+        {
+            yield return steps[i];
+        }
     }
 }
 
@@ -57,6 +154,9 @@ public sealed class ServedResource(
 
     Rendered? _last;
 
+    /// <summary>Each source's wire name, once, rather than a string per rendered answer.</summary>
+    static readonly string[] SourceNames = [.. Enum.GetValues<StepSource>().Select(v => JsonSerializer.Serialize(v).Trim('"'))];
+
     public int Id => id;
     public string Name => name;
     public ResourceKind Kind => kind;
@@ -91,12 +191,7 @@ public sealed class ServedResource(
             {
                 return last;
             }
-            var step = plan.Steps[i];
-            PlanStep? next = null;
-            for (var j = i + 1; j < plan.Steps.Length && next is null; j++)
-            {
-                next = Differs(plan.Steps[j], step) ? plan.Steps[j] : null;
-            }
+            var (step, next) = plan.StepAndNext(i);
             return Remember(Render(step, next, plan, stale, i, fromPlan: true));
         }
         if (fallback is null)
@@ -123,7 +218,9 @@ public sealed class ServedResource(
                         next = later;
                     }
                 }
-                return Remember(Render(step, next, null, databaseStale, served, fromPlan: false));
+                var job = kind == ResourceKind.Job;
+                var nextStep = next is null ? null : new NextStep(job ? null : next.Count, job ? next.Count : null, next.Cpu, next.Memory, next.Start, next.End, next.Source);
+                return Remember(Render(step, nextStep, null, databaseStale, served, fromPlan: false));
             case CannotPlan<PlanStep> cannot:
                 return Remember(RenderMissing(served, cannot.Missing));
             default:
@@ -140,11 +237,8 @@ public sealed class ServedResource(
         {
             if (plan is not null && plan.IndexAt(at) is var i and >= 0)
             {
-                for (; i < plan.Steps.Length && plan.Steps[i].Start < to; i++)
-                {
-                    steps.Add(plan.Steps[i]);
-                }
-                at = plan.Steps[i - 1].End;
+                steps.AddRange(plan.From(i, to));
+                at = steps[^1].End;
             }
             else if (fallback is not null && ScalePlanner.CurrentStep(fallback with { Now = now }, at) is Planned<PlanStep> { Value: var step })
             {
@@ -168,13 +262,11 @@ public sealed class ServedResource(
 
     static bool Differs(PlanStep a, PlanStep b) => a.Count != b.Count || a.Cpu != b.Cpu || a.Memory != b.Memory;
 
-    Rendered Render(PlanStep step, PlanStep? next, ServedPlan? from, bool stale, long key, bool fromPlan)
+    Rendered Render(PlanStep step, NextStep? next, ServedPlan? from, bool stale, long key, bool fromPlan)
     {
         var job = kind == ResourceKind.Job;
         var view = new CurrentPlan(name, kind, job ? null : step.Count, job ? step.Count : null, step.Cpu, step.Memory,
-            step.Start, step.End, step.Hour,
-            next is null ? null : new NextStep(job ? null : next.Count, job ? next.Count : null, next.Cpu, next.Memory, next.Start, next.End, next.Source),
-            step.Source, from?.Version, from?.GeneratedAt, stale, from?.ForecastOnly ?? step.ForecastOnly, step.CapacityShortfall, step.Explanation);
+            step.Start, step.End, step.Hour, next, step.Source, from?.Version, from?.GeneratedAt, stale, from?.ForecastOnly ?? step.ForecastOnly, step.CapacityShortfall, step.Explanation);
         var body = JsonSerializer.SerializeToUtf8Bytes(view, ServingJson.Options);
         return new Rendered
         {
@@ -183,7 +275,7 @@ public sealed class ServedResource(
             ValidUntil = step.End,
             Count = step.Count,
             ForecastOnly = view.ForecastOnly,
-            Source = JsonSerializer.Serialize(step.Source).Trim('"'),
+            Source = SourceNames[(int)step.Source],
             Key = key,
             Stale = stale,
             FromPlan = fromPlan,

@@ -184,9 +184,22 @@ public static class ServingApi
         }
         var now = clock.GetUtcNow();
         var answer = resource.Current(at ?? now, now, cache.Stale, cache.Options);
-        Observability.ForecasterMetrics.PlanAnswers.WithLabels(answer.Source ?? "missing", answer.Stale ? "true" : "false").Inc();
+        AnswerCounter(answer).Inc();
         return (answer, now);
     }
+
+    /// <summary>The answers counter's child for (source, stale), looked up once per pair rather than once per request.</summary>
+    static Prometheus.Counter.Child AnswerCounter(Rendered answer)
+    {
+        var source = answer.Source is { } name ? Array.IndexOf(SourceNames, name) : SourceNames.Length;
+        var slot = (source < 0 ? SourceNames.Length + 1 : source) * 2 + (answer.Stale ? 1 : 0);
+        return Volatile.Read(ref AnswerCounters[slot]) ?? (AnswerCounters[slot] =
+            Observability.ForecasterMetrics.PlanAnswers.WithLabels(answer.Source ?? "missing", answer.Stale ? "true" : "false"));
+    }
+
+    static readonly string[] SourceNames = [.. Enum.GetValues<StepSource>().Select(v => JsonSerializer.Serialize(v).Trim('"'))];
+
+    static readonly Prometheus.Counter.Child?[] AnswerCounters = new Prometheus.Counter.Child?[(SourceNames.Length + 2) * 2];
 
     /// <summary>Seconds until the answer changes at the latest: the step boundary (a few seconds only while stale).</summary>
     static int MaxAge(DateTimeOffset validUntil, DateTimeOffset now, bool stale)

@@ -37,7 +37,7 @@ public sealed class PlanCommandTests
         {
             Assert.Equal(3L, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM plan_versions"));
             Assert.Equal(2L, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM plan_versions WHERE status = 'active'"));
-            Assert.Equal(48, await conn.ExecuteScalarAsync<int>("SELECT jsonb_array_length(steps) FROM plan_versions WHERE status = 'active' LIMIT 1"));
+            Assert.Equal(48, await conn.ExecuteScalarAsync<int>("SELECT cardinality(counts) FROM plan_versions WHERE status = 'active' LIMIT 1"));
         }
 
         (exit, _, stderr) = await RunAsync(db, "plan", "--resource", "nope");
