@@ -59,6 +59,12 @@ public static class Replay
     /// <summary>HPA's default tolerance: a usage ratio within ±10% of the target changes nothing.</summary>
     public const double ReactiveTolerance = 0.1;
 
+    /// <summary>
+    /// The utilisation the reactive part of <see cref="PredictiveReactive"/> aims at beside a risk-targeted plan: 1 / (1 + tolerance),
+    /// so that an hour at full capacity is just outside the tolerance and scales up.
+    /// </summary>
+    public const double CeilingGuardUtilization = 1 / (1 + ReactiveTolerance);
+
     /// <summary>The reactive controller's scale-down stabilisation window, in hours (the HPA default is 5 minutes; the issue asks for 1 hour).</summary>
     public const int ReactiveStabilizationHours = 1;
 
@@ -195,11 +201,16 @@ public static class Replay
 
         var reactiveAll = ReactiveCounts(s.Load, s.Start, s.Policy, s.Capacity);
         var reactive = reactiveAll.AsSpan(first, hours).ToArray();
+        // Beside a risk-targeted plan the reactive part guards the ceiling instead of the target: the plan already holds the
+        // stated quantile at full capacity and the point at the target, so an HPA keeping the target's headroom on top would
+        // pay for the same margin twice. It scales up once an hour ran at full capacity (a usage ratio beyond the tolerance).
+        var guard = s.Policy.Risk is null ? reactive
+            : ReactiveCounts(s.Load, s.Start, s.Policy, s.Capacity, CeilingGuardUtilization).AsSpan(first, hours).ToArray();
         var peak = StaticPeakCount(s.Load.AsSpan(0, first), s.Policy, s.Capacity);
         var counts = new Dictionary<string, int[]>
         {
             [Predictive] = predictive,
-            [PredictiveReactive] = [.. predictive.Zip(reactive, Math.Max)],
+            [PredictiveReactive] = [.. predictive.Zip(guard, Math.Max)],
             [Reactive] = reactive,
             [StaticPeak] = Enumerable.Repeat(peak, hours).ToArray(),
             [Yesterday] = yesterday,
@@ -248,8 +259,9 @@ public static class Replay
     /// else the recommendation is ceil(raw). Scaling up takes the recommendation at once; scaling down takes the highest
     /// recommendation of the stabilisation window (this hour's and the previous hour's), as the HPA's
     /// <c>stabilizeRecommendation</c> does. Bounds are the policy's (windows included). A missing hour changes nothing.
+    /// <paramref name="utilization"/>, when given, replaces the policy's target (the ceiling guard beside a risk-targeted plan).
     /// </summary>
-    public static int[] ReactiveCounts(ReadOnlySpan<double> load, DateTimeOffset start, Policy policy, double capacity)
+    public static int[] ReactiveCounts(ReadOnlySpan<double> load, DateTimeOffset start, Policy policy, double capacity, double? utilization = null)
     {
         var counts = new int[load.Length];
         var window = new Queue<int>(ReactiveStabilizationHours + 1);
@@ -259,7 +271,7 @@ public static class Replay
             var limits = policy.LimitsAt(start + (Hour * t), ResourceKind.Service);
             if (t > 0 && double.IsFinite(load[t - 1]))
             {
-                var raw = Math.Max(0, load[t - 1]) / (capacity * limits.TargetUtilization);
+                var raw = Math.Max(0, load[t - 1]) / (capacity * (utilization ?? limits.TargetUtilization));
                 var recommendation = current > 0 && Math.Abs((raw / current) - 1) <= ReactiveTolerance ? current : Ceil(raw);
                 recommendation = Math.Clamp(recommendation, limits.Lower, limits.Upper);
                 window.Enqueue(recommendation);
