@@ -46,6 +46,7 @@ public static class M4Bench
         {
             Horizon = horizon,
             BacktestOrigins = int.Parse(Arg(args, "--origins") ?? "6", CultureInfo.InvariantCulture),
+            IntervalInflation = double.Parse(Arg(args, "--inflation") ?? "1.4", CultureInfo.InvariantCulture),
         };
         Console.WriteLine($"backtest: {options.BacktestOrigins} origins, horizon {horizon}");
         var fitted = new FittedModel[series.Length];
