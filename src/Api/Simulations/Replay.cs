@@ -2,6 +2,7 @@ using Forecaster.Api.Plans;
 using Forecaster.Api.Training;
 using Forecaster.Planner;
 using Forecaster.Training.Forecasting;
+using Forecaster.Training.Global;
 using PlannerForecast = Forecaster.Planner.Forecast;
 
 namespace Forecaster.Api.Simulations;
@@ -29,6 +30,9 @@ public sealed record SeriesReplay(
 {
     /// <summary>The policy's target utilisation (outside its windows).</summary>
     public double TargetUtilization { get; init; } = Policy.DefaultTargetUtilization;
+
+    /// <summary>Whether predictive+reactive's reactive part guarded the ceiling (a risk-targeted policy) rather than the target.</summary>
+    public bool CeilingGuard { get; init; }
 
     /// <summary>Hours replayed (observed or not).</summary>
     public int Hours => Days * 24;
@@ -101,10 +105,12 @@ public static class Replay
         // The fits are independent (each sees only its own past), so they run on every core; the plans chain day to day.
         var done = 0;
         var parallel = new ParallelOptions { MaxDegreeOfParallelism = settings.Training.EffectiveParallelism, CancellationToken = ct };
+        var fleet = settings.Training.GlobalModel ? FleetModels(series, days, work, settings, parallel) : [];
         Parallel.For(0, work.Length, parallel, k =>
         {
             var (i, d) = work[k];
-            fits[i][d] = Fit(series[i], days[i].First + (d * 24), settings);
+            var at = days[i].First + (d * 24);
+            fits[i][d] = Fit(series[i], at, settings, fleet.GetValueOrDefault(series[i].Start + (Hour * at)));
             progress?.Invoke(Interlocked.Increment(ref done), work.Length);
         });
 
@@ -140,7 +146,7 @@ public static class Replay
     /// The nightly run at the midnight <paramref name="at"/> hours into the series: the training window ends there, so
     /// nothing at or after it is read (the no-peeking property the tests check).
     /// </summary>
-    static NightFit Fit(ReplaySeries s, int at, ReplaySettings settings)
+    static NightFit Fit(ReplaySeries s, int at, ReplaySettings settings, GlobalModel? global)
     {
         var o = settings.Training;
         var midnight = s.Start + (Hour * at);
@@ -148,7 +154,7 @@ public static class Replay
         var window = Slice(s.Load, at, o.HistoryDays * 24);
         try
         {
-            var fit = LoadModel.Fit(window, from, o, loadMetric: true);
+            var fit = LoadModel.Fit(window, from, o, loadMetric: true, global);
             if (fit is not { Model: { } model, Forecast: { } forecast })
             {
                 return new NightFit(null, null, null, fit.Error);
@@ -165,6 +171,34 @@ public static class Replay
             // As in the nightly run, a failed fit keeps the previous forecast (the caller carries it over).
             return new NightFit(null, null, null, $"{e.GetType().Name}: {e.Message}");
         }
+    }
+
+    /// <summary>
+    /// The nightly run's fleet-wide model for every replayed midnight: trained, as <see cref="FleetModel"/> trains it, on each
+    /// series' training window ending at that midnight (at most <see cref="GlobalModelOptions.MaxSeries"/> series, every k-th),
+    /// cut before its first backtest origin, so that no night's fleet model saw anything at or after its midnight.
+    /// </summary>
+    static Dictionary<DateTimeOffset, GlobalModel?> FleetModels(
+        IReadOnlyList<ReplaySeries> series, (int First, int Days)[] days, (int Series, int Day)[] work, ReplaySettings settings, ParallelOptions parallel)
+    {
+        var o = settings.Training;
+        var forecast = LoadModel.Options(o, loadMetric: true);
+        var midnights = work.Select(w => series[w.Series].Start + (Hour * (days[w.Series].First + (w.Day * 24)))).Distinct().Order().ToArray();
+        int every = Math.Max(1, (int)Math.Ceiling(series.Count / (double)forecast.GlobalModel.MaxSeries));
+        var models = new GlobalModel?[midnights.Length];
+        Parallel.For(0, midnights.Length, parallel, k =>
+        {
+            var midnight = midnights[k];
+            var (from, _) = LoadModel.Window(midnight, o);
+            var fleet = series.Where((_, i) => i % every == 0)
+                .Select(s => (s, at: (int)((midnight - s.Start) / Hour)))
+                .Where(x => x.at > 0 && x.at <= x.s.Load.Length)
+                .Select(x => SeriesForecaster.ForGlobalModel(Slice(x.s.Load, x.at, o.HistoryDays * 24), from, Hour, forecast))
+                .OfType<GlobalSeries>()
+                .ToArray();
+            models[k] = GlobalModel.Train(fleet, o.HorizonHours, $"simulate-{midnight:yyyyMMddHH}", forecast.GlobalModel);
+        });
+        return midnights.Select((m, k) => (m, k)).ToDictionary(x => x.m, x => models[x.k]);
     }
 
     /// <summary>Plans each replayed day, runs the other strategies on the same hours and scores them all.</summary>
@@ -220,6 +254,7 @@ public static class Replay
         return new SeriesReplay(s.Name, s.Start + (Hour * first), days, s.Capacity, s.CapacityChosen, load, counts, tallies, accuracy.Score())
         {
             TargetUtilization = s.Policy.TargetUtilization,
+            CeilingGuard = s.Policy.Risk is not null,
         };
     }
 
