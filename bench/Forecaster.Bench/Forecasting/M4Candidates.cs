@@ -49,7 +49,7 @@ public static class M4Candidates
         var scale = series.Select(s => Accuracy.MaseScale(s.Values, 24)).ToArray();
 
         var kinds = runs.SelectMany(r => r.Select(c => c.Kind)).Distinct().ToArray();
-        Console.WriteLine($"{"candidate",-22} {"holdout MASE",12} {"sMAPE",7} {"backtest MASE",13} {"series",6} {"ranked 1st",10}");
+        Console.WriteLine($"{"candidate",-22} {"holdout MASE",12} {"sMAPE",7} {"backtest MASE",13} {"series",6} {"ranked 1st",10} {"in top 5",8}");
         foreach (var kind in kinds)
         {
             var idx = Enumerable.Range(0, series.Length).Where(i => runs[i].Any(c => c.Kind == kind && c.Final is not null)).ToArray();
@@ -57,8 +57,9 @@ public static class M4Candidates
             double smape = idx.Average(i => Accuracy.Smape(truth[i], runs[i].First(c => c.Kind == kind).Final!.Point));
             double bt = idx.Average(i => runs[i].First(c => c.Kind == kind).Mase);
             int first = runs.Count(r => r.Count > 0 && r[0].Kind == kind);
+            int top5 = runs.Count(r => r.Take(5).Any(c => c.Kind == kind));
             var each = idx.Select(i => Accuracy.Mase(truth[i], runs[i].First(c => c.Kind == kind).Final!.Point, scale[i])).Order().ToArray();
-            Console.WriteLine($"{kind,-22} median {each[each.Length / 2]:F3} {mase,12:F3} {smape,7:F3} {bt,13:F3} {idx.Length,6} {first,10}");
+            Console.WriteLine($"{kind,-22} median {each[each.Length / 2]:F3} {mase,12:F3} {smape,7:F3} {bt,13:F3} {idx.Length,6} {first,10} {top5,8}");
         }
 
         // Ways of choosing or combining, each from the backtest only; each yields a forecast of the tail per series.
@@ -74,19 +75,18 @@ public static class M4Candidates
             schemes.Add(($"median of top {k}", r => Median(r.Take(kk).Select(c => c.Final!.Point).ToArray())));
         }
         schemes.Add(("oracle (best on the tail)", r => r.Where(c => c.Final is not null).MinBy(c => Accuracy.Mase(truth[Array.IndexOf(runs, r)], c.Final!.Point, 1))!.Final!.Point));
-        for (int k = 2; k <= 5; k++)
+        foreach (double power in new[] { 1.0, 2.0, 3.0, 4.0, 6.0 })
         {
-            int kk = k;
-            schemes.Add(($"inv-OWA mean top {k}", r =>
+            for (int k = 3; k <= 7; k++)
             {
-                var ranked = r.OrderBy(c => Owa(c, r)).Take(kk).ToArray();
-                return Mean(ranked.Select(c => c.Final!.Point).ToArray(), Normalise(ranked.Select(c => 1 / Math.Max(Owa(c, r), 1e-9)).ToArray()));
-            }));
-            schemes.Add(($"inv-OWA² mean top {k}", r =>
-            {
-                var ranked = r.OrderBy(c => Owa(c, r)).Take(kk).ToArray();
-                return Mean(ranked.Select(c => c.Final!.Point).ToArray(), Normalise(ranked.Select(c => 1 / Math.Pow(Math.Max(Owa(c, r), 1e-9), 2)).ToArray()));
-            }));
+                int kk = k;
+                double pw = power;
+                schemes.Add(($"OWA^{power} top {k}", r =>
+                {
+                    var ranked = r.OrderBy(c => Owa(c, r)).Take(kk).ToArray();
+                    return Mean(ranked.Select(c => c.Final!.Point).ToArray(), Normalise(ranked.Select(c => 1 / Math.Pow(Math.Max(Owa(c, r), 1e-9), pw)).ToArray()));
+                }));
+            }
         }
         schemes.Add(("median of all", r => Median(r.Select(c => c.Final!.Point).ToArray())));
         schemes.Add(("mean of all", r => Mean(r.Select(c => c.Final!.Point).ToArray(), null)));

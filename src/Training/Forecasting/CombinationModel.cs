@@ -27,10 +27,10 @@ public sealed record CombinationModel(IForecastModel[] Components, double[] Weig
         return new ModelForecast(point, se);
     }
 
-    /// <summary>Weights ∝ 1 / score², normalised to sum to one: a sharper preference for the best than 1 / score.</summary>
-    public static double[] InverseSquaredWeights(IReadOnlyList<double> score)
+    /// <summary>Weights ∝ 1 / score^<paramref name="power"/>, normalised to sum to one: above 1, a sharper preference for the best than 1 / score.</summary>
+    public static double[] InversePowerWeights(IReadOnlyList<double> score, double power)
     {
-        var w = score.Select(s => 1 / Math.Max(s * s, 1e-18)).ToArray();
+        var w = score.Select(s => 1 / Math.Max(Math.Pow(s, power), 1e-18)).ToArray();
         double total = w.Sum();
         return w.Select(v => v / total).ToArray();
     }
