@@ -105,12 +105,12 @@ public static class Replay
         // The fits are independent (each sees only its own past), so they run on every core; the plans chain day to day.
         var done = 0;
         var parallel = new ParallelOptions { MaxDegreeOfParallelism = settings.Training.EffectiveParallelism, CancellationToken = ct };
-        var fleet = settings.Training.GlobalModel ? FleetModels(series, days, work, settings, parallel) : [];
+        var fleet = settings.Training.GlobalModel ? ReplayFleetModel(series, days, work, settings) : null;
         Parallel.For(0, work.Length, parallel, k =>
         {
             var (i, d) = work[k];
             var at = days[i].First + (d * 24);
-            fits[i][d] = Fit(series[i], at, settings, fleet.GetValueOrDefault(series[i].Start + (Hour * at)));
+            fits[i][d] = Fit(series[i], at, settings, fleet);
             progress?.Invoke(Interlocked.Increment(ref done), work.Length);
         });
 
@@ -174,31 +174,29 @@ public static class Replay
     }
 
     /// <summary>
-    /// The nightly run's fleet-wide model for every replayed midnight: trained, as <see cref="FleetModel"/> trains it, on each
-    /// series' training window ending at that midnight (at most <see cref="GlobalModelOptions.MaxSeries"/> series, every k-th),
-    /// cut before its first backtest origin, so that no night's fleet model saw anything at or after its midnight.
+    /// The fleet-wide model for the replay: trained once, as <see cref="Forecaster.Api.Training.FleetModel"/> trains it, on each series' training
+    /// window ending at the earliest replayed midnight (at most <see cref="GlobalModelOptions.MaxSeries"/> series, every k-th),
+    /// cut before that window's first backtest origin. Every later night uses it too: it saw nothing at or after any night's
+    /// earliest backtest origin, and one fit per replay (not per night) keeps a simulation's cost near the nightly run's.
     /// </summary>
-    static Dictionary<DateTimeOffset, GlobalModel?> FleetModels(
-        IReadOnlyList<ReplaySeries> series, (int First, int Days)[] days, (int Series, int Day)[] work, ReplaySettings settings, ParallelOptions parallel)
+    static GlobalModel? ReplayFleetModel(IReadOnlyList<ReplaySeries> series, (int First, int Days)[] days, (int Series, int Day)[] work, ReplaySettings settings)
     {
+        if (work.Length == 0)
+        {
+            return null;
+        }
         var o = settings.Training;
         var forecast = LoadModel.Options(o, loadMetric: true);
-        var midnights = work.Select(w => series[w.Series].Start + (Hour * (days[w.Series].First + (w.Day * 24)))).Distinct().Order().ToArray();
+        var midnight = work.Min(w => series[w.Series].Start + (Hour * (days[w.Series].First + (w.Day * 24))));
+        var (from, _) = LoadModel.Window(midnight, o);
         int every = Math.Max(1, (int)Math.Ceiling(series.Count / (double)forecast.GlobalModel.MaxSeries));
-        var models = new GlobalModel?[midnights.Length];
-        Parallel.For(0, midnights.Length, parallel, k =>
-        {
-            var midnight = midnights[k];
-            var (from, _) = LoadModel.Window(midnight, o);
-            var fleet = series.Where((_, i) => i % every == 0)
-                .Select(s => (s, at: (int)((midnight - s.Start) / Hour)))
-                .Where(x => x.at > 0 && x.at <= x.s.Load.Length)
-                .Select(x => SeriesForecaster.ForGlobalModel(Slice(x.s.Load, x.at, o.HistoryDays * 24), from, Hour, forecast))
-                .OfType<GlobalSeries>()
-                .ToArray();
-            models[k] = GlobalModel.Train(fleet, o.HorizonHours, $"simulate-{midnight:yyyyMMddHH}", forecast.GlobalModel);
-        });
-        return midnights.Select((m, k) => (m, k)).ToDictionary(x => x.m, x => models[x.k]);
+        var fleet = series.Where((_, i) => i % every == 0)
+            .Select(s => (s, at: (int)((midnight - s.Start) / Hour)))
+            .Where(x => x.at > 0 && x.at <= x.s.Load.Length)
+            .Select(x => SeriesForecaster.ForGlobalModel(Slice(x.s.Load, x.at, o.HistoryDays * 24), from, Hour, forecast))
+            .OfType<GlobalSeries>()
+            .ToArray();
+        return GlobalModel.Train(fleet, o.HorizonHours, $"simulate-{midnight:yyyyMMddHH}", forecast.GlobalModel);
     }
 
     /// <summary>Plans each replayed day, runs the other strategies on the same hours and scores them all.</summary>

@@ -182,7 +182,7 @@ public sealed record SimulationReport(
         };
         if (settings.Training.GlobalModel)
         {
-            notes.Add(Invariant($"the fleet-wide model was trained for each replayed midnight on the series' windows before it (at most {Forecaster.Api.Training.LoadModel.Options(settings.Training, loadMetric: true).GlobalModel.MaxSeries} series) and joined each night's candidates, as in the nightly run"));
+            notes.Add(Invariant($"the fleet-wide model was trained once, on the series' windows before the first replayed midnight (at most {Forecaster.Api.Training.LoadModel.Options(settings.Training, loadMetric: true).GlobalModel.MaxSeries} series), and joined every night's candidates, as in the nightly run"));
         }
         if (replayed.Any(r => r.CeilingGuard))
         {
