@@ -5,6 +5,7 @@ using Forecaster.Training.Csv;
 using Forecaster.Training.Forecasting;
 using Forecaster.Training.Regression;
 using Forecaster.Training.Series;
+using Forecaster.Training.Smoothing;
 using Forecaster.Training.Ssa;
 
 namespace Forecaster.Bench.Forecasting;
@@ -46,6 +47,7 @@ public static class M4Bench
         {
             Horizon = horizon,
             BacktestOrigins = int.Parse(Arg(args, "--origins") ?? "6", CultureInfo.InvariantCulture),
+            IntervalInflation = double.Parse(Arg(args, "--inflation") ?? "1.4", CultureInfo.InvariantCulture),
         };
         Console.WriteLine($"backtest: {options.BacktestOrigins} origins, horizon {horizon}");
         var fitted = new FittedModel[series.Length];
@@ -95,6 +97,8 @@ public static class M4Bench
             ("ridge", (x, g) => RidgeModel.Fit(x, g, ridge)),
             ("ssa (L=73)", (x, _) => SsaModel.Fit(x, ssa, 24, 0)),
             ("ssa (L=169)", (x, _) => SsaModel.Fit(x, ssa, 24, 168)),
+            ("ets24", (x, _) => SmoothingModel.Fit(x, 24, "ets")),
+            ("theta24", (x, _) => SmoothingModel.Fit(x, 24, "theta")),
             ("whole selection", (x, g) => SeriesForecaster.Fit(x, g.Start, g.Step, options).Model),
         };
         foreach (var (name, fit) in models)

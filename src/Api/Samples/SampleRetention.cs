@@ -83,7 +83,7 @@ public sealed class SampleRetention(
         }
         var days = TimeSpan.FromDays(Math.Max(rawDays, historyDays));
         await using var conn = await db.OpenConnectionAsync(ct);
-        // A run's window ends at its creation hour and reaches HistoryDays back (LoadModel.Window); a day more covers any rounding.
+        // A run's window ends at its creation hour and reaches HistoryDays back (SeriesFitting.Window); a day more covers any rounding.
         const string oldestActive = "SELECT min(created_at) FROM training_runs WHERE status IN ('queued', 'running')";
         var active = await conn.ExecuteScalarAsync<DateTime?>(new CommandDefinition(oldestActive, cancellationToken: ct));
         var cutoff = now - days;

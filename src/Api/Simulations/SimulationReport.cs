@@ -180,6 +180,14 @@ public sealed record SimulationReport(
             Invariant($"scored on hourly mean load; under-provisioned means load > replicas × capacityPerReplica; reactive is HPA-like on the previous hour's load (tolerance {Replay.ReactiveTolerance}, {Replay.ReactiveStabilizationHours} h scale-down stabilisation)"),
             "oracle plans each day from the load that actually came, through the same policy: what a perfect forecast would cost under it, never short of load; efficiency = (static-peak − strategy) / (static-peak − oracle) in replica-hours (above 1 means fewer replica-hours than the oracle, paid for in hours short)",
         };
+        if (settings.Training.GlobalModel)
+        {
+            notes.Add(Invariant($"the fleet-wide model was trained once, on the series' windows before the first replayed midnight (at most {Forecaster.Api.Training.SeriesFitting.Options(settings.Training, loadMetric: true).GlobalModel.MaxSeries} series), and joined every night's candidates, as in the nightly run"));
+        }
+        if (replayed.Any(r => r.CeilingGuard))
+        {
+            notes.Add(Invariant($"risk-targeted policies: predictive+reactive's reactive part aims at utilisation {Replay.CeilingGuardUtilization:G3} (it scales up once an hour ran at full capacity), not the target, since the plan already holds the risk's forecast quantile at full capacity and the point at the target"));
+        }
         notes.AddRange(inputNotes);
         var chosen = replayed.Where(r => r.CapacityChosen).ToList();
         if (chosen.Count > 0)

@@ -54,6 +54,9 @@ internal sealed class PlanningContext
 
     public Capacity Capacity { get; }
 
+    /// <summary>The plan's one forecast quantile under a risk policy (<see cref="RiskChoice.PlanQuantile"/>), set before the hours resolve.</summary>
+    public double? RiskQuantile { get; set; }
+
     public ResourceRequests Requests { get; }
 
     /// <summary>Load, raw count and bounds for one hour; false when it cannot be planned at all.</summary>
@@ -67,7 +70,7 @@ internal sealed class PlanningContext
         if (policy.Risk is { } risk && forecast is ForecastHour r && double.IsFinite(r.Point) && double.IsFinite(r.Upper))
         {
             h.Source = StepSource.Forecast;
-            h.Risk = RiskChoice.For(risk, r, input.Forecast!.BandLevel, h.Limits.TargetUtilization);
+            h.Risk = RiskChoice.For(risk, r, input.Forecast!.BandLevel, h.Limits.TargetUtilization, RiskQuantile);
             h.Load = h.Risk.Load;
             h.LoadHour = at;
         }

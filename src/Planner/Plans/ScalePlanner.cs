@@ -21,6 +21,20 @@ public static class ScalePlanner
         var hours = new HourPlan[input.HorizonHours];
         List<string>? missing = null;
         var cursor = 0;
+        if (input.Policy.Risk is { } risk && forecast is not null)
+        {
+            var planned = new List<(ForecastHour, double)>(hours.Length);
+            for (var k = 0; k < hours.Length; k++)
+            {
+                var at = input.HorizonStart + (k * Hour);
+                if (Find(forecast.Hours, at, ref cursor) is ForecastHour f && double.IsFinite(f.Point) && double.IsFinite(f.Upper))
+                {
+                    planned.Add((f, input.Policy.LimitsAt(at, input.Kind).TargetUtilization));
+                }
+            }
+            context.RiskQuantile = RiskChoice.PlanQuantile(risk, planned, forecast.BandLevel);
+            cursor = 0;
+        }
         for (var k = 0; k < hours.Length; k++)
         {
             var at = input.HorizonStart + (k * Hour);

@@ -1,7 +1,7 @@
 namespace Forecaster.Training.Forecasting;
 
 /// <summary>
-/// A weighted average of models, weights inversely proportional to each model's backtest MASE
+/// A weighted average of models, weights inversely proportional to (the square of) each model's backtest error
 /// (error-weighted combination; Bates &amp; Granger, Operational Research Quarterly 1969).
 /// </summary>
 public sealed record CombinationModel(IForecastModel[] Components, double[] Weights) : IForecastModel
@@ -25,6 +25,14 @@ public sealed record CombinationModel(IForecastModel[] Components, double[] Weig
             }
         }
         return new ModelForecast(point, se);
+    }
+
+    /// <summary>Weights ∝ 1 / score^<paramref name="power"/>, normalised to sum to one: above 1, a sharper preference for the best than 1 / score.</summary>
+    public static double[] InversePowerWeights(IReadOnlyList<double> score, double power)
+    {
+        var w = score.Select(s => 1 / Math.Max(Math.Pow(s, power), 1e-18)).ToArray();
+        double total = w.Sum();
+        return w.Select(v => v / total).ToArray();
     }
 
     /// <summary>Weights ∝ 1 / MASE, normalised to sum to one.</summary>

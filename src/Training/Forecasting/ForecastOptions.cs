@@ -22,8 +22,11 @@ public enum ModelKinds
     /// <summary>The fleet-wide LightGBM model, when one was trained for the run (<see cref="ForecastOptions.Global"/>).</summary>
     Global = 16,
 
+    /// <summary>Damped-trend and Theta exponential smoothing on seasonally adjusted data (daily and weekly seasons).</summary>
+    Smoothing = 32,
+
     /// <summary>Every model.</summary>
-    All = SeasonalNaiveDaily | SeasonalNaiveWeekly | Ridge | Ssa | Global,
+    All = SeasonalNaiveDaily | SeasonalNaiveWeekly | Ridge | Ssa | Global | Smoothing,
 }
 
 /// <summary>Settings for fitting one series: the backtest that selects the model, cleaning, and each model's own options.</summary>

@@ -15,6 +15,7 @@ namespace Forecaster.Training.Forecasting;
 [JsonDerivedType(typeof(SeasonalNaiveModel), "seasonal-naive")]
 [JsonDerivedType(typeof(CombinationModel), "combination")]
 [JsonDerivedType(typeof(Global.GlobalForecastModel), "global")]
+[JsonDerivedType(typeof(Smoothing.SmoothingModel), "smoothing")]
 public interface IForecastModel
 {
     /// <summary>Short name shown in forecast output, e.g. <c>ssa(L=169,r=12)</c>, <c>ridge</c>, <c>snaive24</c>.</summary>

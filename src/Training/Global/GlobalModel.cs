@@ -45,7 +45,7 @@ public sealed class GlobalModel
     /// <summary>The version each series' model names (the artifact's file name without extension).</summary>
     public string Version { get; }
 
-    /// <summary>In-sample root mean square of the scaled residual by horizon step: the model's own standard error per unit of scale.</summary>
+    /// <summary>In-sample root mean square of the normalised residual by horizon step: the model's own standard error per unit of scale.</summary>
     public double[] ResidualRms { get; }
 
     /// <summary>Rows trained on.</summary>
@@ -79,15 +79,15 @@ public sealed class GlobalModel
             var x = s.Values.AsSpan(0, s.TrainEnd);
             for (int o = options.MinHistory + (i % stride); o < s.TrainEnd; o += stride)
             {
-                double scale = GlobalFeatures.Scale(x, o);
+                var normal = GlobalFeatures.Normalisation(x, o);
                 for (int h = 1; h <= horizon && o + h - 1 < s.TrainEnd; h++)
                 {
                     if (p < 1 && random.NextDouble() >= p)
                     {
                         continue;
                     }
-                    var row = new Row { Label = (float)(x[o + h - 1] / scale) };
-                    GlobalFeatures.Write(x, o, h, scale, s.Grid, null, row.Features);
+                    var row = new Row { Label = normal.Apply(x[o + h - 1]) };
+                    GlobalFeatures.Write(x, o, h, normal, s.Grid, null, row.Features);
                     rows.Add(row);
                 }
             }
@@ -142,7 +142,7 @@ public sealed class GlobalModel
     public ModelForecast Forecast(ReadOnlySpan<double> x, int origin, TimeGrid grid, int horizon, DateOnly[]? events = null)
     {
         x = x[..origin];
-        double scale = GlobalFeatures.Scale(x, origin);
+        var normal = GlobalFeatures.Normalisation(x, origin);
         var point = new double[horizon];
         var se = new double[horizon];
         var engine = Rent();
@@ -153,10 +153,10 @@ public sealed class GlobalModel
             {
                 // Beyond the trained horizon the features of the last trained step, one day earlier per day past it.
                 int hh = h <= Horizon ? h : Horizon - 23 + ((h - Horizon - 1) % 24);
-                GlobalFeatures.Write(x, origin, h, scale, grid, events, row.Features);
+                GlobalFeatures.Write(x, origin, h, normal, grid, events, row.Features);
                 row.Features[0] = hh;
-                point[h - 1] = engine.Predict(row).Score * scale;
-                se[h - 1] = ResidualRms[Math.Min(h, Horizon) - 1] * scale * Math.Sqrt(Math.Max(1.0, (double)h / Horizon));
+                point[h - 1] = normal.Invert(engine.Predict(row).Score);
+                se[h - 1] = ResidualRms[Math.Min(h, Horizon) - 1] * normal.Scale * Math.Sqrt(Math.Max(1.0, (double)h / Horizon));
             }
         }
         finally

@@ -51,6 +51,22 @@ public sealed class ReplayTests
     }
 
     [Fact]
+    public void BesideARiskTargetedPlanTheReactivePartGuardsTheCeilingNotTheTarget()
+    {
+        var load = Tidal(35);
+        var policy = Policy with { Risk = new RiskPolicy(0.005) };
+        var r = ReplayOne(load, policy);
+        Assert.True(r.CeilingGuard);
+        var first = load.Length - r.Hours;
+        var guard = Replay.ReactiveCounts(load, Start, policy, r.Capacity, Replay.CeilingGuardUtilization).AsSpan(first, r.Hours).ToArray();
+        // The plan with a guard that scales up once an hour ran at full capacity: never the target's headroom a second time.
+        Assert.All(Enumerable.Range(0, r.Hours), t => Assert.Equal(Math.Max(r.Counts[Replay.Predictive][t], guard[t]), r.Counts[Replay.PredictiveReactive][t]));
+        Assert.True(guard.Sum() < r.Counts[Replay.Reactive].Sum(), $"guard {guard.Sum()} vs reactive {r.Counts[Replay.Reactive].Sum()} replica-hours");
+        var report = SimulationReport.Build([r], [], Settings, []);
+        Assert.Contains(report.Notes, n => n.Contains("aims at utilisation 0.909", StringComparison.Ordinal));
+    }
+
+    [Fact]
     public void ChangingTheFutureDoesNotChangeAnEarlierPlan()
     {
         var original = Tidal(33);
