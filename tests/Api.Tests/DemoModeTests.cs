@@ -17,7 +17,7 @@ public sealed class DemoModeTests
     public async Task DemoModeSeedsTrainsAndServesPlansWithAGeneratedKey()
     {
         var db = await TestCluster.CreateDatabaseAsync("demomode");
-        var models = Path.Combine(Path.GetTempPath(), "forecaster-models", Guid.NewGuid().ToString("N")[..12]);
+        var models = TestEnvironment.NewHome("models");
         var home = TestEnvironment.NewHome("demokey");
         await using var factory = new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
         {

@@ -31,7 +31,7 @@ public sealed class DashboardFixture : IAsyncLifetime
 {
     WebApplicationFactory<Program>? _factory;
     IPlaywright? _playwright;
-    readonly string _models = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "forecaster-models", Guid.NewGuid().ToString("N")[..12]);
+    readonly string _models = TestEnvironment.NewHome("models");
 
     public string BaseUrl { get; private set; } = "";
     public long SimulationId { get; private set; }

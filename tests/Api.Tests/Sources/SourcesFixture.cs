@@ -56,7 +56,7 @@ public sealed class SourcesFixture : IAsyncLifetime
     public const int BackfillDays = 14;
 
     WebApplicationFactory<Program>? _factory;
-    readonly string _models = Path.Combine(Path.GetTempPath(), "forecaster-models", Guid.NewGuid().ToString("N")[..12]);
+    readonly string _models = TestEnvironment.NewHome("models");
 
     public FakeClock Clock { get; } = new(Now);
     public PrometheusServer Prometheus { get; private set; } = null!;

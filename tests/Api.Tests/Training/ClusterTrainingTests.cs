@@ -23,7 +23,7 @@ public sealed class ClusterTrainingTests
         // The nightly job is registered as configured (never), then moved to a few seconds from now once both instances are
         // up: a start slower than the wait would otherwise put the first firing in the past.
         const string cron = "0 0 31 2 *";
-        var models = Path.Combine(Path.GetTempPath(), "forecaster-models", Guid.NewGuid().ToString("N")[..12]);
+        var models = TestEnvironment.NewHome("models");
 
         using var a = Instance(db, cron, models);
         using var b = Instance(db, cron, models);

@@ -12,7 +12,7 @@ public sealed class TrainCommandTests
     {
         var db = await TestCluster.CreateDatabaseAsync("clitrain");
         await TestCluster.SeedDemoAsync(db, TimeProvider.System.GetUtcNow());
-        var models = Path.Combine(Path.GetTempPath(), "forecaster-models", Guid.NewGuid().ToString("N")[..12]);
+        var models = TestEnvironment.NewHome("models");
         try
         {
             var (exit, stdout, stderr) = await RunAsync(db, models, "train", "--resource", "search", "--resource", "fraud-scoring");

@@ -12,7 +12,7 @@ namespace Forecaster.Api.Tests.Training;
 /// </summary>
 public class TrainingFixture : ApiFixture
 {
-    public string ModelsDir { get; } = Path.Combine(Path.GetTempPath(), "forecaster-models", Guid.NewGuid().ToString("N")[..12]);
+    public string ModelsDir { get; } = TestEnvironment.NewHome("models");
 
     protected override IEnumerable<KeyValuePair<string, string?>> Settings =>
     [

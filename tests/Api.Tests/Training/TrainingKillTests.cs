@@ -22,7 +22,7 @@ public sealed class TrainingKillTests(ITestOutputHelper output)
     public async Task AServiceKilledMidRunResumesOrFailsTheRunAndKeepsEveryModel()
     {
         var db = await TestCluster.CreateDatabaseAsync("trainkill");
-        var models = Path.Combine(Path.GetTempPath(), "forecaster-models", Guid.NewGuid().ToString("N")[..12]);
+        var models = TestEnvironment.NewHome("models");
         await TestCluster.SeedDemoAsync(db, TimeProvider.System.GetUtcNow());
         Process? first = null, second = null;
         try
@@ -99,7 +99,7 @@ public sealed class TrainingKillTests(ITestOutputHelper output)
     public async Task ASigtermMidRunHandsTheShardBackAndTheRunFinishesWithinAMinuteOfTheRestart()
     {
         var db = await TestCluster.CreateDatabaseAsync("trainterm");
-        var models = Path.Combine(Path.GetTempPath(), "forecaster-models", Guid.NewGuid().ToString("N")[..12]);
+        var models = TestEnvironment.NewHome("models");
         await TestCluster.SeedDemoAsync(db, TimeProvider.System.GetUtcNow());
         Process? first = null, second = null;
         try

@@ -17,7 +17,7 @@ namespace Forecaster.Api.Tests.Training;
 /// </summary>
 public sealed class TrainingOutageTests : PrivateClusterHost
 {
-    readonly string _models = Path.Combine(Path.GetTempPath(), "forecaster-models", Guid.NewGuid().ToString("N")[..12]);
+    readonly string _models = TestEnvironment.NewHome("models");
 
     protected override IEnumerable<KeyValuePair<string, string?>> Settings =>
     [
