@@ -4,7 +4,7 @@ using static Forecaster.Planner.Hours;
 namespace Forecaster.Api.Samples;
 
 /// <summary>Hourly mean and max of one series over a range; NaN where nothing was observed.</summary>
-public sealed record HourlyValues(double[] Mean, double[] Max)
+public sealed record HourlyAggregates(double[] Mean, double[] Max)
 {
     /// <summary>Stored samples left out because they are beyond <see cref="SampleRules.AggregateLimit"/> (or not numbers).</summary>
     public long Ignored { get; set; }
@@ -19,7 +19,7 @@ public sealed record HourlyValues(double[] Mean, double[] Max)
 public static class HourlyHistory
 {
     /// <summary>The series in <paramref name="ids"/> over [<paramref name="from"/>, <paramref name="to"/>) (whole hours); series without samples are absent.</summary>
-    public static async Task<Dictionary<int, HourlyValues>> ReadAsync(NpgsqlConnection conn, int[] ids, DateTimeOffset from, DateTimeOffset to, CancellationToken ct)
+    public static async Task<Dictionary<int, HourlyAggregates>> ReadAsync(NpgsqlConnection conn, int[] ids, DateTimeOffset from, DateTimeOffset to, CancellationToken ct)
     {
         const string history = """
             SELECT series_id, ts, value FROM samples
@@ -28,14 +28,14 @@ public static class HourlyHistory
             """;
         var hours = (int)((to - from) / Hour);
         var fromTicks = from.UtcTicks;
-        var result = new Dictionary<int, HourlyValues>();
+        var result = new Dictionary<int, HourlyAggregates>();
         await using var cmd = new NpgsqlCommand(history, conn);
         cmd.Parameters.AddWithValue("ids", ids);
         cmd.Parameters.AddWithValue("from", from.UtcDateTime);
         cmd.Parameters.AddWithValue("to", to.UtcDateTime);
         cmd.CommandTimeout = 600;
         await using var reader = await cmd.ExecuteReaderAsync(System.Data.CommandBehavior.SequentialAccess, ct);
-        HourlyValues? series = null;
+        HourlyAggregates? series = null;
         int current = 0, count = 0, hour = -1;
         double sum = 0, max = 0;
         // Closes the hour in progress: the mean and max of its values within SampleRules.AggregateLimit, as avg/max would.
@@ -58,7 +58,7 @@ public static class HourlyHistory
             {
                 Flush();
                 current = id;
-                series = new HourlyValues(new double[hours], new double[hours]);
+                series = new HourlyAggregates(new double[hours], new double[hours]);
                 Array.Fill(series.Mean, double.NaN);
                 Array.Fill(series.Max, double.NaN);
                 result.Add(id, series);

@@ -27,7 +27,7 @@ public static class FleetModel
             SELECT s.id FROM resources r JOIN series s ON s.resource_id = r.id AND s.metric = r.load_metric
             ORDER BY s.id
             """;
-        Dictionary<int, HourlyValues> history;
+        Dictionary<int, HourlyAggregates> history;
         await using (var conn = await db.OpenConnectionAsync(ct))
         {
             var ids = (await conn.QueryAsync<int>(new CommandDefinition(sample, cancellationToken: ct))).ToArray();

@@ -121,7 +121,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
     }
 
     /// <summary>The shard's next batch after resource <paramref name="after"/>, its history and version ids; null when none is left.</summary>
-    async Task<(List<BatchResource> Batch, Dictionary<int, HourlyValues> History, Dictionary<int, string> Unreadable, List<Item> Items)?> ReadBatchAsync(
+    async Task<(List<BatchResource> Batch, Dictionary<int, HourlyAggregates> History, Dictionary<int, string> Unreadable, List<Item> Items)?> ReadBatchAsync(
         long runId, int shard, TrainingRunRow run, int after, DateTimeOffset from, DateTimeOffset to, TrainingOptions o, CancellationToken ct)
     {
         var batch = await NextBatchAsync(runId, shard, run.ShardCount, run.Resources, after, o.BatchResources, ct);
@@ -157,7 +157,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
     /// The batch's history in one query. Should that query fail on the data (not on the connection), each series is read
     /// alone, so that only the series whose history cannot be read fail, with PostgreSQL's error (issue 13).
     /// </summary>
-    async Task<(Dictionary<int, HourlyValues> History, Dictionary<int, string> Unreadable)> ReadHistoryAsync(
+    async Task<(Dictionary<int, HourlyAggregates> History, Dictionary<int, string> Unreadable)> ReadHistoryAsync(
         long runId, List<BatchResource> batch, DateTimeOffset from, DateTimeOffset to, CancellationToken ct)
     {
         int[] ids = [.. batch.SelectMany(r => r.SeriesIds)];
@@ -172,7 +172,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
             logger.LogWarning("Training run {RunId}: reading the history of {Series} series failed ({SqlState}: {Message}); reading them one by one",
                 runId, ids.Length, e.SqlState, e.MessageText);
         }
-        var history = new Dictionary<int, HourlyValues>();
+        var history = new Dictionary<int, HourlyAggregates>();
         foreach (var id in ids)
         {
             try
@@ -237,7 +237,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
     readonly object _globalLock = new();
     (long RunId, Task<Forecaster.Training.Global.GlobalModel?> Model)? _global;
 
-    Fitted[] Fit(List<Item> items, Dictionary<int, HourlyValues> history, Dictionary<int, string> unreadable, DateTimeOffset from, long runId, DateTimeOffset trainedAt, TrainingOptions o,
+    Fitted[] Fit(List<Item> items, Dictionary<int, HourlyAggregates> history, Dictionary<int, string> unreadable, DateTimeOffset from, long runId, DateTimeOffset trainedAt, TrainingOptions o,
         Forecaster.Training.Global.GlobalModel? global, CancellationToken ct)
     {
         var results = new Fitted[items.Count];
@@ -291,7 +291,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
     }
 
     async Task WriteAsync(
-        long runId, int shard, List<BatchResource> batch, List<Item> items, Fitted[] results, Dictionary<int, HourlyValues> history,
+        long runId, int shard, List<BatchResource> batch, List<Item> items, Fitted[] results, Dictionary<int, HourlyAggregates> history,
         DateTimeOffset from, DateTimeOffset to, DateTimeOffset trainedAt, TrainingOptions o, string? globalVersion, CancellationToken ct)
     {
         var activated = items.Zip(results).Where(p => p.Second.Error is null).Select(p => p.First).ToList();
@@ -414,7 +414,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
 
     /// <summary>Capacity models (robust cpu ~ load fit) and weekly per-replica peaks of the batch's resources.</summary>
     static async Task WriteUsageAsync(
-        NpgsqlConnection conn, NpgsqlTransaction tx, long runId, List<BatchResource> batch, Dictionary<int, HourlyValues> history,
+        NpgsqlConnection conn, NpgsqlTransaction tx, long runId, List<BatchResource> batch, Dictionary<int, HourlyAggregates> history,
         DateTimeOffset from, DateTimeOffset to, DateTimeOffset now, CancellationToken ct)
     {
         var capacity = new List<object>();
@@ -472,7 +472,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         }
     }
 
-    static HourlyValues? Series(BatchResource r, string metric, Dictionary<int, HourlyValues> history)
+    static HourlyAggregates? Series(BatchResource r, string metric, Dictionary<int, HourlyAggregates> history)
     {
         int i = Array.IndexOf(r.Metrics, metric);
         return i >= 0 && history.TryGetValue(r.SeriesIds[i], out var h) ? h : null;
