@@ -170,7 +170,9 @@ public sealed class GlobalModel
     public void Save(string path)
     {
         Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        var temp = path + ".tmp";
+        // Every instance that trains a shard of the run trains and saves the run's fleet model; a temp name of its own keeps
+        // two instances sharing a models volume from writing one temp file at once, and the rename makes either whole copy win.
+        var temp = $"{path}.{Guid.NewGuid():N}.tmp";
         _ml.Model.Save(_model, _schema, temp);
         File.Move(temp, path, overwrite: true);
     }
