@@ -28,17 +28,24 @@ trap cleanup EXIT
 source "$root/bench/lib.sh"
 cluster_psql
 
-# The empty service first (no resources), warmed up the same way: what each planned resource adds is measured above it.
 rss_of() { awk '/VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$(pgrep -P "$1" -n forecaster 2>/dev/null || echo "$1")/status" 2>/dev/null || echo "?"; }
-Forecaster__RateLimit__Enabled=false Logging__LogLevel__Default=Warning \
-  "$root/forecaster" serve --urls "$base" >"$work/serve-empty.log" 2>&1 &
-server=$!
-t0=$(date +%s.%N)
-until curl -sf "$base/health/ready" >/dev/null 2>&1; do
-  kill -0 "$server" 2>/dev/null || { cat "$work/serve-empty.log" >&2; exit 1; }
-  sleep 0.2
-done
-awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "empty service ready after %.1f s\n", b - a }'
+# Starts the service (no rate limit: the point is the serving path's speed; no request logging beyond warnings) with its
+# log in $1 and prints "$2 after S s" once it is ready; its pid is left in $server.
+start_service() {
+  Forecaster__RateLimit__Enabled=false Logging__LogLevel__Default=Warning \
+    "$root/forecaster" serve --urls "$base" >"$work/$1" 2>&1 &
+  server=$!
+  local t0
+  t0=$(date +%s.%N)
+  until curl -sf "$base/health/ready" >/dev/null 2>&1; do
+    kill -0 "$server" 2>/dev/null || { cat "$work/$1" >&2; exit 1; }
+    sleep 0.2
+  done
+  awk -v a="$t0" -v b="$(date +%s.%N)" -v what="$2" 'BEGIN { printf "%s after %.1f s\n", what, b - a }'
+}
+
+# The empty service first (no resources), warmed up the same way: what each planned resource adds is measured above it.
+start_service serve-empty.log "empty service ready"
 wrk -t2 -c64 -d5s "$base/health/live" >/dev/null
 empty_mb=$(rss_of "$server")
 kill "$server"; wait "$server" 2>/dev/null || true
@@ -49,16 +56,7 @@ echo "seeding $n resources with models, 48-hour forecasts and weekly peaks, then
 "${psql_cmd[@]}" -v n="$n" -f "$root/bench/seed-planned.sql"
 echo "forecaster plan: $("$root/forecaster" plan 2>/dev/null)"
 
-# No rate limit (the point is the serving path's speed), no request logging beyond warnings.
-Forecaster__RateLimit__Enabled=false Logging__LogLevel__Default=Warning \
-  "$root/forecaster" serve --urls "$base" >"$work/serve.log" 2>&1 &
-server=$!
-t0=$(date +%s.%N)
-until curl -sf "$base/health/ready" >/dev/null 2>&1; do
-  kill -0 "$server" 2>/dev/null || { cat "$work/serve.log" >&2; exit 1; }
-  sleep 0.2
-done
-awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "serve ready (plans loaded) after %.1f s\n", b - a }'
+start_service serve.log "serve ready (plans loaded)"
 curl -s "$base/health/ready"; echo
 
 cat >"$work/current.lua" <<'LUA'
