@@ -13,6 +13,7 @@ using Forecaster.Api.Simulations;
 using Forecaster.Api.Sources;
 using Forecaster.Api.Training;
 using Microsoft.Extensions.Logging.Console;
+using Microsoft.Extensions.Options;
 using Npgsql;
 
 namespace Forecaster.Api;
@@ -43,10 +44,11 @@ public static class ForecasterServices
 
     /// <summary>
     /// The service's container for a CLI verb: the same registrations, built but never run (no Kestrel, no background
-    /// services or job servers), with the database migrated and partitioned as the service's start does. Logs go to stderr
-    /// at <paramref name="minimum"/> and above, so stdout holds only what the verb prints.
+    /// services or job servers), with every option validated as the service's start validates it (an invalid one throws
+    /// <see cref="OptionsValidationException"/>, which the CLI reports with exit code 2) and the database not touched yet.
+    /// Logs go to stderr at <paramref name="minimum"/> and above, so stdout holds only what the verb prints.
     /// </summary>
-    public static async Task<WebApplication> BuildForVerbAsync(LogLevel minimum, CancellationToken ct)
+    public static WebApplication BuildForVerb(LogLevel minimum)
     {
         var builder = WebApplication.CreateBuilder(new WebApplicationOptions { ContentRootPath = AppContext.BaseDirectory });
         builder.AddForecasterServices();
@@ -58,9 +60,27 @@ public static class ForecasterServices
         var app = builder.Build();
         try
         {
-            var services = app.Services;
-            await DatabaseSetup.PrepareAsync(services.GetRequiredService<NpgsqlDataSource>(), services.GetRequiredService<SamplePartitions>(),
-                services.GetRequiredService<TimeProvider>(), services.GetRequiredService<ILoggerFactory>().CreateLogger("forecaster"), ct);
+            // The ValidateOnStart registrations: the checks a host runs when it starts, which a verb's host never does.
+            app.Services.GetService<IStartupValidator>()?.Validate();
+            return app;
+        }
+        catch
+        {
+            ((IDisposable)app).Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// <see cref="BuildForVerb"/> with the database migrated and partitioned as the service's start does (the embedded
+    /// cluster started if it is the one configured): what every verb that reads or writes data runs on.
+    /// </summary>
+    public static async Task<WebApplication> BuildForVerbAsync(LogLevel minimum, CancellationToken ct)
+    {
+        var app = BuildForVerb(minimum);
+        try
+        {
+            await app.PrepareDatabaseAsync(ct);
             return app;
         }
         catch
@@ -68,5 +88,14 @@ public static class ForecasterServices
             await app.DisposeAsync();
             throw;
         }
+    }
+
+    /// <summary>Migrations, policy checks and sample partitions, exactly as <c>DatabaseStartup</c> runs them; returns the migrations applied now.</summary>
+    public static Task<int> PrepareDatabaseAsync(this WebApplication app, CancellationToken ct)
+    {
+        var services = app.Services;
+        return DatabaseSetup.PrepareAsync(services.GetRequiredService<NpgsqlDataSource>(), services.GetRequiredService<SamplePartitions>(),
+            services.GetRequiredService<TimeProvider>(), services.GetRequiredService<ILoggerFactory>().CreateLogger("forecaster"), ct,
+            services.GetRequiredService<IOptions<ForecasterOptions>>().Value.MaxSampleAgeDays);
     }
 }

@@ -77,6 +77,29 @@ public sealed class CliTests
         Assert.StartsWith("forecaster: cannot reach the database 127.0.0.1:1/nowhere", line, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("Forecaster__Training__Shards", "0", "train")]
+    [InlineData("Forecaster__Planning__BatchResources", "0", "plan")]
+    [InlineData("Forecaster__Training__HistoryDays", "1", "simulate", "--demo", "--policy", "POLICY")]
+    [InlineData("Forecaster__Prometheus__StepSeconds", "0", "migrate")]
+    public async Task AVerbWithAnInvalidOptionNamesItAndExits2BeforeTouchingTheDatabase(string variable, string value, params string[] args)
+    {
+        // The service's own start-up validation, on the service's container: the same message the service would stop with.
+        // The database is unreachable, so exit code 2 (not 1) also shows that nothing tried to connect first.
+        using var policy = new TempCsv("""{"minReplicas":1,"maxReplicas":40}""");
+        var (exit, stdout, stderr) = await ForecasterProcess.RunAsync(new Dictionary<string, string>
+        {
+            ["FORECASTER_DB"] = "Host=127.0.0.1;Port=1;Username=u;Password=p;Database=nowhere;Timeout=3",
+            [variable] = value,
+        }, [.. args.Select(a => a == "POLICY" ? policy.Path : a)]);
+        Assert.True(exit == 2, $"exit {exit}: {stderr}");
+        Assert.Equal("", stdout);
+        var member = variable.Split("__")[^1];
+        Assert.Contains(stderr.Split('\n', StringSplitOptions.RemoveEmptyEntries),
+            line => line.StartsWith("forecaster: configuration: ", StringComparison.Ordinal) && line.Contains(member, StringComparison.Ordinal));
+        Assert.DoesNotContain("cannot reach", stderr, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task ImportPlanAndTrainPrintOnlyTheirSummaryOnStdout()
     {

@@ -13,9 +13,9 @@ public static class MigrateCommand
         {
             try
             {
-                var database = await DatabaseSetup.ResolveAsync(Verbs.Configuration(), ct);
-                await using var dataSource = DatabaseSetup.CreateDataSource(database.ConnectionString);
-                var applied = await MigrationRunner.ApplyAsync(dataSource, Migration.Embedded, Verbs.Logger, ct);
+                // The service's container and start-up preparation (policy checks and partitions come with the migrations).
+                await using var host = ForecasterServices.BuildForVerb(LogLevel.Warning);
+                var applied = await host.PrepareDatabaseAsync(ct);
                 Console.WriteLine(applied == 0
                     ? $"Database is up to date ({Migration.Embedded.Count} migrations)."
                     : $"Applied {applied} migration(s); {Migration.Embedded.Count} in all.");

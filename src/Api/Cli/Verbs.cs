@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Microsoft.Extensions.Options;
 
 namespace Forecaster.Api.Cli;
 
@@ -49,6 +50,15 @@ public static class Verbs
             Console.Error.WriteLine($"forecaster: {DescribeDatabaseFailure(e)}");
             return 1;
         }
+        catch (Exception e) when (ConfigurationProblems(e) is { Count: > 0 } problems)
+        {
+            // The same validation that stops the service at start, reported as bad input.
+            foreach (var problem in problems)
+            {
+                Console.Error.WriteLine($"forecaster: configuration: {problem}");
+            }
+            return 2;
+        }
         catch (OperationCanceledException)
         {
             return 130;
@@ -58,6 +68,30 @@ public static class Verbs
             // Not the user's input and not the database: a fault worth its stack trace (what the default handler printed).
             Console.Error.WriteLine($"forecaster: unexpected failure: {e}");
             return 1;
+        }
+    }
+
+    /// <summary>Every failure of an options validation (one, or several at once from the start-up validator); empty for any other exception.</summary>
+    static List<string> ConfigurationProblems(Exception e) => e switch
+    {
+        OptionsValidationException o => [.. Describe(o)],
+        AggregateException a when a.InnerExceptions.All(i => i is OptionsValidationException) =>
+            [.. a.InnerExceptions.SelectMany(i => Describe((OptionsValidationException)i))],
+        _ => [],
+    };
+
+    /// <summary>
+    /// A data-annotation failure as the setting's own path ("Forecaster:Training:Shards: The field Shards must be between 1
+    /// and 1024."), so the reader knows which key or variable to fix; other failures as they are.
+    /// </summary>
+    static IEnumerable<string> Describe(OptionsValidationException e)
+    {
+        // Every options class keeps its configuration path in a `Section` constant.
+        var section = e.OptionsType.GetField("Section")?.GetValue(null) as string;
+        foreach (var failure in e.Failures)
+        {
+            var m = System.Text.RegularExpressions.Regex.Match(failure, "^DataAnnotation validation failed for '[^']*' members: '([^']*)' with the error: '(.*)'\\.$");
+            yield return m.Success && section is not null ? $"{section}:{m.Groups[1].Value}: {m.Groups[2].Value}" : failure;
         }
     }
 
@@ -122,6 +156,4 @@ public static class Verbs
 
     /// <summary>True when a progress bar can be drawn: stderr is an interactive terminal.</summary>
     internal static bool ShowProgress => Stderr.Profile.Capabilities.Interactive && !Console.IsErrorRedirected;
-
-    internal static ILogger Logger { get; } = LoggerFactory.Create(b => b.AddSimpleConsole(o => o.SingleLine = true).SetMinimumLevel(LogLevel.Warning)).CreateLogger("forecaster");
 }

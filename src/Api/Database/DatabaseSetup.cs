@@ -33,10 +33,11 @@ public static class DatabaseSetup
     /// <summary>Registers the data source and the start-up work (migrations, partitions) of the service.</summary>
     public static WebApplicationBuilder AddForecasterDatabase(this WebApplicationBuilder builder)
     {
-        // Resolved before the host is built: the embedded cluster must be running before anything connects.
-        var database = ResolveAsync(builder.Configuration).GetAwaiter().GetResult();
-        builder.Services.AddSingleton(database);
-        builder.Services.AddSingleton(_ => CreateDataSource(database.ConnectionString));
+        // Resolved on first use, not at registration: a verb that needs no database (simulate, a bad option) builds the
+        // container without starting the embedded cluster; the service's start (DatabaseStartup) is the first user.
+        var configuration = builder.Configuration;
+        builder.Services.AddSingleton(_ => ResolveAsync(configuration).GetAwaiter().GetResult());
+        builder.Services.AddSingleton(sp => CreateDataSource(sp.GetRequiredService<ResolvedDatabase>().ConnectionString));
         builder.Services.AddSingleton<SamplePartitions>();
         builder.Services.AddHostedService<DatabaseStartup>();
         return builder;
@@ -44,14 +45,16 @@ public static class DatabaseSetup
 
     /// <summary>Migrations plus the partitions around today: what every entry point needs before it touches data.</summary>
     /// <param name="maxSampleAgeDays">The oldest samples accepted (<see cref="ForecasterOptions.MaxSampleAgeDays"/>): their months get partitions now.</param>
-    public static async Task PrepareAsync(NpgsqlDataSource dataSource, SamplePartitions partitions, TimeProvider clock, ILogger logger, CancellationToken ct,
+    /// <returns>How many migrations were applied now.</returns>
+    public static async Task<int> PrepareAsync(NpgsqlDataSource dataSource, SamplePartitions partitions, TimeProvider clock, ILogger logger, CancellationToken ct,
         int maxSampleAgeDays = 400)
     {
-        await MigrationRunner.ApplyAsync(dataSource, Migration.Embedded, logger, ct);
+        var applied = await MigrationRunner.ApplyAsync(dataSource, Migration.Embedded, logger, ct);
         // Policies stored before they were validated at the door (or by hand) are checked once, here.
         await Resources.ResourcePolicy.CheckUncheckedAsync(dataSource, ct);
         var now = clock.GetUtcNow().UtcDateTime;
         await partitions.EnsureAsync(now.AddDays(-maxSampleAgeDays), now.AddMonths(3), ct);
+        return applied;
     }
 }
 

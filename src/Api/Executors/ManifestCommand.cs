@@ -38,10 +38,10 @@ public static class ManifestCommand
 
     static async Task<int> ScaledObjectAsync(string name, CancellationToken ct)
     {
-        var configuration = Cli.Verbs.Configuration();
-        var options = configuration.GetSection(ExecutorOptions.Section).Get<ExecutorOptions>() ?? new ExecutorOptions();
-        var readsNeedKey = configuration.GetValue<bool>($"{ForecasterOptions.Section}:RequireApiKeyForReads");
         await using var host = await ForecasterServices.BuildForVerbAsync(LogLevel.Warning, ct);
+        // The service's validated options: the manifest says what the service it points at will ask for.
+        var options = host.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<ExecutorOptions>>().Value;
+        var readsNeedKey = host.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<ForecasterOptions>>().Value.RequireApiKeyForReads;
         if (await ReadAsync(host.Services.GetRequiredService<Npgsql.NpgsqlDataSource>(), name, ct) is not { } row)
         {
             Console.Error.WriteLine($"NAME: no resource is named '{name}'");

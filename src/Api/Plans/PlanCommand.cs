@@ -22,14 +22,6 @@ public static class PlanCommand
         var command = new Command("plan", "Plan every resource now (or the named ones) and publish the plans.") { resource };
         command.SetAction(async (parse, ct) =>
         {
-            if (ReadOptions(out var problems) is null)
-            {
-                foreach (var p in problems)
-                {
-                    Console.Error.WriteLine(p);
-                }
-                return 2;
-            }
             var names = parse.GetValue(resource) is { Length: > 0 } given ? given.Distinct(StringComparer.Ordinal).ToArray() : null;
             // The service's own container: the verb plans through the very pipeline a policy change or a training run uses.
             await using var host = await ForecasterServices.BuildForVerbAsync(LogLevel.Information, ct);
@@ -73,15 +65,5 @@ public static class PlanCommand
             return 0;
         });
         return command;
-    }
-
-    /// <summary>The `Forecaster:Planning` section, validated as the service validates it; null with every problem otherwise.</summary>
-    internal static PlanningOptions? ReadOptions(out List<string> problems)
-    {
-        var options = Cli.Verbs.Configuration().GetSection(PlanningOptions.Section).Get<PlanningOptions>() ?? new PlanningOptions();
-        var results = new List<ValidationResult>();
-        Validator.TryValidateObject(options, new ValidationContext(options), results, validateAllProperties: true);
-        problems = [.. results.Select(p => $"{PlanningOptions.Section}:{string.Join(',', p.MemberNames)}: {p.ErrorMessage}")];
-        return problems.Count == 0 ? options : null;
     }
 }

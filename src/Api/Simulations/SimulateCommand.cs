@@ -6,9 +6,7 @@ using Forecaster.Api.Plans;
 using Forecaster.Api.Training;
 using Forecaster.Training.Csv;
 using Spectre.Console;
-using ValidationContext = System.ComponentModel.DataAnnotations.ValidationContext;
-using ValidationResult = System.ComponentModel.DataAnnotations.ValidationResult;
-using Validator = System.ComponentModel.DataAnnotations.Validator;
+using Microsoft.Extensions.Options;
 
 namespace Forecaster.Api.Simulations;
 
@@ -45,7 +43,8 @@ public static class SimulateCommand
                 await Console.Error.WriteLineAsync(problem);
                 return 2;
             }
-            var (series, settings, notes) = (prepared.Series, prepared.Settings!, prepared.Notes);
+            var (series, notes) = (prepared.Series, prepared.Notes);
+            var settings = Settings(parse.GetValue(trainDays));
             var started = Stopwatch.GetTimestamp();
             var fits = 0;
             var report = AnsiConsole.Profile.Capabilities.Interactive && !Console.IsErrorRedirected
@@ -78,11 +77,11 @@ public static class SimulateCommand
     public static JsonSerializerOptions Json { get; } = new(JsonSerializerDefaults.Web) { WriteIndented = true };
 
     /// <summary>Everything the verb checks before replaying; <c>Problem</c> is the message for exit code 2.</summary>
-    internal sealed record Prepared(IReadOnlyList<ReplaySeries> Series, ReplaySettings? Settings, IReadOnlyList<string> Notes, string? Problem);
+    internal sealed record Prepared(IReadOnlyList<ReplaySeries> Series, IReadOnlyList<string> Notes, string? Problem);
 
     internal static Prepared Prepare(FileInfo? input, bool demo, FileInfo policyFile, int trainDays)
     {
-        static Prepared Bad(string problem) => new([], null, [], problem);
+        static Prepared Bad(string problem) => new([], [], problem);
         if ((input is null) == !demo)
         {
             return Bad("give either --input LOAD.csv or --demo");
@@ -90,10 +89,6 @@ public static class SimulateCommand
         if (trainDays is < 1 or > 400)
         {
             return Bad("--train-days must be between 1 and 400");
-        }
-        if (Settings(trainDays, out var settingsProblem) is not { } settings)
-        {
-            return Bad(settingsProblem!);
         }
         if (!policyFile.Exists)
         {
@@ -140,19 +135,18 @@ public static class SimulateCommand
             notes.Add($"input: {input.Name}");
         }
         var (series, problem) = SimulationInputs.Prepare(histories, policy);
-        return problem is null ? new Prepared(series, settings, notes, null) : Bad($"--input: {problem}");
+        return problem is null ? new Prepared(series, notes, null) : Bad($"--input: {problem}");
     }
 
-    /// <summary>The nightly run's options as configured (validated as the service validates them), with the replay's train-days.</summary>
-    static ReplaySettings? Settings(int trainDays, out string? problem)
+    /// <summary>
+    /// The nightly run's options from the service's own container (validated as its start validates them; an invalid one
+    /// ends the verb with exit code 2), with the replay's train-days: the settings a simulation job replays with.
+    /// No database is touched: the replay needs none.
+    /// </summary>
+    static ReplaySettings Settings(int trainDays)
     {
-        var configuration = Cli.Verbs.Configuration();
-        var training = configuration.GetSection(TrainingOptions.Section).Get<TrainingOptions>() ?? new TrainingOptions();
-        var planning = configuration.GetSection(PlanningOptions.Section).Get<PlanningOptions>() ?? new PlanningOptions();
-        var results = new List<ValidationResult>();
-        Validator.TryValidateObject(training, new ValidationContext(training), results, validateAllProperties: true);
-        Validator.TryValidateObject(planning, new ValidationContext(planning), results, validateAllProperties: true);
-        problem = results.Count == 0 ? null : string.Join("; ", results.Select(r => $"{string.Join(',', r.MemberNames)}: {r.ErrorMessage}"));
-        return problem is null ? new ReplaySettings(trainDays, training, planning) : null;
+        using var host = ForecasterServices.BuildForVerb(LogLevel.Warning);
+        return new ReplaySettings(trainDays, host.Services.GetRequiredService<IOptions<TrainingOptions>>().Value,
+            host.Services.GetRequiredService<IOptions<PlanningOptions>>().Value);
     }
 }

@@ -23,16 +23,6 @@ public static class SourcesCommand
         var test = new Command("test", "Run a resource's PromQL sources over the last hours and show what comes back (stores nothing).") { name, hours, at };
         test.SetAction(async (parse, ct) =>
         {
-            var options = SourcesSetup.Read(Cli.Verbs.Configuration());
-            var validation = new PrometheusOptionsValidator().Validate(null, options);
-            if (validation.Failed)
-            {
-                foreach (var f in validation.Failures)
-                {
-                    Console.Error.WriteLine(f);
-                }
-                return 2;
-            }
             var h = parse.GetValue(hours);
             if (h is < 1 or > 168)
             {
@@ -51,10 +41,9 @@ public static class SourcesCommand
             }
             var resource = parse.GetValue(name)!;
 
-            var services = new ServiceCollection().AddLogging().AddSingleton(TimeProvider.System).AddSingleton(Options.Create(options));
-            PrometheusClient.AddClients(services, options);
-            await using var provider = services.BuildServiceProvider();
+            // The service's container: its validated Prometheus options and the same resilient clients the pulls use.
             await using var host = await ForecasterServices.BuildForVerbAsync(LogLevel.Warning, ct);
+            var options = host.Services.GetRequiredService<IOptions<PrometheusOptions>>().Value;
             var db = host.Services.GetRequiredService<Npgsql.NpgsqlDataSource>();
             await using var conn = await db.OpenConnectionAsync(ct);
             if (await ResourceStore.IdAsync(conn, resource, ct) is not { } id)
@@ -70,7 +59,7 @@ public static class SourcesCommand
                 Console.Error.WriteLine($"'{resource}' has no sources: give it some with PUT /api/v1/resources/{resource} (\"sources\") or PUT /api/v1/groups/GROUP/sources");
                 return 1;
             }
-            var result = await SourcesApi.TestAsync(provider.GetRequiredService<PrometheusClient>(), options, resource, sources, end, TimeSpan.FromHours(h), ct);
+            var result = await SourcesApi.TestAsync(host.Services.GetRequiredService<PrometheusClient>(), options, resource, sources, end, TimeSpan.FromHours(h), ct);
             Console.WriteLine($"{resource}: {result.From:yyyy-MM-ddTHH:mm:ssZ} to {result.To:yyyy-MM-ddTHH:mm:ssZ}, step {result.StepSeconds}s");
             foreach (var (metric, s) in result.Sources)
             {

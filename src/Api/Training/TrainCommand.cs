@@ -17,21 +17,12 @@ public static class TrainCommand
         var command = new Command("train", "Retrain every series now (or the named resources) and store models and forecasts.") { resource };
         command.SetAction(async (parse, ct) =>
         {
-            var options = Cli.Verbs.Configuration().GetSection(TrainingOptions.Section).Get<TrainingOptions>() ?? new TrainingOptions();
-            var problems = new List<System.ComponentModel.DataAnnotations.ValidationResult>();
-            if (!System.ComponentModel.DataAnnotations.Validator.TryValidateObject(options, new System.ComponentModel.DataAnnotations.ValidationContext(options), problems, validateAllProperties: true))
-            {
-                foreach (var p in problems)
-                {
-                    Console.Error.WriteLine($"{TrainingOptions.Section}:{string.Join(',', p.MemberNames)}: {p.ErrorMessage}");
-                }
-                return 2;
-            }
             var names = parse.GetValue(resource) is { Length: > 0 } given ? given.Distinct(StringComparer.Ordinal).ToArray() : null;
             var started = Stopwatch.GetTimestamp();
             // The service's own container: the verb runs a shard exactly as a shard job does, then plans as after a nightly run.
             await using var host = await ForecasterServices.BuildForVerbAsync(LogLevel.Information, ct);
             var services = host.Services;
+            var options = services.GetRequiredService<Microsoft.Extensions.Options.IOptions<TrainingOptions>>().Value;
             var db = services.GetRequiredService<Npgsql.NpgsqlDataSource>();
             if (names is not null)
             {
