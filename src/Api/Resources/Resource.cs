@@ -14,7 +14,19 @@ namespace Forecaster.Api.Resources;
 /// <param name="StoredPolicy">The policy JSON as it was given (what GET shows).</param>
 public sealed record Resource(
     int Id, string Name, ResourceKind Kind, string Group, string LoadMetric, Policy? Policy, IReadOnlyList<string> PolicyProblems,
-    string StoredPolicy, DateTime CreatedAt, DateTime UpdatedAt);
+    string StoredPolicy, DateTime CreatedAt, DateTime UpdatedAt)
+{
+    public static IReadOnlyDictionary<string, SourceSpec> NoSources { get; } = new Dictionary<string, SourceSpec>(StringComparer.Ordinal);
+
+    /// <summary>
+    /// Its own Prometheus sources (metric → PromQL and server), empty where it has none. Its group's templates are the group's:
+    /// <c>Sources.SourceDefinitions</c> resolves the effective set and keeps their pull state.
+    /// </summary>
+    public IReadOnlyDictionary<string, SourceSpec> Sources { get; init; } = NoSources;
+}
+
+/// <summary>One Prometheus source of a resource (or a group's template): PromQL and the server it runs on ('' for the default).</summary>
+public sealed record SourceSpec(string Query, string Server);
 
 /// <summary>The stored names of <see cref="ResourceKind"/>: the one place `service`/`job` text becomes the enum and back.</summary>
 public static class ResourceKinds
@@ -95,8 +107,8 @@ public static class ResourceStore
     /// <summary>The columns of <see cref="ResourceRow"/>, from <c>resources r</c>.</summary>
     public const string Columns = """
         r.id AS Id, r.name AS Name, r.kind AS Kind, r."group" AS Group, r.load_metric AS LoadMetric, r.policy::text AS Policy,
-        r.policy_problems AS PolicyProblems, r.created_at AS CreatedAt, r.updated_at AS UpdatedAt
-        """;
+        r.policy_problems AS PolicyProblems, r.created_at AS CreatedAt, r.updated_at AS UpdatedAt,
+        """ + Sources.SourceDefinitions.OwnSourcesColumn + " AS Sources";
 
     public static async Task<Resource?> FindAsync(NpgsqlConnection conn, string name, CancellationToken ct, NpgsqlTransaction? tx = null) =>
         (await conn.QuerySingleOrDefaultAsync<ResourceRow>(new CommandDefinition(
@@ -181,11 +193,15 @@ public class ResourceRow
     public string[]? PolicyProblems { get; init; }
     public DateTime CreatedAt { get; init; }
     public DateTime UpdatedAt { get; init; }
+    public string? Sources { get; init; }
 
     public Resource ToResource()
     {
         var kind = ResourceKinds.Parse(Kind);
         var (policy, problems) = ResourcePolicy.Read(Policy, kind, PolicyProblems);
-        return new(Id, Name, kind, Group, LoadMetric, policy, problems, Policy, CreatedAt, UpdatedAt);
+        return new(Id, Name, kind, Group, LoadMetric, policy, problems, Policy, CreatedAt, UpdatedAt)
+        {
+            Sources = Forecaster.Api.Sources.SourceDefinitions.ReadOwnSources(Sources),
+        };
     }
 }

@@ -95,7 +95,11 @@ public static class ResourcesApi
         if (errors.Count == 0 && sources is { Count: > 0 })
         {
             // Only new or changed queries go to Prometheus: each must return exactly one series.
-            var stored = await SourceDefinitions.ResourceSourcesAsync(db, name, ct);
+            IReadOnlyDictionary<string, SourceSpec> stored;
+            await using (var read = await db.OpenConnectionAsync(ct))
+            {
+                stored = (await ResourceStore.FindAsync(read, name, ct))?.Sources ?? Resource.NoSources;
+            }
             var newOrChanged = sources.Where(x => !stored.TryGetValue(x.Key, out var old) || old != x.Value).ToDictionary(x => x.Key, x => x.Value, StringComparer.Ordinal);
             foreach (var (field, message) in await SourcesApi.CheckAsync(prometheus, prometheusOptions.Value, newOrChanged, clock.GetUtcNow(), ct))
             {

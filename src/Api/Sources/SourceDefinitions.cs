@@ -1,13 +1,11 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Dapper;
+using Forecaster.Api.Resources;
 using Forecaster.Api.Samples;
 using Npgsql;
 
 namespace Forecaster.Api.Sources;
-
-/// <summary>One source as given: PromQL and the server it runs on ('' for the default).</summary>
-public sealed record SourceSpec(string Query, string Server);
 
 /// <summary>A source's definition and pull state, as `GET /api/v1/resources/{name}` shows it under `sources.METRIC`.</summary>
 /// <param name="Origin">`resource` (its own) or `group` (its group's template, resolved).</param>
@@ -164,15 +162,21 @@ public static partial class SourceDefinitions
         now,
     };
 
-    /// <summary>A resource's own sources, as stored (none when the resource does not exist yet).</summary>
-    public static async Task<Dictionary<string, SourceSpec>> ResourceSourcesAsync(NpgsqlDataSource db, string name, CancellationToken ct)
-    {
-        await using var conn = await db.OpenConnectionAsync(ct);
-        return (await conn.QueryAsync<(string Metric, string Query, string Server)>(new CommandDefinition(
-            "SELECT rs.metric, rs.query, rs.server FROM resource_sources rs JOIN resources r ON r.id = rs.resource_id WHERE r.name = @name",
-            new { name }, cancellationToken: ct)))
-            .ToDictionary(r => r.Metric, r => new SourceSpec(r.Query, r.Server), StringComparer.Ordinal);
-    }
+    /// <summary>
+    /// A resource's own sources as one JSON object (metric → {query, server}; null when it has none), for
+    /// <see cref="ResourceStore.Columns"/>: the resource record carries them, this module owns the table and its SQL.
+    /// </summary>
+    public const string OwnSourcesColumn = """
+        (SELECT jsonb_object_agg(rs.metric, jsonb_build_object('query', rs.query, 'server', rs.server))
+         FROM resource_sources rs WHERE rs.resource_id = r.id)::text
+        """;
+
+    /// <summary>The <see cref="OwnSourcesColumn"/> text as a map (empty for null).</summary>
+    public static IReadOnlyDictionary<string, SourceSpec> ReadOwnSources(string? json) =>
+        json is null
+            ? Resource.NoSources
+            : JsonSerializer.Deserialize<Dictionary<string, SourceSpec>>(json, JsonSerializerOptions.Web)!
+                .ToDictionary(x => x.Key, x => x.Value, StringComparer.Ordinal);
 
     /// <summary>A group's templates, as stored.</summary>
     public static async Task<Dictionary<string, SourceSpec>> GroupSourcesAsync(NpgsqlConnection conn, string group, CancellationToken ct) =>

@@ -1,3 +1,5 @@
+using Forecaster.Api.Resources;
+
 namespace Forecaster.Api.Sources;
 
 /// <summary>One series a tested query returned: its labels, how many points and gaps, and its values averaged per hour.</summary>

@@ -104,6 +104,14 @@ public sealed class PrometheusSourcesTests(SourcesFixture f) : IClassFixture<Sou
         Assert.Equal("http_load{service=\"svc-a\"}", svcC.GetProperty("query").GetString());
         // A changed query is backfilled anew: no watermark until then.
         Assert.False(svcC.TryGetProperty("watermark", out _));
+
+        // The one resource record carries its own sources (not its group's templates, which are the group's).
+        await using var db = Npgsql.NpgsqlDataSource.Create(f.ConnectionString);
+        await using var conn = await db.OpenConnectionAsync();
+        var c = await Forecaster.Api.Resources.ResourceStore.FindAsync(conn, "svc-c", default);
+        var source = Assert.Single(c!.Sources);
+        Assert.Equal(("qps", "http_load{service=\"svc-a\"}", ""), (source.Key, source.Value.Query, source.Value.Server));
+        Assert.Empty((await Forecaster.Api.Resources.ResourceStore.FindAsync(conn, "svc-a", default))!.Sources);
     }
 
     [PrometheusFact]
