@@ -154,17 +154,22 @@ public static class PlanInputs
         NpgsqlConnection conn, (int Id, string Metric)[] wanted, DateTimeOffset from, DateTimeOffset to, CancellationToken ct)
     {
         // The model version and generation time are the first hour's, as a forecast run writes one of each per series.
+        // The hours are aggregated from a subquery ordered by ts (an index scan of the primary key, which is in that order)
+        // rather than with `array_agg(... ORDER BY ts)`: PostgreSQL 15 sorts each ordered aggregate of each series on its
+        // own (six sorts per resource, a fifth of the database's CPU in a planning run). The order is checked below anyway.
         const string forecasts = """
             SELECT w.resource_id, w.metric, x.ts, x.forecast, x.lower, x.upper, x.model_version_id, x.generated_at,
                    mv.beats_seasonal_naive AS beats, mv.level
             FROM unnest(@ids, @metrics) AS w(resource_id, metric)
             CROSS JOIN LATERAL (
-                SELECT array_agg(f.ts ORDER BY f.ts) AS ts, array_agg(f.forecast ORDER BY f.ts) AS forecast,
-                       array_agg(f.lower ORDER BY f.ts) AS lower, array_agg(f.upper ORDER BY f.ts) AS upper,
-                       (array_agg(f.model_version_id ORDER BY f.ts))[1] AS model_version_id,
-                       (array_agg(f.generated_at ORDER BY f.ts))[1] AS generated_at
-                FROM forecasts f
-                WHERE f.resource_id = w.resource_id AND f.metric = w.metric AND f.ts >= @from AND f.ts < @to
+                SELECT array_agg(f.ts) AS ts, array_agg(f.forecast) AS forecast, array_agg(f.lower) AS lower, array_agg(f.upper) AS upper,
+                       (array_agg(f.model_version_id))[1] AS model_version_id, (array_agg(f.generated_at))[1] AS generated_at
+                FROM (
+                    SELECT f.ts, f.forecast, f.lower, f.upper, f.model_version_id, f.generated_at
+                    FROM forecasts f
+                    WHERE f.resource_id = w.resource_id AND f.metric = w.metric AND f.ts >= @from AND f.ts < @to
+                    ORDER BY f.ts
+                ) f
             ) x
             JOIN model_versions mv ON mv.id = x.model_version_id
             """;
@@ -182,9 +187,17 @@ public static class PlanInputs
             var lower = reader.GetFieldValue<double[]>(4);
             var upper = reader.GetFieldValue<double[]>(5);
             var hours = new ForecastHour[ts.Length];
+            var ordered = true;
             for (var k = 0; k < hours.Length; k++)
             {
                 hours[k] = new ForecastHour(new DateTimeOffset(ts[k], TimeSpan.Zero), point[k], lower[k], upper[k]);
+                ordered &= k == 0 || ts[k] > ts[k - 1];
+            }
+            if (!ordered)
+            {
+                // SQL does not promise an aggregate its subquery's order: should a query plan ever change it, the hours are put back
+                // in order here (the model version and generation time are one per series, whichever hour they are taken from).
+                Array.Sort(hours, static (a, b) => a.Hour.CompareTo(b.Hour));
             }
             result[(reader.GetInt32(0), reader.GetString(1))] = StoredForecast(reader.GetInt64(6), new DateTimeOffset(reader.GetDateTime(7), TimeSpan.Zero),
                 reader.IsDBNull(8) ? null : reader.GetBoolean(8), hours, reader.IsDBNull(9) ? 0.95 : reader.GetDouble(9));
