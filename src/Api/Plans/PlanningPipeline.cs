@@ -36,8 +36,19 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
     /// <summary>The LISTEN/NOTIFY channel a published plan is announced on; the payload is the resource's name.</summary>
     public const string Channel = "plans";
 
-    /// <summary>One planned (or unplannable) resource, with its JSON ready for the COPY.</summary>
-    sealed record Result(Resource Resource, Forecast? Forecast, Plan? Plan, byte[]? Steps, string? Requests, IReadOnlyList<string> Missing);
+    /// <summary>One planned (or unplannable) resource: the model version and generation time of the forecast it was planned from, and its row.</summary>
+    sealed record Result(Resource Resource, long? ModelVersionId, DateTime? ForecastGeneratedAt, PlanRow? Plan, IReadOnlyList<string> Missing);
+
+    /// <summary>
+    /// A plan's columns as the COPY writes them, taken from the plan right after it is made: the plan's step objects (most of
+    /// what planning allocates) then die young, instead of outliving the batch's publication and the collections meanwhile.
+    /// </summary>
+    sealed record PlanRow(
+        string Mode, DateTime GeneratedAt, DateTime HorizonStart, int HorizonHours, int LeadMinutes, string? CapacityModel, string[] Notes,
+        byte[] Steps, string Requests, int[] Counts, double[] CpuHours, long[] MemoryHours, bool RequestsKnown);
+
+    /// <summary>What publishing one batch did.</summary>
+    sealed record BatchOutcome(int Resources, int Published, int Cannot);
 
     /// <summary>Plans <paramref name="scope"/>; <paramref name="progress"/> hears the resources done after each batch.</summary>
     public async Task<PlanningOutcome> PlanAsync(PlanScope scope, Action<int>? progress, CancellationToken ct)
@@ -47,12 +58,22 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
         var now = clock.GetUtcNow();
         var horizonStart = PlanInputs.HorizonStart(now);
         int after = 0, resources = 0, planned = 0, cannot = 0, skipped = 0;
-        // Where the time goes (reading inputs, planning, publishing), for the log: the planner itself is the smallest part.
+        // Where the time goes (waiting for reading, planning, waiting for publishing), for the log: the planner itself is the smallest part.
         TimeSpan reading = default, planning = default, publishing = default;
-        // The next batch is read while this one is planned and published: reading waits on PostgreSQL, planning on the CPU,
-        // so overlapping them hides most of the reading. Publishing re-checks each resource's updated_at under a lock, so a
-        // batch read early never publishes over a newer policy.
+        void Count(BatchOutcome b)
+        {
+            resources += b.Resources;
+            planned += b.Published;
+            cannot += b.Cannot;
+            skipped += b.Resources - b.Published - b.Cannot;
+            progress?.Invoke(resources);
+        }
+        // Three batches are in flight: the next one is read and the previous one published while this one is planned. Reading
+        // and publishing are mostly PostgreSQL's work and planning is ours, so on two cores each hides behind the other.
+        // Publishing re-checks each resource's updated_at under a lock, so a batch read early never publishes over a newer
+        // policy; batches are published one at a time, in order.
         var next = ReadBatchAsync(scope, after, now, horizonStart, o, ct);
+        Task<BatchOutcome>? publish = null;
         try
         {
             while (true)
@@ -69,20 +90,30 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
                 var t1 = Stopwatch.GetTimestamp();
                 var results = Plan(requests, o, ct);
                 var t2 = Stopwatch.GetTimestamp();
-                var (published, gaps) = await PublishAsync(results, scope, now, o, ct);
                 planning += Stopwatch.GetElapsedTime(t1, t2);
-                publishing += Stopwatch.GetElapsedTime(t2);
-                resources += batch.Count;
-                planned += published;
-                cannot += gaps;
-                skipped += batch.Count - published - gaps;
-                progress?.Invoke(resources);
+                if (publish is not null)
+                {
+                    Count(await publish);
+                    publishing += Stopwatch.GetElapsedTime(t2);
+                }
+                publish = Task.Run(() => PublishAsync(results, scope, now, ct), ct);
+            }
+            if (publish is not null)
+            {
+                var t3 = Stopwatch.GetTimestamp();
+                Count(await publish);
+                publishing += Stopwatch.GetElapsedTime(t3);
             }
         }
         catch
         {
-            // A failed batch abandons the read ahead: observe it so that its own failure (or cancellation) is not lost unobserved.
+            // A failed batch abandons the read ahead and the publication in flight: observe them so that their own failures (or
+            // cancellations) are not lost unobserved, and so that no transaction of this run is still open when it ends.
             await next.ContinueWith(static t => _ = t.Exception, TaskScheduler.Default);
+            if (publish is not null)
+            {
+                await publish.ContinueWith(static t => _ = t.Exception, TaskScheduler.Default);
+            }
             throw;
         }
         var purged = scope.Resources is null ? await PurgeAsync(now - TimeSpan.FromDays(o.RetentionDays), ct) : 0;
@@ -123,25 +154,46 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
     {
         if (request.Input is not { } input)
         {
-            return new Result(request.Resource, null, null, null, null, [.. request.Problems.Select(p => $"invalid stored policy: {p}")]);
+            return new Result(request.Resource, null, null, null, [.. request.Problems.Select(p => $"invalid stored policy: {p}")]);
         }
         try
         {
             return ScalePlanner.Plan(input) switch
             {
-                Planned<Plan> { Value: var plan } => new Result(request.Resource, input.Forecast, plan, PackedSteps.Write(plan.Steps), PlanJson.Write(plan.Requests), []),
-                CannotPlan<Plan> c => new Result(request.Resource, null, null, null, null, c.Missing),
+                Planned<Plan> { Value: var plan } => new Result(request.Resource,
+                    input.Forecast is { } f ? long.Parse(f.ModelVersion, CultureInfo.InvariantCulture) : null, input.Forecast?.GeneratedAt.UtcDateTime,
+                    Row(plan), []),
+                CannotPlan<Plan> c => new Result(request.Resource, null, null, null, c.Missing),
                 _ => throw new InvalidOperationException("unknown plan outcome"),
             };
         }
         catch (ArgumentException e)
         {
             // One resource's bad input never stops the fleet: it is recorded like any other gap.
-            return new Result(request.Resource, null, null, null, null, [$"planner rejected the input: {e.Message}"]);
+            return new Result(request.Resource, null, null, null, [$"planner rejected the input: {e.Message}"]);
         }
     }
 
-    async Task<(int Published, int Cannot)> PublishAsync(Result[] results, PlanScope scope, DateTimeOffset now, PlanningOptions o, CancellationToken ct)
+    /// <summary>The plan's columns: steps packed, requests as JSON, and per step the planned count and count × request.</summary>
+    static PlanRow Row(Plan plan)
+    {
+        var steps = plan.Steps;
+        var counts = new int[steps.Count];
+        var cpu = new double[steps.Count];
+        var memory = new long[steps.Count];
+        for (var i = 0; i < steps.Count; i++)
+        {
+            var s = steps[i];
+            counts[i] = s.Count;
+            cpu[i] = s.Count * (s.Cpu ?? 0);
+            memory[i] = s.Count * (s.Memory ?? 0);
+        }
+        return new PlanRow(plan.Mode == PlanMode.ForecastOnly ? "forecastOnly" : "scale", plan.GeneratedAt.UtcDateTime, steps[0].Hour.UtcDateTime,
+            steps.Count, (int)(steps[0].Hour - steps[0].Start).TotalMinutes, plan.CapacityModelVersion, [.. plan.Notes],
+            PackedSteps.Write(steps), PlanJson.Write(plan.Requests), counts, cpu, memory, plan.Requests.Cpu is not null && plan.Requests.Memory is not null);
+    }
+
+    async Task<BatchOutcome> PublishAsync(Result[] results, PlanScope scope, DateTimeOffset now, CancellationToken ct)
     {
         var ids = results.Select(r => r.Resource.Id).ToArray();
         await using var conn = await db.OpenConnectionAsync(ct);
@@ -175,24 +227,24 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
                 await copy.WriteAsync(r.Resource.Id, NpgsqlDbType.Integer, ct);
                 await copy.WriteAsync("active", NpgsqlDbType.Text, ct);
                 await copy.WriteAsync(ResourceKinds.Name(r.Resource.Kind), NpgsqlDbType.Text, ct);
-                await copy.WriteAsync(plan.Mode == PlanMode.ForecastOnly ? "forecastOnly" : "scale", NpgsqlDbType.Text, ct);
+                await copy.WriteAsync(plan.Mode, NpgsqlDbType.Text, ct);
                 await copy.WriteAsync(trigger, NpgsqlDbType.Text, ct);
                 await Nullable(copy, scope.TrainingRunId, NpgsqlDbType.Bigint, ct);
-                await copy.WriteAsync(plan.GeneratedAt.UtcDateTime, NpgsqlDbType.TimestampTz, ct);
-                await copy.WriteAsync(plan.Steps[0].Hour.UtcDateTime, NpgsqlDbType.TimestampTz, ct);
-                await copy.WriteAsync(plan.Steps.Count, NpgsqlDbType.Integer, ct);
-                await copy.WriteAsync((int)(plan.Steps[0].Hour - plan.Steps[0].Start).TotalMinutes, NpgsqlDbType.Integer, ct);
-                await Nullable(copy, r.Forecast is { } f ? long.Parse(f.ModelVersion, CultureInfo.InvariantCulture) : (long?)null, NpgsqlDbType.Bigint, ct);
-                await Nullable(copy, r.Forecast?.GeneratedAt.UtcDateTime, NpgsqlDbType.TimestampTz, ct);
-                await Nullable(copy, plan.CapacityModelVersion, NpgsqlDbType.Text, ct);
+                await copy.WriteAsync(plan.GeneratedAt, NpgsqlDbType.TimestampTz, ct);
+                await copy.WriteAsync(plan.HorizonStart, NpgsqlDbType.TimestampTz, ct);
+                await copy.WriteAsync(plan.HorizonHours, NpgsqlDbType.Integer, ct);
+                await copy.WriteAsync(plan.LeadMinutes, NpgsqlDbType.Integer, ct);
+                await Nullable(copy, r.ModelVersionId, NpgsqlDbType.Bigint, ct);
+                await Nullable(copy, r.ForecastGeneratedAt, NpgsqlDbType.TimestampTz, ct);
+                await Nullable(copy, plan.CapacityModel, NpgsqlDbType.Text, ct);
                 await copy.WriteAsync(r.Resource.StoredPolicy, NpgsqlDbType.Jsonb, ct);
-                await copy.WriteAsync(r.Requests!, NpgsqlDbType.Jsonb, ct);
-                await copy.WriteAsync(plan.Notes.ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Text, ct);
-                await copy.WriteAsync(r.Steps!, NpgsqlDbType.Bytea, ct);
-                await copy.WriteAsync(plan.Steps.Select(s => s.Count).ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Integer, ct);
-                await copy.WriteAsync(plan.Steps.Select(s => s.Count * (s.Cpu ?? 0)).ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Double, ct);
-                await copy.WriteAsync(plan.Steps.Select(s => s.Count * (s.Memory ?? 0)).ToArray(), NpgsqlDbType.Array | NpgsqlDbType.Bigint, ct);
-                await copy.WriteAsync(plan.Requests.Cpu is not null && plan.Requests.Memory is not null, NpgsqlDbType.Boolean, ct);
+                await copy.WriteAsync(plan.Requests, NpgsqlDbType.Jsonb, ct);
+                await copy.WriteAsync(plan.Notes, NpgsqlDbType.Array | NpgsqlDbType.Text, ct);
+                await copy.WriteAsync(plan.Steps, NpgsqlDbType.Bytea, ct);
+                await copy.WriteAsync(plan.Counts, NpgsqlDbType.Array | NpgsqlDbType.Integer, ct);
+                await copy.WriteAsync(plan.CpuHours, NpgsqlDbType.Array | NpgsqlDbType.Double, ct);
+                await copy.WriteAsync(plan.MemoryHours, NpgsqlDbType.Array | NpgsqlDbType.Bigint, ct);
+                await copy.WriteAsync(plan.RequestsKnown, NpgsqlDbType.Boolean, ct);
             }
             await copy.CompleteAsync(ct);
         }
@@ -214,7 +266,7 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
             now,
         }, tx, cancellationToken: ct));
         await tx.CommitAsync(ct);
-        return (plans.Count, gaps.Count);
+        return new BatchOutcome(results.Length, plans.Count, gaps.Count);
     }
 
     /// <summary>Deletes superseded versions generated before <paramref name="cutoff"/>, in chunks so no single statement holds locks long.</summary>
