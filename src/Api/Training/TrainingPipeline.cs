@@ -5,6 +5,7 @@ using Forecaster.Api.Resources;
 using Forecaster.Api.Samples;
 using Forecaster.Training.Capacity;
 using Forecaster.Training.Forecasting;
+using Forecaster.Training.Global;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using NpgsqlTypes;
@@ -61,10 +62,13 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         }
         // Every shard of a run sees the same window, ending at the last whole hour before the run was created.
         var (from, to) = SeriesFitting.Window(new DateTimeOffset(DateTime.SpecifyKind(run.CreatedAt, DateTimeKind.Utc)), o);
-        var global = o.GlobalModel ? await GlobalModelAsync(runId, from, to, o, ct) : null;
+        // Not awaited here: while the fleet-wide model trains (or another instance trains it), the series that do not need it
+        // are fitted (issue 16).
+        var fleet = o.GlobalModel ? GlobalModelAsync(runId, from, to, o, ct) : Task.FromResult<GlobalModel?>(null);
+        GlobalModel? global = null;
 
         int done = 0, failed = 0;
-        TimeSpan reading = default, fitting = default, writing = default;
+        TimeSpan reading = default, fitting = default, writing = default, waitingForFleet = default;
         // Three stages in flight: the next batch is read while this one is fitted, and the previous one is written meanwhile,
         // so the database's work overlaps the fitting instead of leaving the cores idle (issue 16). At most three batches are
         // held at once, so memory stays flat in the fleet's size.
@@ -86,8 +90,16 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
 
                 started = Stopwatch.GetTimestamp();
                 var trainedAt = clock.GetUtcNow();
-                var results = Fit(items, history, unreadable, from, runId, trainedAt, o, global, ct);
-                fitting += Stopwatch.GetElapsedTime(started);
+                var results = new Fitted[items.Count];
+                // The fleet-wide model is a candidate for the load metric only: the other series go first, without it.
+                bool NeedsFleet(Item item) => o.GlobalModel && item.Metric == item.Resource.LoadMetric;
+                Fit(items, NeedsFleet, false, results, history, unreadable, from, runId, trainedAt, o, null, ct);
+                var waiting = Stopwatch.GetTimestamp();
+                global = await fleet;
+                var waited = Stopwatch.GetElapsedTime(waiting);
+                waitingForFleet += waited;
+                Fit(items, NeedsFleet, true, results, history, unreadable, from, runId, trainedAt, o, global, ct);
+                fitting += Stopwatch.GetElapsedTime(started) - waited;
 
                 started = Stopwatch.GetTimestamp();
                 await written;
@@ -105,18 +117,18 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
                     progress?.Invoke(done, failed);
                 }
             }
-            var waited = Stopwatch.GetTimestamp();
+            var last = Stopwatch.GetTimestamp();
             await written;
-            writing += Stopwatch.GetElapsedTime(waited);
+            writing += Stopwatch.GetElapsedTime(last);
         }
         finally
         {
             // On failure or cancellation, the stages still in flight end before the shard reports (their errors are the loop's).
-            await Task.WhenAll(read, written).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            await Task.WhenAll(read, written, fleet).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
         logger.LogInformation(
-            "Training run {RunId} shard {Shard}: {Series} series, {Failed} failed; reading {Reading:F1}s, fitting {Fitting:F1}s, writing {Writing:F1}s",
-            runId, shard, done, failed, reading.TotalSeconds, fitting.TotalSeconds, writing.TotalSeconds);
+            "Training run {RunId} shard {Shard}: {Series} series, {Failed} failed; reading {Reading:F1}s, fitting {Fitting:F1}s, writing {Writing:F1}s, waiting for the fleet-wide model {Fleet:F1}s",
+            runId, shard, done, failed, reading.TotalSeconds, fitting.TotalSeconds, writing.TotalSeconds, waitingForFleet.TotalSeconds);
         return new ShardOutcome(done, failed, reading, fitting, writing);
     }
 
@@ -215,36 +227,43 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         return [.. pending.Select((p, i) => new Item(p.Resource, p.Metric, p.SeriesId, ids[i]))];
     }
 
-    /// <summary>The run's fleet-wide model: trained by the first shard this instance runs, shared by the others (one run at a time is kept).</summary>
-    async Task<Forecaster.Training.Global.GlobalModel?> GlobalModelAsync(long runId, DateTimeOffset from, DateTimeOffset to, TrainingOptions o, CancellationToken ct)
+    /// <summary>
+    /// The run's fleet-wide model: trained or loaded (<see cref="FleetModel"/>) once per instance, by the first shard this
+    /// instance runs, and shared by its other shards (one run at a time is kept).
+    /// </summary>
+    Task<GlobalModel?> GlobalModelAsync(long runId, DateTimeOffset from, DateTimeOffset to, TrainingOptions o, CancellationToken ct)
     {
-        Task<Forecaster.Training.Global.GlobalModel?> task;
         lock (_globalLock)
         {
             if (_global?.RunId != runId || _global.Value.Model.IsFaulted || _global.Value.Model.IsCanceled)
             {
-                _global = (runId, Task.Run(() => FleetModel.TrainAsync(db, runId, from, to, o, ct), ct));
+                _global = (runId, Task.Run(async () =>
+                {
+                    var started = Stopwatch.GetTimestamp();
+                    var (model, trained) = await FleetModel.GetAsync(db, runId, from, to, o, clock, ct);
+                    logger.LogInformation("Training run {RunId}: fleet-wide model {Version} {How} ({Rows} rows of {Series} series) in {Seconds:F1}s",
+                        runId, model?.Version ?? "none (too little history)", trained ? "trained" : "loaded", model?.Rows ?? 0, model?.Series ?? 0,
+                        Stopwatch.GetElapsedTime(started).TotalSeconds);
+                    return model;
+                }, ct));
             }
-            task = _global.Value.Model;
+            return _global.Value.Model;
         }
-        var started = Stopwatch.GetTimestamp();
-        var model = await task;
-        logger.LogInformation("Training run {RunId}: fleet-wide model {Version} ready ({Rows} rows of {Series} series; waited {Seconds:F1}s)",
-            runId, model?.Version ?? "none (too little history)", model?.Rows ?? 0, model?.Series ?? 0, Stopwatch.GetElapsedTime(started).TotalSeconds);
-        return model;
     }
 
     readonly object _globalLock = new();
-    (long RunId, Task<Forecaster.Training.Global.GlobalModel?> Model)? _global;
+    (long RunId, Task<GlobalModel?> Model)? _global;
 
-    Fitted[] Fit(List<Item> items, Dictionary<int, HourlyAggregates> history, Dictionary<int, string> unreadable, DateTimeOffset from, long runId, DateTimeOffset trainedAt, TrainingOptions o,
-        Forecaster.Training.Global.GlobalModel? global, CancellationToken ct)
+    /// <summary>Fits the items for which <paramref name="needsFleet"/> gives <paramref name="which"/>, into <paramref name="results"/>.</summary>
+    void Fit(List<Item> items, Func<Item, bool> needsFleet, bool which, Fitted[] results, Dictionary<int, HourlyAggregates> history,
+        Dictionary<int, string> unreadable, DateTimeOffset from, long runId, DateTimeOffset trainedAt, TrainingOptions o, GlobalModel? global, CancellationToken ct)
     {
-        var results = new Fitted[items.Count];
         var modelsDir = o.ResolvedModelsPath;
         var parallel = new ParallelOptions { MaxDegreeOfParallelism = o.EffectiveParallelism, CancellationToken = ct };
-        Parallel.For(0, items.Count, parallel, i =>
+        var chosen = Enumerable.Range(0, items.Count).Where(i => needsFleet(items[i]) == which).ToArray();
+        Parallel.For(0, chosen.Length, parallel, k =>
         {
+            int i = chosen[k];
             var item = items[i];
             try
             {
@@ -283,11 +302,10 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
                 results[i] = new Fitted(null, null, null, $"{e.GetType().Name}: {e.Message}");
             }
         });
-        foreach (var (item, result) in items.Zip(results).Where(p => p.Second.Error is not null))
+        foreach (int i in chosen.Where(i => results[i].Error is not null))
         {
-            logger.LogWarning("Training run {RunId}: {Resource}/{Metric} failed and keeps its previous model: {Error}", runId, item.Resource.Name, item.Metric, result.Error);
+            logger.LogWarning("Training run {RunId}: {Resource}/{Metric} failed and keeps its previous model: {Error}", runId, items[i].Resource.Name, items[i].Metric, results[i].Error);
         }
-        return results;
     }
 
     async Task WriteAsync(
