@@ -26,7 +26,7 @@ public static class ModelArtifact
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         var temp = path + ".tmp";
         // Serialised straight into the file as UTF-8 (the same bytes as building the text first, without a string of it).
-        using (var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 64 * 1024))
+        using (var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
         {
             file.Write("{\"header\":"u8);
             JsonSerializer.Serialize(file, header, Json);
