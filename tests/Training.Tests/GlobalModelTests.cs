@@ -73,6 +73,57 @@ public class GlobalModelTests
     }
 
     [Fact]
+    public void AModelLoadedFromItsZipForecastsExactlyAsTheTrainedOne()
+    {
+        var options = new ForecastOptions();
+        var series = Enumerable.Range(0, 12).Select(i => Synthetic.Load(21 * 24, noise: 3, seed: 400 + i, weekly: 8)).ToArray();
+        var model = GlobalModel.Train([.. series.Select(y => SeriesForecaster.ForGlobalModel(y, Synthetic.Start, s_hour, options)!)], 48, "global-load");
+        Assert.NotNull(model);
+        var loaded = GlobalModel.Load(model.ToZip(), model.Version, model.ResidualRms, model.Rows, model.Series);
+        Assert.Equal((model.Version, model.Rows, model.Series), (loaded.Version, loaded.Rows, loaded.Series));
+        var grid = new Series.TimeGrid(Synthetic.Start, s_hour);
+        foreach (var y in series)
+        {
+            // Origins with a whole week behind them and ones so early that some lags fall before the start (missing features).
+            foreach (int origin in new[] { 30, 100, y.Length - 48, y.Length })
+            {
+                var a = model.Forecast(y, origin, grid, 60);
+                var b = loaded.Forecast(y, origin, grid, 60);
+                Assert.Equal(a.Point, b.Point);
+                Assert.Equal(a.StandardError, b.StandardError);
+            }
+        }
+    }
+
+    [Fact]
+    public void TheFlattenedTreesScoreEveryRowExactlyAsMlNetDoes()
+    {
+        var options = new ForecastOptions();
+        var series = Enumerable.Range(0, 10).Select(i => Synthetic.Load(28 * 24, noise: 5, seed: 500 + i, weekly: 12)).ToArray();
+        var model = GlobalModel.Train([.. series.Select(y => SeriesForecaster.ForGlobalModel(y, Synthetic.Start, s_hour, options)!)], 48, "global-flat");
+        Assert.NotNull(model);
+        var grid = new Series.TimeGrid(Synthetic.Start, s_hour);
+        int rows = 0;
+        foreach (var y in series)
+        {
+            for (int origin = GlobalFeatures.Week + 48; origin <= y.Length; origin += 37)
+            {
+                var normal = GlobalFeatures.Normalisation(y, origin);
+                for (int h = 1; h <= 48; h += 5)
+                {
+                    var features = new float[GlobalFeatures.Count];
+                    GlobalFeatures.Write(y, origin, h, normal, grid, null, features);
+                    Assert.DoesNotContain(features, float.IsNaN);
+                    var (engine, flat) = model.ScoreBothWays(features);
+                    Assert.Equal(engine, flat);
+                    rows++;
+                }
+            }
+        }
+        Assert.True(rows > 1000, $"{rows} rows compared");
+    }
+
+    [Fact]
     public void SavedModelIsAnMlNetZip()
     {
         var options = new ForecastOptions();

@@ -5,6 +5,42 @@ namespace Forecaster.Training.Tests;
 
 public class RidgeTests
 {
+    [Theory]
+    [InlineData(47, 0, 300)]
+    [InlineData(47, 120, 300)]
+    [InlineData(23, 0, 90)]
+    [InlineData(3, 5, 40)]
+    public void AccumulateAddsEachRowsProductsInRowOrderBitForBit(int p, int from, int to)
+    {
+        // The reference: one rank-one update of the upper triangle per row, each entry rounded once for the product and
+        // once for the sum, as the ridge fits accumulated before register blocking (their forecasts must not move).
+        var random = new Random(p + from);
+        var x = Enumerable.Range(0, to * p).Select(_ => Synthetic.Gaussian(random) * 1e3).ToArray();
+        var y = Enumerable.Range(0, to).Select(_ => Synthetic.Gaussian(random)).ToArray();
+        var gRef = Enumerable.Range(0, p * p).Select(_ => random.NextDouble()).ToArray();
+        var bRef = Enumerable.Range(0, p).Select(_ => random.NextDouble()).ToArray();
+        var (g, b) = ((double[])gRef.Clone(), (double[])bRef.Clone());
+        for (int i = from; i < to; i++)
+        {
+            for (int a = 0; a < p; a++)
+            {
+                for (int c = a; c < p; c++)
+                {
+                    gRef[(a * p) + c] = (x[(i * p) + c] * x[(i * p) + a]) + gRef[(a * p) + c];
+                }
+            }
+            for (int c = 0; c < p; c++)
+            {
+                bRef[c] = (x[(i * p) + c] * y[i]) + bRef[c];
+            }
+        }
+
+        Ridge.Accumulate(x, y, p, from, to, g, b);
+
+        Assert.Equal(gRef, g);
+        Assert.Equal(bRef, b);
+    }
+
     [Fact]
     public void RidgeRecoversKnownCoefficients()
     {

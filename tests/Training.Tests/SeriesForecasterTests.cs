@@ -7,6 +7,26 @@ public class SeriesForecasterTests
 {
     private static readonly TimeSpan s_hour = TimeSpan.FromHours(1);
 
+    [Theory]
+    [InlineData(840, 24, 1)]
+    [InlineData(200, 25, 2)]
+    [InlineData(30, 24, 3)]
+    [InlineData(10, 24, 4)]
+    public void TheSlidingMovingMedianIsTheMedianOfEachSortedWindow(int n, int window, int seed)
+    {
+        // Rounded values, so that windows hold ties (the sliding window removes one copy of a repeated value).
+        var random = new Random(seed);
+        var x = Enumerable.Range(0, n).Select(_ => Math.Round(Synthetic.Gaussian(random) * 3)).ToArray();
+        int w = Math.Min(window, n);
+        var expected = Enumerable.Range(0, n).Select(t =>
+        {
+            int a = Math.Clamp(t - (w / 2), 0, n - w);
+            var sorted = x.Skip(a).Take(w).Order().ToArray();
+            return w % 2 == 1 ? sorted[w / 2] : 0.5 * (sorted[(w / 2) - 1] + sorted[w / 2]);
+        }).ToArray();
+        Assert.Equal(expected, SeriesPreparation.CenteredMovingMedian(x, window));
+    }
+
     [Fact]
     public void IntervalsCoverAboutAsOftenAsTheLevelSays()
     {

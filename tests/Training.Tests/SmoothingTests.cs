@@ -15,6 +15,67 @@ public class SmoothingTests
             .ToArray();
     }
 
+    // The scalar recursion the grid searches ran before they ran several parameter sets per vector: the reference, bit for bit.
+    private static (double Sse, double Level, double Trend) ScalarHolt(double[] a, double alpha, double beta, double phi)
+    {
+        double level = a[0], trend = a.Length > 1 && beta > 0 ? a[1] - a[0] : 0, sse = 0;
+        int warm = Math.Min(24, a.Length / 4);
+        for (int t = 1; t < a.Length; t++)
+        {
+            double forecast = level + (phi * trend);
+            double e = a[t] - forecast;
+            if (t > warm)
+            {
+                sse += e * e;
+            }
+            double newLevel = forecast + (alpha * e);
+            trend = (phi * trend) + (beta * e);
+            level = newLevel;
+        }
+        return (sse, level, trend);
+    }
+
+    [Theory]
+    [InlineData(840, 0.0, 3)]
+    [InlineData(500, 0.3, 7)]
+    [InlineData(40, -0.2, 11)]
+    public void TheGridSearchesChooseAndEndExactlyAsTheScalarRecursion(int hours, double slope, int seed)
+    {
+        var a = Seasonal(hours, slope, noise: 4, seed: seed);
+        double[] alphas = [0.05, 0.1, 0.2, 0.35, 0.5, 0.7, 0.9], betas = [0.01, 0.05, 0.15], phis = [0.8, 0.9, 0.95];
+        var best = (Sse: double.PositiveInfinity, Level: 0.0, Trend: 0.0, Phi: 0.0, Alpha: 0.0);
+        foreach (double alpha in alphas)
+        {
+            foreach (double beta in betas)
+            {
+                foreach (double phi in phis)
+                {
+                    var (sse, level, trend) = ScalarHolt(a, alpha, alpha * beta, phi);
+                    if (sse < best.Sse)
+                    {
+                        best = (sse, level, trend, phi, alpha);
+                    }
+                }
+            }
+        }
+        var damped = ExponentialSmoothing.DampedTrend(a);
+        Assert.Equal((best.Level, best.Trend, best.Phi, best.Alpha, Math.Sqrt(best.Sse / (a.Length - 1))),
+            (damped.Level, damped.Trend, damped.Damping, damped.Alpha, damped.ResidualStd));
+
+        var ses = (Sse: double.PositiveInfinity, Level: 0.0, Alpha: 0.0);
+        foreach (double alpha in alphas)
+        {
+            var (sse, level, _) = ScalarHolt(a, alpha, 0, 0);
+            if (sse < ses.Sse)
+            {
+                ses = (sse, level, alpha);
+            }
+        }
+        var theta = ExponentialSmoothing.Theta(a);
+        Assert.Equal(ses.Alpha, theta.Alpha);
+        Assert.Equal(Math.Sqrt(ses.Sse / (a.Length - 1)), theta.ResidualStd);
+    }
+
     [Fact]
     public void MultiplicativeIndicesAverageToOneAndFollowTheCycle()
     {

@@ -1,4 +1,3 @@
-using System.Text;
 using System.Text.Json;
 using Forecaster.Training.Forecasting;
 
@@ -25,13 +24,16 @@ public static class ModelArtifact
     {
         var path = Path.Combine(modelsDir, relativePath);
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
-        var text = new StringBuilder(16 * 1024)
-            .Append("{\"header\":").Append(JsonSerializer.Serialize(header, Json))
-            .Append(",\"model\":").Append(model.ToJson())
-            .Append('}')
-            .ToString();
         var temp = path + ".tmp";
-        File.WriteAllText(temp, text);
+        // Serialised straight into the file as UTF-8 (the same bytes as building the text first, without a string of it).
+        using (var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
+        {
+            file.Write("{\"header\":"u8);
+            JsonSerializer.Serialize(file, header, Json);
+            file.Write(",\"model\":"u8);
+            model.WriteJson(file);
+            file.Write("}"u8);
+        }
         File.Move(temp, path, overwrite: true);
     }
 

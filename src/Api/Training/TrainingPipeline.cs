@@ -5,6 +5,7 @@ using Forecaster.Api.Resources;
 using Forecaster.Api.Samples;
 using Forecaster.Training.Capacity;
 using Forecaster.Training.Forecasting;
+using Forecaster.Training.Global;
 using Microsoft.Extensions.Options;
 using Npgsql;
 using NpgsqlTypes;
@@ -61,15 +62,22 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         }
         // Every shard of a run sees the same window, ending at the last whole hour before the run was created.
         var (from, to) = SeriesFitting.Window(new DateTimeOffset(DateTime.SpecifyKind(run.CreatedAt, DateTimeKind.Utc)), o);
-        var global = o.GlobalModel ? await GlobalModelAsync(runId, from, to, o, ct) : null;
+        // Not awaited here: while the fleet-wide model trains (or another instance trains it), the series that do not need it
+        // are fitted (issue 16).
+        var fleet = o.GlobalModel ? GlobalModelAsync(runId, from, to, o, ct) : Task.FromResult<GlobalModel?>(null);
+        GlobalModel? global;
 
         int done = 0, failed = 0;
-        TimeSpan reading = default, fitting = default, writing = default;
+        TimeSpan reading = default, fitting = default, writing = default, waitingForFleet = default;
+        // The fleet-wide model is a candidate for the load metric only: the other series go first, without it.
+        bool NeedsFleet(Item item) => o.GlobalModel && item.Metric == item.Resource.LoadMetric;
         // Three stages in flight: the next batch is read while this one is fitted, and the previous one is written meanwhile,
-        // so the database's work overlaps the fitting instead of leaving the cores idle (issue 16). At most three batches are
-        // held at once, so memory stays flat in the fleet's size.
+        // so the database's work overlaps the fitting instead of leaving the cores idle (issue 16). While the fleet-wide model
+        // is not ready, up to MaxAwaitingFleet batches have their other series fitted and wait for it; memory stays flat in
+        // the fleet's size either way.
         var read = ReadBatchAsync(runId, shard, run, 0, from, to, o, ct);
         var written = Task.CompletedTask;
+        var awaiting = new Queue<Fitting>();
         try
         {
             while (true)
@@ -77,46 +85,65 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
                 var started = Stopwatch.GetTimestamp();
                 var next = await read;
                 reading += Stopwatch.GetElapsedTime(started);
-                if (next is not { } current)
+                if (next is { } current)
+                {
+                    read = ReadBatchAsync(runId, shard, run, current.Batch[^1].Id, from, to, o, ct);
+                    started = Stopwatch.GetTimestamp();
+                    var batch = new Fitting(current.Batch, current.History, current.Unreadable, current.Items, new Fitted[current.Items.Count], clock.GetUtcNow());
+                    Fit(batch, NeedsFleet, false, from, runId, o, null, ct);
+                    fitting += Stopwatch.GetElapsedTime(started);
+                    awaiting.Enqueue(batch);
+                    if (!fleet.IsCompleted && awaiting.Count < MaxAwaitingFleet)
+                    {
+                        continue;
+                    }
+                }
+                if (awaiting.Count == 0)
                 {
                     break;
                 }
-                var (batch, history, unreadable, items) = current;
-                read = ReadBatchAsync(runId, shard, run, batch[^1].Id, from, to, o, ct);
-
                 started = Stopwatch.GetTimestamp();
-                var trainedAt = clock.GetUtcNow();
-                var results = Fit(items, history, unreadable, from, runId, trainedAt, o, global, ct);
-                fitting += Stopwatch.GetElapsedTime(started);
-
-                started = Stopwatch.GetTimestamp();
-                await written;
-                writing += Stopwatch.GetElapsedTime(started);
-                written = WriteBatchAsync();
-
-                async Task WriteBatchAsync()
+                global = await fleet;
+                waitingForFleet += Stopwatch.GetElapsedTime(started);
+                while (awaiting.TryDequeue(out var batch))
                 {
-                    var batchFailed = results.Count(r => r.Error is not null);
-                    await WriteAsync(runId, shard, batch, items, results, history, from, to, trainedAt, o, global?.Version, ct);
-                    done += items.Count;
-                    failed += batchFailed;
-                    Observability.ForecasterMetrics.RecordTrained(items.Count - batchFailed, batchFailed,
-                        results.Select(r => (r.Model?.Backtest?.Chosen?.Mase, r.Model?.Backtest?.SeasonalNaiveDaily?.Mase)));
-                    progress?.Invoke(done, failed);
+                    started = Stopwatch.GetTimestamp();
+                    Fit(batch, NeedsFleet, true, from, runId, o, global, ct);
+                    fitting += Stopwatch.GetElapsedTime(started);
+
+                    started = Stopwatch.GetTimestamp();
+                    await written;
+                    writing += Stopwatch.GetElapsedTime(started);
+                    written = WriteBatchAsync(batch, global?.Version);
+                }
+                if (next is null)
+                {
+                    break;
                 }
             }
-            var waited = Stopwatch.GetTimestamp();
+            var last = Stopwatch.GetTimestamp();
             await written;
-            writing += Stopwatch.GetElapsedTime(waited);
+            writing += Stopwatch.GetElapsedTime(last);
         }
         finally
         {
             // On failure or cancellation, the stages still in flight end before the shard reports (their errors are the loop's).
-            await Task.WhenAll(read, written).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            await Task.WhenAll(read, written, fleet).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        }
+
+        async Task WriteBatchAsync(Fitting b, string? globalVersion)
+        {
+            var batchFailed = b.Results.Count(r => r.Error is not null);
+            await WriteAsync(runId, shard, b.Batch, b.Items, b.Results, b.History, from, to, b.TrainedAt, o, globalVersion, ct);
+            done += b.Items.Count;
+            failed += batchFailed;
+            Observability.ForecasterMetrics.RecordTrained(b.Items.Count - batchFailed, batchFailed,
+                b.Results.Select(r => (r.Model?.Backtest?.Chosen?.Mase, r.Model?.Backtest?.SeasonalNaiveDaily?.Mase)));
+            progress?.Invoke(done, failed);
         }
         logger.LogInformation(
-            "Training run {RunId} shard {Shard}: {Series} series, {Failed} failed; reading {Reading:F1}s, fitting {Fitting:F1}s, writing {Writing:F1}s",
-            runId, shard, done, failed, reading.TotalSeconds, fitting.TotalSeconds, writing.TotalSeconds);
+            "Training run {RunId} shard {Shard}: {Series} series, {Failed} failed; reading {Reading:F1}s, fitting {Fitting:F1}s, writing {Writing:F1}s, waiting for the fleet-wide model {Fleet:F1}s",
+            runId, shard, done, failed, reading.TotalSeconds, fitting.TotalSeconds, writing.TotalSeconds, waitingForFleet.TotalSeconds);
         return new ShardOutcome(done, failed, reading, fitting, writing);
     }
 
@@ -215,36 +242,50 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         return [.. pending.Select((p, i) => new Item(p.Resource, p.Metric, p.SeriesId, ids[i]))];
     }
 
-    /// <summary>The run's fleet-wide model: trained by the first shard this instance runs, shared by the others (one run at a time is kept).</summary>
-    async Task<Forecaster.Training.Global.GlobalModel?> GlobalModelAsync(long runId, DateTimeOffset from, DateTimeOffset to, TrainingOptions o, CancellationToken ct)
+    /// <summary>
+    /// The run's fleet-wide model: trained or loaded (<see cref="FleetModel"/>) once per instance, by the first shard this
+    /// instance runs, and shared by its other shards (one run at a time is kept).
+    /// </summary>
+    Task<GlobalModel?> GlobalModelAsync(long runId, DateTimeOffset from, DateTimeOffset to, TrainingOptions o, CancellationToken ct)
     {
-        Task<Forecaster.Training.Global.GlobalModel?> task;
         lock (_globalLock)
         {
             if (_global?.RunId != runId || _global.Value.Model.IsFaulted || _global.Value.Model.IsCanceled)
             {
-                _global = (runId, Task.Run(() => FleetModel.TrainAsync(db, runId, from, to, o, ct), ct));
+                _global = (runId, Task.Run(async () =>
+                {
+                    var started = Stopwatch.GetTimestamp();
+                    var (model, trained) = await FleetModel.GetAsync(db, runId, from, to, o, clock, ct);
+                    logger.LogInformation("Training run {RunId}: fleet-wide model {Version} {How} ({Rows} rows of {Series} series) in {Seconds:F1}s",
+                        runId, model?.Version ?? "none (too little history)", trained ? "trained" : "loaded", model?.Rows ?? 0, model?.Series ?? 0,
+                        Stopwatch.GetElapsedTime(started).TotalSeconds);
+                    return model;
+                }, ct));
             }
-            task = _global.Value.Model;
+            return _global.Value.Model;
         }
-        var started = Stopwatch.GetTimestamp();
-        var model = await task;
-        logger.LogInformation("Training run {RunId}: fleet-wide model {Version} ready ({Rows} rows of {Series} series; waited {Seconds:F1}s)",
-            runId, model?.Version ?? "none (too little history)", model?.Rows ?? 0, model?.Series ?? 0, Stopwatch.GetElapsedTime(started).TotalSeconds);
-        return model;
     }
 
     readonly object _globalLock = new();
-    (long RunId, Task<Forecaster.Training.Global.GlobalModel?> Model)? _global;
+    (long RunId, Task<GlobalModel?> Model)? _global;
 
-    Fitted[] Fit(List<Item> items, Dictionary<int, HourlyAggregates> history, Dictionary<int, string> unreadable, DateTimeOffset from, long runId, DateTimeOffset trainedAt, TrainingOptions o,
-        Forecaster.Training.Global.GlobalModel? global, CancellationToken ct)
+    /// <summary>Batches whose other series are fitted may wait for the fleet-wide model, at most this many at once.</summary>
+    const int MaxAwaitingFleet = 4;
+
+    /// <summary>A batch being fitted: what was read, the results so far, and when it was fitted.</summary>
+    sealed record Fitting(List<BatchResource> Batch, Dictionary<int, HourlyAggregates> History, Dictionary<int, string> Unreadable, List<Item> Items,
+        Fitted[] Results, DateTimeOffset TrainedAt);
+
+    /// <summary>Fits the batch's items for which <paramref name="needsFleet"/> gives <paramref name="which"/>, into its results.</summary>
+    void Fit(Fitting batch, Func<Item, bool> needsFleet, bool which, DateTimeOffset from, long runId, TrainingOptions o, GlobalModel? global, CancellationToken ct)
     {
-        var results = new Fitted[items.Count];
+        var (items, history, unreadable, results, trainedAt) = (batch.Items, batch.History, batch.Unreadable, batch.Results, batch.TrainedAt);
         var modelsDir = o.ResolvedModelsPath;
         var parallel = new ParallelOptions { MaxDegreeOfParallelism = o.EffectiveParallelism, CancellationToken = ct };
-        Parallel.For(0, items.Count, parallel, i =>
+        var chosen = Enumerable.Range(0, items.Count).Where(i => needsFleet(items[i]) == which).ToArray();
+        Parallel.For(0, chosen.Length, parallel, k =>
         {
+            int i = chosen[k];
             var item = items[i];
             try
             {
@@ -283,11 +324,10 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
                 results[i] = new Fitted(null, null, null, $"{e.GetType().Name}: {e.Message}");
             }
         });
-        foreach (var (item, result) in items.Zip(results).Where(p => p.Second.Error is not null))
+        foreach (int i in chosen.Where(i => results[i].Error is not null))
         {
-            logger.LogWarning("Training run {RunId}: {Resource}/{Metric} failed and keeps its previous model: {Error}", runId, item.Resource.Name, item.Metric, result.Error);
+            logger.LogWarning("Training run {RunId}: {Resource}/{Metric} failed and keeps its previous model: {Error}", runId, items[i].Resource.Name, items[i].Metric, results[i].Error);
         }
-        return results;
     }
 
     async Task WriteAsync(
@@ -412,13 +452,16 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         }
     }
 
-    /// <summary>Capacity models (robust cpu ~ load fit) and weekly per-replica peaks of the batch's resources.</summary>
+    /// <summary>
+    /// Capacity models (robust cpu ~ load fit) and weekly per-replica peaks of the batch's resources, each kind upserted in
+    /// one statement over arrays (one round trip per batch, not one per resource).
+    /// </summary>
     static async Task WriteUsageAsync(
         NpgsqlConnection conn, NpgsqlTransaction tx, long runId, List<BatchResource> batch, Dictionary<int, HourlyAggregates> history,
         DateTimeOffset from, DateTimeOffset to, DateTimeOffset now, CancellationToken ct)
     {
-        var capacity = new List<object>();
-        var peaks = new List<object>();
+        var capacity = new List<(int ResourceId, string LoadMetric, LinearFit Fit, bool PerReplica)>();
+        var peaks = new List<(int ResourceId, double? CpuCores, long? MemoryBytes)>();
         int hours = (int)((to - from) / Hour);
         int week = Math.Min(hours, 7 * 24);
         foreach (var r in batch)
@@ -429,22 +472,20 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
             var replicas = Series(r, "replicas", history);
             if (load is not null && cpu is not null && UsageModels.Capacity(load.Mean, cpu.Mean, replicas is null ? default : replicas.Mean) is { } fit)
             {
-                capacity.Add(new
-                {
-                    resource_id = r.Id, load_metric = r.LoadMetric, fit.Intercept, fit.Slope, fit.RSquared, fit.Samples,
-                    per_replica = replicas is not null, load_min = fit.XMin, load_max = fit.XMax,
-                });
+                capacity.Add((r.Id, r.LoadMetric, fit, replicas is not null));
             }
             if (cpu is not null || memory is not null)
             {
                 var peakCpu = replicas is null || cpu is null ? null : UsageModels.PeakPerReplica(cpu.Max, replicas.Mean, hours - week);
                 var peakMemory = replicas is null || memory is null ? null : UsageModels.PeakPerReplica(memory.Max, replicas.Mean, hours - week);
-                peaks.Add(new { resource_id = r.Id, cpu_cores = peakCpu, memory_bytes = peakMemory is double b ? (long?)Math.Round(b) : null });
+                peaks.Add((r.Id, peakCpu, peakMemory is double b ? (long?)Math.Round(b) : null));
             }
         }
         const string upsertCapacity = """
             INSERT INTO capacity_models (resource_id, load_metric, intercept, slope, r_squared, samples, per_replica, load_min, load_max, data_from, data_to, run_id, fitted_at)
-            VALUES (@resource_id, @load_metric, @Intercept, @Slope, @RSquared, @Samples, @per_replica, @load_min, @load_max, @from, @to, @runId, @now)
+            SELECT c.resource_id, c.load_metric, c.intercept, c.slope, c.r_squared, c.samples, c.per_replica, c.load_min, c.load_max, @from, @to, @runId, @now
+            FROM unnest(@resourceIds, @loadMetrics, @intercepts, @slopes, @rSquared, @samples, @perReplica, @loadMin, @loadMax)
+                AS c(resource_id, load_metric, intercept, slope, r_squared, samples, per_replica, load_min, load_max)
             ON CONFLICT (resource_id) DO UPDATE SET
                 load_metric = EXCLUDED.load_metric, intercept = EXCLUDED.intercept, slope = EXCLUDED.slope, r_squared = EXCLUDED.r_squared,
                 samples = EXCLUDED.samples, per_replica = EXCLUDED.per_replica, load_min = EXCLUDED.load_min, load_max = EXCLUDED.load_max,
@@ -452,23 +493,43 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
             """;
         const string upsertPeaks = """
             INSERT INTO weekly_peaks (resource_id, cpu_cores, memory_bytes, window_from, window_to, run_id, computed_at)
-            VALUES (@resource_id, @cpu_cores, @memory_bytes, @weekFrom, @to, @runId, @now)
+            SELECT p.resource_id, p.cpu_cores, p.memory_bytes, @weekFrom, @to, @runId, @now
+            FROM unnest(@resourceIds, @cpuCores, @memoryBytes) AS p(resource_id, cpu_cores, memory_bytes)
             ON CONFLICT (resource_id) DO UPDATE SET
                 cpu_cores = EXCLUDED.cpu_cores, memory_bytes = EXCLUDED.memory_bytes, window_from = EXCLUDED.window_from,
                 window_to = EXCLUDED.window_to, run_id = EXCLUDED.run_id, computed_at = EXCLUDED.computed_at
             """;
-        var common = new { from, to, weekFrom = to - (Hour * week), runId, now };
-        foreach (var row in capacity)
+        if (capacity.Count > 0)
         {
-            var p = new DynamicParameters(row);
-            p.AddDynamicParams(common);
-            await conn.ExecuteAsync(new CommandDefinition(upsertCapacity, p, tx, cancellationToken: ct));
+            await conn.ExecuteAsync(new CommandDefinition(upsertCapacity, new
+            {
+                resourceIds = capacity.Select(c => c.ResourceId).ToArray(),
+                loadMetrics = capacity.Select(c => c.LoadMetric).ToArray(),
+                intercepts = capacity.Select(c => c.Fit.Intercept).ToArray(),
+                slopes = capacity.Select(c => c.Fit.Slope).ToArray(),
+                rSquared = capacity.Select(c => c.Fit.RSquared).ToArray(),
+                samples = capacity.Select(c => c.Fit.Samples).ToArray(),
+                perReplica = capacity.Select(c => c.PerReplica).ToArray(),
+                loadMin = capacity.Select(c => c.Fit.XMin).ToArray(),
+                loadMax = capacity.Select(c => c.Fit.XMax).ToArray(),
+                from,
+                to,
+                runId,
+                now,
+            }, tx, cancellationToken: ct));
         }
-        foreach (var row in peaks)
+        if (peaks.Count > 0)
         {
-            var p = new DynamicParameters(row);
-            p.AddDynamicParams(common);
-            await conn.ExecuteAsync(new CommandDefinition(upsertPeaks, p, tx, cancellationToken: ct));
+            await conn.ExecuteAsync(new CommandDefinition(upsertPeaks, new
+            {
+                resourceIds = peaks.Select(p => p.ResourceId).ToArray(),
+                cpuCores = peaks.Select(p => p.CpuCores).ToArray(),
+                memoryBytes = peaks.Select(p => p.MemoryBytes).ToArray(),
+                weekFrom = to - (Hour * week),
+                to,
+                runId,
+                now,
+            }, tx, cancellationToken: ct));
         }
     }
 

@@ -56,6 +56,9 @@ public sealed record FittedModel(
     /// <summary>The JSON artifact (System.Text.Json, web defaults).</summary>
     public string ToJson() => JsonSerializer.Serialize(this, s_json);
 
+    /// <summary>Writes the JSON artifact of <see cref="ToJson"/> to <paramref name="utf8"/> as UTF-8.</summary>
+    public void WriteJson(Stream utf8) => JsonSerializer.Serialize(utf8, this, s_json);
+
     /// <summary>Reads an artifact written by <see cref="ToJson"/>.</summary>
     public static FittedModel FromJson(string json) =>
         JsonSerializer.Deserialize<FittedModel>(json, s_json) ?? throw new JsonException("Empty model artifact.");

@@ -70,8 +70,16 @@ public static class GlobalFeatures
     /// </summary>
     public static void Write(ReadOnlySpan<double> x, int o, int h, Normal n, TimeGrid grid, DateOnly[]? events, Span<float> row)
     {
-        int target = o + h - 1;
-        row[0] = h;
+        WriteOrigin(x, o, n, row);
+        WriteStep(x, o, h, n, grid, events, row);
+    }
+
+    /// <summary>
+    /// The features that depend on the origin alone (the last values, the last day's and week's mean and max, the noise
+    /// level): the same for every step of one origin, so a forecast writes them once and then <see cref="WriteStep"/> per step.
+    /// </summary>
+    public static void WriteOrigin(ReadOnlySpan<double> x, int o, Normal n, Span<float> row)
+    {
         row[1] = Lag(x, o, 1, n);
         row[2] = Lag(x, o, 2, n);
         row[3] = Lag(x, o, 3, n);
@@ -80,6 +88,15 @@ public static class GlobalFeatures
         row[6] = Lag(x, o, Week, n);
         (row[7], row[8]) = MeanMax(x, o, 24, n);
         (row[9], row[10]) = MeanMax(x, o, Week, n);
+        // The scale relative to the level: how noisy the series is, which decides how far to trust its last values.
+        row[20] = n.Level != 0 ? (float)(n.Scale / Math.Abs(n.Level)) : float.NaN;
+    }
+
+    /// <summary>The features of step <paramref name="h"/> (1-based) after origin <paramref name="o"/>; the rest of the row is <see cref="WriteOrigin"/>'s.</summary>
+    public static void WriteStep(ReadOnlySpan<double> x, int o, int h, Normal n, TimeGrid grid, DateOnly[]? events, Span<float> row)
+    {
+        int target = o + h - 1;
+        row[0] = h;
         var at = grid.At(target).UtcDateTime;
         row[11] = at.Hour;
         row[12] = (int)at.DayOfWeek;
@@ -100,8 +117,6 @@ public static class GlobalFeatures
             count++;
         }
         row[19] = count == 0 ? float.NaN : n.Apply(sum / count);
-        // The scale relative to the level: how noisy the series is, which decides how far to trust its last values.
-        row[20] = n.Level != 0 ? (float)(n.Scale / Math.Abs(n.Level)) : float.NaN;
     }
 
     // The normalised x[o − k], NaN before the start.

@@ -36,10 +36,13 @@ public sealed class GlobalModel
     private readonly DataViewSchema _schema;
     private readonly ConcurrentBag<PredictionEngine<Row, Prediction>> _engines = [];
 
+    private readonly FlatTrees? _trees;
+
     private GlobalModel(MLContext ml, ITransformer model, DataViewSchema schema, string version, double[] residualRms, int rows, int series)
     {
         (_ml, _model, _schema) = (ml, model, schema);
         (Version, ResidualRms, Rows, Series) = (version, residualRms, rows, series);
+        _trees = FlatTrees.From(model);
     }
 
     /// <summary>The version each series' model names (the artifact's file name without extension).</summary>
@@ -80,14 +83,21 @@ public sealed class GlobalModel
             for (int o = options.MinHistory + (i % stride); o < s.TrainEnd; o += stride)
             {
                 var normal = GlobalFeatures.Normalisation(x, o);
+                float[]? atOrigin = null;
                 for (int h = 1; h <= horizon && o + h - 1 < s.TrainEnd; h++)
                 {
                     if (p < 1 && random.NextDouble() >= p)
                     {
                         continue;
                     }
+                    if (atOrigin is null)
+                    {
+                        atOrigin = new float[GlobalFeatures.Count];
+                        GlobalFeatures.WriteOrigin(x, o, normal, atOrigin);
+                    }
                     var row = new Row { Label = normal.Apply(x[o + h - 1]) };
-                    GlobalFeatures.Write(x, o, h, normal, s.Grid, null, row.Features);
+                    atOrigin.CopyTo(row.Features, 0);
+                    GlobalFeatures.WriteStep(x, o, h, normal, s.Grid, null, row.Features);
                     rows.Add(row);
                 }
             }
@@ -118,15 +128,13 @@ public sealed class GlobalModel
         // The model's own spread per horizon step, from a sample of its training rows (optimistic; calibration widens it from the backtest).
         var sums = new double[horizon];
         var counts = new int[horizon];
-        var engine = global.Rent();
         for (int r = 0; r < rows.Count; r += Math.Max(1, rows.Count / 20_000))
         {
             int h = (int)rows[r].Features[0] - 1;
-            double e = rows[r].Label - engine.Predict(rows[r]).Score;
+            double e = rows[r].Label - global.Score(rows[r]);
             sums[h] += e * e;
             counts[h]++;
         }
-        global.Return(engine);
         double fallback = Math.Sqrt(sums.Sum() / Math.Max(1, counts.Sum()));
         for (int h = 0; h < horizon; h++)
         {
@@ -143,42 +151,227 @@ public sealed class GlobalModel
     {
         x = x[..origin];
         var normal = GlobalFeatures.Normalisation(x, origin);
+        int count = GlobalFeatures.Count;
+        // Every step's row first (the origin's features written once, copied into each), then all of them scored together.
+        var rows = new float[horizon * count];
+        GlobalFeatures.WriteOrigin(x, origin, normal, rows.AsSpan(0, count));
+        for (int h = 1; h <= horizon; h++)
+        {
+            var row = rows.AsSpan((h - 1) * count, count);
+            if (h > 1)
+            {
+                rows.AsSpan(0, count).CopyTo(row);
+            }
+            GlobalFeatures.WriteStep(x, origin, h, normal, grid, events, row);
+            // Beyond the trained horizon the features of the last trained step, one day earlier per day past it.
+            row[0] = h <= Horizon ? h : Horizon - 23 + ((h - Horizon - 1) % 24);
+        }
+        var scores = Score(rows, horizon);
         var point = new double[horizon];
         var se = new double[horizon];
+        for (int h = 1; h <= horizon; h++)
+        {
+            point[h - 1] = normal.Invert(scores[h - 1]);
+            se[h - 1] = ResidualRms[Math.Min(h, Horizon) - 1] * normal.Scale * Math.Sqrt(Math.Max(1.0, (double)h / Horizon));
+        }
+        return new ModelForecast(point, se);
+    }
+
+    /// <summary>The ML.NET model as the bytes of its zip, for <see cref="Load"/>.</summary>
+    public byte[] ToZip()
+    {
+        using var stream = new MemoryStream();
+        _ml.Model.Save(_model, _schema, stream);
+        return stream.ToArray();
+    }
+
+    /// <summary>
+    /// A model saved by <see cref="ToZip"/>, with what the zip does not hold (version, residual spread, sizes): it forecasts
+    /// exactly as the model that was saved.
+    /// </summary>
+    public static GlobalModel Load(byte[] zip, string version, double[] residualRms, int rows, int series, GlobalModelOptions? options = null)
+    {
+        var ml = new MLContext((options ?? new GlobalModelOptions()).Seed);
+        using var stream = new MemoryStream(zip, writable: false);
+        var model = ml.Model.Load(stream, out var schema);
+        return new GlobalModel(ml, model, schema, version, residualRms, rows, series);
+    }
+
+    /// <summary>Saves the ML.NET model (a zip) to <paramref name="path"/>, through a temporary name so no reader sees half a file.</summary>
+    public void Save(string path) => SaveZip(ToZip(), path);
+
+    /// <summary>Writes <paramref name="zip"/> to <paramref name="path"/> through a temporary name of its own, so no reader sees half a file.</summary>
+    public static void SaveZip(byte[] zip, string path)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        // A temp name of its own keeps two instances sharing a models volume from writing one temp file at once.
+        var temp = $"{path}.{Guid.NewGuid():N}.tmp";
+        File.WriteAllBytes(temp, zip);
+        File.Move(temp, path, overwrite: true);
+    }
+
+    // The model's score for a row: from the flattened trees when every feature is known, else (or should the model not be a
+    // plain numeric tree ensemble) through a prediction engine, which applies each split's default direction to a missing feature.
+    private float Score(Row row) => Score(row.Features, 1)[0];
+
+    // The scores of `count` rows of GlobalFeatures.Count features each, laid end to end in `rows`.
+    private float[] Score(float[] rows, int count)
+    {
+        int width = GlobalFeatures.Count;
+        var scores = new float[count];
+        var known = new bool[count];
+        for (int r = 0; r < count; r++)
+        {
+            known[r] = _trees is not null && !HasMissing(rows.AsSpan(r * width, width));
+        }
+        if (_trees is { } trees)
+        {
+            var sums = new double[count];
+            trees.Score(rows, width, known, sums);
+            for (int r = 0; r < count; r++)
+            {
+                scores[r] = (float)sums[r];
+            }
+        }
+        for (int r = 0; r < count; r++)
+        {
+            if (!known[r])
+            {
+                var engine = Rent();
+                try
+                {
+                    scores[r] = engine.Predict(new Row { Features = rows.AsSpan(r * width, width).ToArray() }).Score;
+                }
+                finally
+                {
+                    Return(engine);
+                }
+            }
+        }
+        return scores;
+    }
+
+    /// <summary>A row's score through ML.NET's prediction engine, and through the flattened trees (null when the model has none); for tests.</summary>
+    internal (float Engine, float? Flat) ScoreBothWays(float[] features)
+    {
+        var row = new Row { Features = features };
         var engine = Rent();
         try
         {
-            var row = new Row();
-            for (int h = 1; h <= horizon; h++)
+            float? flat = null;
+            if (_trees is { } trees)
             {
-                // Beyond the trained horizon the features of the last trained step, one day earlier per day past it.
-                int hh = h <= Horizon ? h : Horizon - 23 + ((h - Horizon - 1) % 24);
-                GlobalFeatures.Write(x, origin, h, normal, grid, events, row.Features);
-                row.Features[0] = hh;
-                point[h - 1] = normal.Invert(engine.Predict(row).Score);
-                se[h - 1] = ResidualRms[Math.Min(h, Horizon) - 1] * normal.Scale * Math.Sqrt(Math.Max(1.0, (double)h / Horizon));
+                var sums = new double[1];
+                trees.Score(features, features.Length, [true], sums);
+                flat = (float)sums[0];
             }
+            return (engine.Predict(row).Score, flat);
         }
         finally
         {
             Return(engine);
         }
-        return new ModelForecast(point, se);
     }
 
-    /// <summary>Saves the ML.NET model (a zip) to <paramref name="path"/>, through a temporary name so no reader sees half a file.</summary>
-    public void Save(string path)
+    private static bool HasMissing(ReadOnlySpan<float> features)
     {
-        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-        // Every instance that trains a shard of the run trains and saves the run's fleet model; a temp name of its own keeps
-        // two instances sharing a models volume from writing one temp file at once, and the rename makes either whole copy win.
-        var temp = $"{path}.{Guid.NewGuid():N}.tmp";
-        _ml.Model.Save(_model, _schema, temp);
-        File.Move(temp, path, overwrite: true);
+        foreach (float f in features)
+        {
+            if (float.IsNaN(f))
+            {
+                return true;
+            }
+        }
+        return false;
     }
 
     private PredictionEngine<Row, Prediction> Rent() =>
         _engines.TryTake(out var engine) ? engine : _ml.Model.CreatePredictionEngine<Row, Prediction>(_model);
 
     private void Return(PredictionEngine<Row, Prediction> engine) => _engines.Add(engine);
+
+    /// <summary>
+    /// The trained trees as flat arrays, scored as ML.NET scores a dense row of a LightGBM regression model: each tree from its
+    /// root, left when the feature is at most the split's threshold (float comparison), the reached leaves' values summed in
+    /// double in tree order and the sum rounded to float (<c>TreeEnsembleModelParameters.Map</c> and
+    /// <c>InternalRegressionTree.GetLeaf</c> in dotnet/machinelearning). Valid for rows without a missing feature only:
+    /// ML.NET sends a NaN down each split's default side, which its public API does not expose.
+    /// A node index below zero is a leaf, ~index into <see cref="_leaves"/>.
+    /// </summary>
+    private sealed class FlatTrees(int[] roots, int[] features, float[] thresholds, int[] children, double[] leaves)
+    {
+        private readonly int[] _roots = roots;
+        private readonly int[] _features = features;
+        private readonly float[] _thresholds = thresholds;
+        private readonly int[] _children = children;
+        private readonly double[] _leaves = leaves;
+
+        /// <summary>
+        /// Adds each tree's leaf to <paramref name="sums"/>[r] for every row r (rows of <paramref name="width"/> features laid end
+        /// to end) that <paramref name="use"/> marks, tree by tree: one tree's nodes stay in cache while the rows' independent
+        /// walks overlap, and each row's sum still runs over the trees in order. A node's children are at 2·node (feature at
+        /// most the threshold) and 2·node + 1.
+        /// </summary>
+        public void Score(ReadOnlySpan<float> rows, int width, ReadOnlySpan<bool> use, Span<double> sums)
+        {
+            foreach (int root in _roots)
+            {
+                for (int r = 0; r < sums.Length; r++)
+                {
+                    if (!use[r])
+                    {
+                        continue;
+                    }
+                    var row = rows.Slice(r * width, width);
+                    int node = root;
+                    while (node >= 0)
+                    {
+                        node = _children[(2 * node) + (row[_features[node]] <= _thresholds[node] ? 0 : 1)];
+                    }
+                    // An empty tree (ML.NET's stand-in for a constant zero one) is a leaf of value 0 here.
+                    sums[r] += _leaves[~node];
+                }
+            }
+        }
+
+        // Null unless the model is a LightGBM regression with numeric splits only (the trainer here never declares categoricals).
+        public static FlatTrees? From(ITransformer model)
+        {
+            if (model is not ISingleFeaturePredictionTransformer<object> { Model: LightGbmRegressionModelParameters parameters })
+            {
+                return null;
+            }
+            var roots = new List<int>();
+            var features = new List<int>();
+            var thresholds = new List<float>();
+            var children = new List<int>();
+            var leaves = new List<double>();
+            foreach (var tree in parameters.TrainedTreeEnsemble.Trees)
+            {
+                if (tree.CategoricalSplitFlags.Any(f => f))
+                {
+                    return null;
+                }
+                int nodeBase = features.Count, leafBase = leaves.Count;
+                // ML.NET's dummy tree (no split, left child 0) outputs 0 whatever the row.
+                if (tree.NumberOfNodes == 0 || tree.LeftChild[0] == 0)
+                {
+                    leaves.Add(0.0);
+                    roots.Add(~leafBase);
+                    continue;
+                }
+                int Child(int c) => c >= 0 ? nodeBase + c : ~(leafBase + ~c);
+                for (int n = 0; n < tree.NumberOfNodes; n++)
+                {
+                    features.Add(tree.NumericalSplitFeatureIndexes[n]);
+                    thresholds.Add(tree.NumericalSplitThresholds[n]);
+                    children.Add(Child(tree.LeftChild[n]));
+                    children.Add(Child(tree.RightChild[n]));
+                }
+                leaves.AddRange(tree.LeafValues);
+                roots.Add(nodeBase);
+            }
+            return new FlatTrees([.. roots], [.. features], [.. thresholds], [.. children], [.. leaves]);
+        }
+    }
 }

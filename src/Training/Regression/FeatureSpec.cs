@@ -31,7 +31,7 @@ public sealed record FeatureSpec(
         int fourier = 2 * (DailyHarmonics + WeeklyHarmonics);
         int week = WeeklyPeriod > 0 ? WeeklyPeriod : 1;
         int phase = (int)((weekPhaseAtZero + t) % week);
-        _fourier ??= FourierTable(week, fourier);
+        _fourier ??= s_fourierTables.GetOrAdd((week, DailyPeriod, DailyHarmonics, WeeklyPeriod, WeeklyHarmonics), _ => FourierTable(week, fourier));
         _fourier.AsSpan(phase * fourier, fourier).CopyTo(row);
         int c = fourier;
         if (Trend)
@@ -48,7 +48,10 @@ public sealed record FeatureSpec(
         }
     }
 
-    // The Fourier terms depend only on the phase within the week: computed once per phase, not once per row.
+    // The Fourier terms depend only on the phase within the week and the harmonics: computed once per phase and design for
+    // the process (every fit of every series on an hourly grid shares one table), not once per row or per fit.
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<(int Week, int Daily, int DailyHarmonics, int Weekly, int WeeklyHarmonics), double[]> s_fourierTables = new();
+
     private double[]? _fourier;
 
     private double[] FourierTable(int week, int fourier)

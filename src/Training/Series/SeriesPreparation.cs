@@ -149,19 +149,67 @@ public static class SeriesPreparation
     }
 
     /// <summary>Centred moving median over <paramref name="window"/> points, the window kept inside the series at the edges.</summary>
+    /// <remarks>
+    /// The window's values are kept sorted as it slides one step at a time (the outgoing value removed, the incoming one
+    /// inserted, O(window) a step instead of a sort), so the medians are those of sorting each window.
+    /// </remarks>
     public static double[] CenteredMovingMedian(ReadOnlySpan<double> x, int window)
     {
         window = Math.Min(window, x.Length);
         var m = new double[x.Length];
-        var buffer = new double[window];
+        if (window == 0)
+        {
+            return m;
+        }
+        var sorted = new double[window];
+        int start = -1;
         for (int t = 0; t < x.Length; t++)
         {
             int a = Math.Clamp(t - (window / 2), 0, x.Length - window);
-            x.Slice(a, window).CopyTo(buffer);
-            Array.Sort(buffer);
-            m[t] = window % 2 == 1 ? buffer[window / 2] : 0.5 * (buffer[(window / 2) - 1] + buffer[window / 2]);
+            if (start < 0)
+            {
+                x.Slice(a, window).CopyTo(sorted);
+                Array.Sort(sorted);
+            }
+            else if (a != start)
+            {
+                // The start moves by one step at most: x[start] leaves and x[start + window] enters.
+                Slide(sorted, x[start], x[start + window]);
+            }
+            start = a;
+            m[t] = window % 2 == 1 ? sorted[window / 2] : 0.5 * (sorted[(window / 2) - 1] + sorted[window / 2]);
         }
         return m;
+    }
+
+    // Replaces one occurrence of `leaving` in the sorted array by `entering`, keeping it sorted.
+    private static void Slide(double[] sorted, double leaving, double entering)
+    {
+        int i = Array.BinarySearch(sorted, leaving);
+        if (i < 0 || double.IsNaN(leaving) || double.IsNaN(entering))
+        {
+            // NaN (never in imputed data) is not found by the search (it sorts first): replace and sort the window instead.
+            sorted[Math.Max(i, 0)] = entering;
+            Array.Sort(sorted);
+            return;
+        }
+        if (entering >= leaving)
+        {
+            while (i + 1 < sorted.Length && sorted[i + 1] < entering)
+            {
+                sorted[i] = sorted[i + 1];
+                i++;
+            }
+        }
+        else
+        {
+            while (i > 0 && sorted[i - 1] > entering)
+            {
+                sorted[i] = sorted[i - 1];
+                i--;
+            }
+        }
+        sorted[i] = entering;
     }
 
     internal static double Median(double[] values)

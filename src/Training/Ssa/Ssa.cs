@@ -16,12 +16,19 @@ public static class Ssa
     /// </summary>
     public static double[] LagCovariance(ReadOnlySpan<double> x, int L)
     {
+        var c = new double[L * L];
+        LagCovariance(x, L, c);
+        return c;
+    }
+
+    /// <summary>C = X Xᵀ / K written into <paramref name="c"/> (at least L² long; every entry of its first L² is written).</summary>
+    public static void LagCovariance(ReadOnlySpan<double> x, int L, Span<double> c)
+    {
         int K = x.Length - L + 1;
         if (L < 2 || K < 1)
         {
             throw new ArgumentOutOfRangeException(nameof(L), "Need 2 ≤ L ≤ N.");
         }
-        var c = new double[L * L];
         for (int j = 0; j < L; j++)
         {
             c[j] = TensorPrimitives.Dot(x.Slice(0, K), x.Slice(j, K));
@@ -42,7 +49,6 @@ public static class Ssa
                 c[(j * L) + i] = v;
             }
         }
-        return c;
     }
 
     /// <summary>
@@ -52,10 +58,13 @@ public static class Ssa
     /// ordered by decreasing eigenvalue. Stops when the first <paramref name="converge"/> residuals fall below
     /// <paramref name="tolerance"/>·λ₁ or after <paramref name="maxIterations"/> sweeps.
     /// </summary>
-    public static double[] LeadingEigenpairs(double[] c, int L, double[] q, int p, int converge, int maxIterations, double tolerance)
+    public static double[] LeadingEigenpairs(ReadOnlySpan<double> c, int L, double[] q, int p, int converge, int maxIterations, double tolerance)
     {
         var y = new double[p * L];
         var theta = new double[p];
+        // The Ritz rotation's scratch (two p×L blocks), allocated once per solve rather than once per sweep.
+        var rotatedQ = new double[p * L];
+        var rotatedY = new double[p * L];
         Orthonormalise(q, p, L);
         for (int it = 1; ; it++)
         {
@@ -65,10 +74,10 @@ public static class Ssa
                 var ya = y.AsSpan(a * L, L);
                 for (int i = 0; i < L; i++)
                 {
-                    ya[i] = TensorPrimitives.Dot(c.AsSpan(i * L, L), qa);
+                    ya[i] = TensorPrimitives.Dot(c.Slice(i * L, L), qa);
                 }
             }
-            RayleighRitz(q, y, p, L, theta);
+            RayleighRitz(q, y, p, L, theta, rotatedQ, rotatedY);
             if (it >= maxIterations || Converged(q, y, theta, Math.Min(converge, p), L, tolerance))
             {
                 return theta;
@@ -283,7 +292,7 @@ public static class Ssa
         return (stable, roots, true);
     }
 
-    private static void RayleighRitz(double[] q, double[] y, int p, int L, double[] theta)
+    private static void RayleighRitz(double[] q, double[] y, int p, int L, double[] theta, double[] rotatedQ, double[] rotatedY)
     {
         var h = Matrix<double>.Build.Dense(p, p);
         for (int a = 0; a < p; a++)
@@ -297,8 +306,8 @@ public static class Ssa
         }
         var evd = h.Evd(Symmetricity.Symmetric);
         var w = evd.EigenVectors;
-        var rotatedQ = new double[p * L];
-        var rotatedY = new double[p * L];
+        Array.Clear(rotatedQ);
+        Array.Clear(rotatedY);
         for (int k = 0; k < p; k++)
         {
             // MathNet sorts eigenvalues ascending; Ritz pair k takes the k-th largest.

@@ -1,3 +1,5 @@
+using System.Buffers;
+
 namespace Forecaster.Training.Ssa;
 
 /// <summary>The leading eigenvectors of one series prefix: U (Count×L, rows), eigenvalues, tr C and M = U↑ᵀU↓.</summary>
@@ -38,15 +40,26 @@ public sealed class SsaWorkspace(int reuseWithin = 0)
         int p = Math.Min(rank + Oversampling, L);
         bool warm = _lastBlock.TryGetValue(L, out var previous) && previous.Length == p * L;
         var q = warm ? (double[])previous!.Clone() : Ssa.InitialBlock(L, p, [daily, weekly]);
-        var c = Ssa.LagCovariance(x, L);
-        var theta = Ssa.LeadingEigenpairs(c, L, q, p, rank, maxIterations: warm ? 4 : 12, tolerance: 1e-5);
+        // The L×L covariance (228 KB at a weekly window) is scratch: pooled, not left to the large object heap once per solve.
+        var pooled = ArrayPool<double>.Shared.Rent(L * L);
+        double[] theta;
+        double trace = 0;
+        try
+        {
+            var c = pooled.AsSpan(0, L * L);
+            Ssa.LagCovariance(x, L, c);
+            theta = Ssa.LeadingEigenpairs(c, L, q, p, rank, maxIterations: warm ? 4 : 12, tolerance: 1e-5);
+            for (int i = 0; i < L; i++)
+            {
+                trace += c[(i * L) + i];
+            }
+        }
+        finally
+        {
+            ArrayPool<double>.Shared.Return(pooled);
+        }
         Solves++;
         _lastBlock[L] = q;
-        double trace = 0;
-        for (int i = 0; i < L; i++)
-        {
-            trace += c[(i * L) + i];
-        }
         var dec = new SsaDecomposition(L, rank, q, theta, trace, Ssa.ShiftProducts(q, L, rank));
         _cache[(end, L)] = dec;
         return dec;

@@ -6,30 +6,35 @@ using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Hangfire;
 using Npgsql;
+using System.Net.Http.Json;
+using System.Text.Json;
 
 namespace Forecaster.Api.Tests.Training;
 
 /// <summary>
-/// Two service instances on one database: Hangfire's recurring scheduler fires the nightly job once and both take shards.
-/// Both run on the wall clock (no fake clock): the scheduler compares fire times with real time across instances.
+/// Two service instances on one database: Hangfire's recurring scheduler fires the nightly job once and both take shards,
+/// and the run's fleet-wide model is trained by one and loaded by the other. Both run on the wall clock (no fake clock): the
+/// scheduler compares fire times with real time across instances.
 /// </summary>
 public sealed class ClusterTrainingTests
 {
     [Fact]
-    public async Task TwoInstancesRunTheNightlyTriggerExactlyOnceAndShareItsShards()
+    public async Task TwoInstancesRunTheNightlyTriggerExactlyOnceAndShareItsShardsAndItsFleetModel()
     {
         var db = await TestCluster.CreateDatabaseAsync("cluster");
         await TestCluster.SeedDemoAsync(db, TimeProvider.System.GetUtcNow());
         // The nightly job is registered as configured (never), then moved to a few seconds from now once both instances are
         // up: a start slower than the wait would otherwise put the first firing in the past.
         const string cron = "0 0 31 2 *";
+        // A models directory each, as two pods have: the instance that does not train the fleet-wide model gets it from the database.
         var models = TestEnvironment.NewHome("models");
+        var modelsB = TestEnvironment.NewHome("models");
 
         // Removed however the test ends: a failed assertion must not leave the instances' artifacts under the test root.
         try
         {
             using var a = Instance(db, cron, models);
-            using var b = Instance(db, cron, models);
+            using var b = Instance(db, cron, modelsB);
             _ = a.Server;
             _ = b.Server;
             // Once, at a second a few seconds ahead (six fields: seconds first), in UTC.
@@ -55,6 +60,85 @@ public sealed class ClusterTrainingTests
             Assert.Equal(run.Total, run.Done);
             var instances = (await conn.QueryAsync<string>("SELECT DISTINCT instance_id FROM training_shards WHERE run_id = @Id", new { run.Id })).ToList();
             Assert.Equal(2, instances.Count);
+
+            // One fleet-wide model, stored once: a second training would have collided with the stored row and failed its shard.
+            var fleet = await conn.QuerySingleAsync<(string Version, byte[] Artifact)>(
+                "SELECT version, artifact FROM fleet_models WHERE run_id = @Id", new { run.Id });
+            Assert.Equal(FleetModel.RelativePath(run.Id), fleet.Version);
+            // Both instances' load series name it, and both models directories hold exactly the stored zip.
+            var versions = (await conn.QueryAsync<(string Instance, string? Global)>("""
+                SELECT DISTINCT sh.instance_id, mv.parameters ->> 'globalModel'
+                FROM model_versions mv JOIN resources r ON r.id = mv.resource_id AND mv.metric = r.load_metric
+                JOIN training_shards sh ON sh.run_id = mv.run_id AND sh.shard = mod(r.id, 6)
+                WHERE mv.run_id = @Id AND mv.status <> 'failed'
+                """, new { run.Id })).ToList();
+            Assert.Equal(2, versions.Count);
+            Assert.All(versions, v => Assert.Equal(fleet.Version, v.Global));
+            Assert.Equal(fleet.Artifact, await File.ReadAllBytesAsync(Path.Combine(models, fleet.Version)));
+            Assert.Equal(fleet.Artifact, await File.ReadAllBytesAsync(Path.Combine(modelsB, fleet.Version)));
+        }
+        finally
+        {
+            TestEnvironment.TryDelete(models);
+            TestEnvironment.TryDelete(modelsB);
+        }
+    }
+
+    [Fact]
+    public async Task AFleetModelTrainerThatDiesLeavesTheModelToTheInstanceWaitingForIt()
+    {
+        var db = await TestCluster.CreateDatabaseAsync("fleetcrash");
+        await TestCluster.SeedDemoAsync(db, TimeProvider.System.GetUtcNow());
+        var models = TestEnvironment.NewHome("models");
+        try
+        {
+            await using var conn = new NpgsqlConnection(db);
+            // Another instance took the lease of the next run's fleet-wide model and is training it: a session holding the lock.
+            var next = await conn.ExecuteScalarAsync<long>("SELECT coalesce(max(id), 0) + 1 FROM training_runs");
+            // Unpooled: the session is ended under it, and no later test connection should be handed the dead one.
+            await using var trainer = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(db) { Pooling = false }.ConnectionString);
+            await trainer.OpenAsync();
+            await trainer.ExecuteAsync("SELECT pg_advisory_lock(hashtextextended(@name, 0))", new { name = FleetModel.LeaseName(next) });
+
+            using var a = Instance(db, "0 0 31 2 *", models);
+            using var client = a.CreateClient();
+            client.DefaultRequestHeaders.Add("X-Api-Key", ApiFixture.ApiKey);
+            var created = await client.PostAsync("/api/v1/training-runs", ApiFixture.Json("{}"));
+            Assert.Equal(System.Net.HttpStatusCode.Accepted, created.StatusCode);
+            var id = (await created.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetInt64();
+            Assert.Equal(next, id);
+
+            // The instance waits for the model (its load series need it); nothing is written while it waits.
+            var deadline = TimeProvider.System.GetUtcNow().AddMinutes(2);
+            while (!await conn.ExecuteScalarAsync<bool>("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)"))
+            {
+                Assert.True(TimeProvider.System.GetUtcNow() < deadline, "the instance never waited for the fleet-wide model's lease");
+                await Task.Delay(100);
+            }
+            await Task.Delay(TimeSpan.FromSeconds(1));
+            Assert.Equal(0, await conn.ExecuteScalarAsync<int>("SELECT series_done FROM training_runs WHERE id = @id", new { id }));
+            Assert.Equal(0, await conn.ExecuteScalarAsync<int>("SELECT count(*)::int FROM fleet_models"));
+
+            // The trainer dies: its session ends, as when its process is killed, and the lease with it.
+            await conn.ExecuteAsync("SELECT pg_terminate_backend(@pid)", new { pid = trainer.ProcessID });
+
+            while (await conn.ExecuteScalarAsync<string>("SELECT status FROM training_runs WHERE id = @id", new { id }) is not ("succeeded" or "failed"))
+            {
+                Assert.True(TimeProvider.System.GetUtcNow() < deadline, "the run did not finish after the trainer died");
+                await Task.Delay(250);
+            }
+            var run = await conn.QuerySingleAsync<(string Status, int Done, int Total, string? Error)>(
+                "SELECT status, series_done, series_total, error FROM training_runs WHERE id = @id", new { id });
+            Assert.True(run.Status == "succeeded", $"run {id} {run.Status}: {run.Error}");
+            Assert.Equal(run.Total, run.Done);
+            // The waiting instance trained the model itself, stored it, and its load series use it.
+            Assert.Equal(FleetModel.RelativePath(id), await conn.ExecuteScalarAsync<string>(
+                "SELECT version FROM fleet_models WHERE run_id = @id AND artifact IS NOT NULL", new { id }));
+            Assert.True(File.Exists(Path.Combine(models, FleetModel.RelativePath(id))));
+            Assert.Equal(0, await conn.ExecuteScalarAsync<int>("""
+                SELECT count(*)::int FROM model_versions mv JOIN resources r ON r.id = mv.resource_id AND mv.metric = r.load_metric
+                WHERE mv.run_id = @id AND mv.status <> 'failed' AND mv.parameters ->> 'globalModel' IS DISTINCT FROM @version
+                """, new { id, version = FleetModel.RelativePath(id) }));
         }
         finally
         {
