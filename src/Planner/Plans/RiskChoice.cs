@@ -2,15 +2,19 @@ using System.Globalization;
 
 namespace Forecaster.Planner;
 
+/// <summary>One forecast hour as <see cref="RiskChoice.PlanQuantile"/> sees it: its band, target and lower bound (minReplicas or a window's).</summary>
+public readonly record struct RiskHour(ForecastHour Hour, double TargetUtilization, int Lower);
+
 /// <summary>
 /// How a policy's stated risk set one hour's load. The forecast quantile q must fit in the replicas at full capacity, and
 /// the point forecast at the target utilisation; the planner plans for the larger, expressed as the load that gives that
 /// count at the target: max(point, quantile × target). Counting the target on top of the quantile would pay for the same
 /// margin twice. q is one per plan (<see cref="PlanQuantile"/>): 1 − fraction, or higher in risk where some hours' point at
-/// the target already leaves less risk than the fraction, so that the plan's hours together expect the stated fraction.
+/// the target, their whole replicas or their minimum already leave less risk than the fraction, so that the plan's hours
+/// together expect the stated fraction at the counts planned.
 /// </summary>
 /// <param name="Fraction">The policy's maxUnderProvisionedHoursFraction.</param>
-/// <param name="Quantile">The one-sided quantile planned for: 1 − fraction, or lower when the plan's other hours leave risk unspent.</param>
+/// <param name="Quantile">The one-sided quantile planned for: 1 − fraction, or lower when whole replicas or the plan's other hours leave risk unspent.</param>
 /// <param name="Point">The point forecast.</param>
 /// <param name="QuantileLoad">The forecast's quantile: the point plus the band's upper margin scaled from its level to the quantile.</param>
 /// <param name="Load">The load planned at the target: max(point, quantile load × target).</param>
@@ -34,43 +38,81 @@ public sealed record RiskChoice(double Fraction, double Quantile, double Point, 
 
     /// <summary>
     /// The one quantile for a plan's forecast hours, so that the expected share of under-provisioned hours is the stated
-    /// fraction f at the capacity actually planned. Each hour's load is taken as normal around the point with σ from its band
-    /// (margin / z((1 + level) / 2)); at the count the point needs at the target an hour misses with p₀ = 1 − Φ(point·(1/target − 1)/σ),
-    /// at the quantile with 1 − q, and the plan gives it the smaller. Solving mean over hours of min(p₀, u) = f for u gives
-    /// q = 1 − u ≤ 1 − f: risk an hour cannot use (its point at the target already covers it) is spent where the band is wide,
-    /// instead of being bought twice. With no such hours q = 1 − f. Rounding up to whole replicas only lowers the risk.
+    /// fraction f at the replica counts actually planned. Each hour's load is taken as normal around the point with σ from its
+    /// band (margin / z((1 + level) / 2)). For a trial tail u, an hour gets n(u) = max(⌈point / (target·c)⌉, ⌈Q(1 − u) / c⌉,
+    /// its lower bound) whole replicas of capacity c and misses with 1 − Φ((n(u)·c − point)/σ); the plan takes the largest u
+    /// (q = 1 − u ≤ 1 − f) whose mean over hours stays within f. Risk an hour cannot use is spent where the band is wide
+    /// instead of being bought twice: its point at the target already covers it, or rounding up to whole replicas (large at
+    /// small counts: one replica of five is a fifth of the capacity) or its minimum leaves headroom beyond the quantile.
+    /// Without a capacity per replica (a job's rate also pays for backlog and restarts) counts are taken as continuous:
+    /// an hour then misses with min(p₀, u), p₀ = 1 − Φ(point·(1/target − 1)/σ). With no such hours q = 1 − f.
     /// </summary>
-    public static double PlanQuantile(RiskPolicy risk, IReadOnlyList<(ForecastHour Hour, double TargetUtilization)> hours, double bandLevel)
+    public static double PlanQuantile(RiskPolicy risk, IReadOnlyList<RiskHour> hours, double bandLevel, double? capacity)
     {
         var f = risk.MaxUnderProvisionedHoursFraction;
-        var z = NormalQuantile((1 + bandLevel) / 2);
-        var p0 = new double[hours.Count];
-        for (var i = 0; i < hours.Count; i++)
-        {
-            var (hour, target) = hours[i];
-            var point = Math.Max(0, hour.Point);
-            var sigma = Math.Max(0, hour.Upper - hour.Point) / z;
-            var headroom = point * ((1 / target) - 1);
-            p0[i] = sigma > 0 ? NormalTail(headroom / sigma) : headroom >= 0 ? 0 : 1;
-        }
-        if (p0.Length == 0)
+        if (hours.Count == 0)
         {
             return 1 - f;
         }
-        double Expected(double u) => p0.Sum(p => Math.Min(p, u)) / p0.Length;
-        // The quantile stays at or above the median: below it the point at the target binds anyway.
+        var zBand = NormalQuantile((1 + bandLevel) / 2);
+        var c = capacity is > 0 and < double.PositiveInfinity ? capacity : null;
+        // Per hour: the point, σ, and the risk when it does not depend on u (its count is the same at u = f and u = 0.5, as
+        // when the point at the target binds): most hours, so bisection evaluates only the few whose count moves.
+        var point = new double[hours.Count];
+        var sigma = new double[hours.Count];
+        var fixedRisk = new double[hours.Count];
+        var zHigh = NormalQuantile(1 - f);
+        for (var i = 0; i < hours.Count; i++)
+        {
+            var h = hours[i];
+            point[i] = Math.Max(0, h.Hour.Point);
+            sigma[i] = Math.Max(0, h.Hour.Upper - h.Hour.Point) / zBand;
+            fixedRisk[i] = double.NaN;
+            if (c is double perReplica && CountAt(i, zHigh, perReplica) == CountAt(i, 0, perReplica))
+            {
+                fixedRisk[i] = RiskAt(i, CountAt(i, 0, perReplica), perReplica);
+            }
+        }
+        int CountAt(int i, double z, double perReplica) => Math.Max(hours[i].Lower,
+            Math.Max(Count(point[i] / (hours[i].TargetUtilization * perReplica)), Count(Math.Max(0, point[i] + (sigma[i] * z)) / perReplica)));
+        double RiskAt(int i, int count, double perReplica) =>
+            sigma[i] > 0 ? NormalTail(((count * perReplica) - point[i]) / sigma[i]) : count * perReplica >= point[i] ? 0 : 1;
+        double Expected(double u)
+        {
+            var z = NormalQuantile(1 - u);
+            var sum = 0.0;
+            for (var i = 0; i < hours.Count; i++)
+            {
+                if (c is not double perReplica)
+                {
+                    var headroom = point[i] * ((1 / hours[i].TargetUtilization) - 1);
+                    var p0 = sigma[i] > 0 ? NormalTail(headroom / sigma[i]) : headroom >= 0 ? 0 : 1;
+                    sum += Math.Min(p0, u);
+                }
+                else
+                {
+                    sum += double.IsNaN(fixedRisk[i]) ? RiskAt(i, CountAt(i, z, perReplica), perReplica) : fixedRisk[i];
+                }
+            }
+            return sum / hours.Count;
+        }
+        // The quantile stays at or above the median: below it the point at the target binds anyway. Expected(u) only grows
+        // with u (a lower quantile never adds a replica), so bisection finds the largest u within f.
         double lo = f, hi = 0.5;
         if (Expected(hi) <= f)
         {
             return 1 - hi;
         }
-        for (var k = 0; k < 60; k++)
+        for (var k = 0; k < 40; k++)
         {
             var mid = 0.5 * (lo + hi);
             (lo, hi) = Expected(mid) <= f ? (mid, hi) : (lo, mid);
         }
         return 1 - lo;
     }
+
+    // Whole replicas for a load in replicas, as the planner rounds (PlanningContext.CeilCount).
+    private static int Count(double raw) => PlanningContext.CeilCount(raw);
 
     /// <summary>1 − Φ(x), the standard normal upper tail.</summary>
     public static double NormalTail(double x) => 0.5 * Erfc(x / Math.Sqrt(2));
@@ -87,7 +129,7 @@ public sealed record RiskChoice(double Fraction, double Quantile, double Point, 
 
     /// <summary>The sentence's opening, e.g. "forecast quantile 0.995 = 151 at full capacity (risk 0.005 of under-provisioned hours)".</summary>
     public string Describe() => QuantileBinds
-        ? string.Create(CultureInfo.InvariantCulture, $"forecast quantile {Quantile:G4} = {QuantileLoad:G6} must fit at full capacity (risk {Fraction:G3} of under-provisioned hours{(Quantile < 1 - Fraction - 1e-12 ? ", the share the plan's other hours leave unused spent here" : "")}), i.e. load {Load:G6} at the target; point {Point:G6}")
+        ? string.Create(CultureInfo.InvariantCulture, $"forecast quantile {Quantile:G4} = {QuantileLoad:G6} must fit at full capacity (risk {Fraction:G3} of under-provisioned hours{(Quantile < 1 - Fraction - 1e-12 ? " over the plan at its whole-replica counts, the share the plan's other hours leave unused spent here" : "")}), i.e. load {Load:G6} at the target; point {Point:G6}")
         : string.Create(CultureInfo.InvariantCulture, $"forecast point {Point:G6} at the target (its quantile {Quantile:G4} = {QuantileLoad:G6} fits at full capacity: risk {Fraction:G3} met)");
 
     /// <summary>

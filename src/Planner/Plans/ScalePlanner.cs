@@ -23,16 +23,19 @@ public static class ScalePlanner
         var cursor = 0;
         if (input.Policy.Risk is { } risk && forecast is not null)
         {
-            var planned = new List<(ForecastHour, double)>(hours.Length);
+            var planned = new List<RiskHour>(hours.Length);
             for (var k = 0; k < hours.Length; k++)
             {
                 var at = input.HorizonStart + (k * Hour);
                 if (Find(forecast.Hours, at, ref cursor) is ForecastHour f && double.IsFinite(f.Point) && double.IsFinite(f.Upper))
                 {
-                    planned.Add((f, input.Policy.LimitsAt(at, input.Kind).TargetUtilization));
+                    var limits = input.Policy.LimitsAt(at, input.Kind);
+                    planned.Add(new RiskHour(f, limits.TargetUtilization, limits.Lower));
                 }
             }
-            context.RiskQuantile = RiskChoice.PlanQuantile(risk, planned, forecast.BandLevel);
+            // A service's count is load over capacity per replica, rounded up; a job's rate also pays for backlog and restarts.
+            var perReplica = input.Kind == ResourceKind.Service ? context.Capacity.PerUnit : null;
+            context.RiskQuantile = RiskChoice.PlanQuantile(risk, planned, forecast.BandLevel, perReplica);
             cursor = 0;
         }
         for (var k = 0; k < hours.Length; k++)
