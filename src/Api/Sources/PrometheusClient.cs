@@ -230,97 +230,441 @@ public sealed class PrometheusClient(IHttpClientFactory http, IOptions<Prometheu
     }
 
     /// <summary>
-    /// The `matrix` result of query_range, read with a forward-only reader (a month of per-minute points is megabytes of
-    /// JSON). Values are strings; `NaN`, `+Inf`, `-Inf` are gaps. Staleness markers never reach the API: Prometheus
-    /// ends the series there, which is a gap as well.
+    /// The `matrix` result of query_range (https://prometheus.io/docs/prometheus/latest/querying/api/#range-vectors):
+    /// {"status":"success","data":{"resultType":"matrix","result":[{"metric":{...},"values":[[1733000000,"12.5"],...]}]}}.
+    /// The points are nearly all of an answer (a month of per-minute points is megabytes), so the envelope is walked by
+    /// hand and each `values` array is scanned as Prometheus, Thanos and VictoriaMetrics write it
+    /// (<see cref="ScanValues"/>); labels, strings and whatever else the answer holds are read by Utf8JsonReader, each
+    /// value as a document of its own, and so is a `values` array the scan does not recognise. Values are strings;
+    /// `NaN`, `+Inf`, `-Inf` are gaps. Staleness markers never reach the API: Prometheus ends the series there, which
+    /// is a gap as well. Malformed JSON is a <see cref="JsonException"/>.
     /// </summary>
     /// <param name="points">The points a series has at most (the request's range over its step), so its list never grows.</param>
     public static List<PromSeries> ParseMatrix(ReadOnlySpan<byte> json, int points = 0)
     {
-        var reader = new Utf8JsonReader(json);
         var result = new List<PromSeries>();
         string? status = null;
-        while (reader.Read())
+        var c = new JsonWalk(json);
+        var top = true;
+        while (c.NextMember(ref top, out var key))
         {
-            if (reader.TokenType != JsonTokenType.PropertyName)
+            if (key.SequenceEqual("status"u8))
             {
-                continue;
+                status = c.String();
             }
-            if (reader.CurrentDepth == 1 && reader.ValueTextEquals("status"u8))
+            else if (key.SequenceEqual("data"u8) && c.Peek() == (byte)'{')
             {
-                reader.Read();
-                status = reader.GetString();
-            }
-            else if (reader.CurrentDepth == 2 && reader.ValueTextEquals("resultType"u8))
-            {
-                reader.Read();
-                if (reader.GetString() != "matrix")
+                var data = true;
+                while (c.NextMember(ref data, out var field))
                 {
-                    throw new PrometheusQueryException($"expected a range vector (matrix), got {reader.GetString()}");
-                }
-            }
-            else if (reader.CurrentDepth == 2 && reader.ValueTextEquals("result"u8))
-            {
-                reader.Read();
-                while (reader.Read() && reader.TokenType == JsonTokenType.StartObject)
-                {
-                    // Sized for the first series only: a query that wrongly returns thousands must not reserve a range for each.
-                    result.Add(ReadSeries(ref reader, result.Count == 0 ? points : 0));
-                }
-            }
-            else if (reader.CurrentDepth == 1 && !reader.ValueTextEquals("data"u8))
-            {
-                // errorType, warnings...
-                reader.Read();
-                reader.Skip();
-            }
-        }
-        return status == "success" ? result : throw new PrometheusQueryException($"Prometheus answered status '{status}'");
-    }
-
-    static PromSeries ReadSeries(ref Utf8JsonReader reader, int capacity)
-    {
-        var labels = new Dictionary<string, string>(StringComparer.Ordinal);
-        var points = new List<(DateTime, double)>(capacity);
-        var gaps = 0;
-        while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
-        {
-            if (reader.ValueTextEquals("metric"u8))
-            {
-                reader.Read();
-                while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
-                {
-                    var key = reader.GetString()!;
-                    reader.Read();
-                    labels[key] = reader.GetString() ?? "";
-                }
-            }
-            else if (reader.ValueTextEquals("values"u8))
-            {
-                reader.Read();
-                while (reader.Read() && reader.TokenType == JsonTokenType.StartArray)
-                {
-                    reader.Read();
-                    var ms = (long)Math.Round(reader.GetDouble() * 1000);
-                    reader.Read();
-                    var raw = reader.HasValueSequence ? System.Buffers.BuffersExtensions.ToArray(reader.ValueSequence) : reader.ValueSpan;
-                    reader.Read();
-                    if (double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && double.IsFinite(v))
+                    if (field.SequenceEqual("resultType"u8))
                     {
-                        points.Add((DateTime.UnixEpoch.AddMilliseconds(ms), v));
+                        var type = c.String();
+                        if (type != "matrix")
+                        {
+                            throw new PrometheusQueryException($"expected a range vector (matrix), got {type}");
+                        }
+                    }
+                    else if (field.SequenceEqual("result"u8) && c.Peek() == (byte)'[')
+                    {
+                        var items = true;
+                        while (c.NextItem(ref items))
+                        {
+                            // Sized for the first series only: a query that wrongly returns thousands must not reserve a range for each.
+                            result.Add(ReadSeries(ref c, result.Count == 0 ? points : 0));
+                        }
                     }
                     else
                     {
-                        gaps++;
+                        c.Value();
                     }
                 }
             }
             else
             {
+                // errorType, error, warnings, infos...
+                c.Value();
+            }
+        }
+        c.End();
+        return status == "success" ? result : throw new PrometheusQueryException($"Prometheus answered status '{status}'");
+    }
+
+    static PromSeries ReadSeries(ref JsonWalk c, int capacity)
+    {
+        var labels = new Dictionary<string, string>(StringComparer.Ordinal);
+        var points = new List<(DateTime, double)>(capacity);
+        var gaps = 0;
+        var first = true;
+        while (c.NextMember(ref first, out var key))
+        {
+            if (key.SequenceEqual("metric"u8))
+            {
+                var reader = new Utf8JsonReader(c.Value());
                 reader.Read();
-                reader.Skip();
+                if (reader.TokenType != JsonTokenType.StartObject)
+                {
+                    throw new JsonException("a series' metric is not an object");
+                }
+                while (reader.Read() && reader.TokenType == JsonTokenType.PropertyName)
+                {
+                    var name = reader.GetString()!;
+                    reader.Read();
+                    labels[name] = reader.GetString() ?? "";
+                }
+            }
+            else if (key.SequenceEqual("values"u8))
+            {
+                var start = c.Position;
+                var before = points.Count;
+                var scanned = ScanValues(c.Rest, points, out var read);
+                if (scanned >= 0)
+                {
+                    gaps += scanned;
+                    c.Advance(read);
+                }
+                else
+                {
+                    points.RemoveRange(before, points.Count - before);
+                    c.Position = start;
+                    gaps += ReadValues(c.Value(), points);
+                }
+            }
+            else
+            {
+                c.Value();
             }
         }
         return new PromSeries(labels, points) { Gaps = gaps };
+    }
+
+    /// <summary>
+    /// Scans a `values` array as these servers write it, `[[1733000000,"12.5"],[1733000060.5,"NaN"]]` (whitespace
+    /// allowed between tokens), appending the finite points: a timestamp of unsigned decimal seconds with at most three
+    /// decimals (milliseconds, Prometheus' resolution), a value string without escapes parsed as a double. Returns the
+    /// gaps (values that are not finite numbers) and the bytes read, or -1 for anything else, which the caller reads
+    /// with Utf8JsonReader instead (<see cref="ReadValues"/>); the points it appended are then the caller's to drop.
+    /// </summary>
+    internal static int ScanValues(ReadOnlySpan<byte> s, List<(DateTime Ts, double Value)> points, out int read)
+    {
+        read = 0;
+        var gaps = 0;
+        var i = SkipSpace(s, 0);
+        if (i >= s.Length || s[i] != (byte)'[')
+        {
+            return -1;
+        }
+        i = SkipSpace(s, i + 1);
+        if (i < s.Length && s[i] == (byte)']')
+        {
+            read = i + 1;
+            return 0;
+        }
+        while (true)
+        {
+            if (i >= s.Length || s[i] != (byte)'[')
+            {
+                return -1;
+            }
+            i = SkipSpace(s, i + 1);
+            // Seconds: at most 11 digits (up to year 5138, within DateTime), then up to three decimals.
+            long seconds = 0;
+            var digits = 0;
+            while (i < s.Length && (uint)(s[i] - '0') <= 9 && digits < 11)
+            {
+                seconds = seconds * 10 + (s[i++] - '0');
+                digits++;
+            }
+            if (digits == 0)
+            {
+                return -1;
+            }
+            long ms = seconds * 1000;
+            if (i < s.Length && s[i] == (byte)'.')
+            {
+                i++;
+                var scale = 100;
+                var decimals = 0;
+                while (i < s.Length && (uint)(s[i] - '0') <= 9 && decimals < 3)
+                {
+                    ms += (s[i++] - '0') * scale;
+                    scale /= 10;
+                    decimals++;
+                }
+                if (decimals == 0)
+                {
+                    return -1;
+                }
+            }
+            i = SkipSpace(s, i);
+            if (i >= s.Length || s[i] != (byte)',')
+            {
+                return -1;
+            }
+            i = SkipSpace(s, i + 1);
+            if (i >= s.Length || s[i] != (byte)'"')
+            {
+                return -1;
+            }
+            i++;
+            var length = s[i..].IndexOfAny((byte)'"', (byte)'\\');
+            if (length < 0 || s[i + length] != (byte)'"')
+            {
+                return -1;
+            }
+            if (ParseValue(s.Slice(i, length), out var v) && double.IsFinite(v))
+            {
+                points.Add((DateTime.UnixEpoch.AddMilliseconds(ms), v));
+            }
+            else
+            {
+                gaps++;
+            }
+            i = SkipSpace(s, i + length + 1);
+            if (i >= s.Length || s[i] != (byte)']')
+            {
+                return -1;
+            }
+            i = SkipSpace(s, i + 1);
+            if (i >= s.Length)
+            {
+                return -1;
+            }
+            if (s[i] == (byte)']')
+            {
+                read = i + 1;
+                return gaps;
+            }
+            if (s[i] != (byte)',')
+            {
+                return -1;
+            }
+            i = SkipSpace(s, i + 1);
+        }
+    }
+
+    /// <summary>
+    /// A point's value as Prometheus writes it (Go's strconv.FormatFloat(v, 'f', -1, 64): "12.5", "2345670000",
+    /// "0.001"): up to 15 digits with an optional decimal point are an integer w below 2^53 and a power of ten 10^k
+    /// with k ≤ 15, both exact doubles, so the one division w / 10^k is correctly rounded (Clinger's fast path:
+    /// W. D. Clinger, "How to Read Floating Point Numbers Accurately", PLDI 1990). Anything else (exponents, more
+    /// digits, NaN, Inf) goes to double.TryParse.
+    /// </summary>
+    internal static bool ParseValue(ReadOnlySpan<byte> text, out double value)
+    {
+        var negative = text.Length > 0 && text[0] == (byte)'-';
+        var i = negative ? 1 : 0;
+        long w = 0;
+        var digits = 0;
+        var decimals = -1;
+        for (; i < text.Length; i++)
+        {
+            var b = text[i];
+            if ((uint)(b - '0') <= 9)
+            {
+                w = w * 10 + (b - '0');
+                digits++;
+                if (decimals >= 0)
+                {
+                    decimals++;
+                }
+            }
+            else if (b == (byte)'.' && decimals < 0)
+            {
+                decimals = 0;
+            }
+            else
+            {
+                break;
+            }
+        }
+        if (i == text.Length && digits is > 0 and <= 15 && decimals != 0)
+        {
+            value = decimals > 0 ? w / PowersOfTen[decimals] : w;
+            value = negative ? -value : value;
+            return true;
+        }
+        return double.TryParse(text, NumberStyles.Float, CultureInfo.InvariantCulture, out value);
+    }
+
+    static ReadOnlySpan<double> PowersOfTen => [1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15];
+
+    /// <summary>A `values` array read token by token (what <see cref="ScanValues"/> does not recognise); returns the gaps.</summary>
+    static int ReadValues(ReadOnlySpan<byte> json, List<(DateTime Ts, double Value)> points)
+    {
+        var reader = new Utf8JsonReader(json);
+        var gaps = 0;
+        reader.Read();
+        if (reader.TokenType != JsonTokenType.StartArray)
+        {
+            throw new JsonException("a series' values are not an array");
+        }
+        while (reader.Read() && reader.TokenType == JsonTokenType.StartArray)
+        {
+            if (!reader.Read() || reader.TokenType != JsonTokenType.Number)
+            {
+                throw new JsonException("a point is not [time, \"value\"]");
+            }
+            var seconds = reader.GetDouble();
+            // Within DateTime (years 1 to 9999), or the point is not a time at all.
+            if (!(seconds > -6.2e10 && seconds < 2.5e11))
+            {
+                throw new JsonException($"a point's time {seconds} is out of range");
+            }
+            var ms = (long)Math.Round(seconds * 1000);
+            if (!reader.Read() || reader.TokenType != JsonTokenType.String)
+            {
+                throw new JsonException("a point is not [time, \"value\"]");
+            }
+            // An escaped value ("1\u002e5") is no number as written: a gap, as the scan makes it.
+            ReadOnlySpan<byte> raw = reader.ValueIsEscaped ? [] : reader.ValueSpan;
+            if (!reader.Read() || reader.TokenType != JsonTokenType.EndArray)
+            {
+                throw new JsonException("a point is not [time, \"value\"]");
+            }
+            if (double.TryParse(raw, NumberStyles.Float, CultureInfo.InvariantCulture, out var v) && double.IsFinite(v))
+            {
+                points.Add((DateTime.UnixEpoch.AddMilliseconds(ms), v));
+            }
+            else
+            {
+                gaps++;
+            }
+        }
+        return gaps;
+    }
+
+    static int SkipSpace(ReadOnlySpan<byte> s, int i)
+    {
+        while (i < s.Length && s[i] is (byte)' ' or (byte)'\t' or (byte)'\n' or (byte)'\r')
+        {
+            i++;
+        }
+        return i;
+    }
+
+    /// <summary>
+    /// Walks a JSON document's objects and arrays by hand: member names and item separators here, every value that is
+    /// kept or skipped checked and measured by Utf8JsonReader as a document of its own (<see cref="Value"/>).
+    /// </summary>
+    ref struct JsonWalk(ReadOnlySpan<byte> json)
+    {
+        readonly ReadOnlySpan<byte> _json = json;
+
+        public int Position { get; set; }
+
+        public readonly ReadOnlySpan<byte> Rest => _json[Position..];
+
+        public void Advance(int bytes) => Position += bytes;
+
+        /// <summary>The next byte that is not whitespace.</summary>
+        public byte Peek()
+        {
+            Position = SkipSpace(_json, Position);
+            return Position < _json.Length ? _json[Position] : throw new JsonException("the answer ends early");
+        }
+
+        void Expect(byte b)
+        {
+            if (Peek() != b)
+            {
+                throw new JsonException($"expected '{(char)b}' at byte {Position}, found '{(char)_json[Position]}'");
+            }
+            Position++;
+        }
+
+        /// <summary>The next member's name (an object's opening brace is read when <paramref name="first"/>); false at its end.</summary>
+        public bool NextMember(ref bool first, out ReadOnlySpan<byte> name)
+        {
+            name = default;
+            if (first)
+            {
+                Expect((byte)'{');
+                first = false;
+                if (Peek() == (byte)'}')
+                {
+                    Position++;
+                    return false;
+                }
+            }
+            else if (Peek() == (byte)'}')
+            {
+                Position++;
+                return false;
+            }
+            else
+            {
+                Expect((byte)',');
+            }
+            if (Peek() != (byte)'"')
+            {
+                throw new JsonException($"expected a member name at byte {Position}");
+            }
+            var quoted = Value();
+            name = quoted.IndexOf((byte)'\\') < 0 ? quoted[1..^1] : Encoding.UTF8.GetBytes(Unquote(quoted)!);
+            Expect((byte)':');
+            return true;
+        }
+
+        /// <summary>Whether an array has a next item (its opening bracket is read when <paramref name="first"/>).</summary>
+        public bool NextItem(ref bool first)
+        {
+            if (first)
+            {
+                Expect((byte)'[');
+                first = false;
+                if (Peek() == (byte)']')
+                {
+                    Position++;
+                    return false;
+                }
+                return true;
+            }
+            if (Peek() == (byte)']')
+            {
+                Position++;
+                return false;
+            }
+            Expect((byte)',');
+            return true;
+        }
+
+        /// <summary>The next value, whole (checked by Utf8JsonReader), and the position after it.</summary>
+        public ReadOnlySpan<byte> Value()
+        {
+            Peek();
+            // Whatever follows the value (a comma, a closing bracket) is the walk's, not this reader's to judge.
+            var reader = new Utf8JsonReader(_json[Position..], new JsonReaderOptions { AllowMultipleValues = true });
+            reader.Read();
+            reader.Skip();
+            var value = _json.Slice(Position, (int)reader.BytesConsumed);
+            Position += value.Length;
+            return value;
+        }
+
+        /// <summary>The next value as a string (null for a JSON null).</summary>
+        public string? String() => Unquote(Value());
+
+        /// <summary>Only whitespace may follow the document.</summary>
+        public void End()
+        {
+            Position = SkipSpace(_json, Position);
+            if (Position != _json.Length)
+            {
+                throw new JsonException($"unexpected data after the answer at byte {Position}");
+            }
+        }
+
+        static string? Unquote(ReadOnlySpan<byte> value)
+        {
+            var reader = new Utf8JsonReader(value);
+            reader.Read();
+            return reader.TokenType switch
+            {
+                JsonTokenType.String => reader.GetString(),
+                JsonTokenType.Null => null,
+                _ => throw new JsonException($"expected a string, found {reader.TokenType}"),
+            };
+        }
     }
 }
