@@ -26,10 +26,10 @@ public partial class ExplanationSentenceTests
         return new HourlySeries(Start.AddDays(-8), values);
     }
 
-    private static PlanInput Input(Policy policy, Forecast? forecast, HourlySeries? observed = null, int? current = 5) =>
+    private static PlanInput Input(Policy policy, ForecastRun? forecast, HourlySeries? observed = null, int? current = 5) =>
         Simple(new double[48], policy, current) with { Forecast = forecast, ObservedLoad = observed };
 
-    private static Forecast Flat(double point) => ForecastOf([.. Enumerable.Repeat(point, 48)]);
+    private static ForecastRun Flat(double point) => ForecastOf([.. Enumerable.Repeat(point, 48)]);
 
     [Fact]
     public void ForecastPointNamesThePointAndTheCountItGives()

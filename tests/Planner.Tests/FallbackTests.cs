@@ -20,7 +20,7 @@ public class FallbackTests
         return new HourlySeries(Start.AddDays(-8), values);
     }
 
-    private static PlanInput Input(Forecast? forecast = null, HourlySeries? observed = null, int? current = 5, Policy? policy = null) =>
+    private static PlanInput Input(ForecastRun? forecast = null, HourlySeries? observed = null, int? current = 5, Policy? policy = null) =>
         Simple(new double[48], policy ?? Policy, current) with { Forecast = forecast, ObservedLoad = observed };
 
     [Fact]

@@ -8,7 +8,7 @@ public class RiskTests
     private const double Sigma = 300;
 
     // A daily-cycle forecast whose 95% band is exactly the noise's: upper = point + z(0.975)·σ.
-    private static Forecast NoiseForecast(int hours, out double[] point)
+    private static ForecastRun NoiseForecast(int hours, out double[] point)
     {
         var p = point = [.. Enumerable.Range(0, hours).Select(h => 1000 + (300 * Math.Sin(2 * Math.PI * h / 24)))];
         var z = RiskChoice.NormalQuantile(0.975);
@@ -145,7 +145,7 @@ public class RiskTests
         var point = Enumerable.Repeat(1000.0, 48).ToArray();
         var sigma = Enumerable.Range(0, 48).Select(h => h % 2 == 0 ? 20.0 : 400.0).ToArray();
         var z = RiskChoice.NormalQuantile(0.975);
-        var forecast = new Forecast("fc-1", "model-1", Scenarios.Start.AddHours(-2), true,
+        var forecast = new ForecastRun("fc-1", "model-1", Scenarios.Start.AddHours(-2), true,
             [.. point.Select((v, h) => new ForecastHour(Scenarios.Start.AddHours(h), v, v - (z * sigma[h]), v + (z * sigma[h])))]);
         var plan = Scenarios.Planned(Scenarios.Simple(point, RiskPolicy(fraction)) with { Forecast = forecast });
         var quantile = plan.Steps[1].Explanation.Risk!.Quantile;

@@ -112,7 +112,7 @@ internal static class Scenarios
         };
     }
 
-    public static Forecast ForecastOf(double[] point, double[]? upperFactor = null, int dropEvery = 0, DateTimeOffset? start = null) =>
+    public static ForecastRun ForecastOf(double[] point, double[]? upperFactor = null, int dropEvery = 0, DateTimeOffset? start = null) =>
         new("fc-1", "model-1", (start ?? Start).AddHours(-2), true,
             [.. point.Select((p, k) => new ForecastHour((start ?? Start).AddHours(k), p, p * 0.8, p * (upperFactor?[k] ?? 1.2)))
                 .Where((_, k) => dropEvery == 0 || k % dropEvery != 3)]);

@@ -110,14 +110,14 @@ public static class PlannerBench
         // A pool of series: 100,000 distinct 8-day histories would measure the allocator, not the planner.
         const int Pool = 512;
         var zones = new[] { "Europe/Berlin", "Asia/Shanghai", "America/New_York" }.Select(TimeZoneInfo.FindSystemTimeZoneById).ToArray();
-        var forecasts = new Forecast[Pool];
+        var forecasts = new ForecastRun[Pool];
         var histories = new HourlySeries[Pool];
         for (var i = 0; i < Pool; i++)
         {
             var level = Math.Exp(r.NextDouble() * 9);
             var phase = r.NextDouble() * 24;
             double Load(int hour) => level * (1 + (0.6 * Math.Sin(2 * Math.PI * (hour + phase) / 24))) * (0.9 + (r.NextDouble() * 0.2));
-            forecasts[i] = new Forecast($"fc-{i}", "ssa-3", Now.AddHours(-1), BeatsSeasonalNaive: r.Next(10) != 0,
+            forecasts[i] = new ForecastRun($"fc-{i}", "ssa-3", Now.AddHours(-1), BeatsSeasonalNaive: r.Next(10) != 0,
                 [.. Enumerable.Range(0, 48).Select(k => { var p = Load(k); return new ForecastHour(Start.AddHours(k), p, p * 0.8, p * 1.25); })]);
             histories[i] = new HourlySeries(Start.AddDays(-8), [.. Enumerable.Range(0, 8 * 24).Select(Load)]);
         }

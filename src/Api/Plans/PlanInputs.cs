@@ -106,7 +106,7 @@ public static class PlanInputs
     /// </summary>
     public static PlanInput Compose(
         string resource, ResourceKind kind, Policy policy, DateTimeOffset now, DateTimeOffset horizonStart, int horizonHours,
-        Forecast? forecast, HourlySeries? observedLoad, int? current, CapacityModel? capacityModel = null, UsagePeak? weeklyPeak = null,
+        ForecastRun? forecast, HourlySeries? observedLoad, int? current, CapacityModel? capacityModel = null, UsagePeak? weeklyPeak = null,
         double? currentBacklog = null, HourlySeries? backlogForecast = null, UsageHistory? usage = null) => new()
         {
             Resource = resource,
@@ -131,7 +131,7 @@ public static class PlanInputs
     /// (<paramref name="beatsSeasonalNaive"/> null) counts as beating it: only evidence of being worse makes the planner fall back.
     /// </summary>
     /// <paramref name="level"/> is the central level of the stored bounds (the model version's), which a risk-targeted policy rescales.
-    public static Forecast StoredForecast(long modelVersion, DateTimeOffset generatedAt, bool? beatsSeasonalNaive, IReadOnlyList<ForecastHour> hours, double level = 0.95) =>
+    public static ForecastRun StoredForecast(long modelVersion, DateTimeOffset generatedAt, bool? beatsSeasonalNaive, IReadOnlyList<ForecastHour> hours, double level = 0.95) =>
         new($"{modelVersion}@{generatedAt:yyyy-MM-ddTHH:mm:ssZ}", modelVersion.ToString(System.Globalization.CultureInfo.InvariantCulture),
             generatedAt, beatsSeasonalNaive != false, hours, level);
 
@@ -151,7 +151,7 @@ public static class PlanInputs
     /// The stored forecast of each (resource, metric) within the horizon (see <see cref="StoredForecast"/>): one row per
     /// series with its hours as arrays, so 100,000 resources cost 100,000 rows rather than 4.8 million.
     /// </summary>
-    static async Task<Dictionary<(int, string), Forecast>> ForecastsAsync(
+    static async Task<Dictionary<(int, string), ForecastRun>> ForecastsAsync(
         NpgsqlConnection conn, (int Id, string Metric)[] wanted, DateTimeOffset from, DateTimeOffset to, CancellationToken ct)
     {
         // The model version and generation time are the first hour's, as a forecast run writes one of each per series.
@@ -177,7 +177,7 @@ public static class PlanInputs
             ) x
             JOIN model_versions mv ON mv.id = x.model_version_id
             """;
-        var result = new Dictionary<(int, string), Forecast>();
+        var result = new Dictionary<(int, string), ForecastRun>();
         await using var cmd = new NpgsqlCommand(forecasts, conn);
         cmd.Parameters.AddWithValue("ids", wanted.Select(w => w.Id).ToArray());
         cmd.Parameters.AddWithValue("metrics", wanted.Select(w => w.Metric).ToArray());
@@ -326,7 +326,7 @@ public static class PlanInputs
             .ToDictionary(x => x.Id, x => x.Value);
     }
 
-    static HourlySeries Hourly(Forecast forecast, DateTimeOffset start, int hours)
+    static HourlySeries Hourly(ForecastRun forecast, DateTimeOffset start, int hours)
     {
         var values = new double[hours];
         Array.Fill(values, double.NaN);

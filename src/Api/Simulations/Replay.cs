@@ -3,7 +3,6 @@ using Forecaster.Api.Training;
 using Forecaster.Planner;
 using Forecaster.Training.Forecasting;
 using Forecaster.Training.Global;
-using PlannerForecast = Forecaster.Planner.Forecast;
 using static Forecaster.Planner.Hours;
 
 namespace Forecaster.Api.Simulations;
@@ -76,7 +75,7 @@ public static class Replay
     static readonly TimeSpan Day = TimeSpan.FromDays(1);
 
     /// <summary>One night's fit of one series: the planner's view of the forecast, and the training forecast for scoring.</summary>
-    sealed record NightFit(PlannerForecast? Planned, Forecaster.Training.Forecasting.Forecast? Raw, bool? Beats, string? Error);
+    sealed record NightFit(ForecastRun? Planned, Forecaster.Training.Forecasting.Forecast? Raw, bool? Beats, string? Error);
 
     /// <summary>Replays <paramref name="series"/> and sums the result into the report; <paramref name="progress"/> as in <see cref="Run"/>.</summary>
     public static SimulationReport Simulate(
@@ -208,7 +207,7 @@ public static class Replay
         var yesterday = new int[hours];
         var oracle = new int[hours];
         var accuracy = new ForecastTally();
-        PlannerForecast? standing = null;
+        ForecastRun? standing = null;
         int? current = null, currentYesterday = null, currentOracle = null;
         for (var d = 0; d < days; d++)
         {
@@ -257,13 +256,13 @@ public static class Replay
     }
 
     /// <summary>The observed load of the <paramref name="hours"/> hours from <paramref name="at"/> as a forecast (missing hours left out).</summary>
-    static PlannerForecast Foresight(ReplaySeries s, int at, DateTimeOffset midnight, int hours)
+    static ForecastRun Foresight(ReplaySeries s, int at, DateTimeOffset midnight, int hours)
     {
         var known = Enumerable.Range(0, hours)
             .Where(h => at + h < s.Load.Length && double.IsFinite(s.Load[at + h]))
             .Select(h => new ForecastHour(midnight + (Hour * h), s.Load[at + h], s.Load[at + h], s.Load[at + h]))
             .ToArray();
-        return new PlannerForecast($"oracle-{at}", $"oracle-{at}", midnight, true, known);
+        return new ForecastRun($"oracle-{at}", $"oracle-{at}", midnight, true, known);
     }
 
     /// <summary>Copies a plan's first day into <paramref name="counts"/>; returns the count running at the end of the day.</summary>

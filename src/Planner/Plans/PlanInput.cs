@@ -20,8 +20,8 @@ public sealed record PlanInput
 
     public int HorizonHours { get; init; } = 48;
 
-    /// <summary>The latest forecast of the load metric (for jobs the input rate, records/s); null when none exists.</summary>
-    public Forecast? Forecast { get; init; }
+    /// <summary>The latest forecast run of the load metric (for jobs the input rate, records/s); null when none exists.</summary>
+    public ForecastRun? Forecast { get; init; }
 
     /// <summary>Observed hourly mean load, at least the last 8 days: the fallbacks read yesterday's and last week's same hour.</summary>
     public HourlySeries? ObservedLoad { get; init; }
@@ -51,12 +51,15 @@ public sealed record PlanInput
     public HourlySeries? BacklogForecast { get; init; }
 }
 
-/// <summary>A forecast run: its hours and what is needed to judge whether to trust it.</summary>
+/// <summary>
+/// A stored forecast run as the planner reads it: its hours and what is needed to judge whether to trust it. (The model's
+/// own output, before it is stored, is <c>Forecaster.Training.Forecasting.Forecast</c>.)
+/// </summary>
 /// <param name="Version">Id of this forecast run.</param>
 /// <param name="ModelVersion">Id of the trained model that produced it.</param>
 /// <param name="BeatsSeasonalNaive">Whether the model's backtest error is below seasonal naive's; when not, the planner falls back.</param>
 /// <param name="BandLevel">The central level of each hour's [Lower, Upper] band (the training level, 0.95 by default).</param>
-public sealed record Forecast(
+public sealed record ForecastRun(
     string Version, string ModelVersion, DateTimeOffset GeneratedAt, bool BeatsSeasonalNaive, IReadOnlyList<ForecastHour> Hours, double BandLevel = 0.95);
 
 /// <summary>One forecast hour (UTC hour start) with its interval.</summary>

@@ -111,7 +111,7 @@ public static class ScalePlanner
     }
 
     /// <summary>Whether the forecast may be used at all: it exists, is fresh, and its model beats seasonal naive.</summary>
-    internal static FallbackReason Trust(Forecast? forecast, Policy policy, DateTimeOffset now) => forecast switch
+    internal static FallbackReason Trust(ForecastRun? forecast, Policy policy, DateTimeOffset now) => forecast switch
     {
         null => FallbackReason.NoForecast,
         _ when (now - forecast.GeneratedAt).TotalHours > policy.StaleAfterHours => FallbackReason.Stale,
