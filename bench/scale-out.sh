@@ -57,7 +57,14 @@ import json, sys, collections
 r = json.load(sys.stdin); d = r["progress"]["done"]
 by = collections.Counter((s.get("instanceId") or "?").split("/")[0] for s in r.get("shards") or [])
 print("  run %d: %s series=%d seconds=%.1f rate=%.1f/s shards per instance: %s" % (r["id"], r["status"], d, r["seconds"], d / r["seconds"], dict(by)), file=sys.stderr)
-print("%.3f" % r["seconds"])'
+if r["status"] != "succeeded":
+    # A failed run is no timing: say why (the run, its shards) and stop.
+    print("  run failed: %s" % json.dumps({k: v for k, v in r.items() if "error" in k.lower()}), file=sys.stderr)
+    for s in r.get("shards") or []:
+        if s.get("error") or s.get("status") != "succeeded":
+            print("  shard: %s" % json.dumps(s), file=sys.stderr)
+    sys.exit(1)
+print("%.3f" % r["seconds"])' || return 1
   # Planning follows the run as a job of its own: let it finish, so it never runs inside the next case's timing.
   for _ in $(seq 600); do
     curl -sf "http://127.0.0.1:$1/api/v1/training-runs/$id" | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin).get("planning") else 1)' && break
@@ -68,14 +75,14 @@ print("%.3f" % r["seconds"])'
 "$root/forecaster" --help >/dev/null   # builds once, before anything is timed
 echo "one instance, taskset -c 0:"
 read -r pid1 port1 < <(start 0 "$work/one.log"); pids+=("$pid1")
-one=$(train "$port1")
+one=$(train "$port1") || { grep -ihE 'fail|exception' "$work/one.log" | head -20 >&2; exit 1; }
 echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 kill "$pid1"; while kill -0 "$pid1" 2>/dev/null; do sleep 0.2; done; pids=()
 
 echo "two instances, taskset -c 0 and -c 1:"
 read -r pid1 port1 < <(start 0 "$work/a.log"); pids+=("$pid1")
 read -r pid2 port2 < <(start 1 "$work/b.log"); pids+=("$pid2")
-two=$(train "$port1")
+two=$(train "$port1") || { grep -ihE 'fail|exception' "$work/a.log" "$work/b.log" | head -20 >&2; exit 1; }
 echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 -c "print('scale-out: one instance %.1f s, two instances %.1f s, ratio two/one %.2f (goal <= 0.60)' % ($one, $two, $two / $one))"
 
