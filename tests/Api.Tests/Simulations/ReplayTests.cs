@@ -139,6 +139,12 @@ public sealed class ReplayTests
         Assert.Contains("predictive+reactive", report.ToTable(), StringComparison.Ordinal);
         var g = report.Goal;
         Assert.Equal(1 - (report.Totals[Replay.PredictiveReactive].ReplicaHours / report.Totals[Replay.StaticPeak].ReplicaHours), g.ReplicaHoursSavedVsStaticPeak, 12);
+        // The goal line says of each part whether it holds, and the parts agree with the verdict.
+        var goalLine = report.ToTable().Split('\n').Single(l => l.StartsWith("goal ", StringComparison.Ordinal));
+        Assert.Contains(g.ReplicaHoursSavedVsStaticPeak >= 0.3 ? "(≥ 30%: met)" : "(≥ 30%: not met)", goalLine, StringComparison.Ordinal);
+        Assert.Contains(g.UnderProvisionedShare < 0.01 ? "(< 1%: met)" : "(< 1%: not met)", goalLine, StringComparison.Ordinal);
+        Assert.Equal(g.Met, goalLine.StartsWith("goal met", StringComparison.Ordinal));
+        Assert.Equal(g.Met, !goalLine.Contains("not met", StringComparison.Ordinal));
 
         // The days add up to the totals (both series replay the same two days).
         Assert.Equal(2, report.Days.Count);
