@@ -27,3 +27,18 @@ fleet_csv() {
     }
   }' > "$out"
 }
+
+# Starts a training run through the service on 127.0.0.1:$1 (API key `bench`) and waits until it has ended; prints the
+# run as GET /api/v1/training-runs/{id} returns it (status succeeded or failed) on stdout.
+service_training_run() {
+  local port="$1" id run status
+  id=$(curl -sf -X POST "http://127.0.0.1:$port/api/v1/training-runs" -H 'X-Api-Key: bench' -H 'Content-Type: application/json' -d '{}' \
+       | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  while :; do
+    run=$(curl -sf "http://127.0.0.1:$port/api/v1/training-runs/$id")
+    status=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])' <<<"$run")
+    case "$status" in succeeded|failed) break ;; esac
+    sleep 1
+  done
+  printf '%s\n' "$run"
+}

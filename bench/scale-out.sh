@@ -45,13 +45,8 @@ start() {
 # One run through the instance on port $1; prints "seconds" after the run's summary line.
 train() {
   local id run
-  id=$(curl -sf -X POST "http://127.0.0.1:$1/api/v1/training-runs" -H 'X-Api-Key: bench' -H 'Content-Type: application/json' -d '{}' \
-       | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-  while :; do
-    run=$(curl -sf "http://127.0.0.1:$1/api/v1/training-runs/$id")
-    case "$(echo "$run" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')" in succeeded|failed) break ;; esac
-    sleep 1
-  done
+  run=$(service_training_run "$1")
+  id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' <<<"$run")
   echo "$run" | python3 -c '
 import json, sys, collections
 r = json.load(sys.stdin); d = r["progress"]["done"]

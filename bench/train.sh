@@ -52,13 +52,7 @@ if [ "${BENCH_SERVICE:-0}" = 1 ]; then
   FORECASTER_API_KEYS=bench "$root/forecaster" serve --urls "http://127.0.0.1:$port" > "$work/serve.log" 2>&1 &
   serve=$!
   for _ in $(seq 600); do curl -sf "http://127.0.0.1:$port/health/live" >/dev/null 2>&1 && break; sleep 0.5; done
-  id=$(curl -sf -X POST "http://127.0.0.1:$port/api/v1/training-runs" -H 'X-Api-Key: bench' -H 'Content-Type: application/json' -d '{}' \
-       | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-  while :; do
-    run=$(curl -sf "http://127.0.0.1:$port/api/v1/training-runs/$id")
-    case "$(echo "$run" | python3 -c 'import json,sys; print(json.load(sys.stdin)["status"])')" in succeeded|failed) break ;; esac
-    sleep 1
-  done
+  run=$(service_training_run "$port")
   echo "$run" | python3 -c 'import json, sys; r = json.load(sys.stdin); d = r["progress"]["done"]; print("service run: %s series=%d seconds=%.1f rate=%.1f/s" % (r["status"], d, r["seconds"], d / r["seconds"]))'
   awk '/VmHWM/ { printf "peak RSS of the service: %.0f MB\n", $2 / 1024 }' "/proc/$serve/status"
   kill "$serve"; wait "$serve" || true
