@@ -14,7 +14,7 @@ public readonly record struct RiskHour(ForecastHour Hour, double TargetUtilizati
 /// together expect the stated fraction at the counts planned.
 /// </summary>
 /// <param name="Fraction">The policy's maxUnderProvisionedHoursFraction.</param>
-/// <param name="Quantile">The one-sided quantile planned for: 1 − fraction, or lower when whole replicas or the plan's other hours leave risk unspent.</param>
+/// <param name="Quantile">The one-sided quantile planned for: 1 − fraction, lower when whole replicas, the scale-down delay or the plan's other hours leave risk unspent, higher when the plan's tolerance holds rises below their quantile.</param>
 /// <param name="Point">The point forecast.</param>
 /// <param name="QuantileLoad">The forecast's quantile: the point plus the band's upper margin scaled from its level to the quantile.</param>
 /// <param name="Load">The load planned at the target: max(point, quantile load × target).</param>
@@ -46,8 +46,13 @@ public sealed record RiskChoice(double Fraction, double Quantile, double Point, 
     /// small counts: one replica of five is a fifth of the capacity) or its minimum leaves headroom beyond the quantile.
     /// Without a capacity per replica (a job's rate also pays for backlog and restarts) counts are taken as continuous:
     /// an hour then misses with min(p₀, u), p₀ = 1 − Φ(point·(1/target − 1)/σ). With no such hours q = 1 − f.
+    /// <paramref name="planned"/>, when given, returns the counts the plan will actually run at these hours for a trial
+    /// quantile (after its scale-down delay, tolerance and step limits; null if it cannot say): the risk is taken at those
+    /// counts instead of n(u). A held count is then seen to leave its hour's share unused, and a step the tolerance
+    /// suppressed to take more than its share.
     /// </summary>
-    public static double PlanQuantile(RiskPolicy risk, IReadOnlyList<RiskHour> hours, double bandLevel, double? capacity)
+    public static double PlanQuantile(RiskPolicy risk, IReadOnlyList<RiskHour> hours, double bandLevel, double? capacity,
+        Func<double, int[]?>? planned = null)
     {
         var f = risk.MaxUnderProvisionedHoursFraction;
         if (hours.Count == 0)
@@ -81,6 +86,14 @@ public sealed record RiskChoice(double Fraction, double Quantile, double Point, 
         {
             var z = NormalQuantile(1 - u);
             var sum = 0.0;
+            if (c is double each && planned?.Invoke(1 - u) is { } counts)
+            {
+                for (var i = 0; i < hours.Count; i++)
+                {
+                    sum += RiskAt(i, counts[i], each);
+                }
+                return sum / hours.Count;
+            }
             for (var i = 0; i < hours.Count; i++)
             {
                 if (c is not double perReplica)
@@ -96,20 +109,34 @@ public sealed record RiskChoice(double Fraction, double Quantile, double Point, 
             }
             return sum / hours.Count;
         }
-        // The quantile stays at or above the median: below it the point at the target binds anyway. Expected(u) only grows
-        // with u (a lower quantile never adds a replica), so bisection finds the largest u within f.
+        // The quantile stays at or above the median: below it the point at the target binds anyway. Expected(u) grows with u
+        // (a lower quantile never adds a replica before smoothing; after it, the tolerance can bend that by a replica here and
+        // there), so bisection finds the largest u within f. Counts move in whole replicas, so u to 1e-7 is as exact as 40 steps.
         double lo = f, hi = 0.5;
         if (Expected(hi) <= f)
         {
             return 1 - hi;
         }
-        for (var k = 0; k < 40; k++)
+        if (planned is not null && Expected(f) > f)
+        {
+            // Smoothing takes risk: hours the tolerance holds below their quantile's count (a rise within 10% of the count
+            // before) are short more often than the quantile says, so the plan needs a quantile above 1 − f to meet f.
+            (lo, hi) = (f * MinTailShare, f);
+            if (Expected(lo) > f)
+            {
+                return 1 - lo;
+            }
+        }
+        for (var k = 0; k < 40 && hi - lo > 1e-7; k++)
         {
             var mid = 0.5 * (lo + hi);
             (lo, hi) = Expected(mid) <= f ? (mid, hi) : (lo, mid);
         }
         return 1 - lo;
     }
+
+    // The highest quantile the plan goes to when smoothing takes risk: 1 − f/100 (0.99995 at f = 0.005).
+    private const double MinTailShare = 0.01;
 
     // Whole replicas for a load in replicas, as the planner rounds (PlanningContext.CeilCount).
     private static int Count(double raw) => PlanningContext.CeilCount(raw);
@@ -129,7 +156,7 @@ public sealed record RiskChoice(double Fraction, double Quantile, double Point, 
 
     /// <summary>The sentence's opening, e.g. "forecast quantile 0.995 = 151 at full capacity (risk 0.005 of under-provisioned hours)".</summary>
     public string Describe() => QuantileBinds
-        ? string.Create(CultureInfo.InvariantCulture, $"forecast quantile {Quantile:G4} = {QuantileLoad:G6} must fit at full capacity (risk {Fraction:G3} of under-provisioned hours{(Quantile < 1 - Fraction - 1e-12 ? " over the plan at its whole-replica counts, the share the plan's other hours leave unused spent here" : "")}), i.e. load {Load:G6} at the target; point {Point:G6}")
+        ? string.Create(CultureInfo.InvariantCulture, $"forecast quantile {Quantile:G4} = {QuantileLoad:G6} must fit at full capacity (risk {Fraction:G3} of under-provisioned hours{(Quantile < 1 - Fraction - 1e-12 ? " over the plan at its whole-replica counts, the share the plan's other hours leave unused spent here" : Quantile > 1 - Fraction + 1e-12 ? " over the plan at its counts, raised for the hours its tolerance holds below their quantile" : "")}), i.e. load {Load:G6} at the target; point {Point:G6}")
         : string.Create(CultureInfo.InvariantCulture, $"forecast point {Point:G6} at the target (its quantile {Quantile:G4} = {QuantileLoad:G6} fits at full capacity: risk {Fraction:G3} met)");
 
     /// <summary>
