@@ -61,8 +61,8 @@ public class RiskTests
     {
         // The benchmark policy's smoothing: a falling count held one hour, a change within 10% of the count not made. The
         // tolerance keeps some rises below their quantile's count (risk taken) and the delay holds some falls (risk left);
-        // the quantile is chosen at the counts the plan runs after both. Chosen before them, this plan was short 0.0057-0.0059
-        // of the time at a stated 0.005 (and 0.0218 at 0.02).
+        // the quantile is chosen at the counts the plan runs after both. Chosen before them, this plan was short 0.0057 of
+        // the time at a stated 0.005 (and 0.0218 at 0.02).
         var forecast = NoiseForecast(48, out var point);
         var policy = RiskPolicy(fraction) with { CapacityPerReplica = capacity, ScaleDownDelayHours = 1, Tolerance = 0.1 };
         var plan = Scenarios.Planned(Scenarios.Simple(point, policy, current: (int)Math.Ceiling(point[0] / (0.7 * capacity))) with { Forecast = forecast });

@@ -38,7 +38,7 @@ public static class ScalePlanner
             // The risk is taken at the counts the plan will run: after the scale-down delay, tolerance and step limits, not
             // before them. A rise the tolerance does not make (within 10% of the count before) leaves its hour below its
             // quantile, and a fall the delay holds leaves its hour above it; counted before smoothing, a daily cycle planned
-            // at 0.005 with the benchmark policy's smoothing was short 0.0057-0.0059 of its hours (RiskTests).
+            // at 0.005 with the benchmark policy's smoothing was short 0.0057 of its hours (RiskTests).
             context.RiskQuantile = RiskChoice.PlanQuantile(risk, planned, forecast.BandLevel, perReplica,
                 perReplica is null ? null : q => SmoothedCounts(input, context, forecast, q, planned.Count));
             cursor = 0;
