@@ -21,8 +21,11 @@ public static class PlannerBench
     {
         var resources = args.Length > 0 ? int.Parse(args[0], CultureInfo.InvariantCulture) : 100_000;
         var runs = args.Length > 1 ? int.Parse(args[1], CultureInfo.InvariantCulture) : 5;
-        var inputs = Fleet(resources, new Random(42));
-        Console.WriteLine($"planner: {resources:N0} resources × 48 steps, {Environment.ProcessorCount} cores, {runs} runs after a warm-up");
+        // A third argument gives every resource a stated risk (maxUnderProvisionedHoursFraction) instead of the target alone:
+        // a risk plan searches its quantile over trial plans, so it costs more per resource than a plain one.
+        var risk = args.Length > 2 ? new RiskPolicy(double.Parse(args[2], CultureInfo.InvariantCulture)) : null;
+        var inputs = Fleet(resources, new Random(42), risk);
+        Console.WriteLine($"planner: {resources:N0} resources × 48 steps, {Environment.ProcessorCount} cores, {runs} runs after a warm-up{(risk is null ? "" : $", every policy with risk {risk.MaxUnderProvisionedHoursFraction}")}");
 
         var baseline = Measure(runs, () => Baseline(inputs));
         var parallel = Measure(runs, () => PlanAll(inputs, parallel: true));
@@ -105,7 +108,7 @@ public static class PlannerBench
         return sum;
     }
 
-    private static PlanInput[] Fleet(int count, Random r)
+    private static PlanInput[] Fleet(int count, Random r, RiskPolicy? risk)
     {
         // A pool of series: 100,000 distinct 8-day histories would measure the allocator, not the planner.
         const int Pool = 512;
@@ -137,6 +140,7 @@ public static class PlannerBench
                 ScaleDownDelayHours = r.Next(0, 4),
                 MaxBreach = r.Next(4) == 0 ? MaxBreach.Exceed : MaxBreach.Honor,
                 Mode = r.Next(10) == 0 ? PlanMode.ForecastOnly : PlanMode.Scale,
+                Risk = risk,
                 MaxParallelism = job ? 720 : null,
                 Windows = r.Next(3) == 0
                     ? [new PolicyWindow { Days = DaySet.Weekdays, From = new ClockTime(19 * 60), To = new ClockTime(23 * 60), TimeZone = zones[r.Next(zones.Length)], MinReplicas = min + 10, TargetUtilization = 0.6 }]
