@@ -116,7 +116,7 @@ raw() {
     for (( s = from; s <= to; s += chunk + step )); do e=$(( s + chunk < to ? s + chunk : to ))
       echo "http://127.0.0.1:$pport/api/v1/query_range?query=$q&start=$s&end=$e&step=$step"; done; done; done > "$work/requests"
   t0=$(date +%s.%N)
-  xargs -P "$concurrency" -n 64 curl -fsS --compressed < "$work/requests" > /dev/null
+  xargs -P "$concurrency" -n 64 curl -fsS ${1---compressed} < "$work/requests" > /dev/null
   t1=$(date +%s.%N)
   awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'
 }
@@ -138,6 +138,26 @@ pgcpu() {
   pm=$(head -n 1 "$data/postmaster.pid")
   { cat "/proc/$pm/stat"; for c in $(cat "/proc/$pm/task/$pm/children"); do cat "/proc/$c/stat" 2>/dev/null || true; done; } |
     awk -v hz="$(getconf CLK_TCK)" -v pm="$pm" '{ t += $14 + $15; if ($1 == pm) t += $16 + $17 } END { printf "%.2f", t / hz }'
+}
+# PostgreSQL's processes by role, "role cpu" a line: each live child by its title (backends by the title's database
+# part), the postmaster itself, and its exited children (autovacuum workers, closed backends) as one line.
+pgroles() {
+  local data pm c
+  data=$(python3 -c "import json;print(json.load(open('$FORECASTER_HOME/cluster.json'))['DataDir'])")
+  pm=$(head -n 1 "$data/postmaster.pid")
+  awk -v hz="$(getconf CLK_TCK)" '{ printf "postmaster %.2f\nexited %.2f\n", ($14 + $15) / hz, ($16 + $17) / hz }' "/proc/$pm/stat"
+  for c in $(cat "/proc/$pm/task/$pm/children"); do
+    # A child may exit between the listing and the reading (pipefail would end the script).
+    { tr '\0' ' ' < "/proc/$c/cmdline" && echo && sed 's/.*) //' "/proc/$c/stat" || true; } 2>/dev/null |
+      awk -v hz="$(getconf CLK_TCK)" -v pid="$c" 'NR == 1 { sub(/^postgres: /, ""); r = ($0 ~ /127\.0\.0\.1/) ? "backends" : ($0 ~ /autovacuum worker/ ? "autovacuum-workers" : $0); gsub(/ +$/, "", r); gsub(/ /, "-", r) }
+        NR == 2 { printf "%s %.2f %s\n", r, ($12 + $13) / hz, pid }'
+  done
+}
+# The CPU each role used between two pgroles snapshots (a process absent from the first counts whole).
+pgsplit() {
+  awk 'NR == FNR { before[$1 ($3 == "" ? "" : "/" $3)] = $2; next }
+    { k = $1 ($3 == "" ? "" : "/" $3); d[$1] += $2 - (k in before ? before[k] : 0) }
+    END { for (r in d) if (d[r] >= 0.05) printf "%s %.1f, ", r, d[r] }' "$1" "$2" | sed 's/, $//'
 }
 requests_per_series=$(( ( days * 86400 / step ) / 11000 + 1 ))
 p0=$(cpu "$prom"); r1=$(raw); p1=$(cpu "$prom")
@@ -165,13 +185,19 @@ if [ "$cold" != 1 ]; then
     done
   done
 fi
+pgroles > "$work/pg0"
 f0=$(cpu "$server"); p2=$(cpu "$prom"); g0=$(pgcpu); j0=$(threadcpu "$server" '.NET Tiered Com*'); c0=$(threadcpu "$server" '.NET [SB][eG]*')
 curl -fsS -X PUT "http://127.0.0.1:$port/api/v1/groups/bench/sources" -H 'X-Api-Key: bench-key' -H 'Content-Type: application/json' -d "$(sources)" > /dev/null
 line=$(round "$rounds")
-f1=$(cpu "$server"); p3=$(cpu "$prom"); g1=$(pgcpu); j1=$(threadcpu "$server" '.NET Tiered Com*'); c1=$(threadcpu "$server" '.NET [SB][eG]*')
+f1=$(cpu "$server"); p3=$(cpu "$prom"); g1=$(pgcpu); pgroles > "$work/pg1"; split=$(pgsplit "$work/pg0" "$work/pg1"); j1=$(threadcpu "$server" '.NET Tiered Com*'); c1=$(threadcpu "$server" '.NET [SB][eG]*')
 stop
 r2=$(raw)
+# The same requests once more without compression, for Prometheus' CPU alone: gzip (or deflate) is most of what it
+# spends on these answers (300 series: 0.6 against 5.6-6.3 CPU seconds), so the raw rate above is bound by it.
+p4=$(cpu "$prom"); r3=$(raw ""); p5=$(cpu "$prom")
 echo "$line"
+# Batches whose straight COPY into `samples` met another writer or a stored row and went through the merge instead.
+echo "batches merged instead of copied: $(grep -c 'fell back to the merge' "$work/serve-true.log" || true); first reasons: $(grep -o 'fell back to the merge ([^)]*' "$work/serve-true.log" | sort | uniq -c | head -3 | tr '\n' ';')"
 seconds=$(echo "$line" | sed -E 's/.* in ([0-9.]+)s.*/\1/')
 source "$root/bench/lib.sh"
 serve false
@@ -179,11 +205,13 @@ cluster_psql
 stored=$("${psql_cmd[@]}" -t -A -c "SELECT count(*) FROM samples sa JOIN series s ON s.id = sa.series_id JOIN resources r ON r.id = s.resource_id WHERE r.\"group\" = 'bench'")
 done_series=$("${psql_cmd[@]}" -t -A -c "SELECT count(*) FROM source_pulls p JOIN resources r ON r.id = p.resource_id WHERE r.\"group\" = 'bench' AND p.watermark IS NOT NULL")
 stop
-awk -v p0="$p0" -v p1="$p1" -v p2="$p2" -v p3="$p3" -v f0="$f0" -v f1="$f1" -v g0="$g0" -v g1="$g1" -v j="$(awk -v a="$j0" -v b="$j1" 'BEGIN { print b - a }')" -v gc="$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" -v series="$series" -v done_series="$done_series" -v points="$stored" -v f="$seconds" -v r1="$r1" -v r2="$r2" -v rps="$requests_per_series" -v c="$concurrency" 'BEGIN {
+awk -v p0="$p0" -v p1="$p1" -v p2="$p2" -v p3="$p3" -v f0="$f0" -v f1="$f1" -v g0="$g0" -v g1="$g1" -v j="$(awk -v a="$j0" -v b="$j1" 'BEGIN { print b - a }')" -v gc="$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" -v pgs="$split" -v series="$series" -v done_series="$done_series" -v points="$stored" -v f="$seconds" -v r1="$r1" -v r2="$r2" -v r3="$r3" -v p4="$p4" -v p5="$p5" -v rps="$requests_per_series" -v c="$concurrency" 'BEGIN {
   raw = (r1 + r2) / 2
   printf "series backfilled: %d of %d; points stored: %d; query_range requests per series: %d; concurrency %d\n", done_series, series, points, rps, c
   printf "raw curl query_range:   %7.2f s  %7.2f s  -> %7.1f series/s  %10.0f points/s (mean of 2)\n", r1, r2, series / raw, points / raw
   printf "Forecaster backfill:    %7.2f s            -> %7.1f series/s  %10.0f points/s (query, parse, upsert, watermark)\n", f, series / f, points / f
   printf "ratio Forecaster/raw: %.2f (goal >= 0.50)\n", raw / f
+  printf "PostgreSQL during the backfill by process: %s\n", pgs
+  printf "the same requests uncompressed: %.2f s, prometheus %.1f CPU seconds\n", r3, p5 - p4
   printf "CPU seconds: prometheus %.1f for the first raw run, %.1f during the backfill; forecaster %.1f (of which JIT tiering %.1f, GC threads %.1f) and PostgreSQL %.1f during the backfill\n", p1 - p0, p3 - p2, f1 - f0, j, gc, g1 - g0
 }'

@@ -628,7 +628,7 @@ public sealed class SampleImport : IAsyncDisposable
     /// the resource no longer exists (nothing of it is stored).
     /// </summary>
     public static async Task<long[]> WriteSeriesAsync(NpgsqlConnection conn, NpgsqlTransaction tx, SamplePartitions partitions,
-        IReadOnlyList<SeriesPoints> items, CancellationToken ct)
+        IReadOnlyList<SeriesPoints> items, CancellationToken ct, ILogger? log = null)
     {
         var stored = new long[items.Count];
         var ids = await SeriesIdsAsync(conn, tx, items, ct);
@@ -677,6 +677,7 @@ public sealed class SampleImport : IAsyncDisposable
             catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UniqueViolation || IsContention(e))
             {
                 // A row appeared meanwhile, or another writer holds one: these series are merged with the rest.
+                log?.LogInformation("Direct COPY of {Series} series fell back to the merge ({SqlState}: {Message})", direct.Count, e.SqlState, e.MessageText);
             }
             if (ok)
             {

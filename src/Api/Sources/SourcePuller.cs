@@ -277,7 +277,7 @@ public sealed class SourcePuller(NpgsqlDataSource db, SamplePartitions partition
         // Each watermark commits with its points, so a commit lost in a crash only means that those sources are pulled again.
         await conn.ExecuteAsync(new CommandDefinition("SET LOCAL synchronous_commit = off", transaction: tx, cancellationToken: ct));
         var rows = await SampleImport.WriteSeriesAsync(conn, tx, partitions,
-            [.. items.Select(p => new SampleImport.SeriesPoints(p.Claim.ResourceId, p.Claim.Metric, p.Points, MayExist: !p.Backfill))], ct);
+            [.. items.Select(p => new SampleImport.SeriesPoints(p.Claim.ResourceId, p.Claim.Metric, p.Points, MayExist: !p.Backfill))], ct, log);
         var done = items.Where((_, i) => rows[i] >= 0).OrderBy(p => p.Claim.ResourceId).ThenBy(p => p.Claim.Metric, StringComparer.Ordinal).ToList();
         // Guarded by the query: a definition changed meanwhile has reset the watermark for its own backfill.
         const string success = """
