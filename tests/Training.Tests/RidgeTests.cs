@@ -10,6 +10,9 @@ public class RidgeTests
     [InlineData(47, 120, 300)]
     [InlineData(23, 0, 90)]
     [InlineData(3, 5, 40)]
+    [InlineData(4, 0, 33)]
+    [InlineData(5, 2, 33)]
+    [InlineData(36, 7, 700)]
     public void AccumulateAddsEachRowsProductsInRowOrderBitForBit(int p, int from, int to)
     {
         // The reference: one rank-one update of the upper triangle per row, each entry rounded once for the product and

@@ -214,8 +214,8 @@ public sealed class GlobalModel
     // plain numeric tree ensemble) through a prediction engine, which applies each split's default direction to a missing feature.
     private float Score(Row row) => Score(row.Features, 1)[0];
 
-    // The scores of `count` rows of GlobalFeatures.Count features each, laid end to end in `rows`.
-    private float[] Score(float[] rows, int count)
+    // The scores of `count` rows of GlobalFeatures.Count features each, laid end to end in `rows` (internal for tests).
+    internal float[] Score(float[] rows, int count)
     {
         int width = GlobalFeatures.Count;
         var scores = new float[count];
@@ -314,25 +314,61 @@ public sealed class GlobalModel
         /// </summary>
         public void Score(ReadOnlySpan<float> rows, int width, ReadOnlySpan<bool> use, Span<double> sums)
         {
+            // The rows that are scored here, by index; four of them walk each tree side by side (issue 16): one row's walk is a
+            // chain of dependent loads and a branch that mispredicts at its leaf, four independent chains keep the core busy.
+            // Each row still adds its leaves in tree order, so every sum is the same as one row at a time.
+            Span<int> scored = sums.Length <= 256 ? stackalloc int[sums.Length] : new int[sums.Length];
+            int count = 0;
+            for (int r = 0; r < sums.Length; r++)
+            {
+                if (use[r])
+                {
+                    scored[count++] = r;
+                }
+            }
+            scored = scored[..count];
             foreach (int root in _roots)
             {
-                for (int r = 0; r < sums.Length; r++)
+                int k = 0;
+                for (; k + 4 <= count; k += 4)
                 {
-                    if (!use[r])
+                    int r0 = scored[k], r1 = scored[k + 1], r2 = scored[k + 2], r3 = scored[k + 3];
+                    var row0 = rows.Slice(r0 * width, width);
+                    var row1 = rows.Slice(r1 * width, width);
+                    var row2 = rows.Slice(r2 * width, width);
+                    var row3 = rows.Slice(r3 * width, width);
+                    int n0 = root, n1 = root, n2 = root, n3 = root;
+                    // A leaf's index is below zero and stays put: the walks go on until all four are at a leaf (all signs set).
+                    while ((n0 & n1 & n2 & n3) >= 0)
                     {
-                        continue;
+                        n0 = Step(n0, row0);
+                        n1 = Step(n1, row1);
+                        n2 = Step(n2, row2);
+                        n3 = Step(n3, row3);
                     }
+                    sums[r0] += _leaves[~n0];
+                    sums[r1] += _leaves[~n1];
+                    sums[r2] += _leaves[~n2];
+                    sums[r3] += _leaves[~n3];
+                }
+                for (; k < count; k++)
+                {
+                    int r = scored[k];
                     var row = rows.Slice(r * width, width);
                     int node = root;
                     while (node >= 0)
                     {
-                        node = _children[(2 * node) + (row[_features[node]] <= _thresholds[node] ? 0 : 1)];
+                        node = Step(node, row);
                     }
                     // An empty tree (ML.NET's stand-in for a constant zero one) is a leaf of value 0 here.
                     sums[r] += _leaves[~node];
                 }
             }
         }
+
+        // The child a row goes to from `node`, or the leaf itself (an index below zero) once there.
+        private int Step(int node, ReadOnlySpan<float> row) =>
+            node < 0 ? node : _children[(2 * node) + (row[_features[node]] <= _thresholds[node] ? 0 : 1)];
 
         // Null unless the model is a LightGBM regression with numeric splits only (the trainer here never declares categoricals).
         public static FlatTrees? From(ITransformer model)

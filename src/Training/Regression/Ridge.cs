@@ -24,11 +24,94 @@ public static class Ridge
         {
             throw new ArgumentException("The design, the targets, G or b are shorter than the rows and columns given.");
         }
-        for (int a = 0; a < p; a++)
+        int a = 0;
+        // Two rows of G per pass over the design while both have at least four entries from row a's diagonal on (issue 16).
+        for (; a + 1 < p && p - a >= 4; a += 2)
+        {
+            AddWeightedRowPair(x, p, from, to, a, g.AsSpan(a * p, p), g.AsSpan((a + 1) * p, p));
+        }
+        for (; a < p; a++)
         {
             AddWeightedRows(x, p, from, to, a, a, default, g.AsSpan(a * p, p));
         }
         AddWeightedRows(x, p, from, to, 0, -1, y, b);
+    }
+
+    // Rows a and a + 1 of G at once: destA[c] += Σ x[i, a] · x[i, c] and destB[c] += Σ x[i, a + 1] · x[i, c], adding in row
+    // order as AddWeightedRows does, in row a's column blocks (from a on, the last at p − 4): each block of the design row is
+    // loaded once for both, and eight independent sums instead of four keep the adders busy. Row a + 1's block starting at
+    // column a holds the lower-triangle entry G[a + 1, a] in its first lane, which is computed and never stored.
+    private static void AddWeightedRowPair(ReadOnlySpan<double> x, int p, int from, int to, int a, Span<double> destA, Span<double> destB)
+    {
+        int blocks = (p - a + 3) / 4;
+        ref double xr = ref MemoryMarshal.GetReference(x);
+        ref double ar = ref MemoryMarshal.GetReference(destA);
+        ref double br = ref MemoryMarshal.GetReference(destB);
+        var lastA = Vector256.LoadUnsafe(ref ar, (nuint)(p - 4));
+        var lastB = Vector256.LoadUnsafe(ref br, (nuint)(p - 4));
+        for (int k0 = 0; k0 < blocks; k0 += 4)
+        {
+            int s0 = k0 >= blocks - 1 ? p - 4 : a + (4 * k0);
+            int s1 = k0 + 1 >= blocks - 1 ? p - 4 : a + (4 * (k0 + 1));
+            int s2 = k0 + 2 >= blocks - 1 ? p - 4 : a + (4 * (k0 + 2));
+            int s3 = k0 + 3 >= blocks - 1 ? p - 4 : a + (4 * (k0 + 3));
+            var a0 = k0 >= blocks - 1 ? lastA : Vector256.LoadUnsafe(ref ar, (nuint)s0);
+            var a1 = k0 + 1 >= blocks - 1 ? lastA : Vector256.LoadUnsafe(ref ar, (nuint)s1);
+            var a2 = k0 + 2 >= blocks - 1 ? lastA : Vector256.LoadUnsafe(ref ar, (nuint)s2);
+            var a3 = k0 + 3 >= blocks - 1 ? lastA : Vector256.LoadUnsafe(ref ar, (nuint)s3);
+            var b0 = k0 >= blocks - 1 ? lastB : Vector256.LoadUnsafe(ref br, (nuint)s0);
+            var b1 = k0 + 1 >= blocks - 1 ? lastB : Vector256.LoadUnsafe(ref br, (nuint)s1);
+            var b2 = k0 + 2 >= blocks - 1 ? lastB : Vector256.LoadUnsafe(ref br, (nuint)s2);
+            var b3 = k0 + 3 >= blocks - 1 ? lastB : Vector256.LoadUnsafe(ref br, (nuint)s3);
+            for (int i = from; i < to; i++)
+            {
+                ref double row = ref Unsafe.Add(ref xr, i * p);
+                var wa = Vector256.Create(Unsafe.Add(ref row, a));
+                var wb = Vector256.Create(Unsafe.Add(ref row, a + 1));
+                var x0 = Vector256.LoadUnsafe(ref row, (nuint)s0);
+                var x1 = Vector256.LoadUnsafe(ref row, (nuint)s1);
+                var x2 = Vector256.LoadUnsafe(ref row, (nuint)s2);
+                var x3 = Vector256.LoadUnsafe(ref row, (nuint)s3);
+                a0 += wa * x0;
+                b0 += wb * x0;
+                a1 += wa * x1;
+                b1 += wb * x1;
+                a2 += wa * x2;
+                b2 += wb * x2;
+                a3 += wa * x3;
+                b3 += wb * x3;
+            }
+            a0.StoreUnsafe(ref ar, (nuint)s0);
+            StoreAbove(b0, ref br, s0, a);
+            if (k0 + 1 < blocks)
+            {
+                a1.StoreUnsafe(ref ar, (nuint)s1);
+                StoreAbove(b1, ref br, s1, a);
+            }
+            if (k0 + 2 < blocks)
+            {
+                a2.StoreUnsafe(ref ar, (nuint)s2);
+                StoreAbove(b2, ref br, s2, a);
+            }
+            if (k0 + 3 < blocks)
+            {
+                a3.StoreUnsafe(ref ar, (nuint)s3);
+                StoreAbove(b3, ref br, s3, a);
+            }
+        }
+    }
+
+    // Stores a block of row a + 1 of G starting at column `start`, leaving column a (below the diagonal) as it was.
+    private static void StoreAbove(Vector256<double> v, ref double dest, int start, int a)
+    {
+        if (start != a)
+        {
+            v.StoreUnsafe(ref dest, (nuint)start);
+            return;
+        }
+        Unsafe.Add(ref dest, start + 1) = v.GetElement(1);
+        Unsafe.Add(ref dest, start + 2) = v.GetElement(2);
+        Unsafe.Add(ref dest, start + 3) = v.GetElement(3);
     }
 
     // dest[c] += Σ_{i ∈ [from, to)} w_i · x[i, c] for every c in [first, p), adding in row order, with w_i = x[i, weightColumn]
