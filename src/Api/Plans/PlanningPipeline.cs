@@ -210,7 +210,8 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
         // The batch's version ids, allocated up front (the resources are locked, so a later publication of the same resource
         // gets later ids): the versions are copied with them and plan_current is pointed at them in the same transaction.
         // Nothing rewrites the previous version: it is superseded by plan_current no longer naming it (migration 0060).
-        const string allocate = "SELECT nextval(pg_get_serial_sequence('plan_versions', 'id')) FROM generate_series(1, @n)";
+        // The identity's sequence by name: a constant resolved once per statement (pg_get_serial_sequence would be looked up per row).
+        const string allocate = "SELECT nextval('plan_versions_id_seq') FROM generate_series(1, @n)";
         var versionIds = (await conn.QueryAsync<long>(new CommandDefinition(allocate, new { n = plans.Count }, tx, cancellationToken: ct))).ToArray();
         var plannedIds = plans.Select(r => r.Resource.Id).ToArray();
         await using (var copy = await conn.BeginBinaryImportAsync("""
