@@ -60,11 +60,11 @@ public static class CapacityApi
                    coalesce(r."group" = @group, false) AS in_group,
                    sum(h.cpu) AS cpu, least(sum(h.memory), 9223372036854775807)::bigint AS memory, count(*)::int AS resources,
                    count(*) FILTER (WHERE NOT p.requests_known)::int AS without_requests
-            FROM plan_versions p
-            JOIN resources r ON r.id = p.resource_id
+            FROM plan_current c
+            JOIN plan_versions p ON p.id = c.version_id
+            JOIN resources r ON r.id = c.resource_id
             CROSS JOIN LATERAL unnest(p.cpu_hours, p.memory_hours) WITH ORDINALITY AS h(cpu, memory, i)
-            WHERE p.status = 'active'
-              AND p.horizon_start < @end AND p.horizon_start + p.horizon_hours * interval '1 hour' > @start
+            WHERE p.horizon_start < @end AND p.horizon_start + p.horizon_hours * interval '1 hour' > @start
               AND p.horizon_start + (h.i - 1) * interval '1 hour' >= @start
               AND p.horizon_start + (h.i - 1) * interval '1 hour' < @end
             GROUP BY 1, 2

@@ -149,7 +149,7 @@ public static class ExecutorsApi
     {
         const string sql = $"""
             SELECT {ResourceStore.Columns}, p.id AS PlanId, p.generated_at AS GeneratedAt, p.requests::text AS Requests
-            FROM resources r LEFT JOIN plan_versions p ON p.resource_id = r.id AND p.status = 'active'
+            FROM resources r LEFT JOIN plan_current c ON c.resource_id = r.id LEFT JOIN plan_versions p ON p.id = c.version_id
             WHERE r.name = @name
             """;
         await using var conn = await db.OpenConnectionAsync(ct);

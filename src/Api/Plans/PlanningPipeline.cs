@@ -26,8 +26,8 @@ public sealed record PlanningOutcome(int Resources, int Planned, int Cannot, int
 /// <summary>
 /// Plans resources in batches of <see cref="PlanningOptions.BatchResources"/>: each batch's inputs are loaded with a few
 /// queries (<see cref="PlanInputs"/>), planned in parallel with the pure <see cref="ScalePlanner"/>, and published in one
-/// transaction: the previous active version of each resource superseded, the new one inserted active with binary COPY (steps
-/// included, packed by <see cref="PackedSteps"/>, so a plan is published whole or not at all), <c>NOTIFY plans, '&lt;resource name&gt;'</c> per resource, and resources that cannot
+/// transaction: the new version inserted with binary COPY (steps included, packed by <see cref="PackedSteps"/>, so a plan is
+/// published whole or not at all) and made the resource's active one in <c>plan_current</c> (which supersedes the previous one), <c>NOTIFY plans, '&lt;resource name&gt;'</c> per resource, and resources that cannot
 /// be planned recorded in <c>plan_problems</c> with what is missing (their previous plan stays active). A fleet run then
 /// deletes superseded versions older than <see cref="PlanningOptions.RetentionDays"/>.
 /// </summary>
@@ -207,25 +207,27 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
         var plans = fresh.Where(r => r.Plan is not null).ToList();
         var gaps = fresh.Where(r => r.Plan is null).ToList();
 
-        const string supersede = """
-            UPDATE plan_versions SET status = 'superseded', superseded_at = @now
-            WHERE resource_id = ANY(@planned) AND status = 'active'
-            """;
+        // The batch's version ids, allocated up front (the resources are locked, so a later publication of the same resource
+        // gets later ids): the versions are copied with them and plan_current is pointed at them in the same transaction.
+        // Nothing rewrites the previous version: it is superseded by plan_current no longer naming it (migration 0060).
+        // The identity's sequence by name: a constant resolved once per statement (pg_get_serial_sequence would be looked up per row).
+        const string allocate = "SELECT nextval('plan_versions_id_seq') FROM generate_series(1, @n)";
+        var versionIds = (await conn.QueryAsync<long>(new CommandDefinition(allocate, new { n = plans.Count }, tx, cancellationToken: ct))).ToArray();
         var plannedIds = plans.Select(r => r.Resource.Id).ToArray();
-        await conn.ExecuteAsync(new CommandDefinition(supersede, new { planned = plannedIds, now }, tx, cancellationToken: ct));
         await using (var copy = await conn.BeginBinaryImportAsync("""
-            COPY plan_versions (resource_id, status, kind, mode, trigger, training_run_id, generated_at, horizon_start, horizon_hours,
+            COPY plan_versions (id, resource_id, kind, mode, trigger, training_run_id, generated_at, horizon_start, horizon_hours,
                 lead_minutes, model_version_id, forecast_generated_at, capacity_model, policy, requests, notes, steps_packed, counts, cpu_hours,
                 memory_hours, requests_known) FROM STDIN (FORMAT BINARY)
             """, ct))
         {
             var trigger = scope.Trigger.ToString().ToLowerInvariant();
-            foreach (var r in plans)
+            for (var i = 0; i < plans.Count; i++)
             {
+                var r = plans[i];
                 var plan = r.Plan!;
                 await copy.StartRowAsync(ct);
+                await copy.WriteAsync(versionIds[i], NpgsqlDbType.Bigint, ct);
                 await copy.WriteAsync(r.Resource.Id, NpgsqlDbType.Integer, ct);
-                await copy.WriteAsync("active", NpgsqlDbType.Text, ct);
                 await copy.WriteAsync(ResourceKinds.Name(r.Resource.Kind), NpgsqlDbType.Text, ct);
                 await copy.WriteAsync(plan.Mode, NpgsqlDbType.Text, ct);
                 await copy.WriteAsync(trigger, NpgsqlDbType.Text, ct);
@@ -251,6 +253,8 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
 
         // Listeners (the serving side) reload the named resources' active plans once this transaction commits.
         const string publish = """
+            INSERT INTO plan_current (resource_id, version_id) SELECT * FROM unnest(@planned, @versionIds)
+            ON CONFLICT (resource_id) DO UPDATE SET version_id = EXCLUDED.version_id;
             DELETE FROM plan_problems WHERE resource_id = ANY(@planned);
             SELECT pg_notify('plans', n) FROM unnest(@names) AS n;
             INSERT INTO plan_problems (resource_id, checked_at, missing)
@@ -260,6 +264,7 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
         await conn.ExecuteAsync(new CommandDefinition(publish, new
         {
             planned = plannedIds,
+            versionIds,
             names = plans.Select(r => r.Resource.Name).ToArray(),
             gapIds = gaps.Select(r => r.Resource.Id).ToArray(),
             gapMissing = gaps.Select(r => string.Join('\n', r.Missing.Select(m => m.ReplaceLineEndings(" ")))).ToArray(),
@@ -274,7 +279,9 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
     {
         const string purge = """
             DELETE FROM plan_versions
-            WHERE id IN (SELECT id FROM plan_versions WHERE status = 'superseded' AND generated_at < @cutoff LIMIT 10000)
+            WHERE id IN (SELECT p.id FROM plan_versions p
+                         WHERE p.generated_at < @cutoff AND NOT EXISTS (SELECT 1 FROM plan_current c WHERE c.version_id = p.id)
+                         LIMIT 10000)
             """;
         var total = 0;
         await using var conn = await db.OpenConnectionAsync(ct);

@@ -64,11 +64,15 @@ public static class PlansApi
         return app;
     }
 
+    // A version is active while plan_current names it; a superseded one was superseded when the resource's next version was
+    // published, at that version's generated_at (migration 0060; versions superseded before it keep their own superseded_at).
     const string Columns = """
-        p.id, p.status, p.kind, p.mode, p.trigger, p.training_run_id AS TrainingRunId, p.generated_at AS GeneratedAt,
+        p.id, CASE WHEN c.version_id = p.id THEN 'active' ELSE 'superseded' END AS status, p.kind, p.mode, p.trigger, p.training_run_id AS TrainingRunId, p.generated_at AS GeneratedAt,
         p.horizon_start AS HorizonStart, p.horizon_hours AS HorizonHours, p.lead_minutes AS LeadMinutes,
         p.model_version_id AS ModelVersionId, p.forecast_generated_at AS ForecastGeneratedAt, p.capacity_model AS CapacityModel,
-        p.notes, p.superseded_at AS SupersededAt
+        p.notes,
+        CASE WHEN c.version_id IS DISTINCT FROM p.id THEN coalesce(p.superseded_at,
+            (SELECT n.generated_at FROM plan_versions n WHERE n.resource_id = p.resource_id AND n.id > p.id ORDER BY n.id LIMIT 1)) END AS SupersededAt
         """;
 
     static async Task<Results<Ok<PlanVersionPage>, ValidationProblem, ProblemHttpResult>> ListPlanVersions(
@@ -85,7 +89,7 @@ public static class PlansApi
             return ProblemHandling.NotFound($"No resource is named '{name}'.");
         }
         var versions = await conn.QueryAsync<PlanVersionSummary>(new CommandDefinition(
-            $"SELECT {Columns} FROM plan_versions p WHERE p.resource_id = @resourceId ORDER BY p.id DESC LIMIT @take",
+            $"SELECT {Columns} FROM plan_versions p LEFT JOIN plan_current c ON c.resource_id = p.resource_id WHERE p.resource_id = @resourceId ORDER BY p.id DESC LIMIT @take",
             new { resourceId, take }, cancellationToken: ct));
         var problem = await conn.QuerySingleOrDefaultAsync<PlanProblem>(new CommandDefinition(
             "SELECT checked_at AS CheckedAt, missing FROM plan_problems WHERE resource_id = @resourceId", new { resourceId }, cancellationToken: ct));
@@ -95,7 +99,7 @@ public static class PlansApi
     static async Task<Results<Ok<PlanVersionView>, ProblemHttpResult>> GetPlanVersion(NpgsqlDataSource db, string name, long id, CancellationToken ct)
     {
         var sql = $"""
-            SELECT {Columns} FROM plan_versions p JOIN resources r ON r.id = p.resource_id WHERE r.name = @name AND p.id = @id
+            SELECT {Columns} FROM plan_versions p JOIN resources r ON r.id = p.resource_id LEFT JOIN plan_current c ON c.resource_id = p.resource_id WHERE r.name = @name AND p.id = @id
             """;
         // Steps are packed since migration 0010; a version stored before it keeps its JSON.
         const string documents = "SELECT policy::text, requests::text, steps_packed, CASE WHEN steps_packed IS NULL THEN steps::text END FROM plan_versions WHERE id = @id";

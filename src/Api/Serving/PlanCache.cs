@@ -86,8 +86,8 @@ public sealed class PlanCache(
     public async Task SyncAsync(CancellationToken ct)
     {
         const string versions = """
-            SELECT r.name, r.updated_at, p.id
-            FROM resources r LEFT JOIN plan_versions p ON p.resource_id = r.id AND p.status = 'active'
+            SELECT r.name, r.updated_at, c.version_id
+            FROM resources r LEFT JOIN plan_current c ON c.resource_id = r.id
             """;
         await _writer.WaitAsync(ct);
         try
@@ -163,10 +163,10 @@ public sealed class PlanCache(
             return plans;
         }
         // COPY takes no parameters: the ids are integers formatted here, never text from a request.
-        var only = ids is null ? "" : $"AND resource_id IN ({string.Join(',', ids.Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)))})";
+        var only = ids is null ? "" : $"WHERE c.resource_id IN ({string.Join(',', ids.Select(i => i.ToString(System.Globalization.CultureInfo.InvariantCulture)))})";
         await using var copy = await conn.BeginBinaryExportAsync($"""
-            COPY (SELECT resource_id, id, generated_at, mode, steps_packed, CASE WHEN steps_packed IS NULL THEN steps::text END
-                  FROM plan_versions WHERE status = 'active' {only}) TO STDOUT (FORMAT BINARY)
+            COPY (SELECT p.resource_id, p.id, p.generated_at, p.mode, p.steps_packed, CASE WHEN p.steps_packed IS NULL THEN p.steps::text END
+                  FROM plan_current c JOIN plan_versions p ON p.id = c.version_id {only}) TO STDOUT (FORMAT BINARY)
             """, ct);
         while (await copy.StartRowAsync(ct) >= 0)
         {

@@ -36,8 +36,8 @@ public sealed class PlanCommandTests
         await using (var conn = new NpgsqlConnection(db))
         {
             Assert.Equal(3L, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM plan_versions"));
-            Assert.Equal(2L, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM plan_versions WHERE status = 'active'"));
-            Assert.Equal(48, await conn.ExecuteScalarAsync<int>("SELECT cardinality(counts) FROM plan_versions WHERE status = 'active' LIMIT 1"));
+            Assert.Equal(2L, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM plan_current"));
+            Assert.Equal(48, await conn.ExecuteScalarAsync<int>("SELECT cardinality(p.counts) FROM plan_versions p JOIN plan_current c ON c.version_id = p.id LIMIT 1"));
         }
 
         (exit, _, stderr) = await RunAsync(db, "plan", "--resource", "nope");

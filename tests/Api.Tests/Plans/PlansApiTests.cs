@@ -122,6 +122,27 @@ public sealed class PlansApiTests(ApiFixture api) : IClassFixture<ApiFixture>
     }
 
     [Fact]
+    public async Task DeletingAResourceRemovesEveryVersionOfItsPlanAndLeavesOthersAlone()
+    {
+        var client = api.Writer();
+        await client.PutAsync("/api/v1/resources/doomed", ApiFixture.Json("""{"kind":"service","group":"del","loadMetric":"qps","policy":{"minReplicas":1}}"""));
+        await client.PutAsync("/api/v1/resources/doomed", ApiFixture.Json("""{"kind":"service","group":"del","loadMetric":"qps","policy":{"minReplicas":2}}"""));
+        await client.PutAsync("/api/v1/resources/spared", ApiFixture.Json("""{"kind":"service","group":"del","loadMetric":"qps","policy":{"minReplicas":1}}"""));
+        await using var conn = new NpgsqlConnection(api.ConnectionString);
+        var doomed = await conn.ExecuteScalarAsync<int>("SELECT id FROM resources WHERE name = 'doomed'");
+        var spared = await conn.ExecuteScalarAsync<int>("SELECT id FROM resources WHERE name = 'spared'");
+        Assert.Equal(2L, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM plan_versions WHERE resource_id = @doomed", new { doomed }));
+
+        Assert.Equal(HttpStatusCode.NoContent, (await client.DeleteAsync("/api/v1/resources/doomed")).StatusCode);
+
+        // plan_versions has no foreign key to resources (it cost a check per published row): a trigger removes them.
+        Assert.Equal(0L, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM plan_versions WHERE resource_id = @doomed", new { doomed }));
+        Assert.Equal(0L, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM plan_current WHERE resource_id = @doomed", new { doomed }));
+        Assert.Equal(1L, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM plan_versions WHERE resource_id = @spared", new { spared }));
+        Assert.Equal(["active"], (await VersionsAsync("spared")).GetProperty("items").EnumerateArray().Select(i => i.GetProperty("status").GetString()));
+    }
+
+    [Fact]
     public async Task AFleetRunPurgesSupersededVersionsOlderThanTheRetention()
     {
         var client = api.Writer();
@@ -140,6 +161,9 @@ public sealed class PlansApiTests(ApiFixture api) : IClassFixture<ApiFixture>
             // The 20-day-old version is gone; yesterday's stays (within 14 days) behind the new active one.
             Assert.Equal(["active", "superseded"], items.EnumerateArray().Select(i => i.GetProperty("status").GetString()));
             Assert.Equal(ApiFixture.Now.AddDays(-1), items[1].GetProperty("generatedAt").GetDateTimeOffset());
+            // Superseded when the fleet run published its successor; the active one is not superseded.
+            Assert.Equal(ApiFixture.Now, items[1].GetProperty("supersededAt").GetDateTimeOffset());
+            Assert.False(items[0].TryGetProperty("supersededAt", out _));
         }
         finally
         {

@@ -173,7 +173,7 @@ public sealed class CompactServingTests(CompactServingTests.Fixture api, ITestOu
         await using (var conn = new NpgsqlConnection(api.ConnectionString))
         {
             // Rewrite every active version as the JSON a version written before 0010 holds, then back.
-            var rows = (await conn.QueryAsync<(long Id, byte[] Packed)>("SELECT id, steps_packed FROM plan_versions WHERE status = 'active'")).ToList();
+            var rows = (await conn.QueryAsync<(long Id, byte[] Packed)>("SELECT p.id, p.steps_packed FROM plan_versions p JOIN plan_current c ON c.version_id = p.id")).ToList();
             foreach (var (id, packed) in rows)
             {
                 await conn.ExecuteAsync("UPDATE plan_versions SET steps = @json::jsonb, steps_packed = NULL WHERE id = @id",
@@ -219,7 +219,7 @@ public sealed class CompactServingTests(CompactServingTests.Fixture api, ITestOu
             """));
         put.EnsureSuccessStatusCode();
         var published = Stopwatch.StartNew();
-        var version = await api.ScalarAsync<long>("SELECT p.id FROM plan_versions p JOIN resources r ON r.id = p.resource_id WHERE r.name = 'c-forecast' AND p.status = 'active'");
+        var version = await api.ScalarAsync<long>("SELECT p.id FROM plan_versions p JOIN resources r ON r.id = p.resource_id JOIN plan_current c ON c.version_id = p.id WHERE r.name = 'c-forecast'");
         JsonElement served;
         do
         {

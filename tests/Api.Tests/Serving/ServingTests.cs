@@ -75,7 +75,7 @@ public sealed class ServingTests(ApiFixture api) : IClassFixture<ApiFixture>
     {
         await PutAsync("svc-forecast", $"{{\"minReplicas\":1,\"maxReplicas\":50,{Sized}}}");
         await ForecastPlanAsync("svc-forecast");
-        var version = await api.ScalarAsync<long>("SELECT p.id FROM plan_versions p JOIN resources r ON r.id = p.resource_id WHERE r.name = 'svc-forecast' AND p.status = 'active'");
+        var version = await api.ScalarAsync<long>("SELECT p.id FROM plan_versions p JOIN resources r ON r.id = p.resource_id JOIN plan_current c ON c.version_id = p.id WHERE r.name = 'svc-forecast'");
 
         var now = await CurrentAsync("svc-forecast");
         Assert.Equal(4, now.GetProperty("replicas").GetInt32());
@@ -126,7 +126,7 @@ public sealed class ServingTests(ApiFixture api) : IClassFixture<ApiFixture>
         await SamplesAsync("svc-lastweek", ("2026-11-14T12:00:00Z", 120));
         // Static: a policy with minReplicas is planned (fallback:static); its plan then runs out (here: is withdrawn).
         await PutAsync("svc-static", $"{{\"minReplicas\":3,\"maxReplicas\":50,{Sized}}}");
-        await api.ScalarAsync<int>("UPDATE plan_versions SET status = 'superseded' WHERE resource_id = (SELECT id FROM resources WHERE name = 'svc-static')");
+        await api.ScalarAsync<int>("DELETE FROM plan_current WHERE resource_id = (SELECT id FROM resources WHERE name = 'svc-static')");
         await SyncAsync();
 
         var yesterday = await CurrentAsync("svc-yesterday");
