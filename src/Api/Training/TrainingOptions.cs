@@ -26,13 +26,22 @@ public sealed partial class TrainingOptions : IValidatableObject
     /// <summary>Whether this instance runs Hangfire's workers (nightly run, shards, planning, simulations, pulls); it enqueues work either way.</summary>
     public bool Scheduler { get; set; } = true;
 
-    /// <summary>Shards a scheduled run is split into; each is a Hangfire job any instance's workers may take.</summary>
+    /// <summary>
+    /// Shards a scheduled run is split into; each is a Hangfire job any instance's workers may take, so the instances share
+    /// a run by taking the next shard when one is done. Sixteen: small enough that the last shard leaves little idle tail
+    /// on two instances, large enough that each shard's own start and end (its first read, its last write) stay small (issue 16).
+    /// </summary>
     [Range(1, 1024)]
-    public int Shards { get; set; } = 8;
+    public int Shards { get; set; } = 16;
 
-    /// <summary>Shards one instance runs at once: the `training` queue's workers (each shard already uses every core).</summary>
+    /// <summary>
+    /// Shards one instance runs at once: the `training` queue's workers. Two, although each shard fits on every core: one
+    /// shard's reads and writes then overlap the other's fitting (a shard's first read and last write have nothing of its
+    /// own to overlap), and while the run's fleet-wide model is not there yet the instance fits two shards' other series
+    /// instead of one (issue 16).
+    /// </summary>
     [Range(1, 64)]
-    public int ShardsPerInstance { get; set; } = 1;
+    public int ShardsPerInstance { get; set; } = 2;
 
     /// <summary>Resources read, fitted and written together: bounds memory whatever the fleet's size.</summary>
     [Range(1, 100_000)]
