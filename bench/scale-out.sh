@@ -4,16 +4,17 @@
 # on the same database, pinned to one core each (`-c 0`, `-c 1`), sharing the run's shards through Hangfire. PostgreSQL is
 # not pinned (it serves both cases alike). Prints each run's seconds, which instance ran which shards, the load average,
 # and the ratio two ÷ one (goal ≤ 0.6).
-#   bench/scale-out.sh [series] [shards]
+#   bench/scale-out.sh [series] [shards]     (shards: the service's default, Forecaster:Training:Shards, unless given)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 series="${1:-20000}"
-shards="${2:-8}"
+shards="${2:-}"
 resources=$(( series / 2 ))
 work="$(mktemp -d /tmp/forecaster-scale.XXXXXX)"
 chmod 755 "$work"   # as root the cluster runs as `postgres`, which must reach its data here
 export FORECASTER_HOME="$work/home" Forecaster__Training__ModelsPath="$work/models"
-export Forecaster__Training__Shards="$shards" Forecaster__Training__SchedulerIdleSeconds=1 FORECASTER_API_KEYS=bench
+export Forecaster__Training__SchedulerIdleSeconds=1 FORECASTER_API_KEYS=bench
+[ -z "$shards" ] || export Forecaster__Training__Shards="$shards"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
