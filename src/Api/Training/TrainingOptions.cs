@@ -35,13 +35,12 @@ public sealed partial class TrainingOptions : IValidatableObject
     public int Shards { get; set; } = 16;
 
     /// <summary>
-    /// Shards one instance runs at once: the `training` queue's workers. Two, although each shard fits on every core: one
-    /// shard's reads and writes then overlap the other's fitting (a shard's first read and last write have nothing of its
-    /// own to overlap), and while the run's fleet-wide model is not there yet the instance fits two shards' other series
-    /// instead of one (issue 16).
+    /// Shards one instance runs at once: the `training` queue's workers (each shard already uses every core). One: with two
+    /// in flight on an instance, the run's last two shards share its cores while the other instance has nothing left, which
+    /// measured a 42 s idle tail of a 280 s run (issue 16, bench/README).
     /// </summary>
     [Range(1, 64)]
-    public int ShardsPerInstance { get; set; } = 2;
+    public int ShardsPerInstance { get; set; } = 1;
 
     /// <summary>Resources read, fitted and written together: bounds memory whatever the fleet's size.</summary>
     [Range(1, 100_000)]
