@@ -290,10 +290,15 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         {
             lock (_globalLock)
             {
-                // The last shard of this instance that needed the model stopped waiting (handed back, aborted): let it go.
+                // The last shard of this instance that needed the model stopped waiting (handed back, aborted): let it go,
+                // and let the next shard start afresh rather than join work that is being cancelled (its lease keeps the two apart).
                 if (--shared.Waiting == 0 && !shared.Model.IsCompleted)
                 {
                     shared.Cancel.Cancel();
+                    if (ReferenceEquals(_global, shared))
+                    {
+                        _global = null;
+                    }
                 }
             }
         }
