@@ -4,16 +4,17 @@
 # on the same database, pinned to one core each (`-c 0`, `-c 1`), sharing the run's shards through Hangfire. PostgreSQL is
 # not pinned (it serves both cases alike). Prints each run's seconds, which instance ran which shards, the load average,
 # and the ratio two ÷ one (goal ≤ 0.6).
-#   bench/scale-out.sh [series] [shards]
+#   bench/scale-out.sh [series] [shards]     (shards: the service's default, Forecaster:Training:Shards, unless given)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 series="${1:-20000}"
-shards="${2:-8}"
+shards="${2:-}"
 resources=$(( series / 2 ))
 work="$(mktemp -d /tmp/forecaster-scale.XXXXXX)"
 chmod 755 "$work"   # as root the cluster runs as `postgres`, which must reach its data here
 export FORECASTER_HOME="$work/home" Forecaster__Training__ModelsPath="$work/models"
-export Forecaster__Training__Shards="$shards" Forecaster__Training__SchedulerIdleSeconds=1 FORECASTER_API_KEYS=bench
+export Forecaster__Training__SchedulerIdleSeconds=1 FORECASTER_API_KEYS=bench
+[ -z "$shards" ] || export Forecaster__Training__Shards="$shards"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -42,27 +43,58 @@ start() {
   echo "$pid $p"
 }
 
-# One run through the instance on port $1; prints "seconds" after the run's summary line.
+# CPU seconds (user + system) of process $1 so far; for PostgreSQL's postmaster also its exited backends' (cutime, cstime)
+# and its live backends', so that PostgreSQL's share of the two cores is counted too.
+cpu() { awk '{print ($14 + $15 + $16 + $17) / 100}' "/proc/$1/stat"; }
+pg_cpu() {
+  local master total
+  master=$(head -1 "$(python3 -c "import json;print(json.load(open('$FORECASTER_HOME/cluster.json'))['DataDir'])")/postmaster.pid")
+  total=$(cpu "$master")
+  for c in $(pgrep -P "$master"); do total=$(awk -v t="$total" '{print t + ($14 + $15) / 100}' "/proc/$c/stat" 2>/dev/null || echo "$total"); done
+  echo "$total"
+}
+
+# One run through the instance on port $1 (instances' pids after it); prints "seconds" after the run's summary line: which
+# instance trained how many series, each instance's and PostgreSQL's CPU seconds during the run, and the idle tail (from the
+# first instance's last shard ending to the run's end: the time one instance had no shard left while the other still worked).
 train() {
-  local id run
-  run=$(service_training_run "$1")
+  local port="$1" id run before=() after=() pg0 pg1 p
+  shift
+  for p in "$@"; do before+=("$(cpu "$p")"); done
+  pg0=$(pg_cpu)
+  run=$(service_training_run "$port")
+  for p in "$@"; do after+=("$(cpu "$p")"); done
+  pg1=$(pg_cpu)
   id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' <<<"$run")
-  echo "$run" | python3 -c '
-import json, sys, collections
+  echo "$run" | CPU_BEFORE="${before[*]}" CPU_AFTER="${after[*]}" PG_CPU="$pg0 $pg1" python3 -c '
+import json, os, sys, collections, datetime
 r = json.load(sys.stdin); d = r["progress"]["done"]
-by = collections.Counter((s.get("instanceId") or "?").split("/")[0] for s in r.get("shards") or [])
-print("  run %d: %s series=%d seconds=%.1f rate=%.1f/s shards per instance: %s" % (r["id"], r["status"], d, r["seconds"], d / r["seconds"], dict(by)), file=sys.stderr)
+shards = r.get("shards") or []
+name = lambda s: (s.get("instanceId") or "?").split("/")[0]
+by = collections.Counter(name(s) for s in shards)
+series = collections.Counter()
+last = {}
+for s in shards:
+    series[name(s)] += s.get("seriesDone") or 0
+    if s.get("finishedAt"):
+        t = datetime.datetime.fromisoformat(s["finishedAt"].replace("Z", "+00:00"))
+        last[name(s)] = max(last.get(name(s), t), t)
+cpu = ["%.1f" % (float(a) - float(b)) for b, a in zip(os.environ["CPU_BEFORE"].split(), os.environ["CPU_AFTER"].split())]
+pg = [float(x) for x in os.environ["PG_CPU"].split()]
+tail = (max(last.values()) - min(last.values())).total_seconds() if len(last) > 1 else 0.0
+print("  run %d: %s series=%d seconds=%.1f rate=%.1f/s shards per instance: %s series per instance: %s" % (r["id"], r["status"], d, r["seconds"], d / r["seconds"], dict(by), dict(series)), file=sys.stderr)
+print("  CPU seconds per instance (in start order): %s; PostgreSQL: %.1f; idle tail: %.1f s" % (", ".join(cpu), pg[1] - pg[0], tail), file=sys.stderr)
 if r["status"] != "succeeded":
     # A failed run is no timing: say why (the run, its shards) and stop.
     print("  run failed: %s" % json.dumps({k: v for k, v in r.items() if "error" in k.lower()}), file=sys.stderr)
-    for s in r.get("shards") or []:
+    for s in shards:
         if s.get("error") or s.get("status") != "succeeded":
             print("  shard: %s" % json.dumps(s), file=sys.stderr)
     sys.exit(1)
 print("%.3f" % r["seconds"])' || return 1
   # Planning follows the run as a job of its own: let it finish, so it never runs inside the next case's timing.
   for _ in $(seq 600); do
-    curl -sf "http://127.0.0.1:$1/api/v1/training-runs/$id" | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin).get("planning") else 1)' && break
+    curl -sf "http://127.0.0.1:$port/api/v1/training-runs/$id" | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin).get("planning") else 1)' && break
     sleep 1
   done
 }
@@ -70,14 +102,14 @@ print("%.3f" % r["seconds"])' || return 1
 "$root/forecaster" --help >/dev/null   # builds once, before anything is timed
 echo "one instance, taskset -c 0:"
 read -r pid1 port1 < <(start 0 "$work/one.log"); pids+=("$pid1")
-one=$(train "$port1") || { grep -ihE 'fail|exception' "$work/one.log" | head -20 >&2; exit 1; }
+one=$(train "$port1" "$pid1") || { grep -ihE 'fail|exception' "$work/one.log" | head -20 >&2; exit 1; }
 echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 kill "$pid1"; while kill -0 "$pid1" 2>/dev/null; do sleep 0.2; done; pids=()
 
 echo "two instances, taskset -c 0 and -c 1:"
 read -r pid1 port1 < <(start 0 "$work/a.log"); pids+=("$pid1")
 read -r pid2 port2 < <(start 1 "$work/b.log"); pids+=("$pid2")
-two=$(train "$port1") || { grep -ihE 'fail|exception' "$work/a.log" "$work/b.log" | head -20 >&2; exit 1; }
+two=$(train "$port1" "$pid1" "$pid2") || { grep -ihE 'fail|exception' "$work/a.log" "$work/b.log" | head -20 >&2; exit 1; }
 echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 -c "print('scale-out: one instance %.1f s, two instances %.1f s, ratio two/one %.2f (goal <= 0.60)' % ($one, $two, $two / $one))"
 

@@ -30,12 +30,24 @@ public sealed class ShardRunner(NpgsqlDataSource db, TrainingPipeline pipeline, 
             logger.LogInformation("Training run {RunId} shard {Shard} on {Instance}", runId, shard, owner);
             outcome = await pipeline.RunShardAsync(runId, shard, progress, ct);
         }
-        catch (OperationCanceledException) when (ct.IsCancellationRequested && handBack)
+        catch (Exception e) when (ct.IsCancellationRequested && handBack)
         {
-            // Stopping: what the shard wrote stays (it resumes after it); the rest goes back to whoever is free first.
-            logger.LogInformation("Training run {RunId} shard {Shard} handed back: this instance is stopping", runId, shard);
+            // Stopping, or Hangfire gave the shard to another instance: what the shard wrote stays (it resumes after it); the
+            // rest goes back to whoever is free first. Whatever the exception: a cancelled read, COPY or wait does not always
+            // surface as OperationCanceledException, and recording it as the shard's failure would fail the run while the
+            // other delivery finds the shard closed and does nothing (issue 16).
+            if (e is not OperationCanceledException)
+            {
+                logger.LogInformation("Training run {RunId} shard {Shard}: cancelled as {Exception}: {Message}", runId, shard, e.GetType().Name, e.Message);
+            }
+            logger.LogInformation("Training run {RunId} shard {Shard} handed back: this instance is stopping or the shard went to another", runId, shard);
             await TrainingJobs.TryAsync(() => TrainingRuns.ReleaseShardAsync(db, runId, shard, CancellationToken.None), logger, attempts: 2);
-            throw;
+            if (e is OperationCanceledException)
+            {
+                throw;
+            }
+            // As a cancellation, so that Hangfire leaves the job in its queue (a stop) instead of failing it for good.
+            throw new OperationCanceledException($"Training run {runId} shard {shard} was cancelled", e, ct);
         }
         catch (OperationCanceledException e) when (ct.IsCancellationRequested)
         {

@@ -26,11 +26,19 @@ public sealed partial class TrainingOptions : IValidatableObject
     /// <summary>Whether this instance runs Hangfire's workers (nightly run, shards, planning, simulations, pulls); it enqueues work either way.</summary>
     public bool Scheduler { get; set; } = true;
 
-    /// <summary>Shards a scheduled run is split into; each is a Hangfire job any instance's workers may take.</summary>
+    /// <summary>
+    /// Shards a scheduled run is split into; each is a Hangfire job any instance's workers may take, so the instances share
+    /// a run by taking the next shard when one is done. Sixteen: small enough that the last shard leaves little idle tail
+    /// on two instances, large enough that each shard's own start and end (its first read, its last write) stay small (issue 16).
+    /// </summary>
     [Range(1, 1024)]
-    public int Shards { get; set; } = 8;
+    public int Shards { get; set; } = 16;
 
-    /// <summary>Shards one instance runs at once: the `training` queue's workers (each shard already uses every core).</summary>
+    /// <summary>
+    /// Shards one instance runs at once: the `training` queue's workers (each shard already uses every core). One: with two
+    /// in flight on an instance, the run's last two shards share its cores while the other instance has nothing left, which
+    /// measured a 42 s idle tail of a 280 s run (issue 16, bench/README).
+    /// </summary>
     [Range(1, 64)]
     public int ShardsPerInstance { get; set; } = 1;
 

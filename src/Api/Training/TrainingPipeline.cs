@@ -244,30 +244,77 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
 
     /// <summary>
     /// The run's fleet-wide model: trained or loaded (<see cref="FleetModel"/>) once per instance, by the first shard this
-    /// instance runs, and shared by its other shards (one run at a time is kept).
+    /// instance runs, and shared by its other shards (one run at a time is kept). The returned task ends when the model is
+    /// there or when <paramref name="ct"/> (this shard's) is cancelled, whichever comes first.
     /// </summary>
+    /// <remarks>
+    /// The shared work runs under a cancellation of its own, not the token of the shard that happened to start it: that shard
+    /// may be handed back or aborted (Hangfire delivered it elsewhere) while another shard of this instance still waits for
+    /// the model, which would otherwise see "a task was canceled" with its own token untouched, and fail with nothing written
+    /// (issue 16). The shared work is cancelled once no shard of this instance waits for it, so that its lease goes to the
+    /// next instance at once.
+    /// </remarks>
     Task<GlobalModel?> GlobalModelAsync(long runId, DateTimeOffset from, DateTimeOffset to, TrainingOptions o, CancellationToken ct)
     {
+        SharedFleetModel shared;
         lock (_globalLock)
         {
-            if (_global?.RunId != runId || _global.Value.Model.IsFaulted || _global.Value.Model.IsCanceled)
+            if (_global is not { } current || current.RunId != runId || current.Model.IsFaulted || current.Model.IsCanceled)
             {
-                _global = (runId, Task.Run(async () =>
+                var cancel = new CancellationTokenSource();
+                var model = Task.Run(async () =>
                 {
                     var started = Stopwatch.GetTimestamp();
-                    var (model, trained) = await FleetModel.GetAsync(db, runId, from, to, o, clock, ct);
+                    var (model, trained) = await FleetModel.GetAsync(db, runId, from, to, o, clock, cancel.Token);
                     logger.LogInformation("Training run {RunId}: fleet-wide model {Version} {How} ({Rows} rows of {Series} series) in {Seconds:F1}s",
                         runId, model?.Version ?? "none (too little history)", trained ? "trained" : "loaded", model?.Rows ?? 0, model?.Series ?? 0,
                         Stopwatch.GetElapsedTime(started).TotalSeconds);
                     return model;
-                }, ct));
+                }, cancel.Token);
+                current = new SharedFleetModel(runId, model, cancel);
+                _global = current;
             }
-            return _global.Value.Model;
+            shared = current;
+            shared.Waiting++;
+        }
+        return WaitAsync(shared, ct);
+    }
+
+    async Task<GlobalModel?> WaitAsync(SharedFleetModel shared, CancellationToken ct)
+    {
+        try
+        {
+            return await shared.Model.WaitAsync(ct);
+        }
+        finally
+        {
+            lock (_globalLock)
+            {
+                // The last shard of this instance that needed the model stopped waiting (handed back, aborted): let it go,
+                // and let the next shard start afresh rather than join work that is being cancelled (its lease keeps the two apart).
+                if (--shared.Waiting == 0 && !shared.Model.IsCompleted)
+                {
+                    shared.Cancel.Cancel();
+                    if (ReferenceEquals(_global, shared))
+                    {
+                        _global = null;
+                    }
+                }
+            }
         }
     }
 
+    /// <summary>The fleet-wide model of run <see cref="RunId"/> as this instance gets it, and how many shards wait for it.</summary>
+    sealed class SharedFleetModel(long runId, Task<GlobalModel?> model, CancellationTokenSource cancel)
+    {
+        public long RunId { get; } = runId;
+        public Task<GlobalModel?> Model { get; } = model;
+        public CancellationTokenSource Cancel { get; } = cancel;
+        public int Waiting { get; set; }
+    }
+
     readonly object _globalLock = new();
-    (long RunId, Task<GlobalModel?> Model)? _global;
+    SharedFleetModel? _global;
 
     /// <summary>Batches whose other series are fitted may wait for the fleet-wide model, at most this many at once.</summary>
     const int MaxAwaitingFleet = 4;

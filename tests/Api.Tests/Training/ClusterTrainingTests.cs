@@ -146,7 +146,78 @@ public sealed class ClusterTrainingTests
         }
     }
 
-    static WebApplicationFactory<Program> Instance(string db, string cron, string models) =>
+    [Fact]
+    public async Task AShardHandedBackWhileTheFleetModelIsAwaitedDoesNotFailTheOtherShardWaitingForIt()
+    {
+        // One instance running two shards at once (Forecaster:Training:ShardsPerInstance 2): the first shard starts getting the
+        // run's fleet-wide model, the second waits for the same model, and the first is then handed back (its instance stops it,
+        // or Hangfire gave it to another instance). The second must go on and finish, not fail with "a task was canceled" and
+        // nothing written, which failed the whole run (issue 16).
+        var db = await TestCluster.CreateDatabaseAsync("fleetshare");
+        await TestCluster.SeedDemoAsync(db, TimeProvider.System.GetUtcNow());
+        var models = TestEnvironment.NewHome("models");
+        try
+        {
+            using var a = Instance(db, "0 0 31 2 *", models, ("Forecaster:Training:Scheduler", "false"), ("Forecaster:Training:BatchResources", "1000"));
+            var services = a.Services;
+            var source = services.GetRequiredService<NpgsqlDataSource>();
+            var runner = services.GetRequiredService<ShardRunner>();
+            var (created, _) = await TrainingRuns.CreateAsync(source, "api", null, TimeProvider.System.GetUtcNow(), CancellationToken.None);
+            var id = created!.Value;
+            Assert.Equal([0, 1], await TrainingRuns.StartAsync(source, id, 2, TimeProvider.System.GetUtcNow(), CancellationToken.None));
+
+            await using var conn = new NpgsqlConnection(db);
+            // Another instance holds the model's lease (it is training it): both shards' wait for the model is a wait on it.
+            await using var trainer = new NpgsqlConnection(new NpgsqlConnectionStringBuilder(db) { Pooling = false }.ConnectionString);
+            await trainer.OpenAsync();
+            await trainer.ExecuteAsync("SELECT pg_advisory_lock(hashtextextended(@name, 0))", new { name = FleetModel.LeaseName(id) });
+            async Task<long> AllocatedAsync() => await conn.ExecuteScalarAsync<long>("SELECT coalesce(last_value, 0) FROM pg_sequences WHERE sequencename = 'model_versions_id_seq'");
+            async Task UntilAsync(Func<Task<bool>> condition, string what)
+            {
+                var deadline = TimeProvider.System.GetUtcNow().AddMinutes(2);
+                while (!await condition())
+                {
+                    Assert.True(TimeProvider.System.GetUtcNow() < deadline, what);
+                    await Task.Delay(100);
+                }
+            }
+
+            // Shard 0 first: it starts getting the model, and its one batch (BatchResources 1000) is read and allocated.
+            using var stopFirst = new CancellationTokenSource();
+            var before = await AllocatedAsync();
+            var first = Task.Run(() => runner.RunAsync(id, 0, "instance-a", null, handBack: true, recordAttempts: 1, stopFirst.Token));
+            await UntilAsync(() => conn.ExecuteScalarAsync<bool>("SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted)"),
+                "shard 0 never waited for the fleet-wide model's lease");
+            await UntilAsync(async () => await AllocatedAsync() > before, "shard 0 never read its batch");
+            // Then shard 1, which waits for the same model; its batch read (version ids allocated) comes after it asked for it.
+            var afterFirst = await AllocatedAsync();
+            var second = Task.Run(() => runner.RunAsync(id, 1, "instance-a", null, handBack: true, recordAttempts: 1, CancellationToken.None));
+            await UntilAsync(async () => await AllocatedAsync() > afterFirst, "shard 1 never read its batch");
+
+            // Shard 0 is handed back while both wait.
+            stopFirst.Cancel();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => first);
+            Assert.Equal("pending", await conn.ExecuteScalarAsync<string>("SELECT status FROM training_shards WHERE run_id = @id AND shard = 0", new { id }));
+            Assert.False(second.IsCompleted, "shard 1 ended while the model it waits for was still being trained elsewhere");
+
+            // The other instance dies: this one takes the lease, trains the model, and shard 1 finishes with it.
+            await conn.ExecuteAsync("SELECT pg_terminate_backend(@pid)", new { pid = trainer.ProcessID });
+            var done = await second;
+            Assert.True(done.Error is null, $"shard 1 failed: {done.Error}");
+            var shard = await conn.QuerySingleAsync<(string Status, int Done, int Total)>(
+                "SELECT status, series_done, series_total FROM training_shards WHERE run_id = @id AND shard = 1", new { id });
+            Assert.Equal("succeeded", shard.Status);
+            Assert.Equal(shard.Total, shard.Done);
+            Assert.Equal(FleetModel.RelativePath(id), await conn.ExecuteScalarAsync<string>(
+                "SELECT version FROM fleet_models WHERE run_id = @id AND artifact IS NOT NULL", new { id }));
+        }
+        finally
+        {
+            TestEnvironment.TryDelete(models);
+        }
+    }
+
+    static WebApplicationFactory<Program> Instance(string db, string cron, string models, params (string Key, string Value)[] settings) =>
         new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
         {
             web.UseSetting("FORECASTER_DB", db);
@@ -158,5 +229,9 @@ public sealed class ClusterTrainingTests
             web.UseSetting("Forecaster:Training:LoadBacktestOrigins", "2");
             web.UseSetting("Forecaster:Training:UsageBacktestOrigins", "1");
             web.UseSetting("Forecaster:Training:SchedulerIdleSeconds", "1");
+            foreach (var (key, value) in settings)
+            {
+                web.UseSetting(key, value);
+            }
         });
 }
