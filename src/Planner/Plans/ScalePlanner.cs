@@ -19,11 +19,10 @@ public static class ScalePlanner
         var trust = Trust(input.Forecast, input.Policy, input.Now);
         var forecast = trust == FallbackReason.None ? input.Forecast : null;
         var hours = new HourPlan[input.HorizonHours];
-        List<string>? missing = null;
-        var cursor = 0;
         if (input.Policy.Risk is { } risk && forecast is not null)
         {
             var planned = new List<RiskHour>(hours.Length);
+            var cursor = 0;
             for (var k = 0; k < hours.Length; k++)
             {
                 var at = input.HorizonStart + (k * Hour);
@@ -41,24 +40,11 @@ public static class ScalePlanner
             // at 0.005 with the benchmark policy's smoothing was short 0.0057 of its hours (RiskTests).
             context.RiskQuantile = RiskChoice.PlanQuantile(risk, planned, forecast.BandLevel, perReplica,
                 perReplica is null ? null : q => SmoothedCounts(input, context, forecast, q, planned.Count));
-            cursor = 0;
         }
-        for (var k = 0; k < hours.Length; k++)
-        {
-            var at = input.HorizonStart + (k * Hour);
-            var hour = forecast is null ? (ForecastHour?)null : Find(forecast.Hours, at, ref cursor);
-            var reason = forecast is null ? trust : FallbackReason.HourNotForecast;
-            if (!context.Resolve(at, hour, reason, out hours[k]))
-            {
-                (missing ??= []).Add(context.Missing(at));
-            }
-        }
-        if (missing is not null)
+        if (ResolveAndRamp(input, context, forecast, trust, hours) is { } missing)
         {
             return new CannotPlan<Plan>(input.Resource, missing);
         }
-
-        context.Ramp(hours);
         var steps = new PlanStep[hours.Length];
         var previous = input.Current;
         for (var k = 0; k < hours.Length; k++)
@@ -73,6 +59,32 @@ public static class ScalePlanner
     }
 
     /// <summary>
+    /// Every horizon hour resolved (its forecast, else the fallback: <paramref name="trust"/> says why there is no forecast,
+    /// or an hour the trusted forecast lacks) into <paramref name="hours"/>, then the backward ramp; what is missing for the
+    /// hours that cannot be planned, or null. The one first half of <see cref="Plan"/> and of each risk trial.
+    /// </summary>
+    private static List<string>? ResolveAndRamp(PlanInput input, PlanningContext context, ForecastRun? forecast, FallbackReason trust, HourPlan[] hours)
+    {
+        List<string>? missing = null;
+        var cursor = 0;
+        for (var k = 0; k < hours.Length; k++)
+        {
+            var at = input.HorizonStart + (k * Hour);
+            var hour = forecast is null ? (ForecastHour?)null : Find(forecast.Hours, at, ref cursor);
+            var reason = forecast is null ? trust : FallbackReason.HourNotForecast;
+            if (!context.Resolve(at, hour, reason, out hours[k]))
+            {
+                (missing ??= []).Add(context.Missing(at));
+            }
+        }
+        if (missing is null)
+        {
+            context.Ramp(hours);
+        }
+        return missing;
+    }
+
+    /// <summary>
     /// The counts the plan would run at the forecast hours a risk policy plans (those <see cref="RiskChoice.PlanQuantile"/>
     /// weighs, in order) if every one of them planned for quantile <paramref name="quantile"/>: every horizon hour resolved,
     /// ramped and smoothed exactly as <see cref="Plan"/> does it. Null when some hour cannot be planned (the plan then fails anyway).
@@ -81,16 +93,10 @@ public static class ScalePlanner
     {
         context.RiskQuantile = quantile;
         var hours = new HourPlan[input.HorizonHours];
-        var cursor = 0;
-        for (var k = 0; k < hours.Length; k++)
+        if (ResolveAndRamp(input, context, forecast, FallbackReason.None, hours) is not null)
         {
-            var at = input.HorizonStart + (k * Hour);
-            if (!context.Resolve(at, Find(forecast.Hours, at, ref cursor), FallbackReason.HourNotForecast, out hours[k]))
-            {
-                return null;
-            }
+            return null;
         }
-        context.Ramp(hours);
         var previous = input.Current;
         var counts = new int[riskHours];
         var i = 0;
