@@ -577,24 +577,9 @@ public sealed class PrometheusClient(IHttpClientFactory http, IOptions<Prometheu
         public bool NextMember(ref bool first, out ReadOnlySpan<byte> name)
         {
             name = default;
-            if (first)
+            if (!Next(ref first, (byte)'{', (byte)'}'))
             {
-                Expect((byte)'{');
-                first = false;
-                if (Peek() == (byte)'}')
-                {
-                    Position++;
-                    return false;
-                }
-            }
-            else if (Peek() == (byte)'}')
-            {
-                Position++;
                 return false;
-            }
-            else
-            {
-                Expect((byte)',');
             }
             if (Peek() != (byte)'"')
             {
@@ -607,25 +592,29 @@ public sealed class PrometheusClient(IHttpClientFactory http, IOptions<Prometheu
         }
 
         /// <summary>Whether an array has a next item (its opening bracket is read when <paramref name="first"/>).</summary>
-        public bool NextItem(ref bool first)
+        public bool NextItem(ref bool first) => Next(ref first, (byte)'[', (byte)']');
+
+        /// <summary>
+        /// Whether an object or array has a next element: its opening bracket is read when <paramref name="first"/>, its closing
+        /// one at the end, and the comma before every element after the first.
+        /// </summary>
+        bool Next(ref bool first, byte open, byte close)
         {
-            if (first)
+            var opening = first;
+            if (opening)
             {
-                Expect((byte)'[');
+                Expect(open);
                 first = false;
-                if (Peek() == (byte)']')
-                {
-                    Position++;
-                    return false;
-                }
-                return true;
             }
-            if (Peek() == (byte)']')
+            if (Peek() == close)
             {
                 Position++;
                 return false;
             }
-            Expect((byte)',');
+            if (!opening)
+            {
+                Expect((byte)',');
+            }
             return true;
         }
 
