@@ -277,10 +277,12 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
     /// <summary>Deletes superseded versions generated before <paramref name="cutoff"/>, in chunks so no single statement holds locks long.</summary>
     public async Task<int> PurgeAsync(DateTimeOffset cutoff, CancellationToken ct)
     {
+        // A version is active while plan_current names it; the probe goes by plan_current's key (resource_id), which has the
+        // only index on that table.
         const string purge = """
             DELETE FROM plan_versions
             WHERE id IN (SELECT p.id FROM plan_versions p
-                         WHERE p.generated_at < @cutoff AND NOT EXISTS (SELECT 1 FROM plan_current c WHERE c.version_id = p.id)
+                         WHERE p.generated_at < @cutoff AND NOT EXISTS (SELECT 1 FROM plan_current c WHERE c.resource_id = p.resource_id AND c.version_id = p.id)
                          LIMIT 10000)
             """;
         var total = 0;
