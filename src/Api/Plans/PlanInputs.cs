@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Text.Json;
 using Dapper;
+using Forecaster.Api.Database;
 using Forecaster.Api.Resources;
 using Forecaster.Api.Samples;
 using Forecaster.Planner;
@@ -259,12 +260,10 @@ public static class PlanInputs
         for (var i = 0; i < count; i++)
         {
             var micros = BinaryPrimitives.ReadInt64BigEndian(elements[((i * 12) + 4)..]);
-            values[i] = new DateTimeOffset(PostgresEpochTicks + (micros * 10), TimeSpan.Zero);
+            values[i] = new DateTimeOffset(PostgresBinary.EpochTicks + (micros * 10), TimeSpan.Zero);
         }
         return values;
     }
-
-    static readonly long PostgresEpochTicks = new DateTimeOffset(2000, 1, 1, 0, 0, 0, TimeSpan.Zero).UtcTicks;
 
     /// <summary>
     /// Per-replica hourly usage of the last <see cref="ObservedDays"/> complete hours' days for the percentile rule of requests

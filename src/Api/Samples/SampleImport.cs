@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using Dapper;
+using Forecaster.Api.Database;
 using Forecaster.Api.Resources;
 using Npgsql;
 using NpgsqlTypes;
@@ -774,7 +775,7 @@ public sealed class SampleImport : IAsyncDisposable
                     BinaryPrimitives.WriteInt32BigEndian(row[6..], seriesId);
                     BinaryPrimitives.WriteInt32BigEndian(row[10..], 8);
                     // timestamptz: microseconds since 2000-01-01 UTC.
-                    BinaryPrimitives.WriteInt64BigEndian(row[14..], (ts.Ticks - PostgresEpochTicks) / 10);
+                    BinaryPrimitives.WriteInt64BigEndian(row[14..], (ts.Ticks - PostgresBinary.EpochTicks) / 10);
                     BinaryPrimitives.WriteInt32BigEndian(row[22..], 8);
                     BinaryPrimitives.WriteDoubleBigEndian(row[26..], value);
                     used += Row;
@@ -796,8 +797,6 @@ public sealed class SampleImport : IAsyncDisposable
 
     /// <summary>"PGCOPY\n\377\r\n\0": a UTF-8 literal would encode \377 as two bytes.</summary>
     static ReadOnlySpan<byte> CopySignature => [(byte)'P', (byte)'G', (byte)'C', (byte)'O', (byte)'P', (byte)'Y', (byte)'\n', 0xFF, (byte)'\r', (byte)'\n', 0];
-
-    static readonly long PostgresEpochTicks = new DateTime(2000, 1, 1, 0, 0, 0, DateTimeKind.Utc).Ticks;
 
     public async ValueTask DisposeAsync()
     {
