@@ -132,9 +132,17 @@ public static class PlanInputs
     /// (<paramref name="beatsSeasonalNaive"/> null) counts as beating it: only evidence of being worse makes the planner fall back.
     /// </summary>
     /// <paramref name="level"/> is the central level of the stored bounds (the model version's), which a risk-targeted policy rescales.
-    public static ForecastRun StoredForecast(long modelVersion, DateTimeOffset generatedAt, bool? beatsSeasonalNaive, IReadOnlyList<ForecastHour> hours, double level = 0.95) =>
+    /// <paramref name="tail"/> is the model version's upper backtest errors (<see cref="UpperTail"/>), when training stored them.
+    public static ForecastRun StoredForecast(long modelVersion, DateTimeOffset generatedAt, bool? beatsSeasonalNaive, IReadOnlyList<ForecastHour> hours, double level = 0.95,
+        UpperTail? tail = null) =>
         new($"{modelVersion}@{generatedAt:yyyy-MM-ddTHH:mm:ssZ}", modelVersion.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            generatedAt, beatsSeasonalNaive != false, hours, level);
+            generatedAt, beatsSeasonalNaive != false, hours, level, tail);
+
+    static readonly JsonSerializerOptions TailJson = new(JsonSerializerDefaults.Web);
+
+    /// <summary>A model's upper backtest errors as the planner reads them, step 0 at <paramref name="origin"/> (the forecast's first hour).</summary>
+    public static UpperTail? Tail(Forecaster.Training.Forecasting.UpperErrors? upper, DateTimeOffset origin) =>
+        upper is null ? null : new UpperTail(origin, upper.StepScale, upper.Levels, upper.Quantiles, upper.Samples);
 
     sealed record CapacityRow
     {
@@ -163,7 +171,7 @@ public static class PlanInputs
         // Npgsql's array reader costs more per element than the rest of reading a forecast.
         const string forecasts = """
             SELECT w.resource_id, w.metric, x.ts, x.forecast, x.lower, x.upper, x.model_version_id, x.generated_at,
-                   mv.beats_seasonal_naive AS beats, mv.level
+                   mv.beats_seasonal_naive AS beats, mv.level, mv.upper_tail::text AS upper_tail
             FROM unnest(@ids, @metrics) AS w(resource_id, metric)
             CROSS JOIN LATERAL (
                 SELECT array_send(array_agg(f.ts)) AS ts, array_send(array_agg(f.forecast)) AS forecast,
@@ -209,7 +217,8 @@ public static class PlanInputs
                 Array.Sort(hours, static (a, b) => a.Hour.CompareTo(b.Hour));
             }
             result[(reader.GetInt32(0), reader.GetString(1))] = StoredForecast(reader.GetInt64(6), new DateTimeOffset(reader.GetDateTime(7), TimeSpan.Zero),
-                reader.IsDBNull(8) ? null : reader.GetBoolean(8), hours, reader.IsDBNull(9) ? 0.95 : reader.GetDouble(9));
+                reader.IsDBNull(8) ? null : reader.GetBoolean(8), hours, reader.IsDBNull(9) ? 0.95 : reader.GetDouble(9),
+                reader.IsDBNull(10) ? null : JsonSerializer.Deserialize<UpperTail>(reader.GetString(10), TailJson));
         }
         return result;
     }

@@ -404,7 +404,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         await using (var versions = await conn.BeginBinaryImportAsync("""
             COPY model_versions (id, resource_id, metric, run_id, status, algorithm, parameters, train_from, train_to, train_points,
                 train_observed, train_clipped, trained_at, horizon, level, backtest_origins, mase, smape, coverage, snaive_mase,
-                beats_seasonal_naive, artifact, error) FROM STDIN (FORMAT BINARY)
+                beats_seasonal_naive, artifact, error, upper_tail) FROM STDIN (FORMAT BINARY)
             """, ct))
         {
             for (int i = 0; i < items.Count; i++)
@@ -483,6 +483,8 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         await Nullable(w, SeriesFitting.BeatsSeasonalNaive(backtest), NpgsqlDbType.Boolean, ct);
         await Nullable(w, r.Artifact, NpgsqlDbType.Text, ct);
         await Nullable(w, r.Error, NpgsqlDbType.Text, ct);
+        // The planner's view of the upper errors, step 0 at the forecast's first hour (PlanInputs reads it back).
+        await Nullable(w, r.Forecast is { UpperErrors: { } upper } f ? JsonSerializer.Serialize(Plans.PlanInputs.Tail(upper, f.Start), Json) : null, NpgsqlDbType.Jsonb, ct);
     }
 
     static double? Finite(double? v) => v is double d && double.IsFinite(d) ? d : null;
