@@ -16,7 +16,8 @@ public readonly record struct RiskHour(ForecastHour Hour, double TargetUtilizati
 /// <param name="Fraction">The policy's maxUnderProvisionedHoursFraction.</param>
 /// <param name="Quantile">The one-sided quantile planned for: 1 − fraction, lower when whole replicas, the scale-down delay or the plan's other hours leave risk unspent, higher when the plan's tolerance holds rises below their quantile.</param>
 /// <param name="Point">The point forecast.</param>
-/// <param name="QuantileLoad">The forecast's quantile: the point plus the band's upper margin scaled from its level to the quantile.</param>
+/// <param name="QuantileLoad">The forecast's quantile: the point plus the model's upper backtest error at the quantile (in units of
+/// the hour's band margin), or without them the band's upper margin scaled from its level to the quantile.</param>
 /// <param name="Load">The load planned at the target: max(point, quantile load × target).</param>
 /// <param name="QuantileBinds">Whether the quantile (not the point at the target) set the count.</param>
 /// <param name="FromBacktest">Whether the quantile is the model's one-sided upper backtest errors at this hour (<see cref="UpperTail"/>),
@@ -55,7 +56,8 @@ public sealed record RiskChoice(double Fraction, double Quantile, double Point, 
     /// The one quantile for a plan's forecast hours, so that the expected share of under-provisioned hours is the stated
     /// fraction f at the replica counts actually planned. Each hour's load is the point plus an error distributed as the
     /// model's upper backtest errors at that hour (<paramref name="tail"/>), or without them normal with σ from its band
-    /// (margin / z((1 + level) / 2)); the formulas below are written for the normal case, Φ being the tail's where there is one. For a trial tail u, an hour gets n(u) = max(⌈point / (target·c)⌉, ⌈Q(1 − u) / c⌉,
+    /// (margin / z((1 + level) / 2)); the formulas below are written for the normal case, Φ being the tail's where there is
+    /// one. For a trial tail u, an hour gets n(u) = max(⌈point / (target·c)⌉, ⌈Q(1 − u) / c⌉,
     /// its lower bound) whole replicas of capacity c and misses with 1 − Φ((n(u)·c − point)/σ); the plan takes the largest u
     /// (q = 1 − u ≤ 1 − f) whose mean over hours stays within f. Risk an hour cannot use is spent where the band is wide
     /// instead of being bought twice: its point at the target already covers it, or rounding up to whole replicas (large at
