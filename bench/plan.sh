@@ -16,7 +16,7 @@ trap '"$root/forecaster" db stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 source "$root/bench/lib.sh"
 cluster_psql
 
-echo "seeding $n resources with models, forecasts ($((n * 48)) rows) and weekly peaks ..."
+echo "seeding $n resources with models, 48-hour forecasts (one row of arrays each) and weekly peaks ..."
 t0=$(date +%s.%N)
 "${psql_cmd[@]}" -v n="$n" -f "$root/bench/seed-planned.sql"
 t1=$(date +%s.%N)
