@@ -393,13 +393,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
             FROM unnest(@resourceIds, @metrics) AS n(resource_id, metric)
             WHERE mv.resource_id = n.resource_id AND mv.metric = n.metric AND mv.status = 'active'
             """;
-        const string clear = """
-            DELETE FROM forecasts f
-            USING unnest(@resourceIds, @metrics) AS n(resource_id, metric)
-            WHERE f.resource_id = n.resource_id AND f.metric = n.metric
-            """;
         await conn.ExecuteAsync(new CommandDefinition(supersede, new { resourceIds, metrics }, tx, cancellationToken: ct));
-        await conn.ExecuteAsync(new CommandDefinition(clear, new { resourceIds, metrics }, tx, cancellationToken: ct));
 
         await using (var versions = await conn.BeginBinaryImportAsync("""
             COPY model_versions (id, resource_id, metric, run_id, status, algorithm, parameters, train_from, train_to, train_points,
@@ -414,30 +408,11 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
             await versions.CompleteAsync(ct);
         }
 
-        await using (var forecasts = await conn.BeginBinaryImportAsync(
-            "COPY forecasts (resource_id, metric, ts, forecast, lower, upper, model_version_id, generated_at) FROM STDIN (FORMAT BINARY)", ct))
-        {
-            for (int i = 0; i < items.Count; i++)
-            {
-                if (results[i].Forecast is not { } f)
-                {
-                    continue;
-                }
-                for (int h = 0; h < f.Point.Length; h++)
-                {
-                    await forecasts.StartRowAsync(ct);
-                    await forecasts.WriteAsync(items[i].Resource.Id, NpgsqlDbType.Integer, ct);
-                    await forecasts.WriteAsync(items[i].Metric, NpgsqlDbType.Text, ct);
-                    await forecasts.WriteAsync(f.TimestampAt(h).UtcDateTime, NpgsqlDbType.TimestampTz, ct);
-                    await forecasts.WriteAsync(f.Point[h], NpgsqlDbType.Double, ct);
-                    await forecasts.WriteAsync(f.Lower[h], NpgsqlDbType.Double, ct);
-                    await forecasts.WriteAsync(f.Upper[h], NpgsqlDbType.Double, ct);
-                    await forecasts.WriteAsync(items[i].Version, NpgsqlDbType.Bigint, ct);
-                    await forecasts.WriteAsync(trainedAt.UtcDateTime, NpgsqlDbType.TimestampTz, ct);
-                }
-            }
-            await forecasts.CompleteAsync(ct);
-        }
+        // Each refitted series' forecast replaces its previous one, as one row of arrays.
+        await ForecastStore.ReplaceAsync(conn, tx, resourceIds, metrics,
+            Enumerable.Range(0, items.Count).Where(i => results[i].Forecast is not null)
+                .Select(i => new SeriesForecast(items[i].Resource.Id, items[i].Metric, items[i].Version, results[i].Forecast!)),
+            trainedAt, ct);
 
         await WriteUsageAsync(conn, tx, runId, batch, history, from, to, trainedAt, ct);
 

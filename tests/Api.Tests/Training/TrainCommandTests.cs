@@ -27,7 +27,7 @@ public sealed class TrainCommandTests
             // origins give 144 errors (at least 100 are needed; cpu and memory, with one origin, have 48). Step 0 is the
             // forecast's first hour.
             var tails = (await conn.QueryAsync<(string Json, DateTime First)>("""
-                SELECT mv.upper_tail::text, (SELECT min(ts) FROM forecasts f WHERE f.model_version_id = mv.id)
+                SELECT mv.upper_tail::text, (SELECT f.start FROM series_forecasts f WHERE f.model_version_id = mv.id)
                 FROM model_versions mv JOIN resources r ON r.id = mv.resource_id
                 WHERE mv.status = 'active' AND mv.upper_tail IS NOT NULL AND mv.metric = r.load_metric
                 """)).ToList();
