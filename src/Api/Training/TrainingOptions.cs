@@ -61,6 +61,13 @@ public sealed partial class TrainingOptions : IValidatableObject
     /// <summary>Train the fleet-wide LightGBM model once per run and let it compete in each load series' selection (issue 15).</summary>
     public bool GlobalModel { get; set; } = true;
 
+    /// <summary>
+    /// Fit the service's shards in a child process started without tiered compilation (<see cref="ShardProcesses"/>), so that
+    /// every instance does not pay the JIT's warm-up in its first shards while serving keeps tiering (issue 16). A service
+    /// on a clock other than the system's (a test's) fits in-process whatever this says: a child could not share that clock.
+    /// </summary>
+    public bool ShardProcess { get; set; } = true;
+
     /// <summary>Where model artifacts go; relative paths are under FORECASTER_HOME (default ~/.forecaster).</summary>
     [Required]
     public string ModelsPath { get; set; } = "models";
