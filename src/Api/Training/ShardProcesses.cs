@@ -222,6 +222,7 @@ public sealed class ShardProcesses(ResolvedDatabase database, IConfiguration con
         command.SetAction(async (parse, ct) =>
         {
             await using var host = ForecasterServices.BuildForVerb(LogLevel.Information);
+            host.Services.GetRequiredService<ILogger<ShardProcesses>>().LogInformation("Shard process ready after {Cpu:F1} CPU seconds", Environment.CpuUsage.TotalTime.TotalSeconds);
             var pipeline = host.Services.GetRequiredService<TrainingPipeline>();
             var logger = host.Services.GetRequiredService<ILogger<ShardProcesses>>();
             // Answers only on stdout: logs go to stderr (BuildForVerb). One writer at a time: batches end on the pipeline's tasks.
@@ -267,8 +268,8 @@ public sealed class ShardProcesses(ResolvedDatabase database, IConfiguration con
                 {
                     var outcome = await pipeline.RunShardAsync(request.RunId, request.Shard, batch => Send(new Answer(batch, null, null)), ct);
                     // This process's CPU for the shard: what an instance spends on it, the JIT's warm-up included (bench/scale-out.sh).
-                    logger.LogInformation("Training run {RunId} shard {Shard}: {Cpu:F1} CPU seconds in the shard process",
-                        request.RunId, request.Shard, (Environment.CpuUsage.TotalTime - cpu).TotalSeconds);
+                    logger.LogInformation("Training run {RunId} shard {Shard}: {Cpu:F1} CPU seconds in the shard process ({Total:F1} since it started)",
+                        request.RunId, request.Shard, (Environment.CpuUsage.TotalTime - cpu).TotalSeconds, Environment.CpuUsage.TotalTime.TotalSeconds);
                     Send(new Answer(null, outcome, null));
                 }
                 catch (Exception e) when (!ct.IsCancellationRequested)
