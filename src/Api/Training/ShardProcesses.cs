@@ -238,15 +238,16 @@ public sealed class ShardProcesses(ResolvedDatabase database, IConfiguration con
             }
             // Requests are read apart from the work, so that the end of stdin (the service died) stops a shard in flight at once:
             // its open transaction rolls back with the connection, and the shard's next delivery resumes after what committed.
+            // A thread of its own: a blocking read on the thread pool would hold one of its threads (one, on a pinned core).
             var requests = System.Threading.Channels.Channel.CreateUnbounded<string>();
-            _ = Task.Run(async () =>
+            new Thread(() =>
             {
-                while (await Console.In.ReadLineAsync(CancellationToken.None) is { } line)
+                while (Console.In.ReadLine() is { } line)
                 {
                     requests.Writer.TryWrite(line);
                 }
                 Environment.Exit(0);
-            }, CancellationToken.None);
+            }) { IsBackground = true, Name = "shard requests" }.Start();
             while (true)
             {
                 string line;
