@@ -9,14 +9,17 @@ public sealed record ShardRun(bool Claimed, ShardOutcome? Outcome, string? Error
 /// Claim, train, complete: the one sequence by which a shard runs, whether a Hangfire shard job (<see cref="TrainingJobs"/>)
 /// or the `train` verb runs it. Recording the end is retried (the database may be what failed); the shard's lease is the caller's.
 /// </summary>
-public sealed class ShardRunner(NpgsqlDataSource db, TrainingPipeline pipeline, ShardProcesses processes, TimeProvider clock, ILogger<ShardRunner> logger)
+public sealed class ShardRunner(
+    NpgsqlDataSource db, TrainingPipeline pipeline, ShardProcesses processes, Microsoft.Extensions.Options.IOptions<TrainingOptions> options,
+    TimeProvider clock, ILogger<ShardRunner> logger)
 {
     /// <param name="owner">Who holds the shard (an instance id, or <c>cli@host</c>).</param>
     /// <param name="handBack">On cancellation: true hands the shard back for another worker (a stopping instance); false closes it
     /// failed (an interrupted verb: an open run would refuse every later one until a service's watchdog noticed).</param>
     /// <param name="recordAttempts">How often recording the end is tried, 5 s apart.</param>
     /// <param name="inChildProcess">Fit in a child process without tiered compilation (<see cref="ShardProcesses"/>), as the
-    /// service does; false fits here (the `train` verb, which already runs without tiering).</param>
+    /// service does, when at least <see cref="TrainingOptions.ShardProcessMinSeries"/> series are left; false fits here (the
+    /// `train` verb, which already runs without tiering).</param>
     public async Task<ShardRun> RunAsync(
         long runId, int shard, string owner, Action<int, int>? progress, bool handBack, int recordAttempts, CancellationToken ct,
         bool inChildProcess = false)
@@ -37,7 +40,7 @@ public sealed class ShardRunner(NpgsqlDataSource db, TrainingPipeline pipeline, 
                 return new ShardRun(false, null, null, null);
             }
             logger.LogInformation("Training run {RunId} shard {Shard} on {Instance}", runId, shard, owner);
-            outcome = inChildProcess
+            outcome = inChildProcess && await TrainingRuns.ShardSeriesLeftAsync(db, runId, shard, ct) >= options.Value.ShardProcessMinSeries
                 ? await processes.RunShardAsync(runId, shard, Written, ct)
                 : await pipeline.RunShardAsync(runId, shard, Written, ct);
         }
