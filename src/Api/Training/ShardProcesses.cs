@@ -25,7 +25,7 @@ public sealed class ShardProcessException(string message) : Exception(message);
 /// <see cref="TrainingPipeline.RunShardAsync"/>, which writes exactly what it writes in-process; the claim, the lease and the
 /// shard's end stay with the service (<see cref="ShardRunner"/>). Protocol: one JSON line per request on the child's stdin,
 /// one JSON line per batch written and one with the outcome or error on its stdout; its logs go to stderr, the service's.
-/// A cancelled shard (a stop, or Hangfire gave it to another instance) kills its child, whose open transaction PostgreSQL
+/// A cancelled shard (a stop, or Hangfire gave it to another instance) stops its child, whose open transaction PostgreSQL
 /// then rolls back, before the shard is handed back: the next delivery resumes after the batches that committed, as after a
 /// crash. A child that dies without answering is replaced and the shard resumed once; twice fails the shard. A child whose
 /// service died reads the end of its stdin and exits.
@@ -97,7 +97,7 @@ public sealed class ShardProcesses(ResolvedDatabase database, IConfiguration con
     {
         // Cancelled: the child dies (its open transaction rolls back) and only then is the shard handed back, so that no two
         // deliveries of the shard ever write at once. Killing it also ends the read below, which a pipe may not do for a token.
-        using (ct.Register(() => Kill(child)))
+        using (ct.Register(() => Close(child)))
         {
             try
             {
@@ -114,18 +114,19 @@ public sealed class ShardProcesses(ResolvedDatabase database, IConfiguration con
                     return (answer, 0);
                 }
             }
-            catch (IOException)
+            catch (Exception e) when (e is IOException or ObjectDisposedException)
             {
-                // Writing to a child that has just exited: its exit code says why.
+                // Writing to a child that has just exited (its exit code says why), or whose stdin a cancellation closed.
             }
         }
-        await child.WaitForExitAsync(CancellationToken.None);
         if (ct.IsCancellationRequested)
         {
+            await EndAsync(child);
             Forget(child);
             child.Dispose();
             throw new OperationCanceledException("the shard was cancelled; its process was stopped", ct);
         }
+        await child.WaitForExitAsync(CancellationToken.None);
         return (null, child.ExitCode);
     }
 
@@ -188,6 +189,38 @@ public sealed class ShardProcesses(ResolvedDatabase database, IConfiguration con
         _children.TryRemove(child.Id, out _);
     }
 
+    /// <summary>
+    /// Closes a child's stdin, on which it exits at once (Environment.Exit: the runtime removes its diagnostics pipes in /tmp,
+    /// which a kill leaves behind; its open transaction rolls back with its connection).
+    /// </summary>
+    static void Close(Process child)
+    {
+        try
+        {
+            child.StandardInput.Close();
+        }
+        catch (Exception e) when (e is IOException or InvalidOperationException or ObjectDisposedException)
+        {
+            // Already gone.
+        }
+    }
+
+    /// <summary>Stops a child: stdin closed, killed if it has not exited 5 s later (hung); returns once it is dead.</summary>
+    static async Task EndAsync(Process child)
+    {
+        Close(child);
+        using var grace = new CancellationTokenSource(TimeSpan.FromSeconds(5));
+        try
+        {
+            await child.WaitForExitAsync(grace.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            Kill(child);
+            await child.WaitForExitAsync(CancellationToken.None);
+        }
+    }
+
     static void Kill(Process child)
     {
         try
@@ -205,8 +238,7 @@ public sealed class ShardProcesses(ResolvedDatabase database, IConfiguration con
     {
         foreach (var child in _children.Values)
         {
-            Kill(child);
-            await child.WaitForExitAsync(CancellationToken.None);
+            await EndAsync(child);
             child.Dispose();
         }
         _children.Clear();
