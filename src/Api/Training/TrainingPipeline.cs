@@ -19,6 +19,13 @@ namespace Forecaster.Api.Training;
 public sealed record ShardOutcome(int Series, int Failed, TimeSpan Reading, TimeSpan Fitting, TimeSpan Writing);
 
 /// <summary>
+/// A batch a shard wrote: the shard's series so far (done, failed), the batch's own counts, and each written series' backtest
+/// MASE of the chosen model and of seasonal naive (for the service's metrics). Plain data, so that a shard fitted in a child
+/// process (<see cref="ShardProcesses"/>) can hand it to the service, which records the metrics.
+/// </summary>
+public sealed record BatchWritten(int Done, int Failed, int Trained, int BatchFailed, double?[] ChosenMase, double?[] SeasonalNaiveMase);
+
+/// <summary>
 /// Trains one shard of a run: the shard's resources (id modulo shard count) in batches of <see cref="TrainingOptions.BatchResources"/>,
 /// each read with one query (hourly mean and max of every series of the batch), fitted in parallel on every core, and written
 /// in one transaction: new model versions active, the previous ones superseded, forecasts replaced, capacity models and weekly
@@ -51,8 +58,8 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
     /// <summary>What fitting one series gave: the model and its forecast, or the error.</summary>
     sealed record Fitted(FittedModel? Model, Forecast? Forecast, string? Artifact, string? Error);
 
-    /// <summary>Runs shard <paramref name="shard"/> of run <paramref name="runId"/>; <paramref name="progress"/> hears (done, failed) after each batch.</summary>
-    public async Task<ShardOutcome> RunShardAsync(long runId, int shard, Action<int, int>? progress, CancellationToken ct)
+    /// <summary>Runs shard <paramref name="shard"/> of run <paramref name="runId"/>; <paramref name="written"/> hears of each batch written.</summary>
+    public async Task<ShardOutcome> RunShardAsync(long runId, int shard, Action<BatchWritten>? written, CancellationToken ct)
     {
         var o = options.Value;
         TrainingRunRow run;
@@ -76,7 +83,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         // is not ready, up to MaxAwaitingFleet batches have their other series fitted and wait for it; memory stays flat in
         // the fleet's size either way.
         var read = ReadBatchAsync(runId, shard, run, 0, from, to, o, ct);
-        var written = Task.CompletedTask;
+        var lastWrite = Task.CompletedTask;
         var awaiting = new Queue<Fitting>();
         try
         {
@@ -112,9 +119,9 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
                     fitting += Stopwatch.GetElapsedTime(started);
 
                     started = Stopwatch.GetTimestamp();
-                    await written;
+                    await lastWrite;
                     writing += Stopwatch.GetElapsedTime(started);
-                    written = WriteBatchAsync(batch, global?.Version);
+                    lastWrite = WriteBatchAsync(batch, global?.Version);
                 }
                 if (next is null)
                 {
@@ -122,13 +129,13 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
                 }
             }
             var last = Stopwatch.GetTimestamp();
-            await written;
+            await lastWrite;
             writing += Stopwatch.GetElapsedTime(last);
         }
         finally
         {
             // On failure or cancellation, the stages still in flight end before the shard reports (their errors are the loop's).
-            await Task.WhenAll(read, written, fleet).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            await Task.WhenAll(read, lastWrite, fleet).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
 
         async Task WriteBatchAsync(Fitting b, string? globalVersion)
@@ -137,9 +144,8 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
             await WriteAsync(runId, shard, b.Batch, b.Items, b.Results, b.History, from, to, b.TrainedAt, o, globalVersion, ct);
             done += b.Items.Count;
             failed += batchFailed;
-            Observability.ForecasterMetrics.RecordTrained(b.Items.Count - batchFailed, batchFailed,
-                b.Results.Select(r => (r.Model?.Backtest?.Chosen?.Mase, r.Model?.Backtest?.SeasonalNaiveDaily?.Mase)));
-            progress?.Invoke(done, failed);
+            written?.Invoke(new BatchWritten(done, failed, b.Items.Count - batchFailed, batchFailed,
+                [.. b.Results.Select(r => r.Model?.Backtest?.Chosen?.Mase)], [.. b.Results.Select(r => r.Model?.Backtest?.SeasonalNaiveDaily?.Mase)]));
         }
         logger.LogInformation(
             "Training run {RunId} shard {Shard}: {Series} series, {Failed} failed; reading {Reading:F1}s, fitting {Fitting:F1}s, writing {Writing:F1}s, waiting for the fleet-wide model {Fleet:F1}s",
