@@ -53,4 +53,33 @@ public static class PostgresBinary
         }
         return bytes;
     }
+
+    /// <summary>
+    /// The values of a float8[] in binary form (array_send), laid out as <see cref="Array{T}"/> writes it, each element the
+    /// IEEE 754 double (float8send). One dimension and no nulls expected.
+    /// </summary>
+    public static double[] Float8Elements(ReadOnlySpan<byte> data)
+    {
+        var dimensions = BinaryPrimitives.ReadInt32BigEndian(data);
+        if (dimensions == 0)
+        {
+            return [];
+        }
+        if (dimensions != 1 || BinaryPrimitives.ReadInt32BigEndian(data[4..]) != 0)
+        {
+            throw new InvalidDataException("expected a one-dimensional array without nulls");
+        }
+        var count = BinaryPrimitives.ReadInt32BigEndian(data[12..]);
+        var elements = data[20..];
+        if (elements.Length != count * 12)
+        {
+            throw new InvalidDataException($"expected {count} elements of 8 bytes");
+        }
+        var values = new double[count];
+        for (var i = 0; i < count; i++)
+        {
+            values[i] = BinaryPrimitives.ReadDoubleBigEndian(elements[((i * 12) + 4)..]);
+        }
+        return values;
+    }
 }

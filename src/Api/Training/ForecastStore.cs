@@ -1,6 +1,6 @@
-using System.Buffers.Binary;
 using System.Text.Json;
 using Dapper;
+using Forecaster.Api.Database;
 using Forecaster.Planner;
 using Forecaster.Training.Forecasting;
 using Npgsql;
@@ -85,8 +85,8 @@ public static class ForecastStore
     public static async Task<Dictionary<(int ResourceId, string Metric), StoredSeriesForecast>> ReadAsync(
         NpgsqlConnection conn, (int Id, string Metric)[] wanted, CancellationToken ct)
     {
-        // The arrays come as bytea in PostgreSQL's binary array form (array_send), parsed by Float8Elements: Npgsql's array
-        // reader costs more per element than the rest of reading a forecast.
+        // The arrays come as bytea in PostgreSQL's binary array form (array_send), parsed by PostgresBinary.Float8Elements:
+        // Npgsql's array reader costs more per element than the rest of reading a forecast.
         const string forecasts = """
             SELECT w.resource_id, w.metric, f.model_version_id, f.generated_at, f.start, f.step,
                    array_send(f.forecast), array_send(f.lower), array_send(f.upper), mv.beats_seasonal_naive, mv.level,
@@ -102,9 +102,9 @@ public static class ForecastStore
         await using var reader = await cmd.ExecuteReaderAsync(ct);
         while (await reader.ReadAsync(ct))
         {
-            var point = Float8Elements(reader.GetFieldValue<byte[]>(6));
-            var lower = Float8Elements(reader.GetFieldValue<byte[]>(7));
-            var upper = Float8Elements(reader.GetFieldValue<byte[]>(8));
+            var point = PostgresBinary.Float8Elements(reader.GetFieldValue<byte[]>(6));
+            var lower = PostgresBinary.Float8Elements(reader.GetFieldValue<byte[]>(7));
+            var upper = PostgresBinary.Float8Elements(reader.GetFieldValue<byte[]>(8));
             if (lower.Length != point.Length || upper.Length != point.Length)
             {
                 throw new InvalidDataException("a stored forecast's arrays differ in length");
@@ -140,34 +140,4 @@ public static class ForecastStore
     }
 
     static DateTimeOffset Utc(DateTime t) => new(DateTime.SpecifyKind(t, DateTimeKind.Utc));
-
-    /// <summary>
-    /// A float8[] in PostgreSQL's binary form (array_send, src/backend/utils/adt/arrayfuncs.c): int32 dimensions, int32
-    /// has-nulls flag, element type oid, then per dimension int32 length and lower bound, then per element an int32 byte
-    /// length and the IEEE 754 double (float8send); every number big-endian. One dimension and no nulls expected.
-    /// </summary>
-    static double[] Float8Elements(ReadOnlySpan<byte> data)
-    {
-        var dimensions = BinaryPrimitives.ReadInt32BigEndian(data);
-        if (dimensions == 0)
-        {
-            return [];
-        }
-        if (dimensions != 1 || BinaryPrimitives.ReadInt32BigEndian(data[4..]) != 0)
-        {
-            throw new InvalidDataException("expected a one-dimensional array without nulls");
-        }
-        var count = BinaryPrimitives.ReadInt32BigEndian(data[12..]);
-        var elements = data[20..];
-        if (elements.Length != count * 12)
-        {
-            throw new InvalidDataException($"expected {count} elements of 8 bytes");
-        }
-        var values = new double[count];
-        for (var i = 0; i < count; i++)
-        {
-            values[i] = BinaryPrimitives.ReadDoubleBigEndian(elements[((i * 12) + 4)..]);
-        }
-        return values;
-    }
 }
