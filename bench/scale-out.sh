@@ -46,9 +46,9 @@ start() {
   echo "$pid $p"
 }
 
-# CPU seconds (user + system) of process $1 so far; for PostgreSQL's postmaster also its exited backends' (cutime, cstime)
-# and its live backends', so that PostgreSQL's share of the two cores is counted too.
-# A service's live children (the shard processes it fits in) count as the service: their CPU reaches its cutime only once they exit.
+# CPU seconds (user + system) of process $1 so far, with its exited children's (cutime, cstime) and its live children's:
+# a service's shard processes count as the service (their CPU reaches its cutime only once they exit), and PostgreSQL's
+# live backends as PostgreSQL, so that its share of the two cores is counted too.
 cpu() {
   local total c
   total=$(awk '{print ($14 + $15 + $16 + $17) / 100}' "/proc/$1/stat")
@@ -56,11 +56,7 @@ cpu() {
   echo "$total"
 }
 pg_cpu() {
-  local master total
-  master=$(head -1 "$(python3 -c "import json;print(json.load(open('$FORECASTER_HOME/cluster.json'))['DataDir'])")/postmaster.pid")
-  total=$(cpu "$master")
-  for c in $(pgrep -P "$master"); do total=$(awk -v t="$total" '{print t + ($14 + $15) / 100}' "/proc/$c/stat" 2>/dev/null || echo "$total"); done
-  echo "$total"
+  cpu "$(head -1 "$(python3 -c "import json;print(json.load(open('$FORECASTER_HOME/cluster.json'))['DataDir'])")/postmaster.pid")"
 }
 
 # One run through the instance on port $1 (instances' pids after it); prints "seconds" after the run's summary line: which
