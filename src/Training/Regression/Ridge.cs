@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using Forecaster.Training.Numerics;
 using MathNet.Numerics.LinearAlgebra;
 
 namespace Forecaster.Training.Regression;
@@ -178,9 +179,22 @@ public static class Ridge
     /// <summary>Symmetric eigendecomposition of G (upper triangle filled by <see cref="Accumulate"/>) for the penalty path.</summary>
     public static (Matrix<double> V, double[] D) Decompose(double[] g, int p)
     {
-        var m = Matrix<double>.Build.Dense(p, p, (i, j) => i <= j ? g[(i * p) + j] : g[(j * p) + i]);
-        var evd = m.Evd(Symmetricity.Symmetric);
-        return (evd.EigenVectors, evd.EigenValues.Select(z => Math.Max(z.Real, 0)).ToArray());
+        // MathNet's symmetric Evd, operation for operation (SymmetricEigen), without its intermediate objects.
+        var v = new double[p * p];
+        for (int i = 0; i < p; i++)
+        {
+            for (int j = 0; j < p; j++)
+            {
+                v[(i * p) + j] = i <= j ? g[(i * p) + j] : g[(j * p) + i];
+            }
+        }
+        var d = new double[p];
+        SymmetricEigen.Decompose(v, p, d, new double[p]);
+        for (int k = 0; k < p; k++)
+        {
+            d[k] = Math.Max(d[k], 0);
+        }
+        return (Matrix<double>.Build.Dense(p, p, (i, j) => v[(i * p) + j]), d);
     }
 
     /// <summary>β(λ) = (G + λI)⁻¹ b by Cholesky, for a single penalty.</summary>
@@ -202,14 +216,21 @@ public static class Ridge
     }
 
     /// <summary>β(λ) from a decomposition of G and b = Xᵀy.</summary>
-    public static double[] Solve(Matrix<double> v, double[] d, double[] b, double lambda)
+    public static double[] Solve(Matrix<double> v, double[] d, double[] b, double lambda) =>
+        Solve(v, d, v.TransposeThisAndMultiply(Vector<double>.Build.Dense(b)), lambda);
+
+    /// <summary>
+    /// β(λ) from a decomposition of G and Vᵀb (<paramref name="vb"/>, which does not depend on λ: a penalty path computes it
+    /// once for all its penalties).
+    /// </summary>
+    public static double[] Solve(Matrix<double> v, double[] d, Vector<double> vb, double lambda)
     {
         int p = d.Length;
-        var vb = v.TransposeThisAndMultiply(Vector<double>.Build.Dense(b));
+        var scaled = vb.Clone();
         for (int k = 0; k < p; k++)
         {
-            vb[k] /= d[k] + lambda;
+            scaled[k] /= d[k] + lambda;
         }
-        return (v * vb).ToArray();
+        return (v * scaled).ToArray();
     }
 }

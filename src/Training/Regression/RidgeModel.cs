@@ -128,10 +128,11 @@ public sealed record RidgeModel(
         {
             Ridge.Accumulate(design, target, p, 0, split, g, b);
             var (v, d) = Ridge.Decompose(g, p);
+            var vb = v.TransposeThisAndMultiply(MathNet.Numerics.LinearAlgebra.Vector<double>.Build.Dense(b));
             double bestError = double.PositiveInfinity;
             foreach (double candidate in options.Penalties)
             {
-                var beta = Ridge.Solve(v, d, b, candidate * d.Average());
+                var beta = Ridge.Solve(v, d, vb, candidate * d.Average());
                 int origin = start + split;
                 var trial = new RidgeModel(spec, grid, phase0, origin, mean, scale, beta, yMean, 0, x[(origin - spec.MaxLag)..origin].ToArray(), 0);
                 var f = trial.Forecast(validation).Point;

@@ -1,0 +1,86 @@
+using System.Numerics.Tensors;
+using Forecaster.Training.Numerics;
+using MathNet.Numerics.LinearAlgebra;
+
+namespace Forecaster.Training.Tests;
+
+/// <summary>
+/// The fitting kernels that replace library calls must give the library's figures to the last bit: the recorded forecasts
+/// (and the M4 scores) must not move.
+/// </summary>
+public class ExactNumericsTests
+{
+    [Fact]
+    public void ExactDotEqualsTensorPrimitivesDotOnEveryLengthAndOffset()
+    {
+        var random = new Random(1);
+        for (int n = 0; n <= 300; n++)
+        {
+            for (int trial = 0; trial < 20; trial++)
+            {
+                // Offsets into longer arrays: TensorPrimitives' result must not (and does not) depend on the alignment.
+                int offset = random.Next(8);
+                double scale = Math.Pow(10, random.Next(-5, 6));
+                var x = Enumerable.Range(0, n + offset).Select(_ => (random.NextDouble() - 0.3) * scale * (random.Next(10) == 0 ? 1e6 : 1)).ToArray();
+                var q = Enumerable.Range(0, 4).Select(_ => Enumerable.Range(0, n).Select(_ => random.NextDouble() - 0.5).ToArray()).ToArray();
+                var xs = x.AsSpan(offset, n);
+                Assert.Equal(Bits(TensorPrimitives.Dot<double>(xs, q[0])), Bits(ExactDot.Dot(xs, q[0])));
+                ExactDot.Dot4(xs, q[0], q[1], q[2], q[3], out var d0, out var d1, out var d2, out var d3);
+                double[] four = [d0, d1, d2, d3];
+                for (int k = 0; k < 4; k++)
+                {
+                    Assert.Equal(Bits(TensorPrimitives.Dot<double>(xs, q[k])), Bits(four[k]));
+                }
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(5)]
+    [InlineData(13)]
+    [InlineData(34)]
+    [InlineData(36)]
+    public void SymmetricEigenEqualsMathNetsSymmetricEvdBitForBit(int n)
+    {
+        var random = new Random(n);
+        for (int trial = 0; trial < 30; trial++)
+        {
+            var a = new double[n * n];
+            for (int i = 0; i < n; i++)
+            {
+                for (int j = i; j < n; j++)
+                {
+                    a[(i * n) + j] = a[(j * n) + i] = (random.NextDouble() - 0.5) * Math.Pow(10, random.Next(-3, 4));
+                }
+            }
+            if (trial % 2 == 0)
+            {
+                // Graded eigenvalues, as in SSA's Rayleigh–Ritz projections and ridge's Gram matrices.
+                var graded = new double[n * n];
+                for (int i = 0; i < n; i++)
+                {
+                    for (int j = 0; j < n; j++)
+                    {
+                        graded[(i * n) + j] = Enumerable.Range(0, n).Sum(k => a[(i * n) + k] * a[(j * n) + k] * Math.Pow(0.3, k));
+                    }
+                }
+                a = graded;
+            }
+            var evd = Matrix<double>.Build.Dense(n, n, (i, j) => a[(i * n) + j]).Evd(Symmetricity.Symmetric);
+            var (v, d) = ((double[])a.Clone(), new double[n]);
+            SymmetricEigen.Decompose(v, n, d, new double[n]);
+            for (int i = 0; i < n; i++)
+            {
+                Assert.Equal(Bits(evd.EigenValues[i].Real), Bits(d[i]));
+                for (int j = 0; j < n; j++)
+                {
+                    Assert.Equal(Bits(evd.EigenVectors[i, j]), Bits(v[(i * n) + j]));
+                }
+            }
+        }
+    }
+
+    private static long Bits(double v) => BitConverter.DoubleToInt64Bits(v);
+}
