@@ -35,6 +35,29 @@ public class ExactNumericsTests
         }
     }
 
+    [Fact]
+    public void MultiplyRowsGivesEachRowsExactDot()
+    {
+        var random = new Random(2);
+        for (int r = 1; r <= 70; r++)
+        {
+            var p = Enumerable.Range(0, r * r).Select(_ => (random.NextDouble() - 0.5) * Math.Pow(10, random.Next(-4, 5))).ToArray();
+            var x = Enumerable.Range(0, r).Select(_ => random.NextDouble() - 0.5).ToArray();
+            x[random.Next(r)] = 0.0;
+            var columns = ExactDot.ColumnsForRows(p, r);
+            if (columns is null)
+            {
+                continue;
+            }
+            var result = new double[r];
+            ExactDot.MultiplyRows(columns, r, x, result);
+            for (int a = 0; a < r; a++)
+            {
+                Assert.Equal(Bits(TensorPrimitives.Dot<double>(p.AsSpan(a * r, r), x)), Bits(result[a]));
+            }
+        }
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(2)]

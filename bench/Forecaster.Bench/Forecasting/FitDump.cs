@@ -12,7 +12,7 @@ namespace Forecaster.Bench.Forecasting;
 /// <summary>
 /// Fitting's CPU seconds and a full-precision fingerprint of every fit (issue 16): reads a history file as
 /// <c>forecaster forecast</c> does, trains the fleet-wide model on it (unless <c>--no-global</c>), fits every series in
-/// parallel <c>--runs</c> times and prints the process's CPU seconds per phase (read, fleet-wide model, each fitting run).
+/// parallel (<c>--threads</c>, default all cores) <c>--runs</c> times and prints the process's CPU seconds per phase (read, fleet-wide model, each fitting run).
 /// With <c>--out</c> it writes one line per series: the chosen model, a SHA-256 of the fitted model's JSON artifact (every
 /// coefficient, score, calibration and upper error to the last bit) and the 48-step forecast in round-trip notation, so that
 /// two builds can be compared with <c>cmp</c> where the forecast CSV's ten digits would hide a last-bit change.
@@ -24,6 +24,7 @@ public static class FitDump
         string input = Arg(args, "--input") ?? throw new ArgumentException("--input FILE is required");
         string? output = Arg(args, "--out");
         int runs = int.Parse(Arg(args, "--runs") ?? "1", CultureInfo.InvariantCulture);
+        int threads = int.Parse(Arg(args, "--threads") ?? "-1", CultureInfo.InvariantCulture);
         const int horizon = 48;
         var process = Process.GetCurrentProcess();
         double Cpu()
@@ -54,7 +55,7 @@ public static class FitDump
         {
             double before = Cpu();
             var wall = Stopwatch.StartNew();
-            Parallel.For(0, series.Length, i => fitted[i] = SeriesForecaster.Fit(series[i].Values, series[i].Grid.Start, series[i].Grid.Step, options));
+            Parallel.For(0, series.Length, new ParallelOptions { MaxDegreeOfParallelism = threads }, i => fitted[i] = SeriesForecaster.Fit(series[i].Values, series[i].Grid.Start, series[i].Grid.Step, options));
             Console.WriteLine($"run {run + 1}: fitting CPU {Cpu() - before:F2} s, wall {wall.Elapsed.TotalSeconds:F2} s, {1000 * (Cpu() - before) / series.Length:F3} CPU ms/series");
         }
 

@@ -98,6 +98,100 @@ public static class ExactDot
         (d0, d1, d2, d3) = (Vector512.Sum(s0), Vector512.Sum(s1), Vector512.Sum(s2), Vector512.Sum(s3));
     }
 
+    /// <summary>
+    /// The r×r row-major matrix <paramref name="p"/> laid out for <see cref="MultiplyRows"/> (column by column, each column
+    /// padded to a multiple of 8 rows), or null when MultiplyRows would gain nothing (no AVX-512, r &lt; 8 or r &gt; 64).
+    /// </summary>
+    public static double[]? ColumnsForRows(ReadOnlySpan<double> p, int r)
+    {
+        if (!Vector512.IsHardwareAccelerated || r < 8 || r > 64 || p.Length < r * r)
+        {
+            return null;
+        }
+        int stride = (r + 7) / 8 * 8;
+        var columns = new double[r * stride];
+        for (int row = 0; row < r; row++)
+        {
+            for (int c = 0; c < r; c++)
+            {
+                columns[(c * stride) + row] = p[(row * r) + c];
+            }
+        }
+        return columns;
+    }
+
+    /// <summary>
+    /// result[a] = <see cref="Dot"/>(row a of the matrix, x) for every row of the r×r matrix laid out by
+    /// <see cref="ColumnsForRows"/>: eight rows at a time, one 8-lane vector per lane of Dot's accumulator (lane j of the
+    /// eight rows' sums side by side), each taking the same products in the same order, then Dot's final lane sum
+    /// ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)) across the eight vectors. A matrix-vector product of SSA's recurrence
+    /// (r ≤ 30) is then 8 independent chains of a few additions per eight rows instead of one short dot product and a
+    /// horizontal sum per row.
+    /// </summary>
+    public static void MultiplyRows(double[] columns, int r, ReadOnlySpan<double> x, Span<double> result)
+    {
+        int stride = (r + 7) / 8 * 8;
+        if (columns.Length < r * stride || x.Length < r || result.Length < r)
+        {
+            throw new ArgumentException("The columns, x or result are shorter than the matrix.");
+        }
+        int trailing = r % 8, whole = r - trailing;
+        ref double cr = ref MemoryMarshal.GetArrayDataReference(columns);
+        ref double xr = ref MemoryMarshal.GetReference(x);
+        Span<double> last = stackalloc double[8];
+        for (int g = 0; g < stride; g += 8)
+        {
+            var l0 = Vector512<double>.Zero + Column(ref cr, stride, g, 0, ref xr);
+            var l1 = Vector512<double>.Zero + Column(ref cr, stride, g, 1, ref xr);
+            var l2 = Vector512<double>.Zero + Column(ref cr, stride, g, 2, ref xr);
+            var l3 = Vector512<double>.Zero + Column(ref cr, stride, g, 3, ref xr);
+            var l4 = Vector512<double>.Zero + Column(ref cr, stride, g, 4, ref xr);
+            var l5 = Vector512<double>.Zero + Column(ref cr, stride, g, 5, ref xr);
+            var l6 = Vector512<double>.Zero + Column(ref cr, stride, g, 6, ref xr);
+            var l7 = Vector512<double>.Zero + Column(ref cr, stride, g, 7, ref xr);
+            for (int o = 8; o < whole; o += 8)
+            {
+                l0 += Column(ref cr, stride, g, o, ref xr);
+                l1 += Column(ref cr, stride, g, o + 1, ref xr);
+                l2 += Column(ref cr, stride, g, o + 2, ref xr);
+                l3 += Column(ref cr, stride, g, o + 3, ref xr);
+                l4 += Column(ref cr, stride, g, o + 4, ref xr);
+                l5 += Column(ref cr, stride, g, o + 5, ref xr);
+                l6 += Column(ref cr, stride, g, o + 6, ref xr);
+                l7 += Column(ref cr, stride, g, o + 7, ref xr);
+            }
+            // Dot's last (r mod 8) products go to its last lanes; its other lanes add zero, which leaves a sum that started
+            // from +0 unchanged.
+            if (trailing > 0)
+            {
+                int e = r - 8;
+                if (trailing >= 8) { l0 += Column(ref cr, stride, g, e, ref xr); }
+                if (trailing >= 7) { l1 += Column(ref cr, stride, g, e + 1, ref xr); }
+                if (trailing >= 6) { l2 += Column(ref cr, stride, g, e + 2, ref xr); }
+                if (trailing >= 5) { l3 += Column(ref cr, stride, g, e + 3, ref xr); }
+                if (trailing >= 4) { l4 += Column(ref cr, stride, g, e + 4, ref xr); }
+                if (trailing >= 3) { l5 += Column(ref cr, stride, g, e + 5, ref xr); }
+                if (trailing >= 2) { l6 += Column(ref cr, stride, g, e + 6, ref xr); }
+                l7 += Column(ref cr, stride, g, e + 7, ref xr);
+            }
+            var sum = ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7));
+            if (g + 8 <= r)
+            {
+                sum.CopyTo(result.Slice(g, 8));
+            }
+            else
+            {
+                sum.CopyTo(last);
+                last[..(r - g)].CopyTo(result.Slice(g, r - g));
+            }
+        }
+    }
+
+    // Column c's entries for rows g…g + 7, times x[c].
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static Vector512<double> Column(ref double columns, int stride, int g, int c, ref double x) =>
+        Vector512.LoadUnsafe(ref columns, (nuint)((c * stride) + g)) * Vector512.Create(Unsafe.Add(ref x, c));
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private static double Dot8(ref double xr, ref double yr, int n)
     {
