@@ -105,5 +105,43 @@ public class ExactNumericsTests
         }
     }
 
+    [Theory]
+    [InlineData(3)]
+    [InlineData(13)]
+    [InlineData(36)]
+    public void RidgeSolvesGiveMathNetsCholeskyAndProductsBitForBit(int p)
+    {
+        var random = new Random(p);
+        for (int trial = 0; trial < 30; trial++)
+        {
+            int m = (2 * p) + 5;
+            var x = Enumerable.Range(0, m * p).Select(_ => random.NextDouble() - 0.5).ToArray();
+            var g = new double[p * p];
+            for (int i = 0; i < p; i++)
+            {
+                for (int j = 0; j < p; j++)
+                {
+                    g[(i * p) + j] = Enumerable.Range(0, m).Sum(r => x[(r * p) + i] * x[(r * p) + j]);
+                }
+            }
+            var b = Enumerable.Range(0, p).Select(_ => random.NextDouble()).ToArray();
+            double lambda = Math.Pow(10, random.Next(-4, 1));
+            var matrix = Matrix<double>.Build.Dense(p, p, (i, j) => g[(i * p) + j] + (i == j ? lambda : 0));
+            var reference = matrix.Cholesky().Solve(Vector<double>.Build.Dense(b)).ToArray();
+            Assert.Equal(reference.Select(Bits), Regression.Ridge.Solve(g, b, p, lambda).Select(Bits));
+
+            var (v, d) = Regression.Ridge.DecomposeRows(g, p);
+            var vm = Matrix<double>.Build.Dense(p, p, (i, j) => v[(i * p) + j]);
+            var vb = vm.TransposeThisAndMultiply(Vector<double>.Build.Dense(b));
+            Assert.Equal(vb.ToArray().Select(Bits), Regression.Ridge.TransposeTimes(v, p, b).Select(Bits));
+            var scaled = vb.Clone();
+            for (int k = 0; k < p; k++)
+            {
+                scaled[k] /= d[k] + lambda;
+            }
+            Assert.Equal((vm * scaled).ToArray().Select(Bits), Regression.Ridge.Solve(v, d, vb.ToArray(), lambda).Select(Bits));
+        }
+    }
+
     private static long Bits(double v) => BitConverter.DoubleToInt64Bits(v);
 }

@@ -127,8 +127,8 @@ public sealed record RidgeModel(
         if (penalty is null && split >= 2 * p && options.Penalties.Count > 1)
         {
             Ridge.Accumulate(design, target, p, 0, split, g, b);
-            var (v, d) = Ridge.Decompose(g, p);
-            var vb = v.TransposeThisAndMultiply(MathNet.Numerics.LinearAlgebra.Vector<double>.Build.Dense(b));
+            var (v, d) = Ridge.DecomposeRows(g, p);
+            var vb = Ridge.TransposeTimes(v, p, b);
             double bestError = double.PositiveInfinity;
             foreach (double candidate in options.Penalties)
             {
