@@ -44,8 +44,8 @@ public class ExactNumericsTests
             var p = Enumerable.Range(0, r * r).Select(_ => (random.NextDouble() - 0.5) * Math.Pow(10, random.Next(-4, 5))).ToArray();
             var x = Enumerable.Range(0, r).Select(_ => random.NextDouble() - 0.5).ToArray();
             x[random.Next(r)] = 0.0;
-            var columns = ExactDot.ColumnsForRows(p, r);
-            if (columns is null)
+            var columns = Enumerable.Repeat(double.NaN, ExactDot.ColumnsLength(r)).ToArray();
+            if (!ExactDot.ColumnsForRows(p, r, columns))
             {
                 continue;
             }

@@ -98,18 +98,21 @@ public static class ExactDot
         (d0, d1, d2, d3) = (Vector512.Sum(s0), Vector512.Sum(s1), Vector512.Sum(s2), Vector512.Sum(s3));
     }
 
+    /// <summary>The length <see cref="ColumnsForRows"/> needs for an r×r matrix.</summary>
+    public static int ColumnsLength(int r) => r * ((r + 7) / 8 * 8);
+
     /// <summary>
-    /// The r×r row-major matrix <paramref name="p"/> laid out for <see cref="MultiplyRows"/> (column by column, each column
-    /// padded to a multiple of 8 rows), or null when MultiplyRows would gain nothing (no AVX-512, r &lt; 8 or r &gt; 64).
+    /// Lays the r×r row-major matrix <paramref name="p"/> out for <see cref="MultiplyRows"/> in <paramref name="columns"/>
+    /// (column by column, each column padded to a multiple of 8 rows; at least <see cref="ColumnsLength"/> long); false
+    /// when MultiplyRows would gain nothing (no AVX-512, r &lt; 8 or r &gt; 64).
     /// </summary>
-    public static double[]? ColumnsForRows(ReadOnlySpan<double> p, int r)
+    public static bool ColumnsForRows(ReadOnlySpan<double> p, int r, Span<double> columns)
     {
-        if (!Vector512.IsHardwareAccelerated || r < 8 || r > 64 || p.Length < r * r)
+        if (!Vector512.IsHardwareAccelerated || r < 8 || r > 64 || p.Length < r * r || columns.Length < ColumnsLength(r))
         {
-            return null;
+            return false;
         }
         int stride = (r + 7) / 8 * 8;
-        var columns = new double[r * stride];
         for (int row = 0; row < r; row++)
         {
             for (int c = 0; c < r; c++)
@@ -117,7 +120,12 @@ public static class ExactDot
                 columns[(c * stride) + row] = p[(row * r) + c];
             }
         }
-        return columns;
+        // The padding rows' products are computed and dropped; zeros keep them finite.
+        for (int c = 0; c < r; c++)
+        {
+            columns.Slice((c * stride) + r, stride - r).Clear();
+        }
+        return true;
     }
 
     /// <summary>
@@ -128,7 +136,7 @@ public static class ExactDot
     /// (r ≤ 30) is then 8 independent chains of a few additions per eight rows instead of one short dot product and a
     /// horizontal sum per row.
     /// </summary>
-    public static void MultiplyRows(double[] columns, int r, ReadOnlySpan<double> x, Span<double> result)
+    public static void MultiplyRows(ReadOnlySpan<double> columns, int r, ReadOnlySpan<double> x, Span<double> result)
     {
         int stride = (r + 7) / 8 * 8;
         if (columns.Length < r * stride || x.Length < r || result.Length < r)
@@ -136,7 +144,7 @@ public static class ExactDot
             throw new ArgumentException("The columns, x or result are shorter than the matrix.");
         }
         int trailing = r % 8, whole = r - trailing;
-        ref double cr = ref MemoryMarshal.GetArrayDataReference(columns);
+        ref double cr = ref MemoryMarshal.GetReference(columns);
         ref double xr = ref MemoryMarshal.GetReference(x);
         Span<double> last = stackalloc double[8];
         for (int g = 0; g < stride; g += 8)

@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Numerics.Tensors;
 using System.Runtime.Intrinsics;
 using Forecaster.Training.Numerics;
@@ -217,13 +218,15 @@ public static class Ssa
         var state = s.ToArray();
         var next = new double[r];
         var y = new double[horizon];
-        // Each step's P·s as r dot products (ExactDot), eight rows at a time where that pays.
-        var columns = ExactDot.ColumnsForRows(p, r);
+        // Each step's P·s as r dot products (ExactDot), eight rows at a time where that pays (the layout is scratch, pooled:
+        // rank selection runs thirty recurrences per fit).
+        var pooled = ArrayPool<double>.Shared.Rent(ExactDot.ColumnsLength(r));
+        bool byRows = ExactDot.ColumnsForRows(p, r, pooled);
         for (int h = 0; h < horizon; h++)
         {
-            if (columns is not null)
+            if (byRows)
             {
-                ExactDot.MultiplyRows(columns, r, state, next);
+                ExactDot.MultiplyRows(pooled, r, state, next);
             }
             else
             {
@@ -235,6 +238,7 @@ public static class Ssa
             (state, next) = (next, state);
             y[h] = ExactDot.Dot(pi, state);
         }
+        ArrayPool<double>.Shared.Return(pooled);
         return y;
     }
 
