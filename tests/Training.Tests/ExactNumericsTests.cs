@@ -143,5 +143,30 @@ public class ExactNumericsTests
         }
     }
 
+    [Fact]
+    public void MiddleValuesAreTheSortedOnes()
+    {
+        var random = new Random(4);
+        for (int trial = 0; trial < 3000; trial++)
+        {
+            int n = 1 + random.Next(trial < 2000 ? 40 : 900);
+            // Many ties, sorted runs, zeros of both signs and NaN now and then.
+            var values = Enumerable.Range(0, n).Select(i => random.Next(6) switch
+            {
+                0 => Math.Round(random.NextDouble() * 5),
+                1 => i * 0.5,
+                2 => random.Next(50) == 0 ? -0.0 : random.Next(50) == 0 ? double.NaN : 1.0,
+                _ => (random.NextDouble() - 0.5) * 1e3,
+            }).ToArray();
+            var before = (double[])values.Clone();
+            var sorted = (double[])values.Clone();
+            Array.Sort(sorted);
+            var (lower, upper) = Series.OrderStatistics.Middle(values);
+            Assert.Equal(Bits(sorted[(n - 1) / 2]), Bits(lower));
+            Assert.Equal(Bits(sorted[n / 2]), Bits(upper));
+            Assert.Equal(before.Select(Bits), values.Select(Bits));
+        }
+    }
+
     private static long Bits(double v) => BitConverter.DoubleToInt64Bits(v);
 }
