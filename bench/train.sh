@@ -2,7 +2,7 @@
 # Issue 4's training benchmark: N synthetic series (default 10,000) of 35 days of hourly history loaded into a fresh
 # embedded cluster, then `forecaster train` end to end. Each resource has two trained series (qps, cpu_cores) and a
 # `replicas` series (read for per-replica usage, not fitted), so N series means N/2 resources. Prints the train summary
-# (series/s) and the peak resident memory of the train process (/usr/bin/time -v). With BENCH_SERVICE=1 the same
+# (series/s), the peak resident memory and the CPU seconds of the train process (/usr/bin/time -v). With BENCH_SERVICE=1 the same
 # fleet is then trained once more through the service (`serve`, POST /api/v1/training-runs, its background jobs and
 # scheduler), printing that run's series/s and the service's peak RSS: what the scheduler costs, if anything.
 # After the import it prints the bytes per stored sample (every partition's table and indexes) and, after training, the
@@ -39,6 +39,8 @@ cluster_psql
 grep -E 'run=' "$work/train.err" || true
 cat "$work/train.out"
 awk -F': ' '/Maximum resident set size/ { printf "peak RSS of train: %.0f MB\n", $2 / 1024 }' "$work/train.err"
+# CPU seconds of `train` and its waited-for children (user + system), which a shared machine's wall time hides.
+awk -F': ' '/User time/ { u = $2 } /System time/ { s = $2 } END { printf "CPU of train: %.2f s (user %.2f + system %.2f)\n", u + s, u, s }' "$work/train.err"
 echo "load average after train: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "model artifacts: $(find "$work/models" -name '*.json' | wc -l) files, $(du -sh "$work/models" | cut -f1)"
 

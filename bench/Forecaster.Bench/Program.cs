@@ -8,6 +8,7 @@ var benches = new Dictionary<string, Func<string[], Task<int>>>(StringComparer.O
     ["planner"] = Forecaster.Bench.Planning.PlannerBench.Run,
     ["m4"] = Forecaster.Bench.Forecasting.M4Bench.Run,
     ["m4-candidates"] = Forecaster.Bench.Forecasting.M4Candidates.Run,
+    ["fit-dump"] = Forecaster.Bench.Forecasting.FitDump.Run,
     ["writers"] = Forecaster.Bench.Ingestion.WritersBench.Run,
 };
 

@@ -1,4 +1,6 @@
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Forecaster.Training.Forecasting;
 using Forecaster.Training.Series;
 using Microsoft.ML;
@@ -300,18 +302,15 @@ public sealed class GlobalModel
     /// </summary>
     private sealed class FlatTrees(int[] roots, int[] features, float[] thresholds, int[] children, double[] leaves)
     {
+        // A split node: the feature it tests, the threshold, and its two children (a leaf as its index's complement, below
+        // zero). One 16-byte record per node, so each step of a walk touches one cache line instead of three arrays.
+        [StructLayout(LayoutKind.Sequential)]
+        private readonly record struct Node(int Feature, float Threshold, int Left, int Right);
+
         private readonly int[] _roots = roots;
-        private readonly int[] _features = features;
-        private readonly float[] _thresholds = thresholds;
-        private readonly int[] _children = children;
+        private readonly Node[] _nodes = [.. Enumerable.Range(0, features.Length).Select(n => new Node(features[n], thresholds[n], children[2 * n], children[(2 * n) + 1]))];
         private readonly double[] _leaves = leaves;
 
-        /// <summary>
-        /// Adds each tree's leaf to <paramref name="sums"/>[r] for every row r (rows of <paramref name="width"/> features laid end
-        /// to end) that <paramref name="use"/> marks, tree by tree: one tree's nodes stay in cache while the rows' independent
-        /// walks overlap, and each row's sum still runs over the trees in order. A node's children are at 2·node (feature at
-        /// most the threshold) and 2·node + 1.
-        /// </summary>
         public void Score(ReadOnlySpan<float> rows, int width, ReadOnlySpan<bool> use, Span<double> sums)
         {
             // The rows that are scored here, by index; four of them walk each tree side by side (issue 16): one row's walk is a
@@ -327,6 +326,7 @@ public sealed class GlobalModel
                 }
             }
             scored = scored[..count];
+            var nodes = _nodes;
             foreach (int root in _roots)
             {
                 int k = 0;
@@ -341,10 +341,10 @@ public sealed class GlobalModel
                     // A leaf's index is below zero and stays put: the walks go on until all four are at a leaf (all signs set).
                     while ((n0 & n1 & n2 & n3) >= 0)
                     {
-                        n0 = Step(n0, row0);
-                        n1 = Step(n1, row1);
-                        n2 = Step(n2, row2);
-                        n3 = Step(n3, row3);
+                        n0 = Step(nodes, n0, row0);
+                        n1 = Step(nodes, n1, row1);
+                        n2 = Step(nodes, n2, row2);
+                        n3 = Step(nodes, n3, row3);
                     }
                     sums[r0] += _leaves[~n0];
                     sums[r1] += _leaves[~n1];
@@ -358,7 +358,7 @@ public sealed class GlobalModel
                     int node = root;
                     while (node >= 0)
                     {
-                        node = Step(node, row);
+                        node = Step(nodes, node, row);
                     }
                     // An empty tree (ML.NET's stand-in for a constant zero one) is a leaf of value 0 here.
                     sums[r] += _leaves[~node];
@@ -367,8 +367,16 @@ public sealed class GlobalModel
         }
 
         // The child a row goes to from `node`, or the leaf itself (an index below zero) once there.
-        private int Step(int node, ReadOnlySpan<float> row) =>
-            node < 0 ? node : _children[(2 * node) + (row[_features[node]] <= _thresholds[node] ? 0 : 1)];
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private static int Step(Node[] nodes, int node, ReadOnlySpan<float> row)
+        {
+            if (node < 0)
+            {
+                return node;
+            }
+            ref readonly var split = ref nodes[node];
+            return row[split.Feature] <= split.Threshold ? split.Left : split.Right;
+        }
 
         // Null unless the model is a LightGBM regression with numeric splits only (the trainer here never declares categoricals).
         public static FlatTrees? From(ITransformer model)

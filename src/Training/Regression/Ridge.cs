@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using Forecaster.Training.Numerics;
 using MathNet.Numerics.LinearAlgebra;
 
 namespace Forecaster.Training.Regression;
@@ -178,16 +179,92 @@ public static class Ridge
     /// <summary>Symmetric eigendecomposition of G (upper triangle filled by <see cref="Accumulate"/>) for the penalty path.</summary>
     public static (Matrix<double> V, double[] D) Decompose(double[] g, int p)
     {
-        var m = Matrix<double>.Build.Dense(p, p, (i, j) => i <= j ? g[(i * p) + j] : g[(j * p) + i]);
-        var evd = m.Evd(Symmetricity.Symmetric);
-        return (evd.EigenVectors, evd.EigenValues.Select(z => Math.Max(z.Real, 0)).ToArray());
+        var (v, d) = DecomposeRows(g, p);
+        return (Matrix<double>.Build.Dense(p, p, (i, j) => v[(i * p) + j]), d);
     }
 
-    /// <summary>β(λ) = (G + λI)⁻¹ b by Cholesky, for a single penalty.</summary>
+    /// <summary>
+    /// <see cref="Decompose"/> with V as a row-major array (column k the eigenvector of D[k], eigenvalues ascending and
+    /// clipped at zero): MathNet's symmetric Evd operation for operation (SymmetricEigen), without its intermediate objects.
+    /// </summary>
+    public static (double[] V, double[] D) DecomposeRows(double[] g, int p)
+    {
+        var v = new double[p * p];
+        for (int i = 0; i < p; i++)
+        {
+            for (int j = 0; j < p; j++)
+            {
+                v[(i * p) + j] = i <= j ? g[(i * p) + j] : g[(j * p) + i];
+            }
+        }
+        var d = new double[p];
+        SymmetricEigen.Decompose(v, p, d, new double[p]);
+        for (int k = 0; k < p; k++)
+        {
+            d[k] = Math.Max(d[k], 0);
+        }
+        return (v, d);
+    }
+
+    /// <summary>
+    /// β(λ) = (G + λI)⁻¹ b by Cholesky, for a single penalty: G + λI = L Lᵀ factored column by column (each entry below the
+    /// diagonal updated by its column's predecessors in order, then divided by the pivot), then L y = b (each y_i's sum
+    /// taken from the nearest column back) and Lᵀ β = y. The order of MathNet 5's DenseCholesky and its solve, which the
+    /// ridge fits used before (ExactNumericsTests), without its matrix objects.
+    /// </summary>
+    /// <exception cref="ArgumentException">G + λI is not positive definite (as MathNet's).</exception>
     public static double[] Solve(double[] g, double[] b, int p, double lambda)
     {
-        var m = Matrix<double>.Build.Dense(p, p, (i, j) => (i <= j ? g[(i * p) + j] : g[(j * p) + i]) + (i == j ? lambda : 0));
-        return m.Cholesky().Solve(Vector<double>.Build.Dense(b)).ToArray();
+        var l = new double[p * p];
+        for (int i = 0; i < p; i++)
+        {
+            for (int j = 0; j <= i; j++)
+            {
+                l[(i * p) + j] = g[(j * p) + i] + (i == j ? lambda : 0);
+            }
+        }
+        for (int j = 0; j < p; j++)
+        {
+            double pivot = l[(j * p) + j];
+            if (!(pivot > 0.0))
+            {
+                throw new ArgumentException("Matrix must be positive definite.");
+            }
+            pivot = Math.Sqrt(pivot);
+            l[(j * p) + j] = pivot;
+            for (int i = j + 1; i < p; i++)
+            {
+                l[(i * p) + j] /= pivot;
+            }
+            for (int c = j + 1; c < p; c++)
+            {
+                double lcj = l[(c * p) + j];
+                for (int i = c; i < p; i++)
+                {
+                    l[(i * p) + c] -= l[(i * p) + j] * lcj;
+                }
+            }
+        }
+        var y = b[..p];
+        for (int i = 0; i < p; i++)
+        {
+            double sum = y[i];
+            for (int k = i - 1; k >= 0; k--)
+            {
+                sum -= l[(i * p) + k] * y[k];
+            }
+            y[i] = sum / l[(i * p) + i];
+        }
+        for (int i = p - 1; i >= 0; i--)
+        {
+            double sum = y[i];
+            for (int k = i + 1; k < p; k++)
+            {
+                sum -= l[(k * p) + i] * y[k];
+            }
+            y[i] = sum / l[(i * p) + i];
+        }
+        return y;
     }
 
     /// <summary>tr(G) / p: the mean eigenvalue, the unit penalties are given in.</summary>
@@ -204,12 +281,49 @@ public static class Ridge
     /// <summary>β(λ) from a decomposition of G and b = Xᵀy.</summary>
     public static double[] Solve(Matrix<double> v, double[] d, double[] b, double lambda)
     {
+        var rows = v.ToRowMajorArray();
+        return Solve(rows, d, TransposeTimes(rows, d.Length, b), lambda);
+    }
+
+    /// <summary>Vᵀb for a row-major p×p V, each entry summed over the rows in order (as MathNet's product).</summary>
+    public static double[] TransposeTimes(double[] v, int p, double[] b)
+    {
+        var vb = new double[p];
+        for (int j = 0; j < p; j++)
+        {
+            double sum = 0;
+            for (int i = 0; i < p; i++)
+            {
+                sum += v[(i * p) + j] * b[i];
+            }
+            vb[j] = sum;
+        }
+        return vb;
+    }
+
+    /// <summary>
+    /// β(λ) = V (D + λI)⁻¹ Vᵀb from a decomposition of G (row-major V, <see cref="DecomposeRows"/>) and Vᵀb
+    /// (<paramref name="vb"/>, which does not depend on λ: a penalty path computes it once for all its penalties); each entry
+    /// summed over the columns in order, as MathNet's product.
+    /// </summary>
+    public static double[] Solve(double[] v, double[] d, double[] vb, double lambda)
+    {
         int p = d.Length;
-        var vb = v.TransposeThisAndMultiply(Vector<double>.Build.Dense(b));
+        var scaled = new double[p];
         for (int k = 0; k < p; k++)
         {
-            vb[k] /= d[k] + lambda;
+            scaled[k] = vb[k] / (d[k] + lambda);
         }
-        return (v * vb).ToArray();
+        var beta = new double[p];
+        for (int i = 0; i < p; i++)
+        {
+            double sum = 0;
+            for (int k = 0; k < p; k++)
+            {
+                sum += v[(i * p) + k] * scaled[k];
+            }
+            beta[i] = sum;
+        }
+        return beta;
     }
 }

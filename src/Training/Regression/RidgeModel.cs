@@ -127,11 +127,12 @@ public sealed record RidgeModel(
         if (penalty is null && split >= 2 * p && options.Penalties.Count > 1)
         {
             Ridge.Accumulate(design, target, p, 0, split, g, b);
-            var (v, d) = Ridge.Decompose(g, p);
+            var (v, d) = Ridge.DecomposeRows(g, p);
+            var vb = Ridge.TransposeTimes(v, p, b);
             double bestError = double.PositiveInfinity;
             foreach (double candidate in options.Penalties)
             {
-                var beta = Ridge.Solve(v, d, b, candidate * d.Average());
+                var beta = Ridge.Solve(v, d, vb, candidate * d.Average());
                 int origin = start + split;
                 var trial = new RidgeModel(spec, grid, phase0, origin, mean, scale, beta, yMean, 0, x[(origin - spec.MaxLag)..origin].ToArray(), 0);
                 var f = trial.Forecast(validation).Point;

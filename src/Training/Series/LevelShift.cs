@@ -134,8 +134,7 @@ public static class LevelShift
         {
             return double.NaN;
         }
-        var s = (double[])v.Clone();
-        Array.Sort(s);
-        return s.Length % 2 == 1 ? s[s.Length / 2] : (s[(s.Length / 2) - 1] + s[s.Length / 2]) / 2;
+        var (lower, upper) = OrderStatistics.Middle(v);
+        return v.Length % 2 == 1 ? upper : (lower + upper) / 2;
     }
 }

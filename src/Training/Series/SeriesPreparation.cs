@@ -288,10 +288,13 @@ public static class SeriesPreparation
 
     internal static double Median(double[] values)
     {
-        var copy = (double[])values.Clone();
-        Array.Sort(copy);
-        int n = copy.Length;
-        return n == 0 ? 0 : n % 2 == 1 ? copy[n / 2] : 0.5 * (copy[(n / 2) - 1] + copy[n / 2]);
+        int n = values.Length;
+        if (n == 0)
+        {
+            return 0;
+        }
+        var (lower, upper) = OrderStatistics.Middle(values);
+        return n % 2 == 1 ? upper : 0.5 * (lower + upper);
     }
 
     private static double[] Detrend(ReadOnlySpan<double> x, int window)

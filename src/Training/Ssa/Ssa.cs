@@ -1,4 +1,7 @@
+using System.Buffers;
 using System.Numerics.Tensors;
+using System.Runtime.Intrinsics;
+using Forecaster.Training.Numerics;
 using MathNet.Numerics.LinearAlgebra;
 
 namespace Forecaster.Training.Ssa;
@@ -29,9 +32,15 @@ public static class Ssa
         {
             throw new ArgumentOutOfRangeException(nameof(L), "Need 2 ≤ L ≤ N.");
         }
-        for (int j = 0; j < L; j++)
+        int first = 0;
+        for (; first + 4 <= L; first += 4)
         {
-            c[j] = TensorPrimitives.Dot(x.Slice(0, K), x.Slice(j, K));
+            ExactDot.Dot4(x.Slice(0, K), x.Slice(first, K), x.Slice(first + 1, K), x.Slice(first + 2, K), x.Slice(first + 3, K),
+                out c[first], out c[first + 1], out c[first + 2], out c[first + 3]);
+        }
+        for (; first < L; first++)
+        {
+            c[first] = ExactDot.Dot(x.Slice(0, K), x.Slice(first, K));
         }
         for (int i = 0; i + 1 < L; i++)
         {
@@ -68,15 +77,7 @@ public static class Ssa
         Orthonormalise(q, p, L);
         for (int it = 1; ; it++)
         {
-            for (int a = 0; a < p; a++)
-            {
-                var qa = q.AsSpan(a * L, L);
-                var ya = y.AsSpan(a * L, L);
-                for (int i = 0; i < L; i++)
-                {
-                    ya[i] = TensorPrimitives.Dot(c.Slice(i * L, L), qa);
-                }
-            }
+            Multiply(c, L, q, p, y);
             RayleighRitz(q, y, p, L, theta, rotatedQ, rotatedY);
             if (it >= maxIterations || Converged(q, y, theta, Math.Min(converge, p), L, tolerance))
             {
@@ -145,7 +146,7 @@ public static class Ssa
         {
             for (int b = 0; b < r; b++)
             {
-                m[(a * r) + b] = TensorPrimitives.Dot(ut.AsSpan(a * L, L - 1), ut.AsSpan((b * L) + 1, L - 1));
+                m[(a * r) + b] = ExactDot.Dot(ut.AsSpan(a * L, L - 1), ut.AsSpan((b * L) + 1, L - 1));
             }
         }
         return m;
@@ -160,7 +161,7 @@ public static class Ssa
     public static double[]? RecurrenceMatrix(double[] ut, int L, double[] m, int mRank, int r)
     {
         var pi = LastComponents(ut, L, r);
-        double nu2 = TensorPrimitives.Dot(pi, pi);
+        double nu2 = ExactDot.Dot(pi, pi);
         if (nu2 >= 1 - 1e-9)
         {
             return null;
@@ -205,7 +206,7 @@ public static class Ssa
         var s = new double[r];
         for (int k = 0; k < r; k++)
         {
-            s[k] = TensorPrimitives.Dot(ut.AsSpan(k * L, L), lastWindow);
+            s[k] = ExactDot.Dot(ut.AsSpan(k * L, L), lastWindow);
         }
         return s;
     }
@@ -217,15 +218,27 @@ public static class Ssa
         var state = s.ToArray();
         var next = new double[r];
         var y = new double[horizon];
+        // Each step's P·s as r dot products (ExactDot), eight rows at a time where that pays (the layout is scratch, pooled:
+        // rank selection runs thirty recurrences per fit).
+        var pooled = ArrayPool<double>.Shared.Rent(ExactDot.ColumnsLength(r));
+        bool byRows = ExactDot.ColumnsForRows(p, r, pooled);
         for (int h = 0; h < horizon; h++)
         {
-            for (int a = 0; a < r; a++)
+            if (byRows)
             {
-                next[a] = TensorPrimitives.Dot(p.Slice(a * r, r), state);
+                ExactDot.MultiplyRows(pooled, r, state, next);
+            }
+            else
+            {
+                for (int a = 0; a < r; a++)
+                {
+                    next[a] = ExactDot.Dot(p.Slice(a * r, r), state);
+                }
             }
             (state, next) = (next, state);
-            y[h] = TensorPrimitives.Dot(pi, state);
+            y[h] = ExactDot.Dot(pi, state);
         }
+        ArrayPool<double>.Shared.Return(pooled);
         return y;
     }
 
@@ -292,38 +305,139 @@ public static class Ssa
         return (stable, roots, true);
     }
 
+    // Y = Q C (rows of Q and Y are the p vectors; C is symmetric, so row i of C is its column i): each entry is the dot product
+    // of C's row with Q's row, four rows of Q at a time so that each block of C's row is loaded once for all four.
+    private static void Multiply(ReadOnlySpan<double> c, int L, double[] q, int p, double[] y)
+    {
+        int a = 0;
+        for (; a + 4 <= p; a += 4)
+        {
+            var q0 = q.AsSpan(a * L, L);
+            var q1 = q.AsSpan((a + 1) * L, L);
+            var q2 = q.AsSpan((a + 2) * L, L);
+            var q3 = q.AsSpan((a + 3) * L, L);
+            for (int i = 0; i < L; i++)
+            {
+                ExactDot.Dot4(c.Slice(i * L, L), q0, q1, q2, q3, out y[(a * L) + i], out y[((a + 1) * L) + i], out y[((a + 2) * L) + i], out y[((a + 3) * L) + i]);
+            }
+        }
+        for (; a < p; a++)
+        {
+            var qa = q.AsSpan(a * L, L);
+            for (int i = 0; i < L; i++)
+            {
+                y[(a * L) + i] = ExactDot.Dot(c.Slice(i * L, L), qa);
+            }
+        }
+    }
+
     private static void RayleighRitz(double[] q, double[] y, int p, int L, double[] theta, double[] rotatedQ, double[] rotatedY)
     {
-        var h = Matrix<double>.Build.Dense(p, p);
+        // H = Q Yᵀ = Q C Qᵀ (p×p, symmetric), row-major.
+        var h = new double[p * p];
         for (int a = 0; a < p; a++)
         {
-            for (int b = a; b < p; b++)
+            var qa = q.AsSpan(a * L, L);
+            int b = a;
+            for (; b + 4 <= p; b += 4)
             {
-                double v = TensorPrimitives.Dot(q.AsSpan(a * L, L), y.AsSpan(b * L, L));
-                h[a, b] = v;
-                h[b, a] = v;
+                ExactDot.Dot4(qa, y.AsSpan(b * L, L), y.AsSpan((b + 1) * L, L), y.AsSpan((b + 2) * L, L), y.AsSpan((b + 3) * L, L),
+                    out double v0, out double v1, out double v2, out double v3);
+                (h[(a * p) + b], h[(a * p) + b + 1], h[(a * p) + b + 2], h[(a * p) + b + 3]) = (v0, v1, v2, v3);
+                (h[(b * p) + a], h[((b + 1) * p) + a], h[((b + 2) * p) + a], h[((b + 3) * p) + a]) = (v0, v1, v2, v3);
+            }
+            for (; b < p; b++)
+            {
+                double v = ExactDot.Dot(qa, y.AsSpan(b * L, L));
+                h[(a * p) + b] = v;
+                h[(b * p) + a] = v;
             }
         }
-        var evd = h.Evd(Symmetricity.Symmetric);
-        var w = evd.EigenVectors;
-        Array.Clear(rotatedQ);
-        Array.Clear(rotatedY);
+        Span<double> eigenvalues = stackalloc double[p];
+        Span<double> scratch = stackalloc double[p];
+        SymmetricEigen.Decompose(h, p, eigenvalues, scratch);
+        // Eigenvalues come ascending; Ritz pair k takes the k-th largest: rotation[k, a] = W[a, p − 1 − k].
+        var rotation = new double[p * p];
         for (int k = 0; k < p; k++)
         {
-            // MathNet sorts eigenvalues ascending; Ritz pair k takes the k-th largest.
             int col = p - 1 - k;
-            theta[k] = evd.EigenValues[col].Real;
-            var qk = rotatedQ.AsSpan(k * L, L);
-            var yk = rotatedY.AsSpan(k * L, L);
+            theta[k] = eigenvalues[col];
             for (int a = 0; a < p; a++)
             {
-                double coef = w[a, col];
-                TensorPrimitives.MultiplyAdd(q.AsSpan(a * L, L), coef, qk, qk);
-                TensorPrimitives.MultiplyAdd(y.AsSpan(a * L, L), coef, yk, yk);
+                rotation[(k * p) + a] = h[(a * p) + col];
             }
         }
+        Rotate(q, rotation, p, L, rotatedQ);
+        Rotate(y, rotation, p, L, rotatedY);
         Array.Copy(rotatedQ, q, q.Length);
         Array.Copy(rotatedY, y, y.Length);
+    }
+
+    // dest[k] = Σ_a rotation[k, a] · src[a] over rows of length L, each element summed from zero in the order a = 0, 1, …
+    // with the product and the sum rounded separately, as one TensorPrimitives.MultiplyAdd per (k, a) into a cleared row
+    // would; but four rows of dest and eight elements stay in registers across all a, so src is read once per four rows.
+    private static void Rotate(double[] src, double[] rotation, int p, int L, double[] dest)
+    {
+        int vectorised = L - (L % 8);
+        int k = 0;
+        for (; k + 4 <= p; k += 4)
+        {
+            var r0 = rotation.AsSpan(k * p, p);
+            var r1 = rotation.AsSpan((k + 1) * p, p);
+            var r2 = rotation.AsSpan((k + 2) * p, p);
+            var r3 = rotation.AsSpan((k + 3) * p, p);
+            for (int e = 0; e < vectorised; e += 8)
+            {
+                Vector256<double> a0 = default, b0 = default, a1 = default, b1 = default, a2 = default, b2 = default, a3 = default, b3 = default;
+                for (int a = 0; a < p; a++)
+                {
+                    var lo = Vector256.Create<double>(src.AsSpan((a * L) + e, 4));
+                    var hi = Vector256.Create<double>(src.AsSpan((a * L) + e + 4, 4));
+                    a0 += lo * r0[a];
+                    b0 += hi * r0[a];
+                    a1 += lo * r1[a];
+                    b1 += hi * r1[a];
+                    a2 += lo * r2[a];
+                    b2 += hi * r2[a];
+                    a3 += lo * r3[a];
+                    b3 += hi * r3[a];
+                }
+                a0.CopyTo(dest.AsSpan((k * L) + e, 4));
+                b0.CopyTo(dest.AsSpan((k * L) + e + 4, 4));
+                a1.CopyTo(dest.AsSpan(((k + 1) * L) + e, 4));
+                b1.CopyTo(dest.AsSpan(((k + 1) * L) + e + 4, 4));
+                a2.CopyTo(dest.AsSpan(((k + 2) * L) + e, 4));
+                b2.CopyTo(dest.AsSpan(((k + 2) * L) + e + 4, 4));
+                a3.CopyTo(dest.AsSpan(((k + 3) * L) + e, 4));
+                b3.CopyTo(dest.AsSpan(((k + 3) * L) + e + 4, 4));
+            }
+            for (int e = vectorised; e < L; e++)
+            {
+                double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+                for (int a = 0; a < p; a++)
+                {
+                    double v = src[(a * L) + e];
+                    s0 += v * r0[a];
+                    s1 += v * r1[a];
+                    s2 += v * r2[a];
+                    s3 += v * r3[a];
+                }
+                (dest[(k * L) + e], dest[((k + 1) * L) + e], dest[((k + 2) * L) + e], dest[((k + 3) * L) + e]) = (s0, s1, s2, s3);
+            }
+        }
+        for (; k < p; k++)
+        {
+            var row = rotation.AsSpan(k * p, p);
+            for (int e = 0; e < L; e++)
+            {
+                double sum = 0;
+                for (int a = 0; a < p; a++)
+                {
+                    sum += src[(a * L) + e] * row[a];
+                }
+                dest[(k * L) + e] = sum;
+            }
+        }
     }
 
     private static bool Converged(double[] q, double[] y, double[] theta, int count, int L, double tolerance)
@@ -353,7 +467,7 @@ public static class Ssa
                 for (int b = 0; b < a; b++)
                 {
                     var qb = q.AsSpan(b * L, L);
-                    TensorPrimitives.MultiplyAdd(qb, -TensorPrimitives.Dot(qa, qb), qa, qa);
+                    TensorPrimitives.MultiplyAdd(qb, -ExactDot.Dot(qa, qb), qa, qa);
                 }
                 double norm = TensorPrimitives.Norm(qa);
                 if (norm < 1e-12)
