@@ -12,19 +12,23 @@ public sealed record HourlyAggregates(double[] Mean, double[] Max)
 
 /// <summary>
 /// Samples aggregated to UTC hours, for many series in one query: what training fits on and what the planner's fallbacks
-/// read. The samples stream in primary-key order (series, time) and are summed into each series' hourly arrays as they
-/// arrive: PostgreSQL only walks the index, instead of hashing every (series, hour) group, which cost it about nine times
-/// the scan (issue 16), and memory stays one pair of arrays per series however many samples an hour holds.
+/// read. Samples are stored one block per (series, hour) (migration 0080), so PostgreSQL walks the primary key in order
+/// and sends each block's values as one array; the mean and max of an hour are its block's, summed here in time order
+/// (the order of the array), so they equal what avg/max over the rows gave. Memory stays one pair of arrays per series.
 /// </summary>
 public static class HourlyHistory
 {
     /// <summary>The series in <paramref name="ids"/> over [<paramref name="from"/>, <paramref name="to"/>) (whole hours); series without samples are absent.</summary>
     public static async Task<Dictionary<int, HourlyAggregates>> ReadAsync(NpgsqlConnection conn, int[] ids, DateTimeOffset from, DateTimeOffset to, CancellationToken ct)
     {
+        if (from.UtcTicks % Hour.Ticks != 0 || to.UtcTicks % Hour.Ticks != 0)
+        {
+            throw new ArgumentException($"the range [{from:O}, {to:O}) must start and end on whole UTC hours");
+        }
         const string history = """
-            SELECT series_id, ts, value FROM samples
-            WHERE series_id = ANY(@ids) AND ts >= @from AND ts < @to
-            ORDER BY series_id, ts
+            SELECT series_id, hour, vals FROM samples
+            WHERE series_id = ANY(@ids) AND hour >= @from AND hour < @to
+            ORDER BY series_id, hour
             """;
         var hours = (int)((to - from) / Hour);
         var fromTicks = from.UtcTicks;
@@ -36,52 +40,43 @@ public static class HourlyHistory
         cmd.CommandTimeout = 600;
         await using var reader = await cmd.ExecuteReaderAsync(System.Data.CommandBehavior.SequentialAccess, ct);
         HourlyAggregates? series = null;
-        int current = 0, count = 0, hour = -1;
-        double sum = 0, max = 0;
-        // Closes the hour in progress: the mean and max of its values within SampleRules.AggregateLimit, as avg/max would.
-        void Flush()
-        {
-            if (series is not null && hour >= 0 && count > 0)
-            {
-                series.Mean[hour] = sum / count;
-                series.Max[hour] = max;
-            }
-            (count, sum, max) = (0, 0, double.NegativeInfinity);
-        }
+        var current = 0;
         while (await reader.ReadAsync(ct))
         {
             var id = reader.GetInt32(0);
-            var ticks = reader.GetFieldValue<DateTime>(1).Ticks;
-            var value = reader.GetDouble(2);
-            var h = (int)(((ticks - (ticks % Hour.Ticks)) - fromTicks) / Hour.Ticks);
+            var h = (int)((reader.GetFieldValue<DateTime>(1).Ticks - fromTicks) / Hour.Ticks);
+            var values = reader.GetFieldValue<double[]>(2);
             if (series is null || id != current)
             {
-                Flush();
                 current = id;
                 series = new HourlyAggregates(new double[hours], new double[hours]);
                 Array.Fill(series.Mean, double.NaN);
                 Array.Fill(series.Max, double.NaN);
                 result.Add(id, series);
-                hour = h;
             }
-            else if (h != hour)
+            // The mean and max of the hour's values within SampleRules.AggregateLimit, as avg/max would; values beyond it
+            // (and NaN) are counted, not aggregated: they cannot overflow a mean here.
+            double sum = 0, max = double.NegativeInfinity;
+            var count = 0;
+            foreach (var value in values)
             {
-                Flush();
-                hour = h;
+                if (Math.Abs(value) <= SampleRules.AggregateLimit)
+                {
+                    sum += value;
+                    max = count == 0 ? value : Math.Max(max, value);
+                    count++;
+                }
+                else
+                {
+                    series.Ignored++;
+                }
             }
-            // Values beyond SampleRules.AggregateLimit (and NaN) are counted, not aggregated: they cannot overflow a mean here.
-            if (Math.Abs(value) <= SampleRules.AggregateLimit)
+            if (count > 0)
             {
-                sum += value;
-                max = count == 0 ? value : Math.Max(max, value);
-                count++;
-            }
-            else
-            {
-                series.Ignored++;
+                series.Mean[h] = sum / count;
+                series.Max[h] = max;
             }
         }
-        Flush();
         return result;
     }
 }

@@ -62,6 +62,7 @@ public sealed class SampleImport : IAsyncDisposable
     readonly List<(int Key, DateTime Ts, double Value)> _waiting = [];
     const int WaitingLimit = 1 << 16;
     NpgsqlBinaryImporter? _direct;
+    readonly OpenBlocks _blocks = new();
     DateTime _min = DateTime.MaxValue, _max = DateTime.MinValue;
     long _pending;
 
@@ -174,6 +175,7 @@ public sealed class SampleImport : IAsyncDisposable
         if (!await FinishCopyAsync(_direct!, "direct", ct))
         {
             _direct = null;
+            _blocks.Clear();
             AbandonDirect();
             foreach (var (key, ts, value) in _waiting)
             {
@@ -206,6 +208,7 @@ public sealed class SampleImport : IAsyncDisposable
         {
             // Another writer holds a resource or series this segment needs: the direct path gives way to the merge.
             _direct = null;
+            _blocks.Clear();
             await _tx.RollbackAsync("direct", ct);
             ResetKeys();
             foreach (var (key, ts, value) in _waiting)
@@ -218,7 +221,7 @@ public sealed class SampleImport : IAsyncDisposable
         }
         foreach (var (key, ts, value) in _waiting)
         {
-            WriteRow(_direct, _keyList[key].SeriesId!.Value, ts, value);
+            _blocks.Add(_direct, _keyList[key].SeriesId!.Value, ts, value);
             Spool(key, ts, value, direct: true);
         }
         _waiting.Clear();
@@ -258,7 +261,7 @@ public sealed class SampleImport : IAsyncDisposable
 
     static async Task<NpgsqlBinaryImporter> StartCopyAsync(NpgsqlConnection conn, CancellationToken ct)
     {
-        var copy = await conn.BeginBinaryImportAsync("COPY samples (series_id, ts, value) FROM STDIN (FORMAT BINARY)", ct);
+        var copy = await conn.BeginBinaryImportAsync(SampleBlocks.Copy, ct);
         // A bulk load may stream for many minutes; the request's own limits bound it.
         copy.Timeout = TimeSpan.FromHours(1);
         return copy;
@@ -313,7 +316,7 @@ public sealed class SampleImport : IAsyncDisposable
         }
         else if (k.SeriesId is { } seriesId)
         {
-            WriteRow(_direct!, seriesId, utc, value);
+            _blocks.Add(_direct!, seriesId, utc, value);
             Spool(key, utc, value, direct: true);
         }
         else if (k.ResourceExists || _createResources)
@@ -386,6 +389,11 @@ public sealed class SampleImport : IAsyncDisposable
             await SwitchSegmentAsync(ct);
         }
         _spool.Flush();
+        if (_direct is not null)
+        {
+            // Blocks still open are complete now: a series' hour that continued across segments is one block.
+            _blocks.Flush(_direct);
+        }
         var directFailed = _direct is null || !await FinishCopyAsync(_direct, "direct", ct);
         if (directFailed && _direct is not null)
         {
@@ -423,9 +431,11 @@ public sealed class SampleImport : IAsyncDisposable
         {
             await _conn.ExecuteAsync(new CommandDefinition("SELECT ensure_sample_partitions(@_min, @_max)", new { _min, _max }, _tx, cancellationToken: ct));
             await _tx.SaveAsync("pending", ct);
-            var copy = await _conn.BeginBinaryImportAsync("COPY samples (series_id, ts, value) FROM STDIN (FORMAT BINARY)", ct);
+            var copy = await _conn.BeginBinaryImportAsync(SampleBlocks.Copy, ct);
             copy.Timeout = TimeSpan.FromHours(1);
-            Replay(onlyPending: true, (k, ts, v) => WriteRow(copy, _keyList[k].SeriesId!.Value, ts, v));
+            var pending = new OpenBlocks();
+            Replay(onlyPending: true, (k, ts, v) => pending.Add(copy, _keyList[k].SeriesId!.Value, ts, v));
+            pending.Flush(copy);
             if (!await FinishCopyAsync(copy, "pending", ct))
             {
                 upserted = true;
@@ -567,23 +577,10 @@ public sealed class SampleImport : IAsyncDisposable
 
         // A retry of identical rows writes nothing (the WHERE), which is what makes retries cheap as well as safe. The
         // sort is in memory up to a few million rows.
-        const string merge = """
-            SET LOCAL work_mem = '64MB';
-            INSERT INTO samples (series_id, ts, value)
-            SELECT DISTINCT ON (series_id, ts) series_id, ts, value FROM import_staging
-            ORDER BY series_id, ts, seq DESC
-            ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value
-            WHERE samples.value IS DISTINCT FROM EXCLUDED.value
-            """;
-        // A scan of a temporary table (local buffers: never a synchronized or parallel scan) returns rows in the order
-        // they were copied, which is key order here.
-        const string mergeOrdered = """
-            INSERT INTO samples (series_id, ts, value)
-            SELECT series_id, ts, value FROM import_staging
-            ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value
-            WHERE samples.value IS DISTINCT FROM EXCLUDED.value
-            """;
-        await _conn.ExecuteAsync(new CommandDefinition(ordered ? mergeOrdered : merge, transaction: _tx, cancellationToken: ct, commandTimeout: 0));
+        // Rows in strictly increasing key order repeat no (series, ts), so they need no dedupe (their sort is one pass
+        // over presorted input). The SQL is SampleBlocks.Merge's.
+        await _conn.ExecuteAsync(new CommandDefinition("SET LOCAL work_mem = '64MB'", transaction: _tx, cancellationToken: ct));
+        await _conn.ExecuteAsync(new CommandDefinition(SampleBlocks.Merge("import_staging", dedupe: !ordered), transaction: _tx, cancellationToken: ct, commandTimeout: 0));
     }
 
     /// <summary>Reads the spool back: every row, or only those that did not go straight into `samples`.</summary>
@@ -653,7 +650,8 @@ public sealed class SampleImport : IAsyncDisposable
         {
             const string existing = """
                 SELECT k.id FROM unnest(@ids, @froms, @tos) AS k(id, from_ts, to_ts)
-                WHERE EXISTS (SELECT 1 FROM samples s WHERE s.series_id = k.id AND s.ts BETWEEN k.from_ts AND k.to_ts)
+                WHERE EXISTS (SELECT 1 FROM samples s WHERE s.series_id = k.id
+                    AND s.hour BETWEEN date_bin('1 hour', k.from_ts, timestamptz '2000-01-01 00:00:00+00') AND k.to_ts)
                 """;
             var hit = (await conn.QueryAsync<int>(new CommandDefinition(existing, new
             {
@@ -672,7 +670,7 @@ public sealed class SampleImport : IAsyncDisposable
             var ok = false;
             try
             {
-                await CopyRowsAsync(conn, "COPY samples (series_id, ts, value) FROM STDIN (FORMAT BINARY)", [.. direct.Select(i => (ids[i]!.Value, items[i].Points))], ct);
+                await CopyBlocksAsync(conn, [.. direct.Select(i => (ids[i]!.Value, items[i].Points))], ct);
                 ok = true;
             }
             catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UniqueViolation || IsContention(e))
@@ -703,15 +701,8 @@ public sealed class SampleImport : IAsyncDisposable
                 "CREATE TEMP TABLE bulk_staging (series_id integer NOT NULL, ts timestamptz NOT NULL, value double precision NOT NULL) ON COMMIT DROP",
                 transaction: tx, cancellationToken: ct));
             await CopyRowsAsync(conn, "COPY bulk_staging (series_id, ts, value) FROM STDIN (FORMAT BINARY)", [.. merged.Select(i => (ids[i]!.Value, items[i].Points))], ct);
-            // The staging rows are in key order (series ascending, each series' points strictly increasing in time), and a
-            // temporary table's scan returns them in the order they were copied; identical rows write nothing.
-            const string merge = """
-                INSERT INTO samples (series_id, ts, value)
-                SELECT series_id, ts, value FROM bulk_staging
-                ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value
-                WHERE samples.value IS DISTINCT FROM EXCLUDED.value
-                """;
-            await conn.ExecuteAsync(new CommandDefinition(merge, transaction: tx, cancellationToken: ct, commandTimeout: 0));
+            // The staging rows are distinct (each series once, its points strictly increasing in time); identical points write nothing.
+            await conn.ExecuteAsync(new CommandDefinition(SampleBlocks.Merge("bulk_staging", dedupe: false), transaction: tx, cancellationToken: ct, commandTimeout: 0));
             foreach (var i in merged)
             {
                 stored[i] = items[i].Points.Count;
@@ -779,6 +770,62 @@ public sealed class SampleImport : IAsyncDisposable
                     BinaryPrimitives.WriteInt32BigEndian(row[22..], 8);
                     BinaryPrimitives.WriteDoubleBigEndian(row[26..], value);
                     used += Row;
+                }
+            }
+            if (used + 2 > buffer.Length)
+            {
+                await stream.WriteAsync(buffer.AsMemory(0, used), ct);
+                used = 0;
+            }
+            BinaryPrimitives.WriteInt16BigEndian(buffer.AsSpan(used), -1);
+            await stream.WriteAsync(buffer.AsMemory(0, used + 2), ct);
+        }
+        finally
+        {
+            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    /// <summary>
+    /// Streams series' points as blocks (one row per series and hour, <see cref="SampleBlocks.WriteRaw"/>) through a raw
+    /// binary COPY into `samples`. Each series' points are strictly increasing in time, so an hour's points are adjacent.
+    /// The COPY fails (a <see cref="PostgresException"/>, a unique violation when a block of the same hour is stored) when it ends.
+    /// </summary>
+    static async Task CopyBlocksAsync(NpgsqlConnection conn, List<(int SeriesId, List<(DateTime Ts, double Value)> Points)> series, CancellationToken ct)
+    {
+        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1 << 16);
+        try
+        {
+            await using var stream = await conn.BeginRawBinaryCopyAsync(SampleBlocks.Copy, ct);
+            stream.WriteTimeout = (int)TimeSpan.FromHours(1).TotalMilliseconds;
+            CopySignature.CopyTo(buffer);
+            BinaryPrimitives.WriteInt64BigEndian(buffer.AsSpan(11), 0);
+            var used = 19;
+            foreach (var (seriesId, list) in series)
+            {
+                var start = 0;
+                while (start < list.Count)
+                {
+                    var hour = SampleBlocks.HourTicks(list[start].Ts.Ticks);
+                    var end = start + 1;
+                    while (end < list.Count && list[end].Ts.Ticks - hour < TimeSpan.TicksPerHour)
+                    {
+                        end++;
+                    }
+                    var size = SampleBlocks.RowBytes(end - start);
+                    if (used + size > buffer.Length)
+                    {
+                        await stream.WriteAsync(buffer.AsMemory(0, used), ct);
+                        used = 0;
+                        if (size > buffer.Length)
+                        {
+                            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
+                            buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(size);
+                        }
+                    }
+                    SampleBlocks.WriteRaw(buffer.AsSpan(used, size), seriesId, hour, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(list)[start..end]);
+                    used += size;
+                    start = end;
                 }
             }
             if (used + 2 > buffer.Length)
