@@ -26,6 +26,9 @@ public static class SampleBlocks
     /// <paramref name="dedupe"/> the staging may repeat a (series, ts) and the highest seq wins (the last occurrence in a
     /// request); without, the staged rows are distinct. array_agg takes the rows in the subquery's order, (series, hour,
     /// ts), which the grouping keeps (GroupAggregate on that order, or HashAggregate, which feeds rows in input order).
+    /// The common upsert rewrites the same points of an hour (a retry, a pull's overlap): when the timestamps are the
+    /// stored ones the new values simply replace the stored ones, and the SQL functions of 0080 (an executor call each,
+    /// about 15 µs, which made an upsert of 5 M hourly points take 94 s) run only for blocks whose timestamps differ.
     /// </summary>
     public static string Merge(string staging, bool dedupe) => $"""
         INSERT INTO samples AS s (series_id, hour, ts, vals)
@@ -37,8 +40,10 @@ public static class SampleBlocks
         ) p
         GROUP BY series_id, hour
         ORDER BY series_id, hour
-        ON CONFLICT (series_id, hour) DO UPDATE SET (ts, vals) = (SELECT m.ts, m.vals FROM sample_block_merge(s.ts, s.vals, EXCLUDED.ts, EXCLUDED.vals) m)
-        WHERE sample_block_changes(s.ts, s.vals, EXCLUDED.ts, EXCLUDED.vals)
+        ON CONFLICT (series_id, hour) DO UPDATE SET
+            ts = CASE WHEN s.ts = EXCLUDED.ts THEN s.ts ELSE (sample_block_merge(s.ts, s.vals, EXCLUDED.ts, EXCLUDED.vals)).ts END,
+            vals = CASE WHEN s.ts = EXCLUDED.ts THEN EXCLUDED.vals ELSE (sample_block_merge(s.ts, s.vals, EXCLUDED.ts, EXCLUDED.vals)).vals END
+        WHERE CASE WHEN s.ts = EXCLUDED.ts THEN s.vals IS DISTINCT FROM EXCLUDED.vals ELSE sample_block_changes(s.ts, s.vals, EXCLUDED.ts, EXCLUDED.vals) END
         """;
 
     /// <summary>One block as a binary COPY row through Npgsql's importer.</summary>
