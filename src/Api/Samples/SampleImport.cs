@@ -61,7 +61,7 @@ public sealed class SampleImport : IAsyncDisposable
     readonly List<Resource> _register = [];
     readonly List<(int Key, DateTime Ts, double Value)> _waiting = [];
     const int WaitingLimit = 1 << 16;
-    NpgsqlBinaryImporter? _direct;
+    BlockCopy? _direct;
     readonly OpenBlocks _blocks = new();
     DateTime _min = DateTime.MaxValue, _max = DateTime.MinValue;
     long _pending;
@@ -79,7 +79,7 @@ public sealed class SampleImport : IAsyncDisposable
     readonly DateTimeOffset _now;
     readonly List<string> _created = [];
 
-    SampleImport(NpgsqlConnection conn, NpgsqlConnection lookup, NpgsqlTransaction tx, NpgsqlBinaryImporter? direct, SamplePartitions partitions,
+    SampleImport(NpgsqlConnection conn, NpgsqlConnection lookup, NpgsqlTransaction tx, BlockCopy? direct, SamplePartitions partitions,
         bool createResources, DateTimeOffset now)
     {
         _createResources = createResources;
@@ -110,7 +110,7 @@ public sealed class SampleImport : IAsyncDisposable
             await tx.SaveAsync("direct", ct);
             // Undone with the savepoint when the direct path is abandoned; reset when it succeeds (FinishAsync).
             await conn.ExecuteAsync(new CommandDefinition($"SET LOCAL lock_timeout = '{DirectLockTimeout}'", transaction: tx, cancellationToken: ct));
-            NpgsqlBinaryImporter? direct;
+            BlockCopy? direct;
             try
             {
                 direct = await StartCopyAsync(conn, ct);
@@ -259,13 +259,7 @@ public sealed class SampleImport : IAsyncDisposable
     static TimeSpan Backoff(int attempt) =>
         TimeSpan.FromMilliseconds((10 + Random.Shared.NextDouble() * 20) * (1 << Math.Min(attempt - 1, 6)));
 
-    static async Task<NpgsqlBinaryImporter> StartCopyAsync(NpgsqlConnection conn, CancellationToken ct)
-    {
-        var copy = await conn.BeginBinaryImportAsync(SampleBlocks.Copy, ct);
-        // A bulk load may stream for many minutes; the request's own limits bound it.
-        copy.Timeout = TimeSpan.FromHours(1);
-        return copy;
-    }
+    static Task<BlockCopy> StartCopyAsync(NpgsqlConnection conn, CancellationToken ct) => BlockCopy.BeginAsync(conn, ct);
 
     /// <summary>Resources to create in the same transaction (when absent), before the samples are resolved.</summary>
     public void RegisterResources(IEnumerable<Resource> resources) =>
@@ -389,6 +383,16 @@ public sealed class SampleImport : IAsyncDisposable
             await SwitchSegmentAsync(ct);
         }
         _spool.Flush();
+        if (_direct is not null && await OpenBlocksStoredAsync(ct))
+        {
+            // A push into an hour that already has a block (a collector pushing every minute): the COPY would fail with
+            // a unique violation when it ends, so it is cancelled now and the whole write merged, without that error's round trip.
+            await _direct.DisposeAsync();
+            await _tx.RollbackAsync("direct", ct);
+            _direct = null;
+            _blocks.Clear();
+            AbandonDirect();
+        }
         if (_direct is not null)
         {
             // Blocks still open are complete now: a series' hour that continued across segments is one block.
@@ -431,8 +435,7 @@ public sealed class SampleImport : IAsyncDisposable
         {
             await _conn.ExecuteAsync(new CommandDefinition("SELECT ensure_sample_partitions(@_min, @_max)", new { _min, _max }, _tx, cancellationToken: ct));
             await _tx.SaveAsync("pending", ct);
-            var copy = await _conn.BeginBinaryImportAsync(SampleBlocks.Copy, ct);
-            copy.Timeout = TimeSpan.FromHours(1);
+            var copy = await StartCopyAsync(_conn, ct);
             var pending = new OpenBlocks();
             Replay(onlyPending: true, (k, ts, v) => pending.Add(copy, _keyList[k].SeriesId!.Value, ts, v));
             pending.Flush(copy);
@@ -475,10 +478,28 @@ public sealed class SampleImport : IAsyncDisposable
             : null;
 
     /// <summary>
+    /// True when a block still open (for a small request: every block of it) has its (series, hour) stored already, asked
+    /// on the lookup connection (the first is busy with the COPY). It sees only committed blocks; one committed meanwhile
+    /// still fails the COPY with a unique violation, and the write is merged then, as before.
+    /// </summary>
+    async Task<bool> OpenBlocksStoredAsync(CancellationToken ct)
+    {
+        var (ids, hours) = _blocks.Keys();
+        if (ids.Length == 0)
+        {
+            return false;
+        }
+        const string probe = """
+            SELECT EXISTS (SELECT 1 FROM unnest(@ids, @hours) AS k(id, hour) JOIN samples s ON s.series_id = k.id AND s.hour = k.hour)
+            """;
+        return await _lookup.ExecuteScalarAsync<bool>(new CommandDefinition(probe, new { ids, hours }, cancellationToken: ct));
+    }
+
+    /// <summary>
     /// Completes a COPY; false (rolled back to <paramref name="savepoint"/>) when a row was already stored, or another
     /// writer held one of its rows (lock_timeout or deadlock): either way the merge stores those rows.
     /// </summary>
-    async Task<bool> FinishCopyAsync(NpgsqlBinaryImporter copy, string savepoint, CancellationToken ct)
+    async Task<bool> FinishCopyAsync(BlockCopy copy, string savepoint, CancellationToken ct)
     {
         try
         {
@@ -747,7 +768,7 @@ public sealed class SampleImport : IAsyncDisposable
         {
             await using var stream = await conn.BeginRawBinaryCopyAsync(copy, ct);
             stream.WriteTimeout = (int)TimeSpan.FromHours(1).TotalMilliseconds;
-            CopySignature.CopyTo(buffer);
+            BlockCopy.CopySignature.CopyTo(buffer);
             // Flags, then the length of the header extension: both zero.
             BinaryPrimitives.WriteInt64BigEndian(buffer.AsSpan(11), 0);
             var used = 19;
@@ -793,71 +814,32 @@ public sealed class SampleImport : IAsyncDisposable
     /// </summary>
     static async Task CopyBlocksAsync(NpgsqlConnection conn, List<(int SeriesId, List<(DateTime Ts, double Value)> Points)> series, CancellationToken ct)
     {
-        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1 << 16);
-        try
+        await using var copy = await BlockCopy.BeginAsync(conn, ct);
+        foreach (var (seriesId, list) in series)
         {
-            await using var stream = await conn.BeginRawBinaryCopyAsync(SampleBlocks.Copy, ct);
-            stream.WriteTimeout = (int)TimeSpan.FromHours(1).TotalMilliseconds;
-            CopySignature.CopyTo(buffer);
-            BinaryPrimitives.WriteInt64BigEndian(buffer.AsSpan(11), 0);
-            var used = 19;
-            foreach (var (seriesId, list) in series)
+            var points = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(list);
+            var start = 0;
+            while (start < points.Length)
             {
-                var start = 0;
-                while (start < list.Count)
+                var hour = SampleBlocks.HourTicks(points[start].Ts.Ticks);
+                var end = start + 1;
+                while (end < points.Length && points[end].Ts.Ticks - hour < TimeSpan.TicksPerHour)
                 {
-                    var hour = SampleBlocks.HourTicks(list[start].Ts.Ticks);
-                    var end = start + 1;
-                    while (end < list.Count && list[end].Ts.Ticks - hour < TimeSpan.TicksPerHour)
-                    {
-                        end++;
-                    }
-                    var size = SampleBlocks.RowBytes(end - start);
-                    if (used + size > buffer.Length)
-                    {
-                        await stream.WriteAsync(buffer.AsMemory(0, used), ct);
-                        used = 0;
-                        if (size > buffer.Length)
-                        {
-                            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
-                            buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(size);
-                        }
-                    }
-                    SampleBlocks.WriteRaw(buffer.AsSpan(used, size), seriesId, hour, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(list)[start..end]);
-                    used += size;
-                    start = end;
+                    end++;
                 }
+                copy.Write(seriesId, hour, points[start..end]);
+                start = end;
             }
-            if (used + 2 > buffer.Length)
-            {
-                await stream.WriteAsync(buffer.AsMemory(0, used), ct);
-                used = 0;
-            }
-            BinaryPrimitives.WriteInt16BigEndian(buffer.AsSpan(used), -1);
-            await stream.WriteAsync(buffer.AsMemory(0, used + 2), ct);
         }
-        finally
-        {
-            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
-        }
+        await copy.CompleteAsync(ct);
     }
-
-    /// <summary>"PGCOPY\n\377\r\n\0": a UTF-8 literal would encode \377 as two bytes.</summary>
-    static ReadOnlySpan<byte> CopySignature => [(byte)'P', (byte)'G', (byte)'C', (byte)'O', (byte)'P', (byte)'Y', (byte)'\n', 0xFF, (byte)'\r', (byte)'\n', 0];
 
     public async ValueTask DisposeAsync()
     {
         if (_direct is not null)
         {
             // Disposing an unfinished COPY cancels it; the transaction then rolls back with the connection.
-            try
-            {
-                await _direct.DisposeAsync();
-            }
-            catch (NpgsqlException)
-            {
-                // The connection is being discarded anyway.
-            }
+            await _direct.DisposeAsync();
         }
         await _spool.DisposeAsync();
         await _tx.DisposeAsync();
