@@ -16,17 +16,36 @@ trap '"$root/forecaster" db stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 source "$root/bench/lib.sh"
 cluster_psql
 
-echo "seeding $n resources with models, forecasts ($((n * 48)) rows) and weekly peaks ..."
+echo "seeding $n resources with models, 48-hour forecasts (one row of arrays each) and weekly peaks ..."
 t0=$(date +%s.%N)
 "${psql_cmd[@]}" -v n="$n" -f "$root/bench/seed-planned.sql"
 t1=$(date +%s.%N)
 awk -v a="$t0" -v b="$t1" 'BEGIN { printf "seeded in %.1f s\n", b - a }'
 
+# Forecast storage per series (heap, TOAST and indexes of whichever table holds the forecasts: series_forecasts since
+# migration 0070, one row of arrays per series; forecasts before it, one row per hour).
+"${psql_cmd[@]}" -t -A -c "SELECT 'forecast storage: ' || round(pg_total_relation_size(t)::numeric / $n) || ' bytes per series (' || t || ')'
+  FROM (SELECT coalesce(to_regclass('series_forecasts'), to_regclass('forecasts')) AS t) x"
+
+# CPU seconds of the cluster so far: the postmaster's own and its reaped children's (utime, stime, cutime, cstime), plus its
+# live children's (backends, autovacuum, the checkpointer...).
+data=$(python3 -c "import json;print(json.load(open('$FORECASTER_HOME/cluster.json'))['DataDir'])")
+pg_cpu() {
+  local pm; pm=$(sed -n 1p "$data/postmaster.pid")
+  { sed 's/^.*) //' "/proc/$pm/stat" | awk '{ print $12 + $13 + $14 + $15 }'
+    for c in $(ps --ppid "$pm" -o pid=); do sed 's/^.*) //' "/proc/$c/stat" 2>/dev/null | awk '{ print $12 + $13 }'; done
+  } | awk -v hz="$(getconf CLK_TCK)" '{ t += $1 } END { printf "%.2f", t / hz }'
+}
+
 plan() {
-  local line
-  line=$("$root/forecaster" plan 2>"$work/plan.err") || { cat "$work/plan.err" >&2; exit 1; }
+  local line before after
+  before=$(pg_cpu)
+  line=$(/usr/bin/time -f '%U %S' -o "$work/plan.time" "$root/forecaster" plan 2>"$work/plan.err") || { cat "$work/plan.err" >&2; exit 1; }
+  after=$(pg_cpu)
   # Where the time went (reading inputs, planning, publishing), from the run's own log line.
   grep -o 'reading [0-9.]* s, planning [0-9.]* s, publishing [0-9.]* s' "$work/plan.err" >&2 || true
+  # CPU seconds: the forecaster process (user + system) and PostgreSQL, and the load average after the run.
+  awk -v b="$before" -v a="$after" -v load="$(cut -d' ' -f1-3 /proc/loadavg)" '{ printf "CPU s: forecaster %.2f + PostgreSQL %.2f = %.2f (load average %s)\n", $1 + $2, a - b, $1 + $2 + a - b, load }' "$work/plan.time" >&2
   echo "$line"
 }
 first=$(plan); echo "forecaster plan (first publication): $first"

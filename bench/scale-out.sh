@@ -5,6 +5,8 @@
 # not pinned (it serves both cases alike). Prints each run's seconds, which instance ran which shards, the load average,
 # and the ratio two ÷ one (goal ≤ 0.6).
 #   bench/scale-out.sh [series] [shards]     (shards: the service's default, Forecaster:Training:Shards, unless given)
+# SCALE_OUT_LOGS=DIR keeps the instances' logs there (one.log, a.log, b.log: each shard's fitting seconds, and its CPU
+# seconds where the shard ran in a child process).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 series="${1:-20000}"
@@ -20,6 +22,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.2; done; done
   "$root/forecaster" db stop >/dev/null 2>&1 || true
+  if [ -n "${SCALE_OUT_LOGS:-}" ]; then mkdir -p "$SCALE_OUT_LOGS" && cp "$work"/*.log "$SCALE_OUT_LOGS"/ 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -45,7 +48,13 @@ start() {
 
 # CPU seconds (user + system) of process $1 so far; for PostgreSQL's postmaster also its exited backends' (cutime, cstime)
 # and its live backends', so that PostgreSQL's share of the two cores is counted too.
-cpu() { awk '{print ($14 + $15 + $16 + $17) / 100}' "/proc/$1/stat"; }
+# A service's live children (the shard processes it fits in) count as the service: their CPU reaches its cutime only once they exit.
+cpu() {
+  local total c
+  total=$(awk '{print ($14 + $15 + $16 + $17) / 100}' "/proc/$1/stat")
+  for c in $(pgrep -P "$1"); do total=$(awk -v t="$total" '{print t + ($14 + $15 + $16 + $17) / 100}' "/proc/$c/stat" 2>/dev/null || echo "$total"); done
+  echo "$total"
+}
 pg_cpu() {
   local master total
   master=$(head -1 "$(python3 -c "import json;print(json.load(open('$FORECASTER_HOME/cluster.json'))['DataDir'])")/postmaster.pid")

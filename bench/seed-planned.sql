@@ -19,12 +19,15 @@ SELECT 'bench-' || i,
 FROM generate_series(1, :n) AS i;
 INSERT INTO model_versions (resource_id, metric, status, trained_at, beats_seasonal_naive)
 SELECT id, load_metric, 'active', now(), id % 10 <> 0 FROM resources;
-INSERT INTO forecasts (resource_id, metric, ts, forecast, lower, upper, model_version_id, generated_at)
-SELECT mv.resource_id, mv.metric, h, f, f * 0.8, f * 1.25, mv.id, now()
+-- The same 48 hours as before the forecasts were stored as one row of arrays per series (migration 0070).
+INSERT INTO series_forecasts (resource_id, metric, model_version_id, generated_at, start, step, forecast, lower, upper)
+SELECT mv.resource_id, mv.metric, mv.id, now(), min(h), interval '1 hour',
+       array_agg(f ORDER BY h), array_agg(f * 0.8 ORDER BY h), array_agg(f * 1.25 ORDER BY h)
 FROM model_versions mv
 CROSS JOIN generate_series(date_trunc('hour', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
                            (date_trunc('hour', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC') + interval '47 hours', interval '1 hour') AS h
-CROSS JOIN LATERAL (SELECT exp((mv.resource_id % 97) / 11.0) * (1 + 0.6 * sin(extract(epoch FROM h) / 13751.0 + mv.resource_id)) AS f) x;
+CROSS JOIN LATERAL (SELECT exp((mv.resource_id % 97) / 11.0) * (1 + 0.6 * sin(extract(epoch FROM h) / 13751.0 + mv.resource_id)) AS f) x
+GROUP BY mv.resource_id, mv.metric, mv.id;
 INSERT INTO weekly_peaks (resource_id, cpu_cores, memory_bytes, window_from, window_to, computed_at)
 SELECT id, 0.2 + (id % 30) / 10.0, (256 + id % 1024) * 1048576::bigint, now() - interval '7 days', now(), now() FROM resources;
 ANALYZE;

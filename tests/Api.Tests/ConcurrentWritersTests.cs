@@ -200,7 +200,7 @@ public sealed class ConcurrentWritersTests(KestrelFixture api) : IClassFixture<K
         await other.OpenAsync();
         await using var tx = await other.BeginTransactionAsync();
         const string key = "series_id = (SELECT s.id FROM series s JOIN resources r ON r.id = s.resource_id WHERE r.name = 'cw-victim' AND s.metric = 'qps') AND hour = @ts";
-        // Each sample is its hour's block (migration 0080): holding the block holds the key.
+        // Each sample is its hour's block (migration 0140): holding the block holds the key.
         await other.ExecuteAsync($"SELECT 1 FROM samples WHERE {key} FOR UPDATE", new { ts = hour0.AddHours(1) }, tx);
         var write = client.PostAsync("/api/v1/resources/cw-victim/samples", ApiFixture.Json(Body(10, 20)));
         var otherPid = other.ProcessID;

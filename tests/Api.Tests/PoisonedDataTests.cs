@@ -102,7 +102,7 @@ public sealed class PoisonedSeriesTests(TrainingFixture fx) : IClassFixture<Trai
             SELECT (SELECT count(*)::int FROM series s JOIN resources r ON r.id = s.resource_id
                     WHERE r.name IN ('cart', 'checkout', 'reviews') AND s.metric IN (r.load_metric, 'cpu_cores', 'memory_bytes')) AS Series,
                    (SELECT count(*)::int FROM model_versions WHERE run_id = @id AND status = 'active') AS Active,
-                   (SELECT count(*)::int FROM forecasts f JOIN model_versions mv ON mv.id = f.model_version_id WHERE mv.run_id = @id) AS Forecasts
+                   (SELECT coalesce(sum(cardinality(f.forecast)), 0)::int FROM series_forecasts f JOIN model_versions mv ON mv.id = f.model_version_id WHERE mv.run_id = @id) AS Forecasts
             """, new { id });
         Assert.Equal(trained.Series - 1, trained.Active);
         Assert.Equal(trained.Active * 48, trained.Forecasts);

@@ -8,7 +8,7 @@ using Npgsql;
 namespace Forecaster.Api.Tests;
 
 /// <summary>
-/// Samples stored as blocks, one row per (series, hour) (migration 0080): the upgrade of a database holding one row per
+/// Samples stored as blocks, one row per (series, hour) (migration 0140): the upgrade of a database holding one row per
 /// point, and the writers' row semantics on blocks (a (series, ts) once, the last write of it wins, other points of its
 /// hour kept).
 /// </summary>
@@ -20,7 +20,7 @@ public sealed class SampleBlocksTests
     public async Task TheUpgradeTurnsStoredRowsIntoBlocksWithEveryPointKept()
     {
         await using var db = NpgsqlDataSource.Create(await TestCluster.CreateDatabaseAsync("blocks-upgrade"));
-        await MigrationRunner.ApplyAsync(db, [.. Migration.Embedded.Where(m => m.Version < 80)], NullLogger.Instance);
+        await MigrationRunner.ApplyAsync(db, [.. Migration.Embedded.Where(m => m.Version < 140)], NullLogger.Instance);
         await using var conn = await db.OpenConnectionAsync();
         Assert.Equal(0, await conn.ExecuteScalarAsync<int>("SELECT count(*) FROM pg_attribute WHERE attrelid = 'samples'::regclass AND attname = 'hour'"));
         await conn.ExecuteAsync("SELECT ensure_sample_partitions('2026-01-31', '2026-03-02')");

@@ -225,6 +225,80 @@ public class RiskTests
         Assert.Contains("policy.risk.fraction", Problems("""{"risk":{"maxUnderProvisionedHoursFraction":0.01,"fraction":1}}""").Keys);
     }
 
+    // Skewed, heavier-than-normal upper errors whose size depends on the hour of day: σ_h·(Exp(1) − 1), σ_h twice as large
+    // in the afternoon (hours 12-17). The band is symmetric and the same every hour, as a calibration on |error| over all steps
+    // would draw it; the tail describes the errors as training's UpperErrors would: scale σ_h / σ per step and, in units of the
+    // band's margin M = z(0.975)·σ, the quantiles of Exp(1) − 1 (−ln(1 − p) − 1), exact and exponential past the table.
+    private static double SkewSigma(int h) => (h % 24) is >= 12 and < 18 ? 2 * Sigma : Sigma;
+
+    private static UpperTail SkewTail(DateTimeOffset origin, int hours)
+    {
+        double[] levels = [0.5, 0.75, 0.9, 0.95, 0.975, 0.99, 0.995];
+        var margin = RiskChoice.NormalQuantile(0.975) * Sigma;
+        return new UpperTail(origin, [.. Enumerable.Range(0, hours).Select(h => SkewSigma(h) / Sigma)], levels,
+            [.. levels.Select(p => (-Math.Log(1 - p) - 1) * Sigma / margin)], 288);
+    }
+
+    [Theory]
+    [InlineData(0.005)]
+    [InlineData(0.02)]
+    public void WithTheBacktestsUpperErrorsThePlanMeetsItsFractionOnSkewedHourOfDayNoise(double fraction)
+    {
+        var forecast = NoiseForecast(48, out var point);
+        var withTail = forecast with { Tail = SkewTail(forecast.Hours[0].Hour, 48) };
+        var policy = RiskPolicy(fraction);
+        var tailPlan = Scenarios.Planned(Scenarios.Simple(point, policy) with { Forecast = withTail });
+        var normalPlan = Scenarios.Planned(Scenarios.Simple(point, policy) with { Forecast = forecast });
+        var tailCounts = tailPlan.Steps.Select(s => s.Count).ToArray();
+        var normalCounts = normalPlan.Steps.Select(s => s.Count).ToArray();
+
+        var random = new Random(23);
+        int hours = 0, underTail = 0, underNormal = 0, afternoonTail = 0, afternoonHours = 0;
+        for (var day = 0; day < 4000; day++)
+        {
+            for (var h = 0; h < point.Length; h++)
+            {
+                var load = point[h] + (SkewSigma(h) * (-Math.Log(1 - random.NextDouble()) - 1));
+                hours++;
+                underTail += load > tailCounts[h] * 10.0 ? 1 : 0;
+                underNormal += load > normalCounts[h] * 10.0 ? 1 : 0;
+                if (SkewSigma(h) > Sigma)
+                {
+                    afternoonHours++;
+                    afternoonTail += load > tailCounts[h] * 10.0 ? 1 : 0;
+                }
+            }
+        }
+        // Met with the tail (the binomial spread over 192,000 hours is about 0.00016 at 0.005, 0.0003 at 0.02); the band's
+        // normal extrapolation misses it by far, since it neither sees the heavy afternoon errors nor the light upper tail elsewhere.
+        Assert.InRange((double)underTail / hours, fraction * 0.75, fraction * 1.1);
+        Assert.True(Math.Abs(((double)underNormal / hours) - fraction) > 2 * Math.Abs(((double)underTail / hours) - fraction),
+            $"normal {(double)underNormal / hours} vs tail {(double)underTail / hours} at {fraction}");
+        // The margin goes where the errors are: the afternoon is not left to carry more than its share.
+        Assert.InRange((double)afternoonTail / afternoonHours, 0, fraction * 2);
+
+        var step = tailPlan.Steps.First(s => s.Explanation.Risk is { QuantileBinds: true });
+        Assert.True(step.Explanation.Risk!.FromBacktest);
+        Assert.Contains("the quantile of how far load rose above the model's backtest forecasts at this hour of day", step.Explanation.Sentence);
+        Assert.Contains("the quantile extrapolated from the forecast band with normal quantiles",
+            normalPlan.Steps.First(s => s.Explanation.Risk is { QuantileBinds: true }).Explanation.Sentence);
+    }
+
+    [Fact]
+    public void TheTailsQuantileAndExceedanceAreInverseInsideAndBeyondItsTable()
+    {
+        var tail = SkewTail(Scenarios.Start, 48);
+        foreach (var p in new[] { 0.3, 0.5, 0.6, 0.93, 0.99, 0.995, 0.999, 0.99995 })
+        {
+            Assert.Equal(1 - p, tail.Tail(tail.Quantile(p)), 9);
+        }
+        // Exact for an exponential tail, beyond the table too: Exp(1) − 1 at 0.999 is ln(1000) − 1 σ.
+        Assert.Equal((Math.Log(1000) - 1) / RiskChoice.NormalQuantile(0.975), tail.Quantile(0.999), 9);
+        // Past the backtest's 48 steps the scale repeats its last day's hour.
+        Assert.Equal(2.0, tail.ScaleAt(Scenarios.Start.AddHours(48 + 13)));
+        Assert.Equal(1.0, tail.ScaleAt(Scenarios.Start.AddHours(48 + 3)));
+    }
+
     private static double Gaussian(Random random) =>
         Math.Sqrt(-2 * Math.Log(1 - random.NextDouble())) * Math.Cos(2 * Math.PI * random.NextDouble());
 }

@@ -17,6 +17,7 @@ public static class Verbs
         DbCommand.Create(),
         Forecasting.ForecastCommand.Create(),
         Training.TrainCommand.Create(),
+        Training.ShardProcesses.Command(),
         Plans.PlanCommand.Create(),
         Simulations.SimulateCommand.Create(),
         Executors.ManifestCommand.Create(),

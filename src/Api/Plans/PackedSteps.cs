@@ -172,7 +172,8 @@ public static class PackedSteps
                 w.Double(risk.Point);
                 w.Double(risk.QuantileLoad);
                 w.Double(risk.Load);
-                w.Byte(risk.QuantileBinds ? (byte)1 : (byte)0);
+                // Bit 0: the quantile binds; bit 1: it is the model's backtest tail (a byte written before that bit existed reads as the band's).
+                w.Byte((byte)((risk.QuantileBinds ? 1 : 0) | (risk.FromBacktest ? 2 : 0)));
             }
             if (e.WindowRule is { } text)
             {
@@ -308,7 +309,7 @@ public static class PackedSteps
                 }
             }
             var explainedCount = (f & F.ExplainedCountDiffers) != 0 ? (int)VarInt() : StepCount;
-            RiskChoice? risk = (f & F.Risk) != 0 ? new RiskChoice(Double(), Double(), Double(), Double(), Double(), _data[_pos++] == 1) : null;
+            RiskChoice? risk = (f & F.Risk) != 0 ? new RiskChoice(Double(), Double(), Double(), Double(), Double(), (_data[_pos] & 1) != 0, (_data[_pos++] & 2) != 0) : null;
             string? rule2 = (f & F.WindowRule) != 0 ? _rules[(int)VarUInt()] : null;
             _explanation = !explain ? null : new StepExplanation(
                 (StepSource)((sources >> 2) & 3), fallback, loadHour, load, (f & F.Bound) != 0 ? (ForecastBound)((sources >> 6) & 1) : null,

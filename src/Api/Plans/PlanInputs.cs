@@ -1,9 +1,8 @@
-using System.Buffers.Binary;
 using System.Text.Json;
 using Dapper;
-using Forecaster.Api.Database;
 using Forecaster.Api.Resources;
 using Forecaster.Api.Samples;
+using Forecaster.Api.Training;
 using Forecaster.Planner;
 using Npgsql;
 using static Forecaster.Planner.Hours;
@@ -132,9 +131,15 @@ public static class PlanInputs
     /// (<paramref name="beatsSeasonalNaive"/> null) counts as beating it: only evidence of being worse makes the planner fall back.
     /// </summary>
     /// <paramref name="level"/> is the central level of the stored bounds (the model version's), which a risk-targeted policy rescales.
-    public static ForecastRun StoredForecast(long modelVersion, DateTimeOffset generatedAt, bool? beatsSeasonalNaive, IReadOnlyList<ForecastHour> hours, double level = 0.95) =>
+    /// <paramref name="tail"/> is the model version's upper backtest errors (<see cref="UpperTail"/>), when training stored them.
+    public static ForecastRun StoredForecast(long modelVersion, DateTimeOffset generatedAt, bool? beatsSeasonalNaive, IReadOnlyList<ForecastHour> hours, double level = 0.95,
+        UpperTail? tail = null) =>
         new($"{modelVersion}@{generatedAt:yyyy-MM-ddTHH:mm:ssZ}", modelVersion.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            generatedAt, beatsSeasonalNaive != false, hours, level);
+            generatedAt, beatsSeasonalNaive != false, hours, level, tail);
+
+    /// <summary>A model's upper backtest errors as the planner reads them, step 0 at <paramref name="origin"/> (the forecast's first hour).</summary>
+    public static UpperTail? Tail(Forecaster.Training.Forecasting.UpperErrors? upper, DateTimeOffset origin) =>
+        upper is null ? null : new UpperTail(origin, upper.StepScale, upper.Levels, upper.Quantiles, upper.Samples);
 
     sealed record CapacityRow
     {
@@ -149,120 +154,29 @@ public static class PlanInputs
     }
 
     /// <summary>
-    /// The stored forecast of each (resource, metric) within the horizon (see <see cref="StoredForecast"/>): one row per
-    /// series with its hours as arrays, so 100,000 resources cost 100,000 rows rather than 4.8 million.
+    /// The stored forecast of each (resource, metric) within the horizon (see <see cref="StoredForecast"/>): its hours in
+    /// [from, to), one row of arrays per series (<see cref="ForecastStore"/>); none for a series without an hour in it.
     /// </summary>
     static async Task<Dictionary<(int, string), ForecastRun>> ForecastsAsync(
         NpgsqlConnection conn, (int Id, string Metric)[] wanted, DateTimeOffset from, DateTimeOffset to, CancellationToken ct)
     {
-        // The model version and generation time are the first hour's, as a forecast run writes one of each per series.
-        // The hours are aggregated from a subquery ordered by ts (an index scan of the primary key, which is in that order)
-        // rather than with `array_agg(... ORDER BY ts)`: PostgreSQL 15 sorts each ordered aggregate of each series on its
-        // own (six sorts per resource, a fifth of the database's CPU in a planning run). The order is checked below anyway.
-        // The arrays come as bytea in PostgreSQL's binary array form (array_send), read by Float8Elements and TimestampElements:
-        // Npgsql's array reader costs more per element than the rest of reading a forecast.
-        const string forecasts = """
-            SELECT w.resource_id, w.metric, x.ts, x.forecast, x.lower, x.upper, x.model_version_id, x.generated_at,
-                   mv.beats_seasonal_naive AS beats, mv.level
-            FROM unnest(@ids, @metrics) AS w(resource_id, metric)
-            CROSS JOIN LATERAL (
-                SELECT array_send(array_agg(f.ts)) AS ts, array_send(array_agg(f.forecast)) AS forecast,
-                       array_send(array_agg(f.lower)) AS lower, array_send(array_agg(f.upper)) AS upper,
-                       (array_agg(f.model_version_id))[1] AS model_version_id, (array_agg(f.generated_at))[1] AS generated_at
-                FROM (
-                    SELECT f.ts, f.forecast, f.lower, f.upper, f.model_version_id, f.generated_at
-                    FROM forecasts f
-                    WHERE f.resource_id = w.resource_id AND f.metric = w.metric AND f.ts >= @from AND f.ts < @to
-                    ORDER BY f.ts
-                ) f
-            ) x
-            JOIN model_versions mv ON mv.id = x.model_version_id
-            """;
-        var result = new Dictionary<(int, string), ForecastRun>();
-        await using var cmd = new NpgsqlCommand(forecasts, conn);
-        cmd.Parameters.AddWithValue("ids", wanted.Select(w => w.Id).ToArray());
-        cmd.Parameters.AddWithValue("metrics", wanted.Select(w => w.Metric).ToArray());
-        cmd.Parameters.AddWithValue("from", from.UtcDateTime);
-        cmd.Parameters.AddWithValue("to", to.UtcDateTime);
-        await using var reader = await cmd.ExecuteReaderAsync(ct);
-        while (await reader.ReadAsync(ct))
+        var stored = await ForecastStore.ReadAsync(conn, wanted, ct);
+        var result = new Dictionary<(int, string), ForecastRun>(stored.Count);
+        foreach (var (key, f) in stored)
         {
-            var ts = TimestampElements(reader.GetFieldValue<byte[]>(2));
-            var point = Float8Elements(reader.GetFieldValue<byte[]>(3));
-            var lower = Float8Elements(reader.GetFieldValue<byte[]>(4));
-            var upper = Float8Elements(reader.GetFieldValue<byte[]>(5));
-            if (point.Length != ts.Length || lower.Length != ts.Length || upper.Length != ts.Length)
+            var (first, end) = f.Within(from, to);
+            if (first == end)
             {
-                throw new InvalidDataException("a stored forecast's arrays differ in length");
+                continue;
             }
-            var hours = new ForecastHour[ts.Length];
-            var ordered = true;
-            for (var k = 0; k < hours.Length; k++)
+            var hours = new ForecastHour[end - first];
+            for (var k = first; k < end; k++)
             {
-                hours[k] = new ForecastHour(ts[k], point[k], lower[k], upper[k]);
-                ordered &= k == 0 || ts[k] > ts[k - 1];
+                hours[k - first] = new ForecastHour(f.HourAt(k), f.Point[k], f.Lower[k], f.Upper[k]);
             }
-            if (!ordered)
-            {
-                // SQL does not promise an aggregate its subquery's order: should a query plan ever change it, the hours are put back
-                // in order here (the model version and generation time are one per series, whichever hour they are taken from).
-                Array.Sort(hours, static (a, b) => a.Hour.CompareTo(b.Hour));
-            }
-            result[(reader.GetInt32(0), reader.GetString(1))] = StoredForecast(reader.GetInt64(6), new DateTimeOffset(reader.GetDateTime(7), TimeSpan.Zero),
-                reader.IsDBNull(8) ? null : reader.GetBoolean(8), hours, reader.IsDBNull(9) ? 0.95 : reader.GetDouble(9));
+            result[key] = StoredForecast(f.ModelVersion, f.GeneratedAt, f.BeatsSeasonalNaive, hours, f.Level ?? 0.95, f.Tail);
         }
         return result;
-    }
-
-    /// <summary>
-    /// The elements of a one-dimensional array without nulls in PostgreSQL's binary form (array_send, src/backend/utils/adt/arrayfuncs.c):
-    /// int32 dimensions, int32 has-nulls flag, element type oid, then per dimension int32 length and lower bound, then per element an
-    /// int32 byte length and the element's binary form; every integer big-endian.
-    /// </summary>
-    static ReadOnlySpan<byte> ArrayElements(ReadOnlySpan<byte> data, int elementSize, out int count)
-    {
-        var dimensions = BinaryPrimitives.ReadInt32BigEndian(data);
-        if (dimensions == 0)
-        {
-            count = 0;
-            return [];
-        }
-        if (dimensions != 1 || BinaryPrimitives.ReadInt32BigEndian(data[4..]) != 0)
-        {
-            throw new InvalidDataException("expected a one-dimensional array without nulls");
-        }
-        count = BinaryPrimitives.ReadInt32BigEndian(data[12..]);
-        var elements = data[20..];
-        if (elements.Length != count * (4 + elementSize))
-        {
-            throw new InvalidDataException($"expected {count} elements of {elementSize} bytes");
-        }
-        return elements;
-    }
-
-    /// <summary>A float8[] from array_send: each element is the IEEE 754 double, big-endian (float8send).</summary>
-    static double[] Float8Elements(ReadOnlySpan<byte> data)
-    {
-        var elements = ArrayElements(data, 8, out var count);
-        var values = new double[count];
-        for (var i = 0; i < count; i++)
-        {
-            values[i] = BinaryPrimitives.ReadDoubleBigEndian(elements[((i * 12) + 4)..]);
-        }
-        return values;
-    }
-
-    /// <summary>A timestamptz[] from array_send: each element is int64 microseconds since 2000-01-01 00:00 UTC, big-endian (timestamptz_send).</summary>
-    static DateTimeOffset[] TimestampElements(ReadOnlySpan<byte> data)
-    {
-        var elements = ArrayElements(data, 8, out var count);
-        var values = new DateTimeOffset[count];
-        for (var i = 0; i < count; i++)
-        {
-            var micros = BinaryPrimitives.ReadInt64BigEndian(elements[((i * 12) + 4)..]);
-            values[i] = new DateTimeOffset(PostgresBinary.EpochTicks + (micros * 10), TimeSpan.Zero);
-        }
-        return values;
     }
 
     /// <summary>

@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using Dapper;
+using Forecaster.Api.Database;
 using Forecaster.Api.Resources;
 using Forecaster.Planner;
 using Microsoft.Extensions.Options;
@@ -45,7 +46,7 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
     /// </summary>
     sealed record PlanRow(
         string Mode, DateTime GeneratedAt, DateTime HorizonStart, int HorizonHours, int LeadMinutes, string? CapacityModel, string[] Notes,
-        byte[] Steps, string Requests, int[] Counts, double[] CpuHours, long[] MemoryHours, bool RequestsKnown);
+        byte[] Steps, string Requests, byte[] Counts, byte[] CpuHours, byte[] MemoryHours, bool RequestsKnown);
 
     /// <summary>What publishing one batch did.</summary>
     sealed record BatchOutcome(int Resources, int Published, int Cannot);
@@ -174,13 +175,16 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
         }
     }
 
-    /// <summary>The plan's columns: steps packed, requests as JSON, and per step the planned count and count × request.</summary>
+    /// <summary>
+    /// The plan's columns: steps packed, requests as JSON, and per step the planned count and count × request, these three as
+    /// int4[], float8[] and int8[] already in PostgreSQL's binary form (<see cref="PostgresBinary"/>).
+    /// </summary>
     static PlanRow Row(Plan plan)
     {
         var steps = plan.Steps;
-        var counts = new int[steps.Count];
-        var cpu = new double[steps.Count];
-        var memory = new long[steps.Count];
+        Span<int> counts = steps.Count <= 256 ? stackalloc int[steps.Count] : new int[steps.Count];
+        Span<double> cpu = steps.Count <= 256 ? stackalloc double[steps.Count] : new double[steps.Count];
+        Span<long> memory = steps.Count <= 256 ? stackalloc long[steps.Count] : new long[steps.Count];
         for (var i = 0; i < steps.Count; i++)
         {
             var s = steps[i];
@@ -190,7 +194,8 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
         }
         return new PlanRow(plan.Mode == PlanMode.ForecastOnly ? "forecastOnly" : "scale", plan.GeneratedAt.UtcDateTime, steps[0].Hour.UtcDateTime,
             steps.Count, (int)(steps[0].Hour - steps[0].Start).TotalMinutes, plan.CapacityModelVersion, [.. plan.Notes],
-            PackedSteps.Write(steps), PlanJson.Write(plan.Requests), counts, cpu, memory, plan.Requests.Cpu is not null && plan.Requests.Memory is not null);
+            PackedSteps.Write(steps), PlanJson.Write(plan.Requests), PostgresBinary.Int4Array(counts), PostgresBinary.Float8Array(cpu),
+            PostgresBinary.Int8Array(memory), plan.Requests.Cpu is not null && plan.Requests.Memory is not null);
     }
 
     async Task<BatchOutcome> PublishAsync(Result[] results, PlanScope scope, DateTimeOffset now, CancellationToken ct)
@@ -243,9 +248,11 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
                 await copy.WriteAsync(plan.Requests, NpgsqlDbType.Jsonb, ct);
                 await copy.WriteAsync(plan.Notes, NpgsqlDbType.Array | NpgsqlDbType.Text, ct);
                 await copy.WriteAsync(plan.Steps, NpgsqlDbType.Bytea, ct);
-                await copy.WriteAsync(plan.Counts, NpgsqlDbType.Array | NpgsqlDbType.Integer, ct);
-                await copy.WriteAsync(plan.CpuHours, NpgsqlDbType.Array | NpgsqlDbType.Double, ct);
-                await copy.WriteAsync(plan.MemoryHours, NpgsqlDbType.Array | NpgsqlDbType.Bigint, ct);
+                // The int4[], float8[] and int8[] columns' binary forms, encoded by Row: a binary COPY field is its bytes, which
+                // the server reads with the column type's receive function (array_recv), so they go as they are.
+                await copy.WriteAsync(plan.Counts, NpgsqlDbType.Bytea, ct);
+                await copy.WriteAsync(plan.CpuHours, NpgsqlDbType.Bytea, ct);
+                await copy.WriteAsync(plan.MemoryHours, NpgsqlDbType.Bytea, ct);
                 await copy.WriteAsync(plan.RequestsKnown, NpgsqlDbType.Boolean, ct);
             }
             await copy.CompleteAsync(ct);

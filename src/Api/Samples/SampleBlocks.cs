@@ -6,7 +6,7 @@ using Npgsql;
 namespace Forecaster.Api.Samples;
 
 /// <summary>
-/// How samples are stored (migration 0080): one row of `samples` per (series, UTC hour), its points as two parallel
+/// How samples are stored (migration 0140): one row of `samples` per (series, UTC hour), its points as two parallel
 /// arrays (ts strictly increasing, vals), so that PostgreSQL pays one tuple, one key and their WAL per hour instead of per
 /// point. What every writer and reader shares: the hour of a point, the binary COPY form of a block, and the SQL that
 /// merges point rows staged in a temporary table into blocks.
@@ -27,7 +27,7 @@ public static class SampleBlocks
     /// request); without, the staged rows are distinct. array_agg takes the rows in the subquery's order, (series, hour,
     /// ts), which the grouping keeps (GroupAggregate on that order, or HashAggregate, which feeds rows in input order).
     /// The common upsert rewrites the same points of an hour (a retry, a pull's overlap): when the timestamps are the
-    /// stored ones the new values simply replace the stored ones, and the SQL functions of 0080 (an executor call each,
+    /// stored ones the new values simply replace the stored ones, and the SQL functions of 0140 (an executor call each,
     /// about 15 µs, which made an upsert of 5 M hourly points take 94 s) run only for blocks whose timestamps differ.
     /// </summary>
     public static string Merge(string staging, bool dedupe) => $"""

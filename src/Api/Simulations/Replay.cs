@@ -163,7 +163,8 @@ public static class Replay
                 .Select(h => new ForecastHour(forecast.TimestampAt(h), forecast.Point[h], forecast.Lower[h], forecast.Upper[h]))
                 .ToArray();
             var beats = SeriesFitting.BeatsSeasonalNaive(model.Backtest);
-            return new NightFit(PlanInputs.StoredForecast(at, midnight, beats, hours, forecast.Level), forecast, beats, null);
+            return new NightFit(PlanInputs.StoredForecast(at, midnight, beats, hours, forecast.Level,
+                PlanInputs.Tail(forecast.UpperErrors, forecast.Start)), forecast, beats, null);
         }
         catch (Exception e) when (e is not OperationCanceledException)
         {

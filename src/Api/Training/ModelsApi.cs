@@ -116,14 +116,6 @@ public static class ModelsApi
             SELECT id AS Version, algorithm, trained_at AS TrainedAt, level, beats_seasonal_naive AS BeatsSeasonalNaive
             FROM model_versions WHERE resource_id = @id AND metric = @metric AND status = 'active'
             """;
-        // Forecast rows carry the version that wrote them; reading them by the active version keeps the answer consistent.
-        const string points = """
-            SELECT ts, forecast, lower, upper
-            FROM forecasts
-            WHERE resource_id = @id AND metric = @metric AND model_version_id = @version
-              AND (@fromUtc::timestamptz IS NULL OR ts >= @fromUtc) AND (@toUtc::timestamptz IS NULL OR ts <= @toUtc)
-            ORDER BY ts
-            """;
         await using var conn = await db.OpenConnectionAsync(ct);
         await using var tx = await conn.BeginTransactionAsync(System.Data.IsolationLevel.RepeatableRead, ct);
         if (await ResourceStore.FindAsync(conn, name, ct, tx) is not { } res)
@@ -137,8 +129,8 @@ public static class ModelsApi
         {
             return ProblemHandling.NotFound($"'{name}' has no trained model for '{metric}' yet; start a run with POST /api/v1/training-runs.");
         }
-        var rows = await conn.QueryAsync<(DateTime Ts, double Forecast, double Lower, double Upper)>(new CommandDefinition(
-            points, new { id = res.Id, metric, version = v.Version, fromUtc, toUtc }, tx, cancellationToken: ct));
+        // A stored forecast carries the version that wrote it; reading it by the active version keeps the answer consistent.
+        var rows = await ForecastStore.HoursAsync(conn, tx, res.Id, metric, v.Version, fromUtc, toUtc, ct);
         return TypedResults.Ok(new StoredForecast(name, metric, v.Version, v.Algorithm, Utc(v.TrainedAt), v.Level, v.BeatsSeasonalNaive,
             [.. rows.Select(p => new ForecastPoint(Utc(p.Ts), p.Forecast, p.Lower, p.Upper))]));
     }

@@ -9,15 +9,27 @@ public sealed record ShardRun(bool Claimed, ShardOutcome? Outcome, string? Error
 /// Claim, train, complete: the one sequence by which a shard runs, whether a Hangfire shard job (<see cref="TrainingJobs"/>)
 /// or the `train` verb runs it. Recording the end is retried (the database may be what failed); the shard's lease is the caller's.
 /// </summary>
-public sealed class ShardRunner(NpgsqlDataSource db, TrainingPipeline pipeline, TimeProvider clock, ILogger<ShardRunner> logger)
+public sealed class ShardRunner(
+    NpgsqlDataSource db, TrainingPipeline pipeline, ShardProcesses processes, Microsoft.Extensions.Options.IOptions<TrainingOptions> options,
+    TimeProvider clock, ILogger<ShardRunner> logger)
 {
     /// <param name="owner">Who holds the shard (an instance id, or <c>cli@host</c>).</param>
     /// <param name="handBack">On cancellation: true hands the shard back for another worker (a stopping instance); false closes it
     /// failed (an interrupted verb: an open run would refuse every later one until a service's watchdog noticed).</param>
     /// <param name="recordAttempts">How often recording the end is tried, 5 s apart.</param>
+    /// <param name="inChildProcess">Fit in a child process without tiered compilation (<see cref="ShardProcesses"/>), as the
+    /// service does, when at least <see cref="TrainingOptions.ShardProcessMinSeries"/> series are left; false fits here (the
+    /// `train` verb, which already runs without tiering).</param>
     public async Task<ShardRun> RunAsync(
-        long runId, int shard, string owner, Action<int, int>? progress, bool handBack, int recordAttempts, CancellationToken ct)
+        long runId, int shard, string owner, Action<int, int>? progress, bool handBack, int recordAttempts, CancellationToken ct,
+        bool inChildProcess = false)
     {
+        // The metrics are the service's, wherever the shard was fitted.
+        void Written(BatchWritten b)
+        {
+            Observability.ForecasterMetrics.RecordTrained(b.Trained, b.BatchFailed, b.ChosenMase.Zip(b.SeasonalNaiveMase));
+            progress?.Invoke(b.Done, b.Failed);
+        }
         string? error = null;
         ShardOutcome? outcome = null;
         try
@@ -28,7 +40,9 @@ public sealed class ShardRunner(NpgsqlDataSource db, TrainingPipeline pipeline, 
                 return new ShardRun(false, null, null, null);
             }
             logger.LogInformation("Training run {RunId} shard {Shard} on {Instance}", runId, shard, owner);
-            outcome = await pipeline.RunShardAsync(runId, shard, progress, ct);
+            outcome = inChildProcess && await TrainingRuns.ShardSeriesLeftAsync(db, runId, shard, ct) >= options.Value.ShardProcessMinSeries
+                ? await processes.RunShardAsync(runId, shard, Written, ct)
+                : await pipeline.RunShardAsync(runId, shard, Written, ct);
         }
         catch (Exception e) when (ct.IsCancellationRequested && handBack)
         {
@@ -59,7 +73,8 @@ public sealed class ShardRunner(NpgsqlDataSource db, TrainingPipeline pipeline, 
         {
             // The database went away, or something else no series-level catch could absorb: the shard (and so the run) fails cleanly.
             logger.LogError(e, "Training run {RunId} shard {Shard} failed", runId, shard);
-            error = $"{e.GetType().Name}: {e.Message}";
+            // A child's error already reads "Type: message", as an error here does.
+            error = e is ShardProcessException ? e.Message : $"{e.GetType().Name}: {e.Message}";
         }
         string? status = null;
         await TrainingJobs.TryAsync(async () => status = await TrainingRuns.CompleteShardAsync(db, runId, shard, error, clock.GetUtcNow(), CancellationToken.None),

@@ -88,7 +88,8 @@ public sealed class TrainingJobs(
         {
             logger.LogInformation("Training run {RunId} shard {Shard} was delivered twice; this delivery waited for the other to end", runId, shard);
         }
-        var run = await shards.RunAsync(runId, shard, instance.Id, null, handBack: true, recordAttempts: 60, ct);
+        var run = await shards.RunAsync(runId, shard, instance.Id, null, handBack: true, recordAttempts: 60, ct,
+            inChildProcess: options.Value.ShardProcess && clock == TimeProvider.System);
         // Two steps retried apart: a retry of the first after it committed would find the run closed and skip planning.
         if (run.Status is { } final)
         {

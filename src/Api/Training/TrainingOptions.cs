@@ -61,6 +61,22 @@ public sealed partial class TrainingOptions : IValidatableObject
     /// <summary>Train the fleet-wide LightGBM model once per run and let it compete in each load series' selection (issue 15).</summary>
     public bool GlobalModel { get; set; } = true;
 
+    /// <summary>
+    /// Fit the service's shards in a child process started without tiered compilation (<see cref="ShardProcesses"/>), so that
+    /// every instance does not pay the JIT's warm-up in its first shards while serving keeps tiering (issue 16). A service
+    /// on a clock other than the system's (a test's) fits in-process whatever this says: a child could not share that clock.
+    /// </summary>
+    public bool ShardProcess { get; set; } = true;
+
+    /// <summary>
+    /// A shard with fewer series left than this is fitted in the service all the same: a child's start and its JIT of every
+    /// method at full optimisation (the fleet-wide model's ML.NET included) cost several CPU seconds, more than tiering's
+    /// warm-up on a few dozen series (the demo fleet's shards, a restarted shard's last batches). Not measured at its
+    /// crossing point: at 375 series per shard the child was ahead (bench/README.md, session 6).
+    /// </summary>
+    [Range(0, 10_000_000)]
+    public int ShardProcessMinSeries { get; set; } = 200;
+
     /// <summary>Where model artifacts go; relative paths are under FORECASTER_HOME (default ~/.forecaster).</summary>
     [Required]
     public string ModelsPath { get; set; } = "models";

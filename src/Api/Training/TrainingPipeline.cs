@@ -19,6 +19,13 @@ namespace Forecaster.Api.Training;
 public sealed record ShardOutcome(int Series, int Failed, TimeSpan Reading, TimeSpan Fitting, TimeSpan Writing);
 
 /// <summary>
+/// A batch a shard wrote: the shard's series so far (done, failed), the batch's own counts, and each written series' backtest
+/// MASE of the chosen model and of seasonal naive (for the service's metrics). Plain data, so that a shard fitted in a child
+/// process (<see cref="ShardProcesses"/>) can hand it to the service, which records the metrics.
+/// </summary>
+public sealed record BatchWritten(int Done, int Failed, int Trained, int BatchFailed, double?[] ChosenMase, double?[] SeasonalNaiveMase);
+
+/// <summary>
 /// Trains one shard of a run: the shard's resources (id modulo shard count) in batches of <see cref="TrainingOptions.BatchResources"/>,
 /// each read with one query (hourly mean and max of every series of the batch), fitted in parallel on every core, and written
 /// in one transaction: new model versions active, the previous ones superseded, forecasts replaced, capacity models and weekly
@@ -51,8 +58,8 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
     /// <summary>What fitting one series gave: the model and its forecast, or the error.</summary>
     sealed record Fitted(FittedModel? Model, Forecast? Forecast, string? Artifact, string? Error);
 
-    /// <summary>Runs shard <paramref name="shard"/> of run <paramref name="runId"/>; <paramref name="progress"/> hears (done, failed) after each batch.</summary>
-    public async Task<ShardOutcome> RunShardAsync(long runId, int shard, Action<int, int>? progress, CancellationToken ct)
+    /// <summary>Runs shard <paramref name="shard"/> of run <paramref name="runId"/>; <paramref name="written"/> hears of each batch written.</summary>
+    public async Task<ShardOutcome> RunShardAsync(long runId, int shard, Action<BatchWritten>? written, CancellationToken ct)
     {
         var o = options.Value;
         TrainingRunRow run;
@@ -76,7 +83,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         // is not ready, up to MaxAwaitingFleet batches have their other series fitted and wait for it; memory stays flat in
         // the fleet's size either way.
         var read = ReadBatchAsync(runId, shard, run, 0, from, to, o, ct);
-        var written = Task.CompletedTask;
+        var lastWrite = Task.CompletedTask;
         var awaiting = new Queue<Fitting>();
         try
         {
@@ -112,9 +119,9 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
                     fitting += Stopwatch.GetElapsedTime(started);
 
                     started = Stopwatch.GetTimestamp();
-                    await written;
+                    await lastWrite;
                     writing += Stopwatch.GetElapsedTime(started);
-                    written = WriteBatchAsync(batch, global?.Version);
+                    lastWrite = WriteBatchAsync(batch, global?.Version);
                 }
                 if (next is null)
                 {
@@ -122,13 +129,13 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
                 }
             }
             var last = Stopwatch.GetTimestamp();
-            await written;
+            await lastWrite;
             writing += Stopwatch.GetElapsedTime(last);
         }
         finally
         {
             // On failure or cancellation, the stages still in flight end before the shard reports (their errors are the loop's).
-            await Task.WhenAll(read, written, fleet).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            await Task.WhenAll(read, lastWrite, fleet).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
 
         async Task WriteBatchAsync(Fitting b, string? globalVersion)
@@ -137,9 +144,8 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
             await WriteAsync(runId, shard, b.Batch, b.Items, b.Results, b.History, from, to, b.TrainedAt, o, globalVersion, ct);
             done += b.Items.Count;
             failed += batchFailed;
-            Observability.ForecasterMetrics.RecordTrained(b.Items.Count - batchFailed, batchFailed,
-                b.Results.Select(r => (r.Model?.Backtest?.Chosen?.Mase, r.Model?.Backtest?.SeasonalNaiveDaily?.Mase)));
-            progress?.Invoke(done, failed);
+            written?.Invoke(new BatchWritten(done, failed, b.Items.Count - batchFailed, batchFailed,
+                [.. b.Results.Select(r => r.Model?.Backtest?.Chosen?.Mase)], [.. b.Results.Select(r => r.Model?.Backtest?.SeasonalNaiveDaily?.Mase)]));
         }
         logger.LogInformation(
             "Training run {RunId} shard {Shard}: {Series} series, {Failed} failed; reading {Reading:F1}s, fitting {Fitting:F1}s, writing {Writing:F1}s, waiting for the fleet-wide model {Fleet:F1}s",
@@ -393,18 +399,12 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
             FROM unnest(@resourceIds, @metrics) AS n(resource_id, metric)
             WHERE mv.resource_id = n.resource_id AND mv.metric = n.metric AND mv.status = 'active'
             """;
-        const string clear = """
-            DELETE FROM forecasts f
-            USING unnest(@resourceIds, @metrics) AS n(resource_id, metric)
-            WHERE f.resource_id = n.resource_id AND f.metric = n.metric
-            """;
         await conn.ExecuteAsync(new CommandDefinition(supersede, new { resourceIds, metrics }, tx, cancellationToken: ct));
-        await conn.ExecuteAsync(new CommandDefinition(clear, new { resourceIds, metrics }, tx, cancellationToken: ct));
 
         await using (var versions = await conn.BeginBinaryImportAsync("""
             COPY model_versions (id, resource_id, metric, run_id, status, algorithm, parameters, train_from, train_to, train_points,
                 train_observed, train_clipped, trained_at, horizon, level, backtest_origins, mase, smape, coverage, snaive_mase,
-                beats_seasonal_naive, artifact, error) FROM STDIN (FORMAT BINARY)
+                beats_seasonal_naive, artifact, error, upper_tail) FROM STDIN (FORMAT BINARY)
             """, ct))
         {
             for (int i = 0; i < items.Count; i++)
@@ -414,30 +414,11 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
             await versions.CompleteAsync(ct);
         }
 
-        await using (var forecasts = await conn.BeginBinaryImportAsync(
-            "COPY forecasts (resource_id, metric, ts, forecast, lower, upper, model_version_id, generated_at) FROM STDIN (FORMAT BINARY)", ct))
-        {
-            for (int i = 0; i < items.Count; i++)
-            {
-                if (results[i].Forecast is not { } f)
-                {
-                    continue;
-                }
-                for (int h = 0; h < f.Point.Length; h++)
-                {
-                    await forecasts.StartRowAsync(ct);
-                    await forecasts.WriteAsync(items[i].Resource.Id, NpgsqlDbType.Integer, ct);
-                    await forecasts.WriteAsync(items[i].Metric, NpgsqlDbType.Text, ct);
-                    await forecasts.WriteAsync(f.TimestampAt(h).UtcDateTime, NpgsqlDbType.TimestampTz, ct);
-                    await forecasts.WriteAsync(f.Point[h], NpgsqlDbType.Double, ct);
-                    await forecasts.WriteAsync(f.Lower[h], NpgsqlDbType.Double, ct);
-                    await forecasts.WriteAsync(f.Upper[h], NpgsqlDbType.Double, ct);
-                    await forecasts.WriteAsync(items[i].Version, NpgsqlDbType.Bigint, ct);
-                    await forecasts.WriteAsync(trainedAt.UtcDateTime, NpgsqlDbType.TimestampTz, ct);
-                }
-            }
-            await forecasts.CompleteAsync(ct);
-        }
+        // Each refitted series' forecast replaces its previous one, as one row of arrays.
+        await ForecastStore.ReplaceAsync(conn, tx, resourceIds, metrics,
+            Enumerable.Range(0, items.Count).Where(i => results[i].Forecast is not null)
+                .Select(i => new SeriesForecast(items[i].Resource.Id, items[i].Metric, items[i].Version, results[i].Forecast!)),
+            trainedAt, ct);
 
         await WriteUsageAsync(conn, tx, runId, batch, history, from, to, trainedAt, ct);
 
@@ -483,6 +464,8 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         await Nullable(w, SeriesFitting.BeatsSeasonalNaive(backtest), NpgsqlDbType.Boolean, ct);
         await Nullable(w, r.Artifact, NpgsqlDbType.Text, ct);
         await Nullable(w, r.Error, NpgsqlDbType.Text, ct);
+        // The planner's view of the upper errors, step 0 at the forecast's first hour (PlanInputs reads it back).
+        await Nullable(w, r.Forecast is { UpperErrors: { } upper } f ? JsonSerializer.Serialize(Plans.PlanInputs.Tail(upper, f.Start), Json) : null, NpgsqlDbType.Jsonb, ct);
     }
 
     static double? Finite(double? v) => v is double d && double.IsFinite(d) ? d : null;

@@ -117,6 +117,14 @@ public static class TrainingRuns
         return await conn.ExecuteAsync(new CommandDefinition(claim, new { runId, shard, instance, now }, cancellationToken: ct)) == 1;
     }
 
+    /// <summary>The series of a shard not yet written: what is left to fit.</summary>
+    public static async Task<int> ShardSeriesLeftAsync(NpgsqlDataSource db, long runId, int shard, CancellationToken ct)
+    {
+        const string left = "SELECT series_total - series_done FROM training_shards WHERE run_id = @runId AND shard = @shard";
+        await using var conn = await db.OpenConnectionAsync(ct);
+        return await conn.ExecuteScalarAsync<int>(new CommandDefinition(left, new { runId, shard }, cancellationToken: ct));
+    }
+
     /// <summary>Hands a running shard back (its instance is stopping): pending again, for whichever instance takes its job next.</summary>
     public static async Task ReleaseShardAsync(NpgsqlDataSource db, long runId, int shard, CancellationToken ct)
     {

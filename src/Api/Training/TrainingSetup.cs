@@ -13,6 +13,7 @@ public static class TrainingSetup
             .ValidateDataAnnotations()
             .ValidateOnStart();
         builder.Services.AddSingleton<TrainingPipeline>();
+        builder.Services.AddSingleton<ShardProcesses>();
         builder.Services.AddSingleton<ShardRunner>();
         builder.Services.AddSingleton<PlanAfterTraining>();
         builder.Services.AddHostedService<TrainingWatchdog>();

@@ -59,8 +59,104 @@ public sealed record PlanInput
 /// <param name="ModelVersion">Id of the trained model that produced it.</param>
 /// <param name="BeatsSeasonalNaive">Whether the model's backtest error is below seasonal naive's; when not, the planner falls back.</param>
 /// <param name="BandLevel">The central level of each hour's [Lower, Upper] band (the training level, 0.95 by default).</param>
+/// <param name="Tail">The model's one-sided upper backtest errors, which a risk-targeted policy plans on; null when training
+/// stored none (a fallback model, too few backtest errors): the band's margin is then extrapolated with normal quantiles.</param>
 public sealed record ForecastRun(
-    string Version, string ModelVersion, DateTimeOffset GeneratedAt, bool BeatsSeasonalNaive, IReadOnlyList<ForecastHour> Hours, double BandLevel = 0.95);
+    string Version, string ModelVersion, DateTimeOffset GeneratedAt, bool BeatsSeasonalNaive, IReadOnlyList<ForecastHour> Hours, double BandLevel = 0.95,
+    UpperTail? Tail = null);
+
+/// <summary>
+/// How far above the point forecast a series' load went in its model's rolling-origin backtest, one-sided, for planning on a
+/// stated risk: at the forecast hour <c>Origin + k</c> the error (load − point) has its quantile p at
+/// <c>(Upper − Point) × StepScale[k] × Quantile(p)</c>, that is in units of the hour's own band margin. The band is symmetric
+/// and calibrated on |error| (a fall counts as much as a rise), and a normal extrapolation from 95% to 0.995 is not every
+/// series' tail; these come from the rises alone. <see cref="StepScale"/> is the upper errors' size per step relative to the band,
+/// pooled over neighbouring steps and the same hour of the other day (the backtest's origins are whole days apart, so a step
+/// is an hour of day): it moves the margin to the hours of day whose errors are large. <see cref="Levels"/> and
+/// <see cref="Quantiles"/> are the conformal quantiles of the errors in those units (split-conformal, as the band's).
+/// </summary>
+/// <param name="Origin">The forecast's first hour (the training window's end): step k is the hour Origin + k.</param>
+/// <param name="Samples">Backtest errors behind the quantiles.</param>
+public sealed record UpperTail(DateTimeOffset Origin, double[] StepScale, double[] Levels, double[] Quantiles, int Samples)
+{
+    /// <summary>The step's scale for the hour starting at <paramref name="hour"/>; past the backtest's steps, the same hour of its last day.</summary>
+    public double ScaleAt(DateTimeOffset hour)
+    {
+        if (StepScale.Length == 0)
+        {
+            return 1;
+        }
+        var k = (long)Math.Floor((hour - Origin) / TimeSpan.FromHours(1));
+        if (k < 0)
+        {
+            return StepScale[0];
+        }
+        if (k < StepScale.Length)
+        {
+            return StepScale[k];
+        }
+        var day = Math.Min(24, StepScale.Length);
+        return StepScale[StepScale.Length - day + (int)((k - StepScale.Length) % day)];
+    }
+
+    /// <summary>
+    /// The quantile at level <paramref name="p"/> in band units: interpolated in the table linearly in −ln(1 − p), and beyond its
+    /// last level extended along its last rise (an exponential tail, heavier than the normal's).
+    /// </summary>
+    public double Quantile(double p)
+    {
+        var x = -Math.Log(1 - p);
+        var n = Levels.Length;
+        var i = 1;
+        while (i < n - 1 && -Math.Log(1 - Levels[i]) < x)
+        {
+            i++;
+        }
+        // The segment [i − 1, i]; below the first level or above the last it is extended.
+        var x0 = -Math.Log(1 - Levels[i - 1]);
+        var x1 = -Math.Log(1 - Levels[i]);
+        return x > x1 && i == n - 1
+            ? Quantiles[i] + (TopSlope() * (x - x1))
+            : Quantiles[i - 1] + ((Quantiles[i] - Quantiles[i - 1]) * (x - x0) / (x1 - x0));
+    }
+
+    /// <summary>P(error &gt; v band units), the inverse of <see cref="Quantile"/>.</summary>
+    public double Tail(double v)
+    {
+        var n = Levels.Length;
+        if (v >= Quantiles[^1])
+        {
+            var top = TopSlope();
+            return (1 - Levels[^1]) * Math.Exp(-(v - Quantiles[^1]) / top);
+        }
+        if (v < Quantiles[0])
+        {
+            var slope = (Quantiles[1] - Quantiles[0]) / (Math.Log(1 - Levels[0]) - Math.Log(1 - Levels[1]));
+            var x = -Math.Log(1 - Levels[0]) - (slope > 0 ? (Quantiles[0] - v) / slope : double.PositiveInfinity);
+            return x <= 0 ? 1 : Math.Exp(-x);
+        }
+        var i = 1;
+        while (Quantiles[i] <= v)
+        {
+            i++;
+        }
+        // Quantiles[i − 1] ≤ v < Quantiles[i]
+        var x0 = -Math.Log(1 - Levels[i - 1]);
+        var x1 = -Math.Log(1 - Levels[i]);
+        var xv = x0 + ((x1 - x0) * (v - Quantiles[i - 1]) / (Quantiles[i] - Quantiles[i - 1]));
+        return Math.Exp(-xv);
+    }
+
+    // Band units per unit of −ln(1 − p) past the last level: the last two levels' rise, at least a tenth of the table's
+    // typical rise so that tied top errors do not make the tail end abruptly.
+    private double TopSlope()
+    {
+        var n = Levels.Length;
+        var last = (Quantiles[n - 1] - Quantiles[n - 2]) / (Math.Log(1 - Levels[n - 2]) - Math.Log(1 - Levels[n - 1]));
+        var all = (Quantiles[n - 1] - Quantiles[0]) / (Math.Log(1 - Levels[0]) - Math.Log(1 - Levels[n - 1]));
+        return Math.Max(last, Math.Max(0.1 * all, 1e-9));
+    }
+}
 
 /// <summary>One forecast hour (UTC hour start) with its interval.</summary>
 public readonly record struct ForecastHour(DateTimeOffset Hour, double Point, double Lower, double Upper)

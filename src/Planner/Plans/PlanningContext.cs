@@ -70,7 +70,7 @@ internal sealed class PlanningContext
         if (policy.Risk is { } risk && forecast is ForecastHour r && double.IsFinite(r.Point) && double.IsFinite(r.Upper))
         {
             h.Source = StepSource.Forecast;
-            h.Risk = RiskChoice.For(risk, r, input.Forecast!.BandLevel, h.Limits.TargetUtilization, RiskQuantile);
+            h.Risk = RiskChoice.For(risk, r, input.Forecast!.BandLevel, h.Limits.TargetUtilization, RiskQuantile, input.Forecast.Tail);
             h.Load = h.Risk.Load;
             h.LoadHour = at;
         }

@@ -16,30 +16,48 @@ public readonly record struct RiskHour(ForecastHour Hour, double TargetUtilizati
 /// <param name="Fraction">The policy's maxUnderProvisionedHoursFraction.</param>
 /// <param name="Quantile">The one-sided quantile planned for: 1 − fraction, lower when whole replicas, the scale-down delay or the plan's other hours leave risk unspent, higher when the plan's tolerance holds rises below their quantile.</param>
 /// <param name="Point">The point forecast.</param>
-/// <param name="QuantileLoad">The forecast's quantile: the point plus the band's upper margin scaled from its level to the quantile.</param>
+/// <param name="QuantileLoad">The forecast's quantile: the point plus the model's upper backtest error at the quantile (in units of
+/// the hour's band margin), or without them the band's upper margin scaled from its level to the quantile.</param>
 /// <param name="Load">The load planned at the target: max(point, quantile load × target).</param>
 /// <param name="QuantileBinds">Whether the quantile (not the point at the target) set the count.</param>
-public sealed record RiskChoice(double Fraction, double Quantile, double Point, double QuantileLoad, double Load, bool QuantileBinds)
+/// <param name="FromBacktest">Whether the quantile is the model's one-sided upper backtest errors at this hour (<see cref="UpperTail"/>),
+/// rather than the band's margin extrapolated with normal quantiles.</param>
+public sealed record RiskChoice(double Fraction, double Quantile, double Point, double QuantileLoad, double Load, bool QuantileBinds, bool FromBacktest = false)
 {
     /// <summary>
     /// The choice for one forecast hour whose band [Lower, Upper] is a central interval at <paramref name="bandLevel"/> (calibrated
-    /// from the backtest's residuals in training). The upper margin is rescaled to the quantile with normal quantiles:
-    /// margin × z(q) / z((1 + level) / 2); the calibration fixes the width at the band, the normal shape extrapolates from it.
+    /// from the backtest's residuals in training). With the model's upper backtest errors (<paramref name="tail"/>) the quantile is
+    /// point + margin × scale(hour) × tail quantile(q); without them the upper margin is rescaled with normal quantiles:
+    /// margin × z(q) / z((1 + level) / 2) (the calibration fixes the width at the band, the normal shape extrapolates from it).
     /// </summary>
-    public static RiskChoice For(RiskPolicy risk, ForecastHour hour, double bandLevel, double targetUtilization, double? quantile = null)
+    public static RiskChoice For(RiskPolicy risk, ForecastHour hour, double bandLevel, double targetUtilization, double? quantile = null, UpperTail? tail = null)
     {
         var point = Math.Max(0, hour.Point);
-        var margin = Math.Max(0, hour.Upper - hour.Point);
         var q = quantile ?? risk.Quantile;
-        var quantileLoad = Math.Max(0, hour.Point + (margin * NormalQuantile(q) / NormalQuantile((1 + bandLevel) / 2)));
+        var quantileLoad = Math.Max(0, hour.Point + (Unit(hour, bandLevel, tail) * Standard(q, tail)));
         var atTarget = quantileLoad * targetUtilization;
-        return new RiskChoice(risk.MaxUnderProvisionedHoursFraction, q, point, quantileLoad, Math.Max(point, atTarget), atTarget > point);
+        return new RiskChoice(risk.MaxUnderProvisionedHoursFraction, q, point, quantileLoad, Math.Max(point, atTarget), atTarget > point, tail is not null);
     }
+
+    // The hour's error unit: with the backtest's tail its margin × the step's scale (the tail's quantiles are in those
+    // units), else the normal σ the band implies (margin / z((1 + level) / 2)).
+    private static double Unit(ForecastHour hour, double bandLevel, UpperTail? tail)
+    {
+        var margin = Math.Max(0, hour.Upper - hour.Point);
+        return tail is null ? margin / NormalQuantile((1 + bandLevel) / 2) : margin * tail.ScaleAt(hour.Hour);
+    }
+
+    // The quantile q of the error in units, and P(error > x units): the backtest's tail, else the standard normal's.
+    private static double Standard(double q, UpperTail? tail) => tail?.Quantile(q) ?? NormalQuantile(q);
+
+    private static double Exceeds(double x, UpperTail? tail) => tail?.Tail(x) ?? NormalTail(x);
 
     /// <summary>
     /// The one quantile for a plan's forecast hours, so that the expected share of under-provisioned hours is the stated
-    /// fraction f at the replica counts actually planned. Each hour's load is taken as normal around the point with σ from its
-    /// band (margin / z((1 + level) / 2)). For a trial tail u, an hour gets n(u) = max(⌈point / (target·c)⌉, ⌈Q(1 − u) / c⌉,
+    /// fraction f at the replica counts actually planned. Each hour's load is the point plus an error distributed as the
+    /// model's upper backtest errors at that hour (<paramref name="tail"/>), or without them normal with σ from its band
+    /// (margin / z((1 + level) / 2)); the formulas below are written for the normal case, Φ being the tail's where there is
+    /// one. For a trial tail u, an hour gets n(u) = max(⌈point / (target·c)⌉, ⌈Q(1 − u) / c⌉,
     /// its lower bound) whole replicas of capacity c and misses with 1 − Φ((n(u)·c − point)/σ); the plan takes the largest u
     /// (q = 1 − u ≤ 1 − f) whose mean over hours stays within f. Risk an hour cannot use is spent where the band is wide
     /// instead of being bought twice: its point at the target already covers it, or rounding up to whole replicas (large at
@@ -52,39 +70,39 @@ public sealed record RiskChoice(double Fraction, double Quantile, double Point, 
     /// suppressed to take more than its share.
     /// </summary>
     public static double PlanQuantile(RiskPolicy risk, IReadOnlyList<RiskHour> hours, double bandLevel, double? capacity,
-        Func<double, int[]?>? planned = null)
+        Func<double, int[]?>? planned = null, UpperTail? tail = null)
     {
         var f = risk.MaxUnderProvisionedHoursFraction;
         if (hours.Count == 0)
         {
             return 1 - f;
         }
-        var zBand = NormalQuantile((1 + bandLevel) / 2);
         var c = capacity is > 0 and < double.PositiveInfinity ? capacity : null;
         // Per hour: the point, σ, and the risk when it does not depend on u (its count is the same at u = f and u = 0.5, as
         // when the point at the target binds): most hours, so bisection evaluates only the few whose count moves.
         var point = new double[hours.Count];
         var sigma = new double[hours.Count];
         var fixedRisk = new double[hours.Count];
-        var zHigh = NormalQuantile(1 - f);
+        var zHigh = Standard(1 - f, tail);
+        var zMedian = Standard(0.5, tail);
         for (var i = 0; i < hours.Count; i++)
         {
             var h = hours[i];
             point[i] = Math.Max(0, h.Hour.Point);
-            sigma[i] = Math.Max(0, h.Hour.Upper - h.Hour.Point) / zBand;
+            sigma[i] = Unit(h.Hour, bandLevel, tail);
             fixedRisk[i] = double.NaN;
-            if (c is double perReplica && CountAt(i, zHigh, perReplica) == CountAt(i, 0, perReplica))
+            if (c is double perReplica && CountAt(i, zHigh, perReplica) == CountAt(i, zMedian, perReplica))
             {
-                fixedRisk[i] = RiskAt(i, CountAt(i, 0, perReplica), perReplica);
+                fixedRisk[i] = RiskAt(i, CountAt(i, zMedian, perReplica), perReplica);
             }
         }
         int CountAt(int i, double z, double perReplica) => Math.Max(hours[i].Lower,
             Math.Max(Count(point[i] / (hours[i].TargetUtilization * perReplica)), Count(Math.Max(0, point[i] + (sigma[i] * z)) / perReplica)));
         double RiskAt(int i, int count, double perReplica) =>
-            sigma[i] > 0 ? NormalTail(((count * perReplica) - point[i]) / sigma[i]) : count * perReplica >= point[i] ? 0 : 1;
+            sigma[i] > 0 ? Exceeds(((count * perReplica) - point[i]) / sigma[i], tail) : count * perReplica >= point[i] ? 0 : 1;
         double Expected(double u)
         {
-            var z = NormalQuantile(1 - u);
+            var z = Standard(1 - u, tail);
             var sum = 0.0;
             if (c is double each && planned?.Invoke(1 - u) is { } counts)
             {
@@ -99,7 +117,7 @@ public sealed record RiskChoice(double Fraction, double Quantile, double Point, 
                 if (c is not double perReplica)
                 {
                     var headroom = point[i] * ((1 / hours[i].TargetUtilization) - 1);
-                    var p0 = sigma[i] > 0 ? NormalTail(headroom / sigma[i]) : headroom >= 0 ? 0 : 1;
+                    var p0 = sigma[i] > 0 ? Exceeds(headroom / sigma[i], tail) : headroom >= 0 ? 0 : 1;
                     sum += Math.Min(p0, u);
                 }
                 else
@@ -156,8 +174,13 @@ public sealed record RiskChoice(double Fraction, double Quantile, double Point, 
 
     /// <summary>The sentence's opening, e.g. "forecast quantile 0.995 = 151 at full capacity (risk 0.005 of under-provisioned hours)".</summary>
     public string Describe() => QuantileBinds
-        ? string.Create(CultureInfo.InvariantCulture, $"forecast quantile {Quantile:G4} = {QuantileLoad:G6} must fit at full capacity (risk {Fraction:G3} of under-provisioned hours{(Quantile < 1 - Fraction - 1e-12 ? " over the plan at its whole-replica counts, the share the plan's other hours leave unused spent here" : Quantile > 1 - Fraction + 1e-12 ? " over the plan at its counts, raised for the hours its tolerance holds below their quantile" : "")}), i.e. load {Load:G6} at the target; point {Point:G6}")
-        : string.Create(CultureInfo.InvariantCulture, $"forecast point {Point:G6} at the target (its quantile {Quantile:G4} = {QuantileLoad:G6} fits at full capacity: risk {Fraction:G3} met)");
+        ? string.Create(CultureInfo.InvariantCulture, $"forecast quantile {Quantile:G4} = {QuantileLoad:G6} must fit at full capacity (risk {Fraction:G3} of under-provisioned hours{(Quantile < 1 - Fraction - 1e-12 ? " over the plan at its whole-replica counts, the share the plan's other hours leave unused spent here" : Quantile > 1 - Fraction + 1e-12 ? " over the plan at its counts, raised for the hours its tolerance holds below their quantile" : "")}), i.e. load {Load:G6} at the target; point {Point:G6}; {Source}")
+        : string.Create(CultureInfo.InvariantCulture, $"forecast point {Point:G6} at the target (its quantile {Quantile:G4} = {QuantileLoad:G6} fits at full capacity: risk {Fraction:G3} met; {Source})");
+
+    // Where the quantile comes from, for the sentence.
+    private string Source => FromBacktest
+        ? "the quantile of how far load rose above the model's backtest forecasts at this hour of day"
+        : "the quantile extrapolated from the forecast band with normal quantiles";
 
     /// <summary>
     /// The standard normal quantile, Acklam's rational approximation (relative error below 1.2e-9; P. J. Acklam, "An algorithm for

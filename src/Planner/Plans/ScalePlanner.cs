@@ -39,7 +39,7 @@ public static class ScalePlanner
             // quantile, and a fall the delay holds leaves its hour above it; counted before smoothing, a daily cycle planned
             // at 0.005 with the benchmark policy's smoothing was short 0.0057 of its hours (RiskTests).
             context.RiskQuantile = RiskChoice.PlanQuantile(risk, planned, forecast.BandLevel, perReplica,
-                perReplica is null ? null : q => SmoothedCounts(input, context, forecast, q, planned.Count));
+                perReplica is null ? null : q => SmoothedCounts(input, context, forecast, q, planned.Count), forecast.Tail);
         }
         if (ResolveAndRamp(input, context, forecast, trust, hours) is { } missing)
         {

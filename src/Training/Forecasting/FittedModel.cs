@@ -9,6 +9,7 @@ namespace Forecaster.Training.Forecasting;
 /// the interval calibration, the backtest, the training window and notes on what was done to the data. It serialises to a
 /// JSON artifact with <see cref="ToJson"/>, and an artifact read back with <see cref="FromJson"/> forecasts identically.
 /// <paramref name="Fallback"/> (seasonal naive) replaces the model should it ever produce a non-finite value.
+/// <paramref name="Upper"/> is the model's one-sided upper backtest errors, for risk-targeted planning (null when too few).
 /// </summary>
 public sealed record FittedModel(
     TimeGrid Grid,
@@ -18,7 +19,8 @@ public sealed record FittedModel(
     IntervalCalibration Calibration,
     BacktestReport? Backtest,
     bool NonNegative,
-    IReadOnlyList<string> Notes)
+    IReadOnlyList<string> Notes,
+    UpperErrors? Upper = null)
 {
     private static readonly JsonSerializerOptions s_json = new(JsonSerializerDefaults.Web)
     {
@@ -50,7 +52,9 @@ public sealed record FittedModel(
             lower[h] = NonNegative ? Math.Max(point[h] - half[h], 0) : point[h] - half[h];
             upper[h] = point[h] + half[h];
         }
-        return new Forecast(Grid.At(Training.Points), Grid.Step, point, lower, upper, level, model.Name);
+        // The upper errors are in units of this band at the training level: only the chosen model's band, at that level.
+        var tail = model == Model && Upper is { } u && Math.Abs(level - u.BandLevel) < 1e-12 ? Upper : null;
+        return new Forecast(Grid.At(Training.Points), Grid.Step, point, lower, upper, level, model.Name) { UpperErrors = tail };
     }
 
     /// <summary>The JSON artifact (System.Text.Json, web defaults).</summary>

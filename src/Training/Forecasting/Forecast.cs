@@ -8,4 +8,7 @@ public sealed record Forecast(DateTimeOffset Start, TimeSpan Step, double[] Poin
 {
     /// <summary>The timestamp of step <paramref name="i"/>.</summary>
     public DateTimeOffset TimestampAt(int i) => Start + TimeSpan.FromTicks(Step.Ticks * i);
+
+    /// <summary>The model's one-sided upper backtest errors in units of this band's margins, step 0 at <see cref="Start"/>; null when none.</summary>
+    public UpperErrors? UpperErrors { get; init; }
 }

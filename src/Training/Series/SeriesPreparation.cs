@@ -83,6 +83,80 @@ public static class SeriesPreparation
     }
 
     /// <summary>
+    /// Rescales isolated anomalous days (a holiday without a calendar, a one-day outage) to their neighbours' level, keeping the
+    /// day's shape; returns how many. Days are blocks of <paramref name="period"/> points counted back from the end. A day is
+    /// anomalous when its mean differs in the same direction from every available one of the day before, the day after (which
+    /// must be known: the last day could be a level shift's start, which <see cref="LevelShift"/> handles) and the same day a
+    /// week before and after (at least three of them), each by more than max(ln 1.5, 5 robust standard deviations of the
+    /// series' week-on-week log ratios). Point clipping misses such a day (its moving median follows it), and a model with a
+    /// weekly lag would otherwise repeat it a week later: the demo fleet's holiday dip came back as forecasts 55% low on
+    /// the same weekday after it.
+    /// </summary>
+    public static int RescaleAnomalousDays(Span<double> x, int period)
+    {
+        var days = x.Length / period;
+        if (period < 2 || days < 9)
+        {
+            return 0;
+        }
+        var offset = x.Length - (days * period);
+        var mean = new double[days];
+        for (int d = 0; d < days; d++)
+        {
+            double sum = 0;
+            foreach (var v in x.Slice(offset + (d * period), period))
+            {
+                sum += v;
+            }
+            mean[d] = sum / period;
+            if (!(mean[d] > 0))
+            {
+                return 0;
+            }
+        }
+        var weekly = new double[days - 7];
+        for (int d = 7; d < days; d++)
+        {
+            weekly[d - 7] = Math.Log(mean[d] / mean[d - 7]);
+        }
+        var centre = Median(weekly);
+        var spread = 1.4826 * Median(weekly.Select(w => Math.Abs(w - centre)).ToArray());
+        var threshold = Math.Max(Math.Log(1.5), 5 * spread);
+        var rescaled = 0;
+        Span<int> neighbours = stackalloc int[4];
+        for (int d = 1; d < days - 1; d++)
+        {
+            int k = 0, up = 0, down = 0;
+            foreach (var o in (ReadOnlySpan<int>)[d - 1, d + 1, d - 7, d + 7])
+            {
+                if (o >= 0 && o < days)
+                {
+                    neighbours[k++] = o;
+                    var r = Math.Log(mean[d] / mean[o]);
+                    up += r > threshold ? 1 : 0;
+                    down += r < -threshold ? 1 : 0;
+                }
+            }
+            if (k >= 3 && (up == k || down == k))
+            {
+                var level = new double[k];
+                for (int i = 0; i < k; i++)
+                {
+                    level[i] = mean[neighbours[i]];
+                }
+                var factor = Median(level) / mean[d];
+                foreach (ref var v in x.Slice(offset + (d * period), period))
+                {
+                    v *= factor;
+                }
+                mean[d] *= factor;
+                rescaled++;
+            }
+        }
+        return rescaled;
+    }
+
+    /// <summary>
     /// The seasonal periods present among <paramref name="daily"/> and <paramref name="weekly"/>, by the autocorrelation of the
     /// series less its centred moving average (which removes trend but keeps cycles): daily when r(daily) &gt; 0.3, weekly
     /// when at least three weeks are known and r(weekly) exceeds r(daily) by 0.1 (a week that differs from its days).

@@ -39,9 +39,11 @@ public sealed class ExecutorsApiTests(ApiFixture api) : IClassFixture<ApiFixture
                 WITH mv AS (
                     INSERT INTO model_versions (resource_id, metric, status, trained_at, beats_seasonal_naive)
                     SELECT id, @metric, 'active', @now, true FROM resources WHERE name = @name RETURNING id, resource_id)
-                INSERT INTO forecasts (resource_id, metric, ts, forecast, lower, upper, model_version_id, generated_at)
-                SELECT mv.resource_id, @metric, @now + k * interval '1 hour', v, v * 0.8, v * 1.2, mv.id, @now
+                INSERT INTO series_forecasts (resource_id, metric, model_version_id, generated_at, start, step, forecast, lower, upper)
+                SELECT mv.resource_id, @metric, mv.id, @now, @now, interval '1 hour',
+                       array_agg(v ORDER BY k), array_agg(v * 0.8 ORDER BY k), array_agg(v * 1.2 ORDER BY k)
                 FROM mv, generate_series(0, 47) AS k, LATERAL (SELECT CASE WHEN k < 2 THEN 200.0 ELSE 500.0 END AS v) x
+                GROUP BY mv.resource_id, mv.id
                 """, new { name, metric, now = ApiFixture.Now });
         }
         await api.Factory.Services.GetRequiredService<PlanningPipeline>().PlanAsync(new PlanScope(PlanTrigger.Cli, [name]), null, default);

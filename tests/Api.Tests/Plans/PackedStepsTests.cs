@@ -28,6 +28,12 @@ public sealed class PackedStepsTests
                 2 => input with { Forecast = input.Forecast! with { BeatsSeasonalNaive = false } },
                 // Risk-targeted sizing explains itself with the quantile.
                 3 => input with { Policy = input.Policy with { Risk = new RiskPolicy(0.01) } },
+                // ... and says when its quantile is the model's upper backtest errors rather than the band's normal extrapolation.
+                4 when input.Forecast is { } f => input with
+                {
+                    Policy = input.Policy with { Risk = new RiskPolicy(0.005) },
+                    Forecast = f with { Tail = new UpperTail(f.Hours[0].Hour, [0.8, 1.2], [0.5, 0.9, 0.99, 0.995], [0.1, 0.7, 1.3, 1.5], 288) },
+                },
                 _ => input,
             };
             if (ScalePlanner.Plan(input) is Planned<Plan> { Value: var plan })
@@ -60,7 +66,7 @@ public sealed class PackedStepsTests
                 }
                 if (s.Explanation.Risk is not null)
                 {
-                    seen.Add("risk");
+                    seen.Add(s.Explanation.Risk.FromBacktest ? "riskTail" : "risk");
                 }
                 if (s.Explanation.Job is not null)
                 {
@@ -76,7 +82,7 @@ public sealed class PackedStepsTests
         Assert.Superset(new HashSet<string>
         {
             "Forecast", "YesterdaySameHour", "Static", "Service", "Job", "MaxReplicas", "MaxStepUp", "ScaleDownDelay", "Tolerance",
-            "window", "risk", "jobDemand", "forecastOnly",
+            "window", "risk", "riskTail", "jobDemand", "forecastOnly",
         }, seen);
     }
 

@@ -67,9 +67,11 @@ public sealed class CompactServingTests(CompactServingTests.Fixture api, ITestOu
                 WITH mv AS (
                     INSERT INTO model_versions (resource_id, metric, status, trained_at, beats_seasonal_naive)
                     SELECT id, @metric, 'active', @from, true FROM resources WHERE name = @name RETURNING id, resource_id)
-                INSERT INTO forecasts (resource_id, metric, ts, forecast, lower, upper, model_version_id, generated_at)
-                SELECT mv.resource_id, @metric, @from + k * interval '1 hour', v, v * 0.8, v * 1.25, mv.id, @from
+                INSERT INTO series_forecasts (resource_id, metric, model_version_id, generated_at, start, step, forecast, lower, upper)
+                SELECT mv.resource_id, @metric, mv.id, @from, @from, interval '1 hour',
+                       array_agg(v ORDER BY k), array_agg(v * 0.8 ORDER BY k), array_agg(v * 1.25 ORDER BY k)
                 FROM mv, generate_series(0, 95) AS k, LATERAL (SELECT 150 + 140 * sin(k / 3.0) + (k % 5) * 7.3 AS v) x
+                GROUP BY mv.resource_id, mv.id
                 """, new { name, metric, from = Now.AddHours(-40) });
         }
     }

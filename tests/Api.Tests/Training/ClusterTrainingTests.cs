@@ -217,6 +217,92 @@ public sealed class ClusterTrainingTests
         }
     }
 
+    [Fact]
+    public async Task AShardProcessStoppedOrKilledInTheMiddleOfABatchLosesNothingAndWritesNothingTwice()
+    {
+        // The service fits its shards in a child process (ShardProcesses, issue 16). Each batch is written in one transaction,
+        // whose last statement counts the shard's progress: holding that row's lock stops the child inside a batch's write.
+        // There, the shard is first handed back (its child is stopped), then run again and its child killed (the service
+        // starts another and the shard resumes): the shard must end with every series trained exactly once.
+        var db = await TestCluster.CreateDatabaseAsync("shardproc");
+        await TestCluster.SeedDemoAsync(db, TimeProvider.System.GetUtcNow());
+        var models = TestEnvironment.NewHome("models");
+        try
+        {
+            // The demo fleet's 75 series are fewer than a child is started for by default.
+            using var a = Instance(db, "0 0 31 2 *", models, ("Forecaster:Training:Scheduler", "false"), ("Forecaster:Training:ShardProcessMinSeries", "0"));
+            var services = a.Services;
+            var source = services.GetRequiredService<NpgsqlDataSource>();
+            var runner = services.GetRequiredService<ShardRunner>();
+            var processes = services.GetRequiredService<ShardProcesses>();
+            var (created, _) = await TrainingRuns.CreateAsync(source, "api", null, TimeProvider.System.GetUtcNow(), CancellationToken.None);
+            var id = created!.Value;
+            Assert.Equal([0], await TrainingRuns.StartAsync(source, id, 1, TimeProvider.System.GetUtcNow(), CancellationToken.None));
+
+            await using var conn = new NpgsqlConnection(db);
+            async Task UntilAsync(Func<Task<bool>> condition, string what)
+            {
+                var deadline = TimeProvider.System.GetUtcNow().AddMinutes(2);
+                while (!await condition())
+                {
+                    Assert.True(TimeProvider.System.GetUtcNow() < deadline, what);
+                    await Task.Delay(50);
+                }
+            }
+            Task<int> DoneAsync() => conn.ExecuteScalarAsync<int>("SELECT series_done FROM training_shards WHERE run_id = @id AND shard = 0", new { id });
+            // Once a batch has committed, the shard's row is locked; the child's next write waits for it, its batch uncommitted.
+            async Task<NpgsqlConnection> StopInsideABatchAsync(int after)
+            {
+                await UntilAsync(async () => await DoneAsync() > after, "the shard never wrote a batch");
+                var holder = new NpgsqlConnection(db);
+                await holder.OpenAsync();
+                await holder.ExecuteAsync("BEGIN; SELECT 1 FROM training_shards WHERE run_id = @id AND shard = 0 FOR UPDATE", new { id });
+                await UntilAsync(() => conn.ExecuteScalarAsync<bool>("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock')"),
+                    "the shard's next batch never waited for its row");
+                return holder;
+            }
+
+            // 1. Handed back: the child is stopped before the shard is marked pending.
+            using var stop = new CancellationTokenSource();
+            var first = Task.Run(() => runner.RunAsync(id, 0, "instance-a", null, handBack: true, recordAttempts: 1, stop.Token, inChildProcess: true));
+            var holder = await StopInsideABatchAsync(0);
+            var child = Assert.Single(processes.ProcessIds);
+            stop.Cancel();
+            // The child is gone while the shard's row is still locked: before the shard could be handed back.
+            await UntilAsync(() => Task.FromResult(processes.ProcessIds.Count == 0), "the shard's process was not stopped");
+            Assert.Throws<ArgumentException>(() => System.Diagnostics.Process.GetProcessById(child));
+            await holder.DisposeAsync();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => first);
+            Assert.Equal("pending", await conn.ExecuteScalarAsync<string>("SELECT status FROM training_shards WHERE run_id = @id AND shard = 0", new { id }));
+
+            // 2. Delivered again; its child is killed inside a batch, and the shard resumes in a new one.
+            var doneBefore = await DoneAsync();
+            var second = Task.Run(() => runner.RunAsync(id, 0, "instance-a", null, handBack: true, recordAttempts: 1, CancellationToken.None, inChildProcess: true));
+            holder = await StopInsideABatchAsync(doneBefore);
+            child = Assert.Single(processes.ProcessIds);
+            System.Diagnostics.Process.GetProcessById(child).Kill();
+            await holder.DisposeAsync();
+            var run = await second;
+            Assert.True(run.Error is null, $"the shard failed: {run.Error}");
+            Assert.NotEqual(child, Assert.Single(processes.ProcessIds));
+
+            var shard = await conn.QuerySingleAsync<(string Status, int Done, int Failed, int Total)>(
+                "SELECT status, series_done, series_failed, series_total FROM training_shards WHERE run_id = @id AND shard = 0", new { id });
+            Assert.Equal(("succeeded", 0), (shard.Status, shard.Failed));
+            Assert.Equal(shard.Total, shard.Done);
+            Assert.Equal(75, shard.Total);
+            // Every series has exactly one model version of this run, and one active model.
+            Assert.Equal(75, await conn.ExecuteScalarAsync<int>("SELECT count(*)::int FROM model_versions WHERE run_id = @id", new { id }));
+            Assert.Equal(75, await conn.ExecuteScalarAsync<int>("SELECT count(DISTINCT (resource_id, metric))::int FROM model_versions WHERE run_id = @id", new { id }));
+            Assert.Equal(75, await conn.ExecuteScalarAsync<int>("SELECT count(*)::int FROM model_versions WHERE status = 'active'"));
+            Assert.Equal("succeeded", await conn.ExecuteScalarAsync<string>("SELECT status FROM training_runs WHERE id = @id", new { id }));
+        }
+        finally
+        {
+            TestEnvironment.TryDelete(models);
+        }
+    }
+
     static WebApplicationFactory<Program> Instance(string db, string cron, string models, params (string Key, string Value)[] settings) =>
         new WebApplicationFactory<Program>().WithWebHostBuilder(web =>
         {

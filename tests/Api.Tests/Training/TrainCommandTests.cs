@@ -23,6 +23,25 @@ public sealed class TrainCommandTests
             Assert.Equal("cli", await conn.ExecuteScalarAsync<string>("SELECT trigger FROM training_runs"));
             Assert.Equal(6, Directory.GetFiles(models, "*.json", SearchOption.AllDirectories).Length);
 
+            // The upper backtest errors a risk-targeted plan reads (issue 15), with each load series' model version: three
+            // origins give 144 errors (at least 100 are needed; cpu and memory, with one origin, have 48). Step 0 is the
+            // forecast's first hour.
+            var tails = (await conn.QueryAsync<(string Json, DateTime First)>("""
+                SELECT mv.upper_tail::text, (SELECT f.start FROM series_forecasts f WHERE f.model_version_id = mv.id)
+                FROM model_versions mv JOIN resources r ON r.id = mv.resource_id
+                WHERE mv.status = 'active' AND mv.upper_tail IS NOT NULL AND mv.metric = r.load_metric
+                """)).ToList();
+            Assert.Equal(2, tails.Count);
+            Assert.Equal(2, await conn.ExecuteScalarAsync<int>("SELECT count(*)::int FROM model_versions WHERE upper_tail IS NOT NULL"));
+            foreach (var (json, first) in tails)
+            {
+                var tail = System.Text.Json.JsonSerializer.Deserialize<Forecaster.Planner.UpperTail>(json, new System.Text.Json.JsonSerializerOptions(System.Text.Json.JsonSerializerDefaults.Web))!;
+                Assert.Equal(new DateTimeOffset(first, TimeSpan.Zero), tail.Origin);
+                Assert.Equal(48, tail.StepScale.Length);
+                Assert.Equal(tail.Levels.Length, tail.Quantiles.Length);
+                Assert.InRange(tail.Tail(tail.Quantile(0.995)), 0.0049, 0.0051);
+            }
+
             var (badExit, _, badErr) = await RunAsync(db, models, "train", "--resource", "nope");
             Assert.Equal(2, badExit);
             Assert.Contains("no resource is named 'nope'", badErr, StringComparison.Ordinal);
@@ -41,7 +60,7 @@ public sealed class TrainCommandTests
         {
             ["FORECASTER_DB"] = db,
             ["Forecaster__Training__ModelsPath"] = models,
-            ["Forecaster__Training__LoadBacktestOrigins"] = "2",
+            ["Forecaster__Training__LoadBacktestOrigins"] = "3",
             ["Forecaster__Training__UsageBacktestOrigins"] = "1",
         }, args);
 }

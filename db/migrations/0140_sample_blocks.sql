@@ -1,4 +1,4 @@
--- 0080: samples stored as blocks, one row per (series, UTC hour) holding that hour's points as two parallel arrays
+-- 0140: samples stored as blocks, one row per (series, UTC hour) holding that hour's points as two parallel arrays
 -- (issue 11's backfill, issue 16's bytes per sample). One row per point cost a heap tuple, a primary-key entry and
 -- ~108 bytes of WAL each: a 35-day backfill at step 300 is 30 M of them, and PostgreSQL's CPU for them was the
 -- largest part of the round (bench/README.md, session 5). A block holds 12 points at step 300 and 60 at step 60
