@@ -202,7 +202,7 @@ seconds=$(echo "$line" | sed -E 's/.* in ([0-9.]+)s.*/\1/')
 source "$root/bench/lib.sh"
 serve false
 cluster_psql
-stored=$("${psql_cmd[@]}" -t -A -c "SELECT sum(cardinality(sa.vals)) FROM samples sa JOIN series s ON s.id = sa.series_id JOIN resources r ON r.id = s.resource_id WHERE r.\"group\" = 'bench'")
+stored=$("${psql_cmd[@]}" -t -A -c "SELECT sum(coalesce(cardinality(sa.vals), 1)) FROM samples sa JOIN series s ON s.id = sa.series_id JOIN resources r ON r.id = s.resource_id WHERE r.\"group\" = 'bench'")
 done_series=$("${psql_cmd[@]}" -t -A -c "SELECT count(*) FROM source_pulls p JOIN resources r ON r.id = p.resource_id WHERE r.\"group\" = 'bench' AND p.watermark IS NOT NULL")
 stop
 awk -v p0="$p0" -v p1="$p1" -v p2="$p2" -v p3="$p3" -v f0="$f0" -v f1="$f1" -v g0="$g0" -v g1="$g1" -v j="$(awk -v a="$j0" -v b="$j1" 'BEGIN { print b - a }')" -v gc="$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" -v pgs="$split" -v series="$series" -v done_series="$done_series" -v points="$stored" -v f="$seconds" -v r1="$r1" -v r2="$r2" -v r3="$r3" -v p4="$p4" -v p5="$p5" -v rps="$requests_per_series" -v c="$concurrency" 'BEGIN {

@@ -50,7 +50,7 @@ copy() {
 c1=$(copy); a1=$(api); c2=$(copy); a2=$(api)
 "${psql_cmd[@]}" -c "DROP TABLE copy_bench"
 grep -o '"Message":"Imported[^"]*"' "$work/serve.log" || true
-stored=$("${psql_cmd[@]}" -t -A -c "SELECT sum(cardinality(vals)) FROM samples")
+stored=$("${psql_cmd[@]}" -t -A -c "SELECT sum(coalesce(cardinality(vals), 1)) FROM samples")
 awk -v rows="$rows" -v c1="$c1" -v c2="$c2" -v a1="$a1" -v a2="$a2" -v stored="$stored" 'BEGIN {
   printf "rows stored: %d (second API run upserted over the first)\n", stored
   printf "psql \\copy (unindexed table):  %6.2f s  %6.2f s   -> %9.0f rows/s (median of 2)\n", c1, c2, rows / ((c1 + c2) / 2)

@@ -1,5 +1,6 @@
 -- 0140: samples stored as blocks, one row per (series, UTC hour) holding that hour's points as two parallel arrays
--- (issue 11's backfill, issue 16's bytes per sample). One row per point cost a heap tuple, a primary-key entry and
+-- (issue 11's backfill, issue 16's bytes per sample), or, for an hour holding one point at the hour itself (hourly data),
+-- that point's value alone. One row per point cost a heap tuple, a primary-key entry and
 -- ~108 bytes of WAL each: a 35-day backfill at step 300 is 30 M of them, and PostgreSQL's CPU for them was the
 -- largest part of the round (bench/README.md, session 5). A block holds 12 points at step 300 and 60 at step 60
 -- behind one tuple and one key.
@@ -9,6 +10,13 @@
 -- retention still drops whole months. Semantics are the rows' semantics: a (series, ts) is stored at most once
 -- (`ts` strictly increasing inside a block, every ts inside [hour, hour + 1 h)), and an upsert of a point overwrites it.
 -- `sample_points` shows the points as rows (series_id, ts, value) for ad-hoc SQL and tests.
+--
+-- The one-point form: a block whose only point is at `hour` stores `value` and leaves `ts` and `vals` NULL. A block of one
+-- point written as two one-element arrays cost 142 bytes against a point row's 92 (two array headers of ~24 bytes each)
+-- and two array_recv calls in COPY; the one-point row is a point row's size (a 24-byte header with the null bitmap,
+-- series_id, hour, value: 48 bytes) and COPY reads a float8 and two NULLs. Exactly one form per row: `value` is set
+-- if and only if `ts` and `vals` are NULL, and every writer keeps it so (a block of one point at its hour is always
+-- written in the one-point form). Readers take both forms as unnest(coalesce(ts, ARRAY[hour]), coalesce(vals, ARRAY[value])).
 --
 -- Upgrade: existing rows are grouped into blocks inside this migration's transaction (a temporary table in between,
 -- so the intermediate copy writes no WAL); guarded so that a database already converted is left alone.
@@ -23,26 +31,33 @@ BEGIN
     SELECT series_id, hour, array_agg(ts ORDER BY ts) AS ts, array_agg(value ORDER BY ts) AS vals
     FROM (SELECT series_id, date_bin('1 hour', ts, timestamptz '2000-01-01 00:00:00+00') AS hour, ts, value FROM samples) p
     GROUP BY series_id, hour;
+    -- Hours of one point at the hour itself take the one-point form.
+    ALTER TABLE samples_as_blocks ADD COLUMN value double precision;
+    UPDATE samples_as_blocks SET value = vals[1], ts = NULL, vals = NULL WHERE cardinality(ts) = 1 AND ts[1] = hour;
 
     DROP TABLE samples;
 
-    -- ts and vals: the hour's points in increasing time, as many of each. No foreign key, as before (0001).
+    -- ts and vals: the hour's points in increasing time, as many of each; or value alone (the one-point form). No
+    -- foreign key, as before (0001). No CHECK of the forms either: it would be evaluated for every row of every
+    -- write (hourly pushes are a row per point), and the writers are the service's own (SampleBlocks).
     CREATE TABLE samples (
         series_id integer            NOT NULL,
         hour      timestamptz        NOT NULL,
-        ts        timestamptz[]      NOT NULL,
-        vals      double precision[] NOT NULL,
+        value     double precision,
+        ts        timestamptz[],
+        vals      double precision[],
         PRIMARY KEY (series_id, hour)
     ) PARTITION BY RANGE (hour);
 
     PERFORM ensure_sample_partitions(min(hour), max(hour)) FROM samples_as_blocks HAVING count(*) > 0;
-    INSERT INTO samples (series_id, hour, ts, vals)
-    SELECT series_id, hour, ts, vals FROM samples_as_blocks ORDER BY series_id, hour;
+    INSERT INTO samples (series_id, hour, value, ts, vals)
+    SELECT series_id, hour, value, ts, vals FROM samples_as_blocks ORDER BY series_id, hour;
 END;
 $$;
 
 -- A block's points with new ones merged in: a new point replaces a stored one at the same ts (an upsert), the result
--- in increasing time. Used by every merge (ON CONFLICT ... DO UPDATE) and by the points view's triggers.
+-- in increasing time. Used by every merge (ON CONFLICT ... DO UPDATE) and by the points view's triggers, on the points
+-- of either form (coalesce(ts, ARRAY[hour]), coalesce(vals, ARRAY[value])).
 CREATE OR REPLACE FUNCTION sample_block_merge(old_ts timestamptz[], old_vals double precision[], new_ts timestamptz[], new_vals double precision[],
     OUT ts timestamptz[], OUT vals double precision[])
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
@@ -71,28 +86,46 @@ $$;
 -- the benchmarks' counts and tests. Its triggers write single points through the same merge as the service.
 CREATE OR REPLACE VIEW sample_points AS
 SELECT b.series_id, p.ts, p.value
-FROM samples b CROSS JOIN LATERAL unnest(b.ts, b.vals) AS p(ts, value);
+FROM samples b CROSS JOIN LATERAL unnest(coalesce(b.ts, ARRAY[b.hour]), coalesce(b.vals, ARRAY[b.value])) AS p(ts, value);
+
+-- A block's points (increasing time) in the form they are stored in: the one-point form when they are one point at the
+-- hour itself, the arrays otherwise.
+CREATE OR REPLACE FUNCTION sample_block_form(block_hour timestamptz, block_ts timestamptz[], block_vals double precision[],
+    OUT value double precision, OUT ts timestamptz[], OUT vals double precision[])
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN one THEN $3[1] END, CASE WHEN NOT one THEN $2 END, CASE WHEN NOT one THEN $3 END
+    FROM (SELECT cardinality($2) = 1 AND $2[1] = $1 AS one) x
+$$;
 
 CREATE OR REPLACE FUNCTION sample_points_write() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     h timestamptz;
+    kt timestamptz[];
+    kv double precision[];
 BEGIN
     IF TG_OP IN ('DELETE', 'UPDATE') THEN
         h := date_bin('1 hour', OLD.ts, timestamptz '2000-01-01 00:00:00+00');
-        UPDATE samples b SET ts = k.ts, vals = k.vals
-        FROM (SELECT array_agg(p.t ORDER BY p.t) AS ts, array_agg(p.v ORDER BY p.t) AS vals
-              FROM samples s CROSS JOIN LATERAL unnest(s.ts, s.vals) AS p(t, v)
-              WHERE s.series_id = OLD.series_id AND s.hour = h AND p.t <> OLD.ts) k
-        WHERE b.series_id = OLD.series_id AND b.hour = h AND k.ts IS NOT NULL;
-        DELETE FROM samples b WHERE b.series_id = OLD.series_id AND b.hour = h AND b.ts = ARRAY[OLD.ts];
+        SELECT array_agg(p.t ORDER BY p.t), array_agg(p.v ORDER BY p.t) INTO kt, kv
+        FROM samples s CROSS JOIN LATERAL unnest(coalesce(s.ts, ARRAY[s.hour]), coalesce(s.vals, ARRAY[s.value])) AS p(t, v)
+        WHERE s.series_id = OLD.series_id AND s.hour = h AND p.t <> OLD.ts;
+        IF kt IS NULL THEN
+            DELETE FROM samples b WHERE b.series_id = OLD.series_id AND b.hour = h;
+        ELSE
+            UPDATE samples b SET (value, ts, vals) = (SELECT f.value, f.ts, f.vals FROM sample_block_form(h, kt, kv) f)
+            WHERE b.series_id = OLD.series_id AND b.hour = h;
+        END IF;
         IF TG_OP = 'DELETE' THEN
             RETURN OLD;
         END IF;
     END IF;
     h := date_bin('1 hour', NEW.ts, timestamptz '2000-01-01 00:00:00+00');
     PERFORM ensure_sample_partitions(h, h);
-    INSERT INTO samples AS s (series_id, hour, ts, vals) VALUES (NEW.series_id, h, ARRAY[NEW.ts], ARRAY[NEW.value])
-    ON CONFLICT (series_id, hour) DO UPDATE SET (ts, vals) = (SELECT m.ts, m.vals FROM sample_block_merge(s.ts, s.vals, EXCLUDED.ts, EXCLUDED.vals) m);
+    INSERT INTO samples AS s (series_id, hour, value, ts, vals)
+    SELECT NEW.series_id, h, f.value, f.ts, f.vals FROM sample_block_form(h, ARRAY[NEW.ts], ARRAY[NEW.value]) f
+    ON CONFLICT (series_id, hour) DO UPDATE SET (value, ts, vals) = (
+        SELECT f.value, f.ts, f.vals
+        FROM sample_block_merge(coalesce(s.ts, ARRAY[s.hour]), coalesce(s.vals, ARRAY[s.value]), ARRAY[NEW.ts], ARRAY[NEW.value]) m
+        CROSS JOIN LATERAL sample_block_form(s.hour, m.ts, m.vals) f);
     RETURN NEW;
 END;
 $$;

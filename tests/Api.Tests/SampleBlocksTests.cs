@@ -31,6 +31,7 @@ public sealed class SampleBlocksTests
             FROM generate_series(1, 3) s, generate_series(timestamptz '2026-01-31 22:00+00', timestamptz '2026-02-01 02:59+00', interval '7 minutes') t
             ORDER BY random();
             INSERT INTO samples (series_id, ts, value) VALUES (4, '2026-03-01 10:15:30.123456+00', 42.5);
+            INSERT INTO samples (series_id, ts, value) VALUES (5, '2026-03-01 10:00+00', 7.25), (5, '2026-03-01 11:00+00', -1);
             """);
         var before = (await conn.QueryAsync<(int, DateTime, double)>("SELECT series_id, ts, value FROM samples ORDER BY 1, 2")).ToList();
 
@@ -48,6 +49,10 @@ public sealed class SampleBlocksTests
             """));
         Assert.Equal(["samples_202601", "samples_202602", "samples_202603"],
             (await conn.QueryAsync<string>("SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'samples'::regclass ORDER BY 1")).ToList());
+        // Series 5's hourly points take the one-point form (value alone); series 4's one point off the hour keeps the arrays.
+        Assert.Equal([(5, 7.25), (5, -1.0)], (await conn.QueryAsync<(int, double)>(
+            "SELECT series_id, value FROM samples WHERE ts IS NULL AND vals IS NULL AND value IS NOT NULL ORDER BY hour")).ToList());
+        Assert.Equal(0, await conn.ExecuteScalarAsync<int>("SELECT count(*) FROM samples WHERE (ts IS NULL) <> (vals IS NULL) OR (ts IS NULL) = (value IS NULL)"));
         // January 31, 22:00 and 23:00 of three series.
         Assert.Equal(6, await conn.ExecuteScalarAsync<int>("SELECT count(*) FROM samples_202601"));
     }
@@ -112,6 +117,64 @@ public sealed class SampleBlocksTests
         var xmin = await conn.ExecuteScalarAsync<string>("SELECT string_agg(xmin::text, ',' ORDER BY series_id, hour) FROM samples");
         Assert.True((await WriteAsync(("qps", Hour0.AddMinutes(30), 30), ("qps", Hour0.AddMinutes(40), 40))).Upserted);
         Assert.Equal(xmin, await conn.ExecuteScalarAsync<string>("SELECT string_agg(xmin::text, ',' ORDER BY series_id, hour) FROM samples"));
+    }
+
+    [Fact]
+    public async Task AnHourlyPointIsStoredInTheOnePointFormAndEveryWriterKeepsTheFormsExact()
+    {
+        await using var db = NpgsqlDataSource.Create(await TestCluster.CreateDatabaseAsync("blocks-onepoint"));
+        await MigrationRunner.ApplyAsync(db, Migration.Embedded, NullLogger.Instance);
+        var partitions = new SamplePartitions(db);
+        await partitions.EnsureAsync(Hour0.AddDays(-1), Hour0.AddDays(1), default);
+        var now = new DateTimeOffset(Hour0.AddHours(5));
+
+        async Task<ImportSummary> WriteAsync(params (DateTime Ts, double Value)[] rows)
+        {
+            await using var import = await SampleImport.BeginAsync(db, partitions, createResources: true, now, default);
+            var key = await import.AddKeyAsync("web", "qps", 1, default);
+            foreach (var (ts, value) in rows)
+            {
+                await import.AddAsync(key, ts, value, default);
+            }
+            var (summary, errors) = await import.CompleteAsync(default);
+            Assert.Empty(errors);
+            return summary!;
+        }
+        await using var conn = await db.OpenConnectionAsync();
+        async Task<List<(DateTime Hour, double? Value, int? Points)>> BlocksAsync() =>
+            [.. (await conn.QueryAsync<(DateTime, double?, int?)>("SELECT hour, value, cardinality(ts) FROM samples ORDER BY hour"))
+                .Select(r => (DateTime.SpecifyKind(r.Item1, DateTimeKind.Utc), r.Item2, r.Item3))];
+
+        // Hourly points (the direct COPY): one-point rows; a point off the hour keeps the arrays.
+        Assert.False((await WriteAsync((Hour0, 1), (Hour0.AddHours(1), 2), (Hour0.AddHours(2).AddMinutes(5), 3))).Upserted);
+        Assert.Equal([(Hour0, 1.0, null), (Hour0.AddHours(1), 2.0, null), (Hour0.AddHours(2), null, 1)], await BlocksAsync());
+
+        // An upsert of an hourly point overwrites its value in place; a retry of it writes nothing.
+        Assert.True((await WriteAsync((Hour0, 10), (Hour0.AddHours(3), 4))).Upserted);
+        Assert.Equal([(Hour0, 10.0, null), (Hour0.AddHours(1), 2.0, null), (Hour0.AddHours(2), null, 1), (Hour0.AddHours(3), 4.0, null)], await BlocksAsync());
+        var xmin = await conn.ExecuteScalarAsync<string>("SELECT string_agg(xmin::text, ',' ORDER BY hour) FROM samples");
+        Assert.True((await WriteAsync((Hour0, 10))).Upserted);
+        Assert.Equal(xmin, await conn.ExecuteScalarAsync<string>("SELECT string_agg(xmin::text, ',' ORDER BY hour) FROM samples"));
+
+        // A second point in a one-point hour turns it into arrays with both points; a point at the hour of an arrays block joins them.
+        Assert.True((await WriteAsync((Hour0.AddMinutes(30), 11), (Hour0.AddHours(2), 12))).Upserted);
+        Assert.Equal([(Hour0, null, 2), (Hour0.AddHours(1), 2.0, null), (Hour0.AddHours(2), null, 2), (Hour0.AddHours(3), 4.0, null)], await BlocksAsync());
+        Assert.Equal([(Hour0, 10.0), (Hour0.AddMinutes(30), 11.0), (Hour0.AddHours(1), 2.0), (Hour0.AddHours(2), 12.0), (Hour0.AddHours(2).AddMinutes(5), 3.0), (Hour0.AddHours(3), 4.0)],
+            (await PointsAsync(db)).Select(p => (p.Ts, p.Value)).ToList());
+
+        // The points view's writers: deleting the other point leaves the hour's own in the one-point form; an update of
+        // an hourly point and an insert at an empty hour keep it; deleting the last point removes the block.
+        await conn.ExecuteAsync("DELETE FROM sample_points WHERE ts = @ts", new { ts = Hour0.AddMinutes(30) });
+        await conn.ExecuteAsync("UPDATE sample_points SET value = 20 WHERE ts = @ts", new { ts = Hour0.AddHours(1) });
+        await conn.ExecuteAsync("INSERT INTO sample_points (series_id, ts, value) SELECT series_id, @ts, 5 FROM samples LIMIT 1", new { ts = Hour0.AddHours(4) });
+        await conn.ExecuteAsync("DELETE FROM sample_points WHERE ts = @ts", new { ts = Hour0.AddHours(3) });
+        Assert.Equal([(Hour0, 10.0, null), (Hour0.AddHours(1), 20.0, null), (Hour0.AddHours(2), null, 2), (Hour0.AddHours(4), 5.0, null)], await BlocksAsync());
+
+        // Every reader sees both forms: the hourly history and the API's raw points and aggregates.
+        var qps = await conn.ExecuteScalarAsync<int>("SELECT id FROM series WHERE metric = 'qps'");
+        var hourly = (await HourlyHistory.ReadAsync(conn, [qps], new DateTimeOffset(Hour0), new DateTimeOffset(Hour0.AddHours(5)), default))[qps];
+        Assert.Equal([10.0, 20.0, 7.5, double.NaN, 5.0], hourly.Mean);
+        Assert.Equal([10.0, 20.0, 12.0, double.NaN, 5.0], hourly.Max);
     }
 
     static async Task<List<(string Metric, DateTime Ts, double Value)>> PointsAsync(NpgsqlDataSource db)

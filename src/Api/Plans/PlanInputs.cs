@@ -234,7 +234,7 @@ public static class PlanInputs
             FROM unnest(@ids) AS l(id)
             CROSS JOIN LATERAL (
                 SELECT p.value
-                FROM samples b CROSS JOIN LATERAL unnest(b.ts, b.vals) AS p(ts, value)
+                FROM samples b CROSS JOIN LATERAL unnest(coalesce(b.ts, ARRAY[b.hour]), coalesce(b.vals, ARRAY[b.value])) AS p(ts, value)
                 WHERE b.series_id = l.id AND b.hour >= date_bin('1 hour', @since, timestamptz '2000-01-01 00:00:00+00') AND b.hour <= @now
                   AND p.ts > @since AND p.ts <= @now AND abs(p.value) <= 1e100
                 ORDER BY b.hour DESC, p.ts DESC LIMIT 1

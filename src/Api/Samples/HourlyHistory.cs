@@ -13,8 +13,8 @@ public sealed record HourlyAggregates(double[] Mean, double[] Max)
 /// <summary>
 /// Samples aggregated to UTC hours, for many series in one query: what training fits on and what the planner's fallbacks
 /// read. Samples are stored one block per (series, hour) (migration 0140), so PostgreSQL walks the primary key in order
-/// and sends each block's values as one array; the mean and max of an hour are its block's, summed here in time order
-/// (the order of the array), so they equal what avg/max over the rows gave. Memory stays one pair of arrays per series.
+/// and sends each block's values as one array (or, in the one-point form, its one value); the mean and max of an hour
+/// are its block's, summed here in time order (the order of the array), so they equal what avg/max over the rows gave. Memory stays one pair of arrays per series.
 /// </summary>
 public static class HourlyHistory
 {
@@ -26,7 +26,7 @@ public static class HourlyHistory
             throw new ArgumentException($"the range [{from:O}, {to:O}) must start and end on whole UTC hours");
         }
         const string history = """
-            SELECT series_id, hour, vals FROM samples
+            SELECT series_id, hour, value, vals FROM samples
             WHERE series_id = ANY(@ids) AND hour >= @from AND hour < @to
             ORDER BY series_id, hour
             """;
@@ -45,7 +45,8 @@ public static class HourlyHistory
         {
             var id = reader.GetInt32(0);
             var h = (int)((reader.GetFieldValue<DateTime>(1).Ticks - fromTicks) / Hour.Ticks);
-            var values = reader.GetFieldValue<double[]>(2);
+            var one = reader.IsDBNull(2) ? double.NaN : reader.GetDouble(2);
+            var values = reader.IsDBNull(3) ? null : reader.GetFieldValue<double[]>(3);
             if (series is null || id != current)
             {
                 current = id;
@@ -54,29 +55,43 @@ public static class HourlyHistory
                 Array.Fill(series.Max, double.NaN);
                 result.Add(id, series);
             }
-            // The mean and max of the hour's values within SampleRules.AggregateLimit, as avg/max would; values beyond it
-            // (and NaN) are counted, not aggregated: they cannot overflow a mean here.
-            double sum = 0, max = double.NegativeInfinity;
-            var count = 0;
-            foreach (var value in values)
+            if (values is null)
             {
-                if (Math.Abs(value) <= SampleRules.AggregateLimit)
-                {
-                    sum += value;
-                    max = count == 0 ? value : Math.Max(max, value);
-                    count++;
-                }
-                else
-                {
-                    series.Ignored++;
-                }
+                AddHour(series, h, new ReadOnlySpan<double>(in one));
             }
-            if (count > 0)
+            else
             {
-                series.Mean[h] = sum / count;
-                series.Max[h] = max;
+                AddHour(series, h, values);
             }
         }
         return result;
+    }
+
+    /// <summary>
+    /// The mean and max of hour <paramref name="h"/>'s values within SampleRules.AggregateLimit, as avg/max would; values
+    /// beyond it (and NaN) are counted, not aggregated: they cannot overflow a mean here.
+    /// </summary>
+    static void AddHour(HourlyAggregates series, int h, ReadOnlySpan<double> values)
+    {
+        double sum = 0, max = double.NegativeInfinity;
+        var count = 0;
+        foreach (var value in values)
+        {
+            if (Math.Abs(value) <= SampleRules.AggregateLimit)
+            {
+                sum += value;
+                max = count == 0 ? value : Math.Max(max, value);
+                count++;
+            }
+            else
+            {
+                series.Ignored++;
+            }
+        }
+        if (count > 0)
+        {
+            series.Mean[h] = sum / count;
+            series.Max[h] = max;
+        }
     }
 }

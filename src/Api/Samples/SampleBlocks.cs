@@ -8,13 +8,14 @@ namespace Forecaster.Api.Samples;
 /// <summary>
 /// How samples are stored (migration 0140): one row of `samples` per (series, UTC hour), its points as two parallel
 /// arrays (ts strictly increasing, vals), so that PostgreSQL pays one tuple, one key and their WAL per hour instead of per
-/// point. What every writer and reader shares: the hour of a point, the binary COPY form of a block, and the SQL that
+/// point; an hour holding one point at the hour itself (hourly data) stores only its `value` (ts and vals NULL), a row of
+/// a point row's size that COPY reads without array_recv. What every writer and reader shares: the hour of a point, the binary COPY form of a block, and the SQL that
 /// merges point rows staged in a temporary table into blocks.
 /// </summary>
 public static class SampleBlocks
 {
     /// <summary>The direct path's COPY: whole blocks, which fails (unique violation) when a block of the same hour is stored.</summary>
-    public const string Copy = "COPY samples (series_id, hour, ts, vals) FROM STDIN (FORMAT BINARY)";
+    public const string Copy = "COPY samples (series_id, hour, value, ts, vals) FROM STDIN (FORMAT BINARY)";
 
     /// <summary>The UTC hour a point belongs to (its block's key).</summary>
     public static long HourTicks(long ticks) => ticks - ticks % TimeSpan.TicksPerHour;
@@ -29,41 +30,65 @@ public static class SampleBlocks
     /// The common upsert rewrites the same points of an hour (a retry, a pull's overlap): when the timestamps are the
     /// stored ones the new values simply replace the stored ones, and the SQL functions of 0140 (an executor call each,
     /// about 15 µs, which made an upsert of 5 M hourly points take 94 s) run only for blocks whose timestamps differ.
+    /// Blocks are written in their form (<see cref="IsOnePoint"/>): two one-point forms of an hour hold the same ts, so
+    /// the new value replaces the stored one; a merge of anything else holds at least two points (a single point off
+    /// the hour is never in the one-point form), so its result is arrays.
     /// </summary>
     public static string Merge(string staging, bool dedupe) => $"""
-        INSERT INTO samples AS s (series_id, hour, ts, vals)
-        SELECT series_id, hour, array_agg(ts), array_agg(value)
+        INSERT INTO samples AS s (series_id, hour, value, ts, vals)
+        SELECT series_id, hour, CASE WHEN one THEN vals[1] END, CASE WHEN NOT one THEN ts END, CASE WHEN NOT one THEN vals END
         FROM (
-            SELECT {(dedupe ? "DISTINCT ON (series_id, hour, ts)" : "")} series_id, date_bin('1 hour', ts, timestamptz '2000-01-01 00:00:00+00') AS hour, ts, value
-            FROM {staging}
-            ORDER BY series_id, hour, ts{(dedupe ? ", seq DESC" : "")}
-        ) p
-        GROUP BY series_id, hour
+            SELECT series_id, hour, array_agg(ts) AS ts, array_agg(value) AS vals, count(*) = 1 AND min(ts) = hour AS one
+            FROM (
+                SELECT {(dedupe ? "DISTINCT ON (series_id, hour, ts)" : "")} series_id, date_bin('1 hour', ts, timestamptz '2000-01-01 00:00:00+00') AS hour, ts, value
+                FROM {staging}
+                ORDER BY series_id, hour, ts{(dedupe ? ", seq DESC" : "")}
+            ) p
+            GROUP BY series_id, hour
+        ) b
         ORDER BY series_id, hour
         ON CONFLICT (series_id, hour) DO UPDATE SET
-            ts = CASE WHEN s.ts = EXCLUDED.ts THEN s.ts ELSE (sample_block_merge(s.ts, s.vals, EXCLUDED.ts, EXCLUDED.vals)).ts END,
-            vals = CASE WHEN s.ts = EXCLUDED.ts THEN EXCLUDED.vals ELSE (sample_block_merge(s.ts, s.vals, EXCLUDED.ts, EXCLUDED.vals)).vals END
-        WHERE CASE WHEN s.ts = EXCLUDED.ts THEN s.vals IS DISTINCT FROM EXCLUDED.vals ELSE sample_block_changes(s.ts, s.vals, EXCLUDED.ts, EXCLUDED.vals) END
+            value = CASE WHEN s.ts IS NULL AND EXCLUDED.ts IS NULL THEN EXCLUDED.value END,
+            ts = CASE WHEN s.ts IS NULL AND EXCLUDED.ts IS NULL THEN NULL WHEN s.ts = EXCLUDED.ts THEN s.ts
+                 ELSE (sample_block_merge(coalesce(s.ts, ARRAY[s.hour]), coalesce(s.vals, ARRAY[s.value]), coalesce(EXCLUDED.ts, ARRAY[EXCLUDED.hour]), coalesce(EXCLUDED.vals, ARRAY[EXCLUDED.value]))).ts END,
+            vals = CASE WHEN s.ts IS NULL AND EXCLUDED.ts IS NULL THEN NULL WHEN s.ts = EXCLUDED.ts THEN EXCLUDED.vals
+                   ELSE (sample_block_merge(coalesce(s.ts, ARRAY[s.hour]), coalesce(s.vals, ARRAY[s.value]), coalesce(EXCLUDED.ts, ARRAY[EXCLUDED.hour]), coalesce(EXCLUDED.vals, ARRAY[EXCLUDED.value]))).vals END
+        WHERE CASE WHEN s.ts IS NULL AND EXCLUDED.ts IS NULL THEN s.value IS DISTINCT FROM EXCLUDED.value
+                   WHEN s.ts = EXCLUDED.ts THEN s.vals IS DISTINCT FROM EXCLUDED.vals
+                   ELSE sample_block_changes(coalesce(s.ts, ARRAY[s.hour]), coalesce(s.vals, ARRAY[s.value]), coalesce(EXCLUDED.ts, ARRAY[EXCLUDED.hour]), coalesce(EXCLUDED.vals, ARRAY[EXCLUDED.value])) END
         """;
 
-    /// <summary>Bytes of one block row in binary COPY: field count, series, hour, and two one-dimensional arrays of n elements.</summary>
-    public static int RowBytes(int n) => 2 + (4 + 4) + (4 + 8) + 2 * (4 + 20 + n * 12);
+    /// <summary>True when a block of <paramref name="n"/> points whose first is at <paramref name="firstTicks"/> is stored in the one-point form (value alone).</summary>
+    public static bool IsOnePoint(int n, long firstTicks, long hourTicks) => n == 1 && firstTicks == hourTicks;
+
+    /// <summary>Bytes of one block row in binary COPY: field count, series, hour, then value and two NULLs (the one-point form) or a NULL and two one-dimensional arrays of n elements.</summary>
+    public static int RowBytes(int n, bool onePoint) => 2 + (4 + 4) + (4 + 8) + (onePoint ? (4 + 8) + 4 + 4 : 4 + 2 * (4 + 20 + n * 12));
 
     /// <summary>
     /// One block laid out in PostgreSQL's binary COPY format (https://www.postgresql.org/docs/current/sql-copy.html) with
     /// array_send's form for the arrays (ndim, has-nulls flag, element type oid, then size and lower bound per dimension,
-    /// then length-prefixed elements). <paramref name="points"/> are one hour's, strictly increasing in time.
+    /// then length-prefixed elements); a NULL field is the length -1. <paramref name="points"/> are one hour's, strictly
+    /// increasing in time; the row has <see cref="RowBytes"/> bytes.
     /// </summary>
     public static void WriteRaw(Span<byte> row, int seriesId, long hourTicks, ReadOnlySpan<(DateTime Ts, double Value)> points)
     {
         const uint TimestampTzOid = 1184, Float8Oid = 701;
         var n = points.Length;
-        BinaryPrimitives.WriteInt16BigEndian(row, 4);
+        BinaryPrimitives.WriteInt16BigEndian(row, 5);
         BinaryPrimitives.WriteInt32BigEndian(row[2..], 4);
         BinaryPrimitives.WriteInt32BigEndian(row[6..], seriesId);
         BinaryPrimitives.WriteInt32BigEndian(row[10..], 8);
         BinaryPrimitives.WriteInt64BigEndian(row[14..], (hourTicks - PostgresBinary.EpochTicks) / 10);
-        var at = 22;
+        if (IsOnePoint(n, points[0].Ts.Ticks, hourTicks))
+        {
+            BinaryPrimitives.WriteInt32BigEndian(row[22..], 8);
+            BinaryPrimitives.WriteDoubleBigEndian(row[26..], points[0].Value);
+            BinaryPrimitives.WriteInt32BigEndian(row[34..], -1);
+            BinaryPrimitives.WriteInt32BigEndian(row[38..], -1);
+            return;
+        }
+        BinaryPrimitives.WriteInt32BigEndian(row[22..], -1);
+        var at = 26;
         for (var a = 0; a < 2; a++)
         {
             BinaryPrimitives.WriteInt32BigEndian(row[at..], 20 + n * 12);
@@ -134,7 +159,7 @@ public sealed class BlockCopy : IAsyncDisposable
     /// <summary>One block: <paramref name="points"/> are one hour's, strictly increasing in time.</summary>
     public void Write(int seriesId, long hourTicks, ReadOnlySpan<(DateTime Ts, double Value)> points)
     {
-        var size = SampleBlocks.RowBytes(points.Length);
+        var size = SampleBlocks.RowBytes(points.Length, SampleBlocks.IsOnePoint(points.Length, points[0].Ts.Ticks, hourTicks));
         if (_used + size > _buffer.Length)
         {
             _stream.Write(_buffer, 0, _used);

@@ -245,7 +245,7 @@ public static class SamplesApi
             // Stored values beyond SampleRules.AggregateLimit are left out: the mean cannot overflow (issue 13).
             const string aggregate = """
                 SELECT date_bin(@bin, p.ts, '2000-01-01T00:00:00Z') AS Timestamp, avg(p.value) AS Mean, max(p.value) AS Max, min(p.value) AS Min, count(*) AS Count
-                FROM samples b CROSS JOIN LATERAL unnest(b.ts, b.vals) AS p(ts, value)
+                FROM samples b CROSS JOIN LATERAL unnest(coalesce(b.ts, ARRAY[b.hour]), coalesce(b.vals, ARRAY[b.value])) AS p(ts, value)
                 WHERE b.series_id = @seriesId AND b.hour >= date_bin('1 hour', @fromUtc, timestamptz '2000-01-01 00:00:00+00') AND b.hour < @toUtc
                   AND p.ts >= @fromUtc AND p.ts < @toUtc AND abs(p.value) <= 1e100
                 GROUP BY 1 ORDER BY 1
@@ -258,7 +258,7 @@ public static class SamplesApi
         // Only what JSON can carry: a NaN or infinity written into the table by hand is left out, as aggregates leave it out.
         const string raw = """
             SELECT p.ts, p.value
-            FROM samples b CROSS JOIN LATERAL unnest(b.ts, b.vals) AS p(ts, value)
+            FROM samples b CROSS JOIN LATERAL unnest(coalesce(b.ts, ARRAY[b.hour]), coalesce(b.vals, ARRAY[b.value])) AS p(ts, value)
             WHERE b.series_id = @seriesId AND b.hour >= date_bin('1 hour', @fromUtc, timestamptz '2000-01-01 00:00:00+00') AND b.hour < @toUtc
               AND p.ts >= @fromUtc AND p.ts < @toUtc AND abs(p.value) < 'Infinity'
             ORDER BY b.hour, p.ts LIMIT @limit

@@ -126,7 +126,7 @@ public static class SimulationRequests
             FROM resources r
             JOIN series s ON s.resource_id = r.id AND s.metric = r.load_metric
             JOIN samples sa ON sa.series_id = s.id
-            CROSS JOIN LATERAL unnest(sa.vals) AS p(value)
+            CROSS JOIN LATERAL unnest(coalesce(sa.vals, ARRAY[sa.value])) AS p(value)
             WHERE r.name = ANY(@names) AND abs(p.value) <= 1e100
             GROUP BY 1, 2
             ORDER BY 1, 2

@@ -205,7 +205,7 @@ public sealed class PrometheusSourcesTests(SourcesFixture f) : IClassFixture<Sou
         await conn.ExecuteAsync($$"""
             CREATE FUNCTION refuse_poisoned_sample() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
-                IF {{SyntheticLoad.PoisonedValue.ToString(System.Globalization.CultureInfo.InvariantCulture)}} = ANY(NEW.vals) THEN
+                IF {{SyntheticLoad.PoisonedValue.ToString(System.Globalization.CultureInfo.InvariantCulture)}} = ANY(NEW.vals) OR NEW.value = {{SyntheticLoad.PoisonedValue.ToString(System.Globalization.CultureInfo.InvariantCulture)}} THEN
                     RAISE EXCEPTION 'poisoned sample in the hour of %', NEW.hour;
                 END IF;
                 RETURN NEW;
