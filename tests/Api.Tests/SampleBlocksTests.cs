@@ -161,6 +161,13 @@ public sealed class SampleBlocksTests
         Assert.Equal([(Hour0, null, 2), (Hour0.AddHours(1), 2.0, null), (Hour0.AddHours(2), null, 2), (Hour0.AddHours(3), 4.0, null)], await BlocksAsync());
         Assert.Equal([(Hour0, 10.0), (Hour0.AddMinutes(30), 11.0), (Hour0.AddHours(1), 2.0), (Hour0.AddHours(2), 12.0), (Hour0.AddHours(2).AddMinutes(5), 3.0), (Hour0.AddHours(3), 4.0)],
             (await PointsAsync(db)).Select(p => (p.Ts, p.Value)).ToList());
+        // An hourly upsert (every row at the start of its hour: the merge without grouping) into hours of both forms.
+        Assert.True((await WriteAsync((Hour0, 13), (Hour0.AddHours(1), 2), (Hour0.AddHours(2), 14))).Upserted);
+        Assert.Equal([(Hour0, 13.0), (Hour0.AddMinutes(30), 11.0), (Hour0.AddHours(1), 2.0), (Hour0.AddHours(2), 14.0), (Hour0.AddHours(2).AddMinutes(5), 3.0), (Hour0.AddHours(3), 4.0)],
+            (await PointsAsync(db)).Select(p => (p.Ts, p.Value)).ToList());
+        Assert.Equal([(Hour0, null, 2), (Hour0.AddHours(1), 2.0, null), (Hour0.AddHours(2), null, 2), (Hour0.AddHours(3), 4.0, null)], await BlocksAsync());
+        await conn.ExecuteAsync("UPDATE sample_points SET value = 10 WHERE ts = @ts", new { ts = Hour0 });
+        await conn.ExecuteAsync("UPDATE sample_points SET value = 12 WHERE ts = @ts", new { ts = Hour0.AddHours(2) });
 
         // The points view's writers: deleting the other point leaves the hour's own in the one-point form; an update of
         // an hourly point and an insert at an empty hour keep it; deleting the last point removes the block.

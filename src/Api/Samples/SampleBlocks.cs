@@ -58,6 +58,25 @@ public static class SampleBlocks
                    ELSE sample_block_changes(coalesce(s.ts, ARRAY[s.hour]), coalesce(s.vals, ARRAY[s.value]), coalesce(EXCLUDED.ts, ARRAY[EXCLUDED.hour]), coalesce(EXCLUDED.vals, ARRAY[EXCLUDED.value])) END
         """;
 
+    /// <summary>
+    /// The merge of staged rows that are each alone at the start of their hour, in strictly increasing (series, ts)
+    /// order (an hourly push, or its retry): every staged row is a one-point block as it stands, so it goes straight to
+    /// the upsert in the staging's order (a temporary table's scan returns the rows in the order they were copied, which
+    /// is the key order here) without the sort and grouping of <see cref="Merge"/>, as main's row merge did. A stored
+    /// one-point block of the hour holds the same ts, so its value is replaced; a stored block of arrays gets the point
+    /// merged in (the SQL functions of 0140). A retry of stored points writes nothing.
+    /// </summary>
+    public static string MergeOnePoints(string staging) => $"""
+        INSERT INTO samples AS s (series_id, hour, value)
+        SELECT series_id, ts, value FROM {staging}
+        ON CONFLICT (series_id, hour) DO UPDATE SET
+            value = CASE WHEN s.ts IS NULL THEN EXCLUDED.value END,
+            ts = CASE WHEN s.ts IS NULL THEN NULL ELSE (sample_block_merge(s.ts, s.vals, ARRAY[EXCLUDED.hour], ARRAY[EXCLUDED.value])).ts END,
+            vals = CASE WHEN s.ts IS NULL THEN NULL ELSE (sample_block_merge(s.ts, s.vals, ARRAY[EXCLUDED.hour], ARRAY[EXCLUDED.value])).vals END
+        WHERE CASE WHEN s.ts IS NULL THEN s.value IS DISTINCT FROM EXCLUDED.value
+                   ELSE sample_block_changes(s.ts, s.vals, ARRAY[EXCLUDED.hour], ARRAY[EXCLUDED.value]) END
+        """;
+
     /// <summary>True when a block of <paramref name="n"/> points whose first is at <paramref name="firstTicks"/> is stored in the one-point form (value alone).</summary>
     public static bool IsOnePoint(int n, long firstTicks, long hourTicks) => n == 1 && firstTicks == hourTicks;
 

@@ -583,11 +583,14 @@ public sealed class SampleImport : IAsyncDisposable
         long seq = 0;
         // Rows already strictly in key order (a bulk file sorted by series and time, say) need neither the sort nor the dedupe.
         var ordered = true;
+        // Every row at the start of its hour: in key order, each is then alone in its hour (a one-point block).
+        var hourly = true;
         (int Series, DateTime Ts) previous = (int.MinValue, DateTime.MinValue);
         Replay(onlyPending, (k, ts, v) =>
         {
             var id = _keyList[k].SeriesId!.Value;
             ordered = ordered && (id > previous.Series || (id == previous.Series && ts > previous.Ts));
+            hourly = hourly && ts.Ticks % TimeSpan.TicksPerHour == 0;
             previous = (id, ts);
             WriteRow(staging, id, ts, v);
             staging.Write(seq++, NpgsqlDbType.Bigint);
@@ -599,9 +602,11 @@ public sealed class SampleImport : IAsyncDisposable
         // A retry of identical rows writes nothing (the WHERE), which is what makes retries cheap as well as safe. The
         // sort is in memory up to a few million rows.
         // Rows in strictly increasing key order repeat no (series, ts), so they need no dedupe (their sort is one pass
-        // over presorted input). The SQL is SampleBlocks.Merge's.
+        // over presorted input). The SQL is SampleBlocks.Merge's; rows in key order each at the start of its hour (hourly
+        // data) are one-point blocks as they stand and need no grouping either (SampleBlocks.MergeOnePoints).
         await _conn.ExecuteAsync(new CommandDefinition("SET LOCAL work_mem = '64MB'", transaction: _tx, cancellationToken: ct));
-        await _conn.ExecuteAsync(new CommandDefinition(SampleBlocks.Merge("import_staging", dedupe: !ordered), transaction: _tx, cancellationToken: ct, commandTimeout: 0));
+        var merge = ordered && hourly ? SampleBlocks.MergeOnePoints("import_staging") : SampleBlocks.Merge("import_staging", dedupe: !ordered);
+        await _conn.ExecuteAsync(new CommandDefinition(merge, transaction: _tx, cancellationToken: ct, commandTimeout: 0));
     }
 
     /// <summary>Reads the spool back: every row, or only those that did not go straight into `samples`.</summary>
