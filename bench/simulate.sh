@@ -14,6 +14,11 @@ mkdir -p "$out"
 echo "== demo fleet (--demo, --train-days 28)"
 "$root/forecaster" simulate --demo --policy "$policy" --train-days 28 --output "$out/demo.json"
 
+# Issue 15: how many of the demo replay's short hours are burst onsets that no forecast can see.
+echo
+echo "== demo fleet: burst onsets against each strategy's short hours (bench/demo-bursts.cs)"
+dotnet run "$root/bench/demo-bursts.cs" "$out/demo.json" | tail -n 9
+
 echo
 echo "== M4 Hourly as load ($m4, --train-days 21)"
 "$root/forecaster" simulate --input "$m4" --policy "$policy" --train-days 21 --output "$out/m4.json"

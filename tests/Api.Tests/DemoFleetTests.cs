@@ -23,6 +23,21 @@ public sealed class DemoFleetTests
     }
 
     [Fact]
+    public void BurstsStartAtRandomAndHalveEveryHour()
+    {
+        var steps = DemoFleet.Resources().Where(r => r.Step == TimeSpan.FromHours(1)).SelectMany(r => DemoFleet.Steps(r, End).Zip(DemoFleet.Steps(r, End).Skip(1))).ToList();
+        var onsets = steps.Where(p => p.Second.BurstStarts).ToList();
+        // p = 0.003 an hour over 24 hourly series x 35 days: about 60 onsets.
+        Assert.InRange(onsets.Count, 30, 100);
+        Assert.All(onsets, p => Assert.InRange(p.Second.BurstFactor, 1.6, 3.0));
+        // Without a new onset the excess halves each hour (or the step follows a gap, which the factor ignores).
+        Assert.All(steps.Where(p => !p.Second.BurstStarts && p.Second.Timestamp - p.First.Timestamp == TimeSpan.FromHours(1)),
+            p => Assert.Equal((p.First.BurstFactor - 1) / 2, p.Second.BurstFactor - 1, 12));
+        // The load is the noiseless load times the noise and the burst (the noise is within ±60%).
+        Assert.All(steps.Select(p => p.Second), s => Assert.InRange(s.Load / (s.NoiselessLoad * s.BurstFactor), 0.4, 1.6));
+    }
+
+    [Fact]
     public void LoadHasDailyAndWeeklyCyclesAHolidayDipAndGaps()
     {
         var r = DemoFleet.Resources().First(x => x.Step == TimeSpan.FromHours(1) && x.Kind == Forecaster.Planner.ResourceKind.Service && x.WeekendFactor < 0.8);

@@ -16,6 +16,11 @@ public sealed record DemoResource(
         new(0, Name, Kind, Group, LoadMetric, PolicyJson.Read(Policy.ToJsonString()), [], Policy.ToJsonString(), default, default);
 }
 
+/// <summary>One generated step of a demo resource: its samples and what made them (<see cref="DemoFleet.Steps"/>).</summary>
+public readonly record struct DemoStep(
+    DateTime Timestamp, double Load, double NoiselessLoad, bool BurstStarts, double BurstFactor,
+    double Cores, double Memory, double Replicas, double? Backlog);
+
 /// <summary>
 /// A deterministic synthetic fleet with the tidal shape of real traffic: daily and weekly cycles, trend, noise,
 /// spikes, a holiday dip and gaps, on hourly or per-minute steps, with the metrics the planner needs.
@@ -111,6 +116,27 @@ public static class DemoFleet
     /// <summary>The samples of <paramref name="r"/> for the <see cref="HistoryDays"/> days before <paramref name="endUtc"/>.</summary>
     public static IEnumerable<(string Metric, DateTime Timestamp, double Value)> Samples(DemoResource r, DateTime endUtc, int days = HistoryDays)
     {
+        foreach (var s in Steps(r, endUtc, days))
+        {
+            yield return (r.LoadMetric, s.Timestamp, s.Load);
+            yield return ("cpu_cores", s.Timestamp, s.Cores);
+            yield return ("memory_bytes", s.Timestamp, s.Memory);
+            // The observed replica (job: parallelism) count: training divides cpu and memory by it for per-replica usage.
+            yield return ("replicas", s.Timestamp, s.Replicas);
+            if (s.Backlog is { } backlog)
+            {
+                yield return ("backlog_records", s.Timestamp, backlog);
+            }
+        }
+    }
+
+    /// <summary>
+    /// Every step of <paramref name="r"/>'s history with what generated it: the noiseless load and whether a burst starts
+    /// there. Bursts are drawn independently of everything before them, so no forecast can see one coming; the
+    /// simulation's benchmark counts them (bench/demo-bursts.cs) to tell unforeseeable short hours from forecast errors.
+    /// </summary>
+    public static IEnumerable<DemoStep> Steps(DemoResource r, DateTime endUtc, int days = HistoryDays)
+    {
         var rng = new Random(r.Seed);
         var end = FloorHour(endUtc);
         var start = end.AddDays(-days);
@@ -128,25 +154,25 @@ public static class DemoFleet
             {
                 continue;
             }
-            var load = Load(r, t, start, holiday) * (1 + r.Noise * Gaussian(rng));
+            var noiseless = Load(r, t, start, holiday);
+            var load = noiseless * (1 + r.Noise * Gaussian(rng));
             // Spikes: rare bursts that decay over a few steps.
-            spike = rng.NextDouble() < 0.003 * r.Step.TotalHours ? 1.6 + rng.NextDouble() * 1.4 : 1 + (spike - 1) * Math.Pow(0.5, r.Step.TotalHours);
+            var burstStarts = rng.NextDouble() < 0.003 * r.Step.TotalHours;
+            spike = burstStarts ? 1.6 + rng.NextDouble() * 1.4 : 1 + (spike - 1) * Math.Pow(0.5, r.Step.TotalHours);
             load = Math.Max(0, load * spike);
             var replicas = Math.Max(2, Math.Ceiling(load / (r.LoadPerCore * 0.7)));
             // Each replica idles at 0.1 core and load costs 1 / LoadPerCore cores: per replica, cpu = 0.1 + load / LoadPerCore.
             var cores = replicas * 0.1 + load / r.LoadPerCore * (1 + 0.03 * Gaussian(rng));
             var memory = replicas * r.MemoryBase + load * r.MemoryPerLoad * (1 + 0.02 * Gaussian(rng));
-            yield return (r.LoadMetric, t, Math.Round(load, 3));
-            yield return ("cpu_cores", t, Math.Round(Math.Max(0, cores), 4));
-            yield return ("memory_bytes", t, Math.Round(memory));
-            // The observed replica (job: parallelism) count: training divides cpu and memory by it for per-replica usage.
-            yield return ("replicas", t, replicas);
+            double? jobBacklog = null;
             if (r.Kind == ResourceKind.Job)
             {
                 // Backlog builds while a spike outruns the job and drains afterwards.
                 backlog = Math.Max(0, backlog + (spike - 1.15) * load * r.Step.TotalSeconds * 0.2);
-                yield return ("backlog_records", t, Math.Round(backlog));
+                jobBacklog = Math.Round(backlog);
             }
+            yield return new DemoStep(t, Math.Round(load, 3), noiseless, burstStarts, spike,
+                Math.Round(Math.Max(0, cores), 4), Math.Round(memory), replicas, jobBacklog);
         }
     }
 

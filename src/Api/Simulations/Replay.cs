@@ -36,6 +36,10 @@ public sealed record SeriesReplay(
 
     /// <summary>Hours replayed (observed or not).</summary>
     public int Hours => Days * 24;
+
+    /// <summary>The hours in which <paramref name="counts"/> carried less than the load (the short hours <see cref="Tally.Of"/> counts).</summary>
+    public DateTimeOffset[] UnderProvisionedHours(int[] counts) =>
+        [.. Enumerable.Range(0, counts.Length).Where(t => double.IsFinite(Load[t]) && Load[t] > counts[t] * Capacity).Select(t => From + (Hour * t))];
 }
 
 /// <summary>A series that could not be replayed, and why.</summary>

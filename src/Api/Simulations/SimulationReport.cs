@@ -165,6 +165,13 @@ public sealed record SimulationReport(
     /// <summary>The policies' target utilisation averaged over the replayed series, to read the mean utilisation against.</summary>
     public double TargetUtilization { get; init; }
 
+    /// <summary>
+    /// Per series and strategy, the UTC hours it was under-provisioned (load above replicas × capacity): where the totals'
+    /// short hours fell, to read against what the load did then (a burst, a ramp, a missed level).
+    /// </summary>
+    public IReadOnlyDictionary<string, IReadOnlyDictionary<string, DateTimeOffset[]>> UnderProvisioned { get; init; } =
+        new Dictionary<string, IReadOnlyDictionary<string, DateTimeOffset[]>>();
+
     double? EfficiencyOf(double replicaHours)
     {
         var possible = Totals[Replay.StaticPeak].ReplicaHours - Totals[Replay.Oracle].ReplicaHours;
@@ -228,6 +235,9 @@ public sealed record SimulationReport(
             DayScore.Of(replayed))
         {
             TargetUtilization = targets.Count == 0 ? 0 : targets.Average(),
+            UnderProvisioned = replayed.ToDictionary(r => r.Name,
+                r => (IReadOnlyDictionary<string, DateTimeOffset[]>)r.Counts.ToDictionary(c => c.Key, c => r.UnderProvisionedHours(c.Value)),
+                StringComparer.Ordinal),
         };
     }
 

@@ -102,6 +102,13 @@ public sealed class ReplayTests
         var total = tally.Add(other).Score();
         Assert.Equal(new StrategyScore(9, 1, 5, 50, (0.5 + 1.25 + (2.0 / 3) + 0.5 + 0.5) / 5, 2), total with { MeanUtilization = total.MeanUtilization });
         Assert.Equal((0.5 + 1.25 + (2.0 / 3) + 1.0) / 5, total.MeanUtilization, 12);
+
+        // The report lists the short hours themselves: here hour 1 only (hour 3 is missing, hour 2's 200 fits 3 replicas).
+        double[] dayLoad = [100, 250, 200, double.NaN, .. Enumerable.Repeat(150.0, 20)];
+        int[] dayCounts = [2, 2, 3, 1, .. Enumerable.Repeat(2, 20)];
+        var replay = new SeriesReplay("x", Start, 1, 100, false, dayLoad, new Dictionary<string, int[]> { [Replay.Reactive] = dayCounts },
+            new Dictionary<string, Tally> { [Replay.Reactive] = Tally.Of(dayCounts, dayLoad, 100) }, new SeriesForecastScore(null, null, 0, 0, 0, null, 0, 0));
+        Assert.Equal([Start + TimeSpan.FromHours(1)], replay.UnderProvisionedHours(dayCounts));
     }
 
     [Fact]
@@ -134,6 +141,7 @@ public sealed class ReplayTests
         {
             Assert.Equal(report.Series["a"][s].ReplicaHours * 2, report.Totals[s].ReplicaHours);
             Assert.Equal(report.Series["a"][s].Hours * 2, report.Totals[s].Hours);
+            Assert.Equal(report.Series["a"][s].UnderProvisionedHours, report.UnderProvisioned["a"][s].Length);
         }
         Assert.Equal(2 * 2, report.SeriesDays);
         Assert.Contains("predictive+reactive", report.ToTable(), StringComparison.Ordinal);
