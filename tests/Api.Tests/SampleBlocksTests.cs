@@ -182,6 +182,10 @@ public sealed class SampleBlocksTests
         var hourly = (await HourlyHistory.ReadAsync(conn, [qps], new DateTimeOffset(Hour0), new DateTimeOffset(Hour0.AddHours(5)), default))[qps];
         Assert.Equal([10.0, 20.0, 7.5, double.NaN, 5.0], hourly.Mean);
         Assert.Equal([10.0, 20.0, 12.0, double.NaN, 5.0], hourly.Max);
+
+        // An hourly upsert out of order with a repeated timestamp: the last occurrence wins, the forms stay exact.
+        Assert.True((await WriteAsync((Hour0.AddHours(4), 6), (Hour0.AddHours(1), 21), (Hour0.AddHours(4), 8))).Upserted);
+        Assert.Equal([(Hour0, 10.0, null), (Hour0.AddHours(1), 21.0, null), (Hour0.AddHours(2), null, 2), (Hour0.AddHours(4), 8.0, null)], await BlocksAsync());
     }
 
     static async Task<List<(string Metric, DateTime Ts, double Value)>> PointsAsync(NpgsqlDataSource db)

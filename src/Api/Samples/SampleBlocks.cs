@@ -59,16 +59,19 @@ public static class SampleBlocks
         """;
 
     /// <summary>
-    /// The merge of staged rows that are each alone at the start of their hour, in strictly increasing (series, ts)
-    /// order (an hourly push, or its retry): every staged row is a one-point block as it stands, so it goes straight to
-    /// the upsert in the staging's order (a temporary table's scan returns the rows in the order they were copied, which
-    /// is the key order here) without the sort and grouping of <see cref="Merge"/>, as main's row merge did. A stored
-    /// one-point block of the hour holds the same ts, so its value is replaced; a stored block of arrays gets the point
-    /// merged in (the SQL functions of 0140). A retry of stored points writes nothing.
+    /// The merge of staged rows that each lie at the start of their hour (an hourly push, or its retry): once a repeated
+    /// (series, ts) is reduced to its last occurrence (with <paramref name="dedupe"/>, the highest seq wins; without, the
+    /// staged rows are distinct and in key order, and a temporary table's scan returns them in the order they were
+    /// copied), every row is alone in its hour, a one-point block as it stands, so it goes to the upsert without the
+    /// grouping and arrays of <see cref="Merge"/>, as main's row merge did. A stored one-point block of the hour holds the
+    /// same ts, so its value is replaced; a stored block of arrays gets the point merged in (the SQL functions of 0140).
+    /// A retry of stored points writes nothing.
     /// </summary>
-    public static string MergeOnePoints(string staging) => $"""
+    public static string MergeOnePoints(string staging, bool dedupe) => $"""
         INSERT INTO samples AS s (series_id, hour, value)
-        SELECT series_id, ts, value FROM {staging}
+        {(dedupe
+            ? $"SELECT DISTINCT ON (series_id, ts) series_id, ts, value FROM {staging} ORDER BY series_id, ts, seq DESC"
+            : $"SELECT series_id, ts, value FROM {staging}")}
         ON CONFLICT (series_id, hour) DO UPDATE SET
             value = CASE WHEN s.ts IS NULL THEN EXCLUDED.value END,
             ts = CASE WHEN s.ts IS NULL THEN NULL ELSE (sample_block_merge(s.ts, s.vals, ARRAY[EXCLUDED.hour], ARRAY[EXCLUDED.value])).ts END,

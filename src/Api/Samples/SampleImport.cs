@@ -583,7 +583,7 @@ public sealed class SampleImport : IAsyncDisposable
         long seq = 0;
         // Rows already strictly in key order (a bulk file sorted by series and time, say) need neither the sort nor the dedupe.
         var ordered = true;
-        // Every row at the start of its hour: in key order, each is then alone in its hour (a one-point block).
+        // Every row at the start of its hour: once deduplicated, each is alone in its hour (a one-point block).
         var hourly = true;
         (int Series, DateTime Ts) previous = (int.MinValue, DateTime.MinValue);
         Replay(onlyPending, (k, ts, v) =>
@@ -602,10 +602,10 @@ public sealed class SampleImport : IAsyncDisposable
         // A retry of identical rows writes nothing (the WHERE), which is what makes retries cheap as well as safe. The
         // sort is in memory up to a few million rows.
         // Rows in strictly increasing key order repeat no (series, ts), so they need no dedupe (their sort is one pass
-        // over presorted input). The SQL is SampleBlocks.Merge's; rows in key order each at the start of its hour (hourly
-        // data) are one-point blocks as they stand and need no grouping either (SampleBlocks.MergeOnePoints).
+        // over presorted input). The SQL is SampleBlocks.Merge's; rows each at the start of its hour (hourly data) are
+        // one-point blocks as they stand and need no grouping (SampleBlocks.MergeOnePoints).
         await _conn.ExecuteAsync(new CommandDefinition("SET LOCAL work_mem = '64MB'", transaction: _tx, cancellationToken: ct));
-        var merge = ordered && hourly ? SampleBlocks.MergeOnePoints("import_staging") : SampleBlocks.Merge("import_staging", dedupe: !ordered);
+        var merge = hourly ? SampleBlocks.MergeOnePoints("import_staging", dedupe: !ordered) : SampleBlocks.Merge("import_staging", dedupe: !ordered);
         await _conn.ExecuteAsync(new CommandDefinition(merge, transaction: _tx, cancellationToken: ct, commandTimeout: 0));
     }
 
