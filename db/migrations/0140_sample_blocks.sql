@@ -27,13 +27,14 @@ BEGIN
         RETURN;
     END IF;
 
-    CREATE TEMP TABLE samples_as_blocks ON COMMIT DROP AS
-    SELECT series_id, hour, array_agg(ts ORDER BY ts) AS ts, array_agg(value ORDER BY ts) AS vals
-    FROM (SELECT series_id, date_bin('1 hour', ts, timestamptz '2000-01-01 00:00:00+00') AS hour, ts, value FROM samples) p
-    GROUP BY series_id, hour;
     -- Hours of one point at the hour itself take the one-point form.
-    ALTER TABLE samples_as_blocks ADD COLUMN value double precision;
-    UPDATE samples_as_blocks SET value = vals[1], ts = NULL, vals = NULL WHERE cardinality(ts) = 1 AND ts[1] = hour;
+    CREATE TEMP TABLE samples_as_blocks ON COMMIT DROP AS
+    SELECT series_id, hour, CASE WHEN one THEN vals[1] END AS value, CASE WHEN NOT one THEN ts END AS ts, CASE WHEN NOT one THEN vals END AS vals
+    FROM (
+        SELECT series_id, hour, array_agg(ts ORDER BY ts) AS ts, array_agg(value ORDER BY ts) AS vals, count(*) = 1 AND min(ts) = hour AS one
+        FROM (SELECT series_id, date_bin('1 hour', ts, timestamptz '2000-01-01 00:00:00+00') AS hour, ts, value FROM samples) p
+        GROUP BY series_id, hour
+    ) b;
 
     DROP TABLE samples;
 
