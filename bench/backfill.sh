@@ -202,15 +202,18 @@ seconds=$(echo "$line" | sed -E 's/.* in ([0-9.]+)s.*/\1/')
 source "$root/bench/lib.sh"
 serve false
 cluster_psql
-stored=$("${psql_cmd[@]}" -t -A -c "SELECT count(*) FROM samples sa JOIN series s ON s.id = sa.series_id JOIN resources r ON r.id = s.resource_id WHERE r.\"group\" = 'bench'")
+stored=$("${psql_cmd[@]}" -t -A -c "SELECT sum(coalesce(cardinality(sa.vals), 1)) FROM samples sa JOIN series s ON s.id = sa.series_id JOIN resources r ON r.id = s.resource_id WHERE r.\"group\" = 'bench'")
+# Storage: every group's points (the warm-up groups' too) against the size of every partition, tables and indexes.
+storage=$("${psql_cmd[@]}" -t -A -c "SELECT (SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('samples') WHERE isleaf) / (SELECT sum(coalesce(cardinality(vals), 1)) FROM samples)::float8")
 done_series=$("${psql_cmd[@]}" -t -A -c "SELECT count(*) FROM source_pulls p JOIN resources r ON r.id = p.resource_id WHERE r.\"group\" = 'bench' AND p.watermark IS NOT NULL")
 stop
-awk -v p0="$p0" -v p1="$p1" -v p2="$p2" -v p3="$p3" -v f0="$f0" -v f1="$f1" -v g0="$g0" -v g1="$g1" -v j="$(awk -v a="$j0" -v b="$j1" 'BEGIN { print b - a }')" -v gc="$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" -v pgs="$split" -v series="$series" -v done_series="$done_series" -v points="$stored" -v f="$seconds" -v r1="$r1" -v r2="$r2" -v r3="$r3" -v p4="$p4" -v p5="$p5" -v rps="$requests_per_series" -v c="$concurrency" 'BEGIN {
+awk -v p0="$p0" -v p1="$p1" -v p2="$p2" -v p3="$p3" -v f0="$f0" -v f1="$f1" -v g0="$g0" -v g1="$g1" -v j="$(awk -v a="$j0" -v b="$j1" 'BEGIN { print b - a }')" -v gc="$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')" -v pgs="$split" -v series="$series" -v done_series="$done_series" -v points="$stored" -v storage="$storage" -v f="$seconds" -v r1="$r1" -v r2="$r2" -v r3="$r3" -v p4="$p4" -v p5="$p5" -v rps="$requests_per_series" -v c="$concurrency" 'BEGIN {
   raw = (r1 + r2) / 2
   printf "series backfilled: %d of %d; points stored: %d; query_range requests per series: %d; concurrency %d\n", done_series, series, points, rps, c
   printf "raw curl query_range:   %7.2f s  %7.2f s  -> %7.1f series/s  %10.0f points/s (mean of 2)\n", r1, r2, series / raw, points / raw
   printf "Forecaster backfill:    %7.2f s            -> %7.1f series/s  %10.0f points/s (query, parse, upsert, watermark)\n", f, series / f, points / f
   printf "ratio Forecaster/raw: %.2f (goal >= 0.50)\n", raw / f
+  printf "storage: %.1f bytes per sample (tables and indexes of every partition, before vacuum)\n", storage
   printf "PostgreSQL during the backfill by process: %s\n", pgs
   printf "the same requests uncompressed: %.2f s, prometheus %.1f CPU seconds\n", r3, p5 - p4
   printf "CPU seconds: prometheus %.1f for the first raw run, %.1f during the backfill; forecaster %.1f (of which JIT tiering %.1f, GC threads %.1f) and PostgreSQL %.1f during the backfill\n", p1 - p0, p3 - p2, f1 - f0, j, gc, g1 - g0

@@ -47,10 +47,28 @@ copy() {
   awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'
 }
 
-c1=$(copy); a1=$(api); c2=$(copy); a2=$(api)
+# CPU seconds (user + system) of the service, and of PostgreSQL (the postmaster with its exited children, plus its live
+# processes: backends, WAL writer, checkpointer, autovacuum), around each API run: wall time is noise on a shared machine.
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+pgcpu() {
+  local data pm
+  data=$(python3 -c "import json;print(json.load(open('$FORECASTER_HOME/cluster.json'))['DataDir'])")
+  pm=$(head -n 1 "$data/postmaster.pid")
+  { cat "/proc/$pm/stat"; for c in $(cat "/proc/$pm/task/$pm/children"); do cat "/proc/$c/stat" 2>/dev/null || true; done; } |
+    awk -v hz="$(getconf CLK_TCK)" -v pm="$pm" '{ t += $14 + $15; if ($1 == pm) t += $16 + $17 } END { printf "%.2f", t / hz }'
+}
+c1=$(copy)
+f0=$(cpu "$server"); g0=$(pgcpu); a1=$(api); f1=$(cpu "$server"); g1=$(pgcpu)
+c2=$(copy)
+f2=$(cpu "$server"); g2=$(pgcpu); a2=$(api); f3=$(cpu "$server"); g3=$(pgcpu)
 "${psql_cmd[@]}" -c "DROP TABLE copy_bench"
 grep -o '"Message":"Imported[^"]*"' "$work/serve.log" || true
-stored=$("${psql_cmd[@]}" -t -A -c "SELECT count(*) FROM samples")
+stored=$("${psql_cmd[@]}" -t -A -c "SELECT sum(coalesce(cardinality(vals), 1)) FROM samples")
+bytes=$("${psql_cmd[@]}" -t -A -c "SELECT sum(pg_total_relation_size(relid)) FROM pg_partition_tree('samples') WHERE isleaf")
+awk -v f0="$f0" -v f1="$f1" -v f2="$f2" -v f3="$f3" -v g0="$g0" -v g1="$g1" -v g2="$g2" -v g3="$g3" -v bytes="$bytes" -v stored="$stored" 'BEGIN {
+  printf "CPU s, insert: forecaster %.2f, PostgreSQL %.2f; upsert: forecaster %.2f, PostgreSQL %.2f\n", f1 - f0, g1 - g0, f3 - f2, g3 - g2
+  printf "storage: %.1f bytes per sample (tables and indexes, before vacuum)\n", bytes / stored
+}'
 awk -v rows="$rows" -v c1="$c1" -v c2="$c2" -v a1="$a1" -v a2="$a2" -v stored="$stored" 'BEGIN {
   printf "rows stored: %d (second API run upserted over the first)\n", stored
   printf "psql \\copy (unindexed table):  %6.2f s  %6.2f s   -> %9.0f rows/s (median of 2)\n", c1, c2, rows / ((c1 + c2) / 2)

@@ -29,7 +29,7 @@ rm -f "$csv"
 # Storage (issue 16): bytes per stored sample, table and indexes of every partition (pg_total_relation_size), after the import.
 cluster_psql
 "${psql_cmd[@]}" -At -F ' ' -c "VACUUM ANALYZE samples" -c "
-  SELECT (SELECT count(*) FROM samples), sum(pg_relation_size(relid)), sum(pg_indexes_size(relid)), sum(pg_total_relation_size(relid))
+  SELECT (SELECT sum(coalesce(cardinality(vals), 1)) FROM samples), sum(pg_relation_size(relid)), sum(pg_indexes_size(relid)), sum(pg_total_relation_size(relid))
   FROM pg_partition_tree('samples') WHERE isleaf" |
   awk 'NF == 4 { printf "storage: %d samples, table %.0f MB + indexes %.0f MB = %.0f MB, %.1f bytes per sample\n", $1, $2 / 1048576, $3 / 1048576, $4 / 1048576, $4 / $1 }'
 # Warm the page cache and statistics the way a nightly run finds them.

@@ -29,7 +29,7 @@ public sealed class CliTests
         Assert.True(exit == 0, stderr);
         Assert.Matches(@"rows=3 series=3 seconds=[\d.]+ rate=\d+ rows/s", stdout);
         await using var conn = new NpgsqlConnection(db);
-        Assert.Equal(3, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM samples"));
+        Assert.Equal(3, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM sample_points"));
         Assert.Equal(2, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM resources"));
     }
 
@@ -43,7 +43,7 @@ public sealed class CliTests
         Assert.Contains("line 3: value:", stderr, StringComparison.Ordinal);
         Assert.DoesNotContain("   at ", stderr, StringComparison.Ordinal);
         await using var conn = new NpgsqlConnection(db);
-        Assert.Equal(0, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM samples"));
+        Assert.Equal(0, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM sample_points"));
 
         var (missingExit, _, missingErr) = await RunAsync(db, "import", "/nonexistent.csv");
         Assert.Equal(2, missingExit);

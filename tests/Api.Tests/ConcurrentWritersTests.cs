@@ -163,7 +163,7 @@ public sealed class ConcurrentWritersTests(KestrelFixture api) : IClassFixture<K
         await using var conn = new NpgsqlConnection(api.ConnectionString);
         var stored = (await conn.QueryAsync<(string Resource, string Metric, DateTime Ts, double Value)>("""
             SELECT r.name, s.metric, sa.ts, sa.value
-            FROM samples sa JOIN series s ON s.id = sa.series_id JOIN resources r ON r.id = s.resource_id
+            FROM sample_points sa JOIN series s ON s.id = sa.series_id JOIN resources r ON r.id = s.resource_id
             """)).ToDictionary(x => (x.Resource, x.Metric, (int)(x.Ts.ToUniversalTime() - hour0).TotalHours), x => x.Value);
 
         Assert.Equal(written.Count + lastSolo.Count, stored.Count);
@@ -199,7 +199,8 @@ public sealed class ConcurrentWritersTests(KestrelFixture api) : IClassFixture<K
         await using var other = new NpgsqlConnection(api.ConnectionString);
         await other.OpenAsync();
         await using var tx = await other.BeginTransactionAsync();
-        const string key = "series_id = (SELECT s.id FROM series s JOIN resources r ON r.id = s.resource_id WHERE r.name = 'cw-victim' AND s.metric = 'qps') AND ts = @ts";
+        const string key = "series_id = (SELECT s.id FROM series s JOIN resources r ON r.id = s.resource_id WHERE r.name = 'cw-victim' AND s.metric = 'qps') AND hour = @ts";
+        // Each sample is its hour's block (migration 0140): holding the block holds the key.
         await other.ExecuteAsync($"SELECT 1 FROM samples WHERE {key} FOR UPDATE", new { ts = hour0.AddHours(1) }, tx);
         var write = client.PostAsync("/api/v1/resources/cw-victim/samples", ApiFixture.Json(Body(10, 20)));
         var otherPid = other.ProcessID;
@@ -218,13 +219,13 @@ public sealed class ConcurrentWritersTests(KestrelFixture api) : IClassFixture<K
                 await Task.Delay(50);
             }
         }
-        await other.ExecuteAsync($"UPDATE samples SET value = 5 WHERE {key}", new { ts = hour0 }, tx);
+        await other.ExecuteAsync($"UPDATE samples SET vals = '{{5}}' WHERE {key}", new { ts = hour0 }, tx);
         await tx.CommitAsync();
 
         var response = await write;
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
         var values = (await other.QueryAsync<double>(
-            "SELECT value FROM samples sa JOIN series s ON s.id = sa.series_id JOIN resources r ON r.id = s.resource_id WHERE r.name = 'cw-victim' ORDER BY ts")).ToList();
+            "SELECT value FROM sample_points sa JOIN series s ON s.id = sa.series_id JOIN resources r ON r.id = s.resource_id WHERE r.name = 'cw-victim' ORDER BY ts")).ToList();
         // The retried write committed after the other session: its values are the last written.
         Assert.Equal([10.0, 20.0], values);
     }

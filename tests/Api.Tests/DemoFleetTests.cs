@@ -69,7 +69,7 @@ public sealed class DemoFleetTests
         Assert.Equal(25, await conn.ExecuteScalarAsync<int>("SELECT count(*) FROM resources"));
         // checkout is scraped per minute: about 60 samples an hour.
         var perHour = await conn.ExecuteScalarAsync<double>("""
-            SELECT count(*) / (35.0 * 24) FROM samples sa JOIN series s ON s.id = sa.series_id JOIN resources r ON r.id = s.resource_id
+            SELECT count(*) / (35.0 * 24) FROM sample_points sa JOIN series s ON s.id = sa.series_id JOIN resources r ON r.id = s.resource_id
             WHERE r.name = 'checkout' AND s.metric = 'qps'
             """);
         Assert.InRange(perHour, 55, 60);

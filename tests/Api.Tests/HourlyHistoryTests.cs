@@ -11,7 +11,7 @@ namespace Forecaster.Api.Tests;
 /// <summary>
 /// The hourly history training and the planner's fallbacks read, month by month (one query per monthly partition): each
 /// hour's mean (summed in time order) and max equal those of one pass over the samples in time order, whichever months
-/// the range spans and whether or not it starts on the hour.
+/// the range spans. Ranges start and end on whole hours (blocks are hours, 0140); another range is refused.
 /// </summary>
 public sealed class HourlyHistoryTests
 {
@@ -40,7 +40,8 @@ public sealed class HourlyHistoryTests
         }
         samples.Add((2, new DateTime(2026, 3, 1, 0, 30, 0, DateTimeKind.Utc), SampleRules.AggregateLimit * 2));
         await using var conn = await db.OpenConnectionAsync();
-        await conn.ExecuteAsync("INSERT INTO samples (series_id, ts, value) SELECT * FROM unnest(@ids, @ts, @values)",
+        // Through the points view (0140): its trigger merges each point into its hour's block.
+        await conn.ExecuteAsync("INSERT INTO sample_points (series_id, ts, value) SELECT * FROM unnest(@ids, @ts, @values)",
             new { ids = samples.Select(s => s.Series).ToArray(), ts = samples.Select(s => s.Ts).ToArray(), values = samples.Select(s => s.Value).ToArray() });
         return (db, samples);
     }
@@ -84,13 +85,10 @@ public sealed class HourlyHistoryTests
     }
 
     [Theory]
-    // On the hour, across the month's start.
+    // Across the month's start.
     [InlineData("2026-02-27T00:00:00Z", "2026-03-02T00:00:00Z")]
-    // Off the hour (a whole number of hours, as callers ask), with March starting inside hour 0 (23:30 to 01:00): that hour
-    // must not be cut in two.
-    [InlineData("2026-02-28T23:30:00Z", "2026-03-02T05:30:00Z")]
-    // Off the hour, March starting later.
-    [InlineData("2026-02-27T10:42:00Z", "2026-03-02T10:42:00Z")]
+    // March starting at hour 1 of the range.
+    [InlineData("2026-02-28T23:00:00Z", "2026-03-02T05:00:00Z")]
     // Within one month.
     [InlineData("2026-03-01T03:00:00Z", "2026-03-02T03:00:00Z")]
     public async Task EachHourIsTheMeanAndMaxOfItsSamplesInTimeOrderAcrossMonths(string fromText, string toText)
@@ -110,5 +108,15 @@ public sealed class HourlyHistoryTests
             Assert.Equal(max, read[series].Max);
             Assert.Equal(ignored, read[series].Ignored);
         }
+    }
+
+    [Fact]
+    public async Task ARangeOffTheHourIsRefused()
+    {
+        var (db, _) = await SeededAsync();
+        await using var _db = db;
+        await using var conn = await db.OpenConnectionAsync();
+        await Assert.ThrowsAsync<ArgumentException>(() => HourlyHistory.ReadAsync(conn, [1],
+            new DateTimeOffset(2026, 2, 27, 10, 42, 0, TimeSpan.Zero), new DateTimeOffset(2026, 3, 2, 10, 42, 0, TimeSpan.Zero), default));
     }
 }

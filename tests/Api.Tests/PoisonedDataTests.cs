@@ -65,7 +65,7 @@ public sealed class SampleValueRangeTests(ApiFixture api) : IClassFixture<ApiFix
             Assert.Contains("line 3: value:", stderr, StringComparison.Ordinal);
             Assert.Contains("above the largest accepted value", stderr, StringComparison.Ordinal);
             await using var conn = new NpgsqlConnection(db);
-            Assert.Equal(0, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM samples"));
+            Assert.Equal(0, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM sample_points"));
         }
         finally
         {
@@ -83,7 +83,7 @@ public sealed class PoisonedSeriesTests(TrainingFixture fx) : IClassFixture<Trai
         await using var conn = new NpgsqlConnection(fx.ConnectionString);
         // Two days of cart's load become the largest double, as a key holder once could write them.
         var poisoned = await conn.ExecuteAsync("""
-            UPDATE samples SET value = 1.7976931348623157e308
+            UPDATE sample_points SET value = 1.7976931348623157e308
             WHERE series_id = (SELECT s.id FROM series s JOIN resources r ON r.id = s.resource_id WHERE r.name = 'cart' AND s.metric = 'qps')
               AND ts >= @from AND ts < @to
             """, new { from = ApiFixture.Now.AddDays(-3).UtcDateTime, to = ApiFixture.Now.AddDays(-1).UtcDateTime });

@@ -118,7 +118,7 @@ public sealed class ResourcesApiTests(ApiFixture api) : IClassFixture<ApiFixture
 
         Assert.Equal(HttpStatusCode.NoContent, (await client.DeleteAsync("/api/v1/resources/doomed")).StatusCode);
         Assert.Equal(HttpStatusCode.NotFound, (await client.GetAsync("/api/v1/resources/doomed")).StatusCode);
-        Assert.Equal(0, await api.ScalarAsync<long>("SELECT count(*) FROM samples sa WHERE NOT EXISTS (SELECT 1 FROM series s WHERE s.id = sa.series_id)"));
+        Assert.Equal(0, await api.ScalarAsync<long>("SELECT count(*) FROM sample_points sa WHERE NOT EXISTS (SELECT 1 FROM series s WHERE s.id = sa.series_id)"));
         Assert.Equal(1, await api.CountSamplesAsync("survivor"));
         Assert.Equal(HttpStatusCode.NotFound, (await client.DeleteAsync("/api/v1/resources/doomed")).StatusCode);
     }

@@ -19,7 +19,7 @@ public sealed class SampleRetentionTests
         await new SamplePartitions(db).EnsureAsync(new DateTime(2024, 11, 1, 0, 0, 0, DateTimeKind.Utc), Now.UtcDateTime, default);
         await using var conn = await db.OpenConnectionAsync();
         await conn.ExecuteAsync("""
-            INSERT INTO samples (series_id, ts, value)
+            INSERT INTO sample_points (series_id, ts, value)
             SELECT s, t, 1 FROM generate_series(1, 3) s, generate_series(timestamptz '2024-11-01', @Now, interval '6 hours') t
             """, new { Now });
         return db;
@@ -36,7 +36,7 @@ public sealed class SampleRetentionTests
         // Training reads 35 days; raw samples are kept 40 (both as configured by default).
         var window = Now - TimeSpan.FromDays(35);
         var kept = Now - TimeSpan.FromDays(40);
-        const string countSince = "SELECT count(*) FROM samples WHERE ts >= @since";
+        const string countSince = "SELECT count(*) FROM sample_points WHERE ts >= @since";
         var inWindow = await conn.ExecuteScalarAsync<long>(countSince, new { since = window });
         var inRetention = await conn.ExecuteScalarAsync<long>(countSince, new { since = kept });
         var februaryAndLater = await conn.ExecuteScalarAsync<long>(countSince, new { since = new DateTime(2026, 2, 1, 0, 0, 0, DateTimeKind.Utc) });
@@ -48,7 +48,7 @@ public sealed class SampleRetentionTests
         Assert.Equal(inRetention, await conn.ExecuteScalarAsync<long>(countSince, new { since = kept }));
         // The cutoff (February 3) falls inside February's partition: all of it stays, samples older than 40 days included.
         Assert.Equal(februaryAndLater, await conn.ExecuteScalarAsync<long>(countSince, new { since = new DateTime(2026, 2, 1, 0, 0, 0, DateTimeKind.Utc) }));
-        Assert.Equal(0, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM samples WHERE ts < '2026-02-01'"));
+        Assert.Equal(0, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM sample_points WHERE ts < '2026-02-01'"));
         var partitions = await PartitionsAsync(conn);
         // Older than any accepted sample (400 days, before 2025-02-08): dropped. Younger: emptied and kept for late samples.
         Assert.DoesNotContain("samples_202411", partitions);
@@ -60,7 +60,7 @@ public sealed class SampleRetentionTests
         Assert.DoesNotContain(outcome.Partitions, p => p.UpperBound > outcome.Cutoff!.Value.UtcDateTime);
 
         // A late sample of an emptied month still has a partition to go to.
-        await conn.ExecuteAsync("INSERT INTO samples (series_id, ts, value) VALUES (1, '2026-01-10', 2)");
+        await conn.ExecuteAsync("INSERT INTO sample_points (series_id, ts, value) VALUES (1, '2026-01-10', 2)");
         // A second pass finds nothing more to do but that late sample's month.
         var again = await SampleRetention.ApplyAsync(db, rawDays: 40, historyDays: 35, maxSampleAgeDays: 400, Now, default);
         Assert.Equal([("samples_202601", "emptied")], again.Partitions.Select(p => (p.Partition, p.Action)));
@@ -75,14 +75,14 @@ public sealed class SampleRetentionTests
         await conn.ExecuteAsync("""
             INSERT INTO training_runs (trigger, status, created_at, started_at) VALUES ('api', 'running', '2026-01-20 00:00:00+00', '2026-01-20 00:00:00+00')
             """);
-        var december = await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM samples WHERE ts >= '2025-12-01'");
+        var december = await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM sample_points WHERE ts >= '2025-12-01'");
 
         // Asked to keep 10 days only, retention still keeps the training window's 35 and the running run's window.
         var outcome = await SampleRetention.ApplyAsync(db, rawDays: 10, historyDays: 35, maxSampleAgeDays: 400, Now, default);
 
         Assert.True(outcome.Cutoff <= new DateTimeOffset(2025, 12, 16, 0, 0, 0, TimeSpan.Zero));
-        Assert.Equal(december, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM samples WHERE ts >= '2025-12-01'"));
-        Assert.Equal(0, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM samples WHERE ts < '2025-12-01'"));
+        Assert.Equal(december, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM sample_points WHERE ts >= '2025-12-01'"));
+        Assert.Equal(0, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM sample_points WHERE ts < '2025-12-01'"));
         Assert.Contains("samples_202512", await PartitionsAsync(conn));
     }
 
@@ -91,9 +91,9 @@ public sealed class SampleRetentionTests
     {
         await using var db = await SeededAsync("retention-off");
         await using var conn = await db.OpenConnectionAsync();
-        var all = await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM samples");
+        var all = await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM sample_points");
         var outcome = await SampleRetention.ApplyAsync(db, rawDays: 0, historyDays: 35, maxSampleAgeDays: 400, Now, default);
         Assert.Empty(outcome.Partitions);
-        Assert.Equal(all, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM samples"));
+        Assert.Equal(all, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM sample_points"));
     }
 }

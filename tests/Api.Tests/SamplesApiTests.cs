@@ -38,7 +38,7 @@ public sealed class SamplesApiTests(ApiFixture api) : IClassFixture<ApiFixture>
         var response = await client.PostAsync("/api/v1/resources/dup/samples",
             Samples(Sample("qps", "2026-11-20T13:00:00Z", "1"), Sample("qps", "2026-11-20T13:00:00Z", "2")));
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
-        Assert.Equal(2.0, await api.ScalarAsync<double>("SELECT value FROM samples sa JOIN series s ON s.id = sa.series_id JOIN resources r ON r.id = s.resource_id WHERE r.name = 'dup'"));
+        Assert.Equal(2.0, await api.ScalarAsync<double>("SELECT value FROM sample_points sa JOIN series s ON s.id = sa.series_id JOIN resources r ON r.id = s.resource_id WHERE r.name = 'dup'"));
     }
 
     [Theory]

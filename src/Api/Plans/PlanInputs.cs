@@ -227,12 +227,17 @@ public static class PlanInputs
     /// <summary>The latest value of each series within (since, now]: the current replica count, a job's backlog.</summary>
     static async Task<Dictionary<int, double>> LatestAsync(NpgsqlConnection conn, int[] ids, DateTimeOffset since, DateTimeOffset now, CancellationToken ct)
     {
-        // One backwards index probe per series, rather than scanning the window; a value beyond SampleRules.AggregateLimit is skipped.
+        // One backwards index probe per series over its blocks (newest hour first, then the newest point in it), rather
+        // than scanning the window; a value beyond SampleRules.AggregateLimit is skipped.
         const string latest = """
             SELECT l.id, x.value
             FROM unnest(@ids) AS l(id)
             CROSS JOIN LATERAL (
-                SELECT value FROM samples WHERE series_id = l.id AND ts > @since AND ts <= @now AND abs(value) <= 1e100 ORDER BY ts DESC LIMIT 1
+                SELECT p.value
+                FROM samples b CROSS JOIN LATERAL unnest(coalesce(b.ts, ARRAY[b.hour]), coalesce(b.vals, ARRAY[b.value])) AS p(ts, value)
+                WHERE b.series_id = l.id AND b.hour >= date_bin('1 hour', @since, timestamptz '2000-01-01 00:00:00+00') AND b.hour <= @now
+                  AND p.ts > @since AND p.ts <= @now AND abs(p.value) <= 1e100
+                ORDER BY b.hour DESC, p.ts DESC LIMIT 1
             ) x
             """;
         return (await conn.QueryAsync<(int Id, double Value)>(new CommandDefinition(latest, new { ids, since, now }, cancellationToken: ct)))

@@ -11,22 +11,26 @@ public sealed record HourlyAggregates(double[] Mean, double[] Max)
 }
 
 /// <summary>
-/// Samples aggregated to UTC hours, for many series at once: what training fits on and what the planner's fallbacks
-/// read. The samples stream in primary-key order (series, time) and are summed into each series' hourly arrays as they
-/// arrive: PostgreSQL only walks the index, instead of hashing every (series, hour) group, which cost it about nine times
-/// the scan (issue 16), and memory stays one pair of arrays per series however many samples an hour holds.
+/// Samples aggregated to UTC hours, for many series in one query: what training fits on and what the planner's fallbacks
+/// read. Samples are stored one block per (series, hour) (migration 0140), so PostgreSQL walks the primary key in order
+/// and sends each block's values as one array (or, in the one-point form, its one value); the mean and max of an hour
+/// are its block's, summed here in time order (the order of the array), so they equal what avg/max over the rows gave. Memory stays one pair of arrays per series.
 /// </summary>
 /// <remarks>
-/// The range is read one UTC month at a time, one query each: `samples` is partitioned by month (0001), so each query walks
-/// one partition's index, where a query across months merges the partitions' streams (a Merge Append comparing every row),
-/// which cost PostgreSQL about a tenth more CPU for the same rows (issue 16, bench/README). An hour never spans two
-/// queries, so each hour is still summed in time order, as before.
+/// The range is read one UTC month at a time, one query each: `samples` is partitioned by month (0001, 0140), so each query
+/// walks one partition's index, where a query across months merges the partitions' streams (a Merge Append comparing every
+/// row), which cost PostgreSQL about a tenth more CPU for the same rows (issue 16, bench/README). A block never spans two
+/// months, so each hour is still its one block.
 /// </remarks>
 public static class HourlyHistory
 {
     /// <summary>The series in <paramref name="ids"/> over [<paramref name="from"/>, <paramref name="to"/>) (whole hours); series without samples are absent.</summary>
     public static async Task<Dictionary<int, HourlyAggregates>> ReadAsync(NpgsqlConnection conn, int[] ids, DateTimeOffset from, DateTimeOffset to, CancellationToken ct)
     {
+        if (from.UtcTicks % Hour.Ticks != 0 || to.UtcTicks % Hour.Ticks != 0)
+        {
+            throw new ArgumentException($"the range [{from:O}, {to:O}) must start and end on whole UTC hours");
+        }
         var result = new Dictionary<int, HourlyAggregates>();
         var start = from;
         foreach (var end in MonthStarts(from, to).Append(to))
@@ -37,33 +41,25 @@ public static class HourlyHistory
         return result;
     }
 
-    /// <summary>
-    /// The starts of the UTC months within (<paramref name="from"/>, <paramref name="to"/>) at which the read is split. Hour k
-    /// holds the samples whose hour starts k hours after <paramref name="from"/> (rounded toward zero), so when
-    /// <paramref name="from"/> is not on the hour, hour 0 takes in two clock hours: a month starting between them is not a split.
-    /// </summary>
+    /// <summary>The starts of the UTC months within (<paramref name="from"/>, <paramref name="to"/>), at which the read is split.</summary>
     static IEnumerable<DateTimeOffset> MonthStarts(DateTimeOffset from, DateTimeOffset to)
     {
-        var firstHourEnd = FloorHour(from) + (2 * Hour);
         var utc = from.UtcDateTime;
         for (var month = new DateTimeOffset(utc.Year, utc.Month, 1, 0, 0, 0, TimeSpan.Zero).AddMonths(1); month < to; month = month.AddMonths(1))
         {
-            if (month >= firstHourEnd)
-            {
-                yield return month;
-            }
+            yield return month;
         }
     }
 
-    /// <summary>The samples of [<paramref name="start"/>, <paramref name="end"/>) summed into <paramref name="result"/>'s arrays over [<paramref name="from"/>, <paramref name="to"/>).</summary>
+    /// <summary>The blocks of [<paramref name="start"/>, <paramref name="end"/>) summed into <paramref name="result"/>'s arrays over [<paramref name="from"/>, <paramref name="to"/>).</summary>
     static async Task ReadRangeAsync(
         NpgsqlConnection conn, int[] ids, DateTimeOffset from, DateTimeOffset to, DateTimeOffset start, DateTimeOffset end,
         Dictionary<int, HourlyAggregates> result, CancellationToken ct)
     {
         const string history = """
-            SELECT series_id, ts, value FROM samples
-            WHERE series_id = ANY(@ids) AND ts >= @from AND ts < @to
-            ORDER BY series_id, ts
+            SELECT series_id, hour, value, vals FROM samples
+            WHERE series_id = ANY(@ids) AND hour >= @from AND hour < @to
+            ORDER BY series_id, hour
             """;
         var hours = (int)((to - from) / Hour);
         var fromTicks = from.UtcTicks;
@@ -74,27 +70,15 @@ public static class HourlyHistory
         cmd.CommandTimeout = 600;
         await using var reader = await cmd.ExecuteReaderAsync(System.Data.CommandBehavior.SequentialAccess, ct);
         HourlyAggregates? series = null;
-        int current = 0, count = 0, hour = -1;
-        double sum = 0, max = 0;
-        // Closes the hour in progress: the mean and max of its values within SampleRules.AggregateLimit, as avg/max would.
-        void Flush()
-        {
-            if (series is not null && hour >= 0 && count > 0)
-            {
-                series.Mean[hour] = sum / count;
-                series.Max[hour] = max;
-            }
-            (count, sum, max) = (0, 0, double.NegativeInfinity);
-        }
+        var current = 0;
         while (await reader.ReadAsync(ct))
         {
             var id = reader.GetInt32(0);
-            var ticks = reader.GetFieldValue<DateTime>(1).Ticks;
-            var value = reader.GetDouble(2);
-            var h = (int)(((ticks - (ticks % Hour.Ticks)) - fromTicks) / Hour.Ticks);
+            var h = (int)((reader.GetFieldValue<DateTime>(1).Ticks - fromTicks) / Hour.Ticks);
+            var one = reader.IsDBNull(2) ? double.NaN : reader.GetDouble(2);
+            var values = reader.IsDBNull(3) ? null : reader.GetFieldValue<double[]>(3);
             if (series is null || id != current)
             {
-                Flush();
                 current = id;
                 // A series already met in an earlier month goes on in its arrays.
                 if (!result.TryGetValue(id, out series))
@@ -104,14 +88,28 @@ public static class HourlyHistory
                     Array.Fill(series.Max, double.NaN);
                     result.Add(id, series);
                 }
-                hour = h;
             }
-            else if (h != hour)
+            if (values is null)
             {
-                Flush();
-                hour = h;
+                AddHour(series, h, new ReadOnlySpan<double>(in one));
             }
-            // Values beyond SampleRules.AggregateLimit (and NaN) are counted, not aggregated: they cannot overflow a mean here.
+            else
+            {
+                AddHour(series, h, values);
+            }
+        }
+    }
+
+    /// <summary>
+    /// The mean and max of hour <paramref name="h"/>'s values within SampleRules.AggregateLimit, as avg/max would; values
+    /// beyond it (and NaN) are counted, not aggregated: they cannot overflow a mean here.
+    /// </summary>
+    static void AddHour(HourlyAggregates series, int h, ReadOnlySpan<double> values)
+    {
+        double sum = 0, max = double.NegativeInfinity;
+        var count = 0;
+        foreach (var value in values)
+        {
             if (Math.Abs(value) <= SampleRules.AggregateLimit)
             {
                 sum += value;
@@ -123,6 +121,10 @@ public static class HourlyHistory
                 series.Ignored++;
             }
         }
-        Flush();
+        if (count > 0)
+        {
+            series.Mean[h] = sum / count;
+            series.Max[h] = max;
+        }
     }
 }

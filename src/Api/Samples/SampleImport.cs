@@ -61,7 +61,8 @@ public sealed class SampleImport : IAsyncDisposable
     readonly List<Resource> _register = [];
     readonly List<(int Key, DateTime Ts, double Value)> _waiting = [];
     const int WaitingLimit = 1 << 16;
-    NpgsqlBinaryImporter? _direct;
+    BlockCopy? _direct;
+    readonly OpenBlocks _blocks = new();
     DateTime _min = DateTime.MaxValue, _max = DateTime.MinValue;
     long _pending;
 
@@ -78,7 +79,7 @@ public sealed class SampleImport : IAsyncDisposable
     readonly DateTimeOffset _now;
     readonly List<string> _created = [];
 
-    SampleImport(NpgsqlConnection conn, NpgsqlConnection lookup, NpgsqlTransaction tx, NpgsqlBinaryImporter? direct, SamplePartitions partitions,
+    SampleImport(NpgsqlConnection conn, NpgsqlConnection lookup, NpgsqlTransaction tx, BlockCopy? direct, SamplePartitions partitions,
         bool createResources, DateTimeOffset now)
     {
         _createResources = createResources;
@@ -109,7 +110,7 @@ public sealed class SampleImport : IAsyncDisposable
             await tx.SaveAsync("direct", ct);
             // Undone with the savepoint when the direct path is abandoned; reset when it succeeds (FinishAsync).
             await conn.ExecuteAsync(new CommandDefinition($"SET LOCAL lock_timeout = '{DirectLockTimeout}'", transaction: tx, cancellationToken: ct));
-            NpgsqlBinaryImporter? direct;
+            BlockCopy? direct;
             try
             {
                 direct = await StartCopyAsync(conn, ct);
@@ -174,6 +175,7 @@ public sealed class SampleImport : IAsyncDisposable
         if (!await FinishCopyAsync(_direct!, "direct", ct))
         {
             _direct = null;
+            _blocks.Clear();
             AbandonDirect();
             foreach (var (key, ts, value) in _waiting)
             {
@@ -206,6 +208,7 @@ public sealed class SampleImport : IAsyncDisposable
         {
             // Another writer holds a resource or series this segment needs: the direct path gives way to the merge.
             _direct = null;
+            _blocks.Clear();
             await _tx.RollbackAsync("direct", ct);
             ResetKeys();
             foreach (var (key, ts, value) in _waiting)
@@ -218,7 +221,7 @@ public sealed class SampleImport : IAsyncDisposable
         }
         foreach (var (key, ts, value) in _waiting)
         {
-            WriteRow(_direct, _keyList[key].SeriesId!.Value, ts, value);
+            _blocks.Add(_direct, _keyList[key].SeriesId!.Value, ts, value);
             Spool(key, ts, value, direct: true);
         }
         _waiting.Clear();
@@ -256,13 +259,7 @@ public sealed class SampleImport : IAsyncDisposable
     static TimeSpan Backoff(int attempt) =>
         TimeSpan.FromMilliseconds((10 + Random.Shared.NextDouble() * 20) * (1 << Math.Min(attempt - 1, 6)));
 
-    static async Task<NpgsqlBinaryImporter> StartCopyAsync(NpgsqlConnection conn, CancellationToken ct)
-    {
-        var copy = await conn.BeginBinaryImportAsync("COPY samples (series_id, ts, value) FROM STDIN (FORMAT BINARY)", ct);
-        // A bulk load may stream for many minutes; the request's own limits bound it.
-        copy.Timeout = TimeSpan.FromHours(1);
-        return copy;
-    }
+    static Task<BlockCopy> StartCopyAsync(NpgsqlConnection conn, CancellationToken ct) => BlockCopy.BeginAsync(conn, ct);
 
     /// <summary>Resources to create in the same transaction (when absent), before the samples are resolved.</summary>
     public void RegisterResources(IEnumerable<Resource> resources) =>
@@ -313,7 +310,7 @@ public sealed class SampleImport : IAsyncDisposable
         }
         else if (k.SeriesId is { } seriesId)
         {
-            WriteRow(_direct!, seriesId, utc, value);
+            _blocks.Add(_direct!, seriesId, utc, value);
             Spool(key, utc, value, direct: true);
         }
         else if (k.ResourceExists || _createResources)
@@ -386,6 +383,21 @@ public sealed class SampleImport : IAsyncDisposable
             await SwitchSegmentAsync(ct);
         }
         _spool.Flush();
+        if (_direct is not null && await OpenBlocksStoredAsync(ct))
+        {
+            // A push into an hour that already has a block (a collector pushing every minute): the COPY would fail with
+            // a unique violation when it ends, so it is cancelled now and the whole write merged, without that error's round trip.
+            await _direct.DisposeAsync();
+            await _tx.RollbackAsync("direct", ct);
+            _direct = null;
+            _blocks.Clear();
+            AbandonDirect();
+        }
+        if (_direct is not null)
+        {
+            // Blocks still open are complete now: a series' hour that continued across segments is one block.
+            _blocks.Flush(_direct);
+        }
         var directFailed = _direct is null || !await FinishCopyAsync(_direct, "direct", ct);
         if (directFailed && _direct is not null)
         {
@@ -423,9 +435,10 @@ public sealed class SampleImport : IAsyncDisposable
         {
             await _conn.ExecuteAsync(new CommandDefinition("SELECT ensure_sample_partitions(@_min, @_max)", new { _min, _max }, _tx, cancellationToken: ct));
             await _tx.SaveAsync("pending", ct);
-            var copy = await _conn.BeginBinaryImportAsync("COPY samples (series_id, ts, value) FROM STDIN (FORMAT BINARY)", ct);
-            copy.Timeout = TimeSpan.FromHours(1);
-            Replay(onlyPending: true, (k, ts, v) => WriteRow(copy, _keyList[k].SeriesId!.Value, ts, v));
+            var copy = await StartCopyAsync(_conn, ct);
+            var pending = new OpenBlocks();
+            Replay(onlyPending: true, (k, ts, v) => pending.Add(copy, _keyList[k].SeriesId!.Value, ts, v));
+            pending.Flush(copy);
             if (!await FinishCopyAsync(copy, "pending", ct))
             {
                 upserted = true;
@@ -465,10 +478,28 @@ public sealed class SampleImport : IAsyncDisposable
             : null;
 
     /// <summary>
+    /// True when a block still open (for a small request: every block of it) has its (series, hour) stored already, asked
+    /// on the lookup connection (the first is busy with the COPY). It sees only committed blocks; one committed meanwhile
+    /// still fails the COPY with a unique violation, and the write is merged then, as before.
+    /// </summary>
+    async Task<bool> OpenBlocksStoredAsync(CancellationToken ct)
+    {
+        var (ids, hours) = _blocks.Keys();
+        if (ids.Length == 0)
+        {
+            return false;
+        }
+        const string probe = """
+            SELECT EXISTS (SELECT 1 FROM unnest(@ids, @hours) AS k(id, hour) JOIN samples s ON s.series_id = k.id AND s.hour = k.hour)
+            """;
+        return await _lookup.ExecuteScalarAsync<bool>(new CommandDefinition(probe, new { ids, hours }, cancellationToken: ct));
+    }
+
+    /// <summary>
     /// Completes a COPY; false (rolled back to <paramref name="savepoint"/>) when a row was already stored, or another
     /// writer held one of its rows (lock_timeout or deadlock): either way the merge stores those rows.
     /// </summary>
-    async Task<bool> FinishCopyAsync(NpgsqlBinaryImporter copy, string savepoint, CancellationToken ct)
+    async Task<bool> FinishCopyAsync(BlockCopy copy, string savepoint, CancellationToken ct)
     {
         try
         {
@@ -552,11 +583,14 @@ public sealed class SampleImport : IAsyncDisposable
         long seq = 0;
         // Rows already strictly in key order (a bulk file sorted by series and time, say) need neither the sort nor the dedupe.
         var ordered = true;
+        // Every row at the start of its hour: once deduplicated, each is alone in its hour (a one-point block).
+        var hourly = true;
         (int Series, DateTime Ts) previous = (int.MinValue, DateTime.MinValue);
         Replay(onlyPending, (k, ts, v) =>
         {
             var id = _keyList[k].SeriesId!.Value;
             ordered = ordered && (id > previous.Series || (id == previous.Series && ts > previous.Ts));
+            hourly = hourly && ts.Ticks % TimeSpan.TicksPerHour == 0;
             previous = (id, ts);
             WriteRow(staging, id, ts, v);
             staging.Write(seq++, NpgsqlDbType.Bigint);
@@ -567,23 +601,12 @@ public sealed class SampleImport : IAsyncDisposable
 
         // A retry of identical rows writes nothing (the WHERE), which is what makes retries cheap as well as safe. The
         // sort is in memory up to a few million rows.
-        const string merge = """
-            SET LOCAL work_mem = '64MB';
-            INSERT INTO samples (series_id, ts, value)
-            SELECT DISTINCT ON (series_id, ts) series_id, ts, value FROM import_staging
-            ORDER BY series_id, ts, seq DESC
-            ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value
-            WHERE samples.value IS DISTINCT FROM EXCLUDED.value
-            """;
-        // A scan of a temporary table (local buffers: never a synchronized or parallel scan) returns rows in the order
-        // they were copied, which is key order here.
-        const string mergeOrdered = """
-            INSERT INTO samples (series_id, ts, value)
-            SELECT series_id, ts, value FROM import_staging
-            ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value
-            WHERE samples.value IS DISTINCT FROM EXCLUDED.value
-            """;
-        await _conn.ExecuteAsync(new CommandDefinition(ordered ? mergeOrdered : merge, transaction: _tx, cancellationToken: ct, commandTimeout: 0));
+        // Rows in strictly increasing key order repeat no (series, ts), so they need no dedupe (their sort is one pass
+        // over presorted input). The SQL is SampleBlocks.Merge's; rows each at the start of its hour (hourly data) are
+        // one-point blocks as they stand and need no grouping (SampleBlocks.MergeOnePoints).
+        await _conn.ExecuteAsync(new CommandDefinition("SET LOCAL work_mem = '64MB'", transaction: _tx, cancellationToken: ct));
+        var merge = hourly ? SampleBlocks.MergeOnePoints("import_staging", dedupe: !ordered) : SampleBlocks.Merge("import_staging", dedupe: !ordered);
+        await _conn.ExecuteAsync(new CommandDefinition(merge, transaction: _tx, cancellationToken: ct, commandTimeout: 0));
     }
 
     /// <summary>Reads the spool back: every row, or only those that did not go straight into `samples`.</summary>
@@ -653,7 +676,8 @@ public sealed class SampleImport : IAsyncDisposable
         {
             const string existing = """
                 SELECT k.id FROM unnest(@ids, @froms, @tos) AS k(id, from_ts, to_ts)
-                WHERE EXISTS (SELECT 1 FROM samples s WHERE s.series_id = k.id AND s.ts BETWEEN k.from_ts AND k.to_ts)
+                WHERE EXISTS (SELECT 1 FROM samples s WHERE s.series_id = k.id
+                    AND s.hour BETWEEN date_bin('1 hour', k.from_ts, timestamptz '2000-01-01 00:00:00+00') AND k.to_ts)
                 """;
             var hit = (await conn.QueryAsync<int>(new CommandDefinition(existing, new
             {
@@ -672,7 +696,7 @@ public sealed class SampleImport : IAsyncDisposable
             var ok = false;
             try
             {
-                await CopyRowsAsync(conn, "COPY samples (series_id, ts, value) FROM STDIN (FORMAT BINARY)", [.. direct.Select(i => (ids[i]!.Value, items[i].Points))], ct);
+                await CopyBlocksAsync(conn, [.. direct.Select(i => (ids[i]!.Value, items[i].Points))], ct);
                 ok = true;
             }
             catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.UniqueViolation || IsContention(e))
@@ -703,15 +727,8 @@ public sealed class SampleImport : IAsyncDisposable
                 "CREATE TEMP TABLE bulk_staging (series_id integer NOT NULL, ts timestamptz NOT NULL, value double precision NOT NULL) ON COMMIT DROP",
                 transaction: tx, cancellationToken: ct));
             await CopyRowsAsync(conn, "COPY bulk_staging (series_id, ts, value) FROM STDIN (FORMAT BINARY)", [.. merged.Select(i => (ids[i]!.Value, items[i].Points))], ct);
-            // The staging rows are in key order (series ascending, each series' points strictly increasing in time), and a
-            // temporary table's scan returns them in the order they were copied; identical rows write nothing.
-            const string merge = """
-                INSERT INTO samples (series_id, ts, value)
-                SELECT series_id, ts, value FROM bulk_staging
-                ON CONFLICT (series_id, ts) DO UPDATE SET value = EXCLUDED.value
-                WHERE samples.value IS DISTINCT FROM EXCLUDED.value
-                """;
-            await conn.ExecuteAsync(new CommandDefinition(merge, transaction: tx, cancellationToken: ct, commandTimeout: 0));
+            // The staging rows are distinct (each series once, its points strictly increasing in time); identical points write nothing.
+            await conn.ExecuteAsync(new CommandDefinition(SampleBlocks.Merge("bulk_staging", dedupe: false), transaction: tx, cancellationToken: ct, commandTimeout: 0));
             foreach (var i in merged)
             {
                 stored[i] = items[i].Points.Count;
@@ -756,7 +773,7 @@ public sealed class SampleImport : IAsyncDisposable
         {
             await using var stream = await conn.BeginRawBinaryCopyAsync(copy, ct);
             stream.WriteTimeout = (int)TimeSpan.FromHours(1).TotalMilliseconds;
-            CopySignature.CopyTo(buffer);
+            BlockCopy.CopySignature.CopyTo(buffer);
             // Flags, then the length of the header extension: both zero.
             BinaryPrimitives.WriteInt64BigEndian(buffer.AsSpan(11), 0);
             var used = 19;
@@ -795,22 +812,39 @@ public sealed class SampleImport : IAsyncDisposable
         }
     }
 
-    /// <summary>"PGCOPY\n\377\r\n\0": a UTF-8 literal would encode \377 as two bytes.</summary>
-    static ReadOnlySpan<byte> CopySignature => [(byte)'P', (byte)'G', (byte)'C', (byte)'O', (byte)'P', (byte)'Y', (byte)'\n', 0xFF, (byte)'\r', (byte)'\n', 0];
+    /// <summary>
+    /// Streams series' points as blocks (one row per series and hour, <see cref="SampleBlocks.WriteRaw"/>) through a raw
+    /// binary COPY into `samples`. Each series' points are strictly increasing in time, so an hour's points are adjacent.
+    /// The COPY fails (a <see cref="PostgresException"/>, a unique violation when a block of the same hour is stored) when it ends.
+    /// </summary>
+    static async Task CopyBlocksAsync(NpgsqlConnection conn, List<(int SeriesId, List<(DateTime Ts, double Value)> Points)> series, CancellationToken ct)
+    {
+        await using var copy = await BlockCopy.BeginAsync(conn, ct);
+        foreach (var (seriesId, list) in series)
+        {
+            var points = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(list);
+            var start = 0;
+            while (start < points.Length)
+            {
+                var hour = SampleBlocks.HourTicks(points[start].Ts.Ticks);
+                var end = start + 1;
+                while (end < points.Length && points[end].Ts.Ticks - hour < TimeSpan.TicksPerHour)
+                {
+                    end++;
+                }
+                copy.Write(seriesId, hour, points[start..end]);
+                start = end;
+            }
+        }
+        await copy.CompleteAsync(ct);
+    }
 
     public async ValueTask DisposeAsync()
     {
         if (_direct is not null)
         {
             // Disposing an unfinished COPY cancels it; the transaction then rolls back with the connection.
-            try
-            {
-                await _direct.DisposeAsync();
-            }
-            catch (NpgsqlException)
-            {
-                // The connection is being discarded anyway.
-            }
+            await _direct.DisposeAsync();
         }
         await _spool.DisposeAsync();
         await _tx.DisposeAsync();

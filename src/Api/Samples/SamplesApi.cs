@@ -244,9 +244,10 @@ public static class SamplesApi
             }
             // Stored values beyond SampleRules.AggregateLimit are left out: the mean cannot overflow (issue 13).
             const string aggregate = """
-                SELECT date_bin(@bin, ts, '2000-01-01T00:00:00Z') AS Timestamp, avg(value) AS Mean, max(value) AS Max, min(value) AS Min, count(*) AS Count
-                FROM samples
-                WHERE series_id = @seriesId AND ts >= @fromUtc AND ts < @toUtc AND abs(value) <= 1e100
+                SELECT date_bin(@bin, p.ts, '2000-01-01T00:00:00Z') AS Timestamp, avg(p.value) AS Mean, max(p.value) AS Max, min(p.value) AS Min, count(*) AS Count
+                FROM samples b CROSS JOIN LATERAL unnest(coalesce(b.ts, ARRAY[b.hour]), coalesce(b.vals, ARRAY[b.value])) AS p(ts, value)
+                WHERE b.series_id = @seriesId AND b.hour >= date_bin('1 hour', @fromUtc, timestamptz '2000-01-01 00:00:00+00') AND b.hour < @toUtc
+                  AND p.ts >= @fromUtc AND p.ts < @toUtc AND abs(p.value) <= 1e100
                 GROUP BY 1 ORDER BY 1
                 """;
             var buckets = await conn.QueryAsync<(DateTime Timestamp, double Mean, double Max, double Min, long Count)>(
@@ -256,9 +257,11 @@ public static class SamplesApi
 
         // Only what JSON can carry: a NaN or infinity written into the table by hand is left out, as aggregates leave it out.
         const string raw = """
-            SELECT ts, value FROM samples
-            WHERE series_id = @seriesId AND ts >= @fromUtc AND ts < @toUtc AND abs(value) < 'Infinity'
-            ORDER BY ts LIMIT @limit
+            SELECT p.ts, p.value
+            FROM samples b CROSS JOIN LATERAL unnest(coalesce(b.ts, ARRAY[b.hour]), coalesce(b.vals, ARRAY[b.value])) AS p(ts, value)
+            WHERE b.series_id = @seriesId AND b.hour >= date_bin('1 hour', @fromUtc, timestamptz '2000-01-01 00:00:00+00') AND b.hour < @toUtc
+              AND p.ts >= @fromUtc AND p.ts < @toUtc AND abs(p.value) < 'Infinity'
+            ORDER BY b.hour, p.ts LIMIT @limit
             """;
         var points = (await conn.QueryAsync<(DateTime Ts, double Value)>(
             new CommandDefinition(raw, new { seriesId, fromUtc, toUtc, limit = cap + 1 }, cancellationToken: ct))).ToList();

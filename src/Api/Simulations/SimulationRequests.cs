@@ -122,11 +122,12 @@ public static class SimulationRequests
     static async Task<List<SeriesHistory>> StoredLoadAsync(NpgsqlDataSource db, string[] names, CancellationToken ct)
     {
         const string load = """
-            SELECT r.name, date_bin('1 hour', sa.ts, timestamptz '2000-01-01 00:00:00+00') AS hour, avg(sa.value) AS mean
+            SELECT r.name, sa.hour, avg(p.value) AS mean
             FROM resources r
             JOIN series s ON s.resource_id = r.id AND s.metric = r.load_metric
             JOIN samples sa ON sa.series_id = s.id
-            WHERE r.name = ANY(@names) AND abs(sa.value) <= 1e100
+            CROSS JOIN LATERAL unnest(coalesce(sa.vals, ARRAY[sa.value])) AS p(value)
+            WHERE r.name = ANY(@names) AND abs(p.value) <= 1e100
             GROUP BY 1, 2
             ORDER BY 1, 2
             """;

@@ -62,7 +62,7 @@ public class ApiFixture : IAsyncLifetime
     {
         await using var conn = new NpgsqlConnection(ConnectionString);
         return await conn.ExecuteScalarAsync<long>("""
-            SELECT count(*) FROM samples sa JOIN series s ON s.id = sa.series_id JOIN resources r ON r.id = s.resource_id
+            SELECT count(*) FROM sample_points sa JOIN series s ON s.id = sa.series_id JOIN resources r ON r.id = s.resource_id
             WHERE @resource::text IS NULL OR r.name = @resource
             """, new { resource });
     }

@@ -34,7 +34,7 @@ public sealed class BulkWriteTests
         // for stored rows cannot see it, so the backfill tries the straight COPY, which meets that row.
         await using var other = await db.OpenConnectionAsync();
         await using var otherTx = await other.BeginTransactionAsync();
-        await other.ExecuteAsync("INSERT INTO samples (series_id, ts, value) VALUES (@seriesId, @ts, 1)", new { seriesId, ts = From.AddMinutes(50) }, otherTx);
+        await other.ExecuteAsync("INSERT INTO sample_points (series_id, ts, value) VALUES (@seriesId, @ts, 1)", new { seriesId, ts = From.AddMinutes(50) }, otherTx);
 
         var log = new RecordingLog();
         await using var conn = await db.OpenConnectionAsync();
@@ -51,7 +51,7 @@ public sealed class BulkWriteTests
         await tx.CommitAsync();
 
         Assert.Equal(new long[] { 288 }, stored);
-        var rows = (await setup.QueryAsync<(DateTime Ts, double Value)>("SELECT ts, value FROM samples WHERE series_id = @seriesId ORDER BY ts", new { seriesId })).ToList();
+        var rows = (await setup.QueryAsync<(DateTime Ts, double Value)>("SELECT ts, value FROM sample_points WHERE series_id = @seriesId ORDER BY ts", new { seriesId })).ToList();
         Assert.Equal(288, rows.Count);
         Assert.Equal(points.Select(p => p.Item1), rows.Select(r => DateTime.SpecifyKind(r.Ts, DateTimeKind.Utc)));
         // The backfill's value replaced the other writer's 1 at 00:50 (the row the COPY met).

@@ -183,7 +183,7 @@ public sealed class PrometheusSourcesTests(SourcesFixture f) : IClassFixture<Sou
         // No gap and no duplicate: every minute from the backfill's start to the new watermark exactly once, with its value.
         await using var conn = new NpgsqlConnection(f.ConnectionString);
         var rows = (await conn.QueryAsync<(DateTime Ts, double Value)>("""
-            SELECT sa.ts, sa.value FROM samples sa JOIN series s ON s.id = sa.series_id JOIN resources r ON r.id = s.resource_id
+            SELECT sa.ts, sa.value FROM sample_points sa JOIN series s ON s.id = sa.series_id JOIN resources r ON r.id = s.resource_id
             WHERE r.name = 'steady' AND s.metric = 'qps' ORDER BY sa.ts
             """)).ToList();
         var start = Now.AddDays(-SourcesFixture.BackfillDays);
@@ -205,8 +205,8 @@ public sealed class PrometheusSourcesTests(SourcesFixture f) : IClassFixture<Sou
         await conn.ExecuteAsync($$"""
             CREATE FUNCTION refuse_poisoned_sample() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN
-                IF NEW.value = {{SyntheticLoad.PoisonedValue.ToString(System.Globalization.CultureInfo.InvariantCulture)}} THEN
-                    RAISE EXCEPTION 'poisoned sample at %', NEW.ts;
+                IF {{SyntheticLoad.PoisonedValue.ToString(System.Globalization.CultureInfo.InvariantCulture)}} = ANY(NEW.vals) OR NEW.value = {{SyntheticLoad.PoisonedValue.ToString(System.Globalization.CultureInfo.InvariantCulture)}} THEN
+                    RAISE EXCEPTION 'poisoned sample in the hour of %', NEW.hour;
                 END IF;
                 RETURN NEW;
             END $$;
@@ -280,7 +280,7 @@ public sealed class PrometheusSourcesTests(SourcesFixture f) : IClassFixture<Sou
         await using var conn = new NpgsqlConnection(f.ConnectionString);
         Assert.Equal((int)(TimeSpan.FromDays(SourcesFixture.BackfillDays) / Step) + 2, await StoredAsync(conn, "pushed"));
         var values = (await conn.QueryAsync<(DateTime Ts, double Value)>("""
-            SELECT sa.ts, sa.value FROM samples sa JOIN series s ON s.id = sa.series_id JOIN resources r ON r.id = s.resource_id
+            SELECT sa.ts, sa.value FROM sample_points sa JOIN series s ON s.id = sa.series_id JOIN resources r ON r.id = s.resource_id
             WHERE r.name = 'pushed' AND sa.ts BETWEEN @from AND @to ORDER BY sa.ts
             """, new { from = day.UtcDateTime, to = day.AddMinutes(2).UtcDateTime })).ToList();
         Assert.Equal(4, values.Count);
@@ -303,7 +303,7 @@ public sealed class PrometheusSourcesTests(SourcesFixture f) : IClassFixture<Sou
     }
 
     static Task<long> StoredAsync(NpgsqlConnection conn, string name) => conn.ExecuteScalarAsync<long>("""
-        SELECT count(*) FROM samples sa JOIN series s ON s.id = sa.series_id JOIN resources r ON r.id = s.resource_id
+        SELECT count(*) FROM sample_points sa JOIN series s ON s.id = sa.series_id JOIN resources r ON r.id = s.resource_id
         WHERE r.name = @name AND s.metric = 'qps'
         """, new { name });
 
