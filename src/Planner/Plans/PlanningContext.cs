@@ -39,6 +39,8 @@ internal sealed class PlanningContext
     private readonly PlanInput input;
     private readonly Policy policy;
     private readonly int[]? divisors;
+    // Each window's rule as people read it, written once per plan rather than once per step the window covers.
+    private string?[]? windowRules;
 
     public PlanningContext(PlanInput input)
     {
@@ -283,11 +285,17 @@ internal sealed class PlanningContext
             h.Clamps is null ? [] : h.Clamps.ToArray(), h.Count)
         {
             Risk = h.Source == StepSource.Forecast ? h.Risk : null,
-            WindowRule = h.Limits.Window is int w ? policy.Windows[w].Describe() : null,
+            WindowRule = h.Limits.Window is int w ? WindowRule(w) : null,
         };
         var lead = TimeSpan.FromMinutes(policy.LeadMinutes);
         return new PlanStep(h.At, h.At - lead, h.At + Hour - lead, input.Kind, h.Count, Requests.Cpu, Requests.Memory,
             h.Source, shortfall > 0, shortfall, policy.Mode == PlanMode.ForecastOnly, h.Limits.Window is not null, explanation);
+    }
+
+    private string WindowRule(int window)
+    {
+        windowRules ??= new string?[policy.Windows.Count];
+        return windowRules[window] ??= policy.Windows[window].Describe();
     }
 
     /// <summary>Why an hour cannot be planned, naming what the host or the operator can supply.</summary>
