@@ -23,9 +23,44 @@ internal struct HourPlan
     public bool Ramped;
     public bool UpperLimited;
     public int Count;
-    public List<Clamp>? Clamps;
+    // The rules that changed this hour's count, in order: the first three held here (an hour rarely has more), the rest in
+    // a list. A list per clamped hour was, with its array, a tenth of what planning a resource allocated.
+    private Clamp clamp0, clamp1, clamp2;
+    private int clampCount;
+    private List<Clamp>? moreClamps;
 
-    public void Add(ClampRule rule, int from, int to, double limit) => (Clamps ??= new(2)).Add(new Clamp(rule, from, to, limit));
+    public void Add(ClampRule rule, int from, int to, double limit)
+    {
+        var clamp = new Clamp(rule, from, to, limit);
+        switch (clampCount++)
+        {
+            case 0: clamp0 = clamp; break;
+            case 1: clamp1 = clamp; break;
+            case 2: clamp2 = clamp; break;
+            default: (moreClamps ??= new(2)).Add(clamp); break;
+        }
+    }
+
+    /// <summary>The clamps in the order they were added.</summary>
+    public readonly Clamp[] Clamps()
+    {
+        if (clampCount == 0)
+        {
+            return [];
+        }
+        var clamps = new Clamp[clampCount];
+        clamps[0] = clamp0;
+        if (clampCount > 1)
+        {
+            clamps[1] = clamp1;
+        }
+        if (clampCount > 2)
+        {
+            clamps[2] = clamp2;
+        }
+        moreClamps?.CopyTo(clamps, 3);
+        return clamps;
+    }
 }
 
 /// <summary>What stays the same across a resource's hours: policy, capacity, requests, and a job's divisors.</summary>
@@ -282,7 +317,7 @@ internal sealed class PlanningContext
         var explanation = new StepExplanation(h.Source, h.Fallback, h.LoadHour, h.Load,
             h.LoadFromForecast && h.Risk is null ? policy.ForecastBound : null, Capacity.PerUnit, Capacity.Source,
             h.Limits.TargetUtilization, h.Raw, h.Demand, h.Limits.Window, h.Job,
-            h.Clamps is null ? [] : h.Clamps.ToArray(), h.Count)
+            h.Clamps(), h.Count)
         {
             Risk = h.Source == StepSource.Forecast ? h.Risk : null,
             WindowRule = h.Limits.Window is int w ? WindowRule(w) : null,
