@@ -46,7 +46,7 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
     /// </summary>
     sealed record PlanRow(
         string Mode, DateTime GeneratedAt, DateTime HorizonStart, int HorizonHours, int LeadMinutes, string? CapacityModel, string[] Notes,
-        byte[] Steps, string Requests, byte[] Counts, byte[] CpuHours, byte[] MemoryHours, bool RequestsKnown);
+        byte[] Steps, byte[] Requests, byte[] Counts, byte[] CpuHours, byte[] MemoryHours, bool RequestsKnown);
 
     /// <summary>What publishing one batch did.</summary>
     sealed record BatchOutcome(int Resources, int Published, int Cannot);
@@ -176,7 +176,7 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
     }
 
     /// <summary>
-    /// The plan's columns: steps packed, requests as JSON, and per step the planned count and count × request, these three as
+    /// The plan's columns: steps packed, requests as jsonb, and per step the planned count and count × request, these three as
     /// int4[], float8[] and int8[] already in PostgreSQL's binary form (<see cref="PostgresBinary"/>).
     /// </summary>
     static PlanRow Row(Plan plan)
@@ -194,7 +194,7 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
         }
         return new PlanRow(plan.Mode == PlanMode.ForecastOnly ? "forecastOnly" : "scale", plan.GeneratedAt.UtcDateTime, steps[0].Hour.UtcDateTime,
             steps.Count, (int)(steps[0].Hour - steps[0].Start).TotalMinutes, plan.CapacityModelVersion, [.. plan.Notes],
-            PackedSteps.Write(steps), PlanJson.Write(plan.Requests), PostgresBinary.Int4Array(counts), PostgresBinary.Float8Array(cpu),
+            PackedSteps.Write(steps), PlanJson.WriteJsonb(plan.Requests), PostgresBinary.Int4Array(counts), PostgresBinary.Float8Array(cpu),
             PostgresBinary.Int8Array(memory), plan.Requests.Cpu is not null && plan.Requests.Memory is not null);
     }
 
@@ -245,7 +245,8 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
                 await Nullable(copy, r.ForecastGeneratedAt, NpgsqlDbType.TimestampTz, ct);
                 await Nullable(copy, plan.CapacityModel, NpgsqlDbType.Text, ct);
                 await copy.WriteAsync(r.Resource.StoredPolicy, NpgsqlDbType.Jsonb, ct);
-                await copy.WriteAsync(plan.Requests, NpgsqlDbType.Jsonb, ct);
+                // The jsonb's binary form (PlanJson.WriteJsonb), sent as it is like the arrays below.
+                await copy.WriteAsync(plan.Requests, NpgsqlDbType.Bytea, ct);
                 await copy.WriteAsync(plan.Notes, NpgsqlDbType.Array | NpgsqlDbType.Text, ct);
                 await copy.WriteAsync(plan.Steps, NpgsqlDbType.Bytea, ct);
                 // The int4[], float8[] and int8[] columns' binary forms, encoded by Row: a binary COPY field is its bytes, which

@@ -100,11 +100,23 @@ public static class ForecastStore
         cmd.Parameters.AddWithValue("ids", wanted.Select(w => w.Id).ToArray());
         cmd.Parameters.AddWithValue("metrics", wanted.Select(w => w.Metric).ToArray());
         await using var reader = await cmd.ExecuteReaderAsync(ct);
+        // One buffer for every array of the batch: each is parsed into its doubles at once, so its bytes need not outlive it.
+        var buffer = new byte[1024];
+        double[] Elements(int column)
+        {
+            var length = (int)reader.GetBytes(column, 0, null, 0, 0);
+            if (length > buffer.Length)
+            {
+                buffer = new byte[Math.Max(length, 2 * buffer.Length)];
+            }
+            reader.GetBytes(column, 0, buffer, 0, length);
+            return PostgresBinary.Float8Elements(buffer.AsSpan(0, length));
+        }
         while (await reader.ReadAsync(ct))
         {
-            var point = PostgresBinary.Float8Elements(reader.GetFieldValue<byte[]>(6));
-            var lower = PostgresBinary.Float8Elements(reader.GetFieldValue<byte[]>(7));
-            var upper = PostgresBinary.Float8Elements(reader.GetFieldValue<byte[]>(8));
+            var point = Elements(6);
+            var lower = Elements(7);
+            var upper = Elements(8);
             if (lower.Length != point.Length || upper.Length != point.Length)
             {
                 throw new InvalidDataException("a stored forecast's arrays differ in length");

@@ -23,9 +23,44 @@ internal struct HourPlan
     public bool Ramped;
     public bool UpperLimited;
     public int Count;
-    public List<Clamp>? Clamps;
+    // The rules that changed this hour's count, in order: the first three held here (an hour rarely has more), the rest in
+    // a list. A list per clamped hour, with its array, was 3.4 of the 21 KiB planning a resource allocated (bench planner).
+    private Clamp clamp0, clamp1, clamp2;
+    private int clampCount;
+    private List<Clamp>? moreClamps;
 
-    public void Add(ClampRule rule, int from, int to, double limit) => (Clamps ??= new(2)).Add(new Clamp(rule, from, to, limit));
+    public void Add(ClampRule rule, int from, int to, double limit)
+    {
+        var clamp = new Clamp(rule, from, to, limit);
+        switch (clampCount++)
+        {
+            case 0: clamp0 = clamp; break;
+            case 1: clamp1 = clamp; break;
+            case 2: clamp2 = clamp; break;
+            default: (moreClamps ??= new(2)).Add(clamp); break;
+        }
+    }
+
+    /// <summary>The clamps in the order they were added.</summary>
+    public readonly Clamp[] Clamps()
+    {
+        if (clampCount == 0)
+        {
+            return [];
+        }
+        var clamps = new Clamp[clampCount];
+        clamps[0] = clamp0;
+        if (clampCount > 1)
+        {
+            clamps[1] = clamp1;
+        }
+        if (clampCount > 2)
+        {
+            clamps[2] = clamp2;
+        }
+        moreClamps?.CopyTo(clamps, 3);
+        return clamps;
+    }
 }
 
 /// <summary>What stays the same across a resource's hours: policy, capacity, requests, and a job's divisors.</summary>
@@ -39,6 +74,8 @@ internal sealed class PlanningContext
     private readonly PlanInput input;
     private readonly Policy policy;
     private readonly int[]? divisors;
+    // Each window's rule as people read it, written once per plan rather than once per step the window covers.
+    private string?[]? windowRules;
 
     public PlanningContext(PlanInput input)
     {
@@ -280,14 +317,20 @@ internal sealed class PlanningContext
         var explanation = new StepExplanation(h.Source, h.Fallback, h.LoadHour, h.Load,
             h.LoadFromForecast && h.Risk is null ? policy.ForecastBound : null, Capacity.PerUnit, Capacity.Source,
             h.Limits.TargetUtilization, h.Raw, h.Demand, h.Limits.Window, h.Job,
-            h.Clamps is null ? [] : h.Clamps.ToArray(), h.Count)
+            h.Clamps(), h.Count)
         {
             Risk = h.Source == StepSource.Forecast ? h.Risk : null,
-            WindowRule = h.Limits.Window is int w ? policy.Windows[w].Describe() : null,
+            WindowRule = h.Limits.Window is int w ? WindowRule(w) : null,
         };
         var lead = TimeSpan.FromMinutes(policy.LeadMinutes);
         return new PlanStep(h.At, h.At - lead, h.At + Hour - lead, input.Kind, h.Count, Requests.Cpu, Requests.Memory,
             h.Source, shortfall > 0, shortfall, policy.Mode == PlanMode.ForecastOnly, h.Limits.Window is not null, explanation);
+    }
+
+    private string WindowRule(int window)
+    {
+        windowRules ??= new string?[policy.Windows.Count];
+        return windowRules[window] ??= policy.Windows[window].Describe();
     }
 
     /// <summary>Why an hour cannot be planned, naming what the host or the operator can supply.</summary>
