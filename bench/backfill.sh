@@ -14,6 +14,8 @@
 # disk and time allow, hence 300 s by default; pass 60 for the real thing on a bigger box.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
+# shellcheck source=bench/lib.sh
+source "$root/bench/lib.sh"
 resources="${1:-1000}"
 days="${2:-35}"
 step="${3:-300}"
@@ -131,14 +133,6 @@ threadcpu() {
     case "$(cat "$t/comm" 2>/dev/null)" in $2) sed 's/.*) //' "$t/stat" 2>/dev/null || true ;; esac
   done | awk -v hz="$(getconf CLK_TCK)" '{ s += $12 + $13 } END { printf "%.2f", s / hz }'
 }
-# PostgreSQL's: the postmaster with its exited children, plus its live backends.
-pgcpu() {
-  local data pm
-  data=$(python3 -c "import json;print(json.load(open('$FORECASTER_HOME/cluster.json'))['DataDir'])")
-  pm=$(head -n 1 "$data/postmaster.pid")
-  { cat "/proc/$pm/stat"; for c in $(cat "/proc/$pm/task/$pm/children"); do cat "/proc/$c/stat" 2>/dev/null || true; done; } |
-    awk -v hz="$(getconf CLK_TCK)" -v pm="$pm" '{ t += $14 + $15; if ($1 == pm) t += $16 + $17 } END { printf "%.2f", t / hz }'
-}
 # PostgreSQL's processes by role, "role cpu" a line: each live child by its title (backends by the title's database
 # part), the postmaster itself, and its exited children (autovacuum workers, closed backends) as one line.
 pgroles() {
@@ -199,7 +193,6 @@ echo "$line"
 # Batches whose straight COPY into `samples` met another writer or a stored row and went through the merge instead.
 echo "batches merged instead of copied: $(grep -c 'fell back to the merge' "$work/serve-true.log" || true); first reasons: $(grep -o 'fell back to the merge ([^)]*' "$work/serve-true.log" | sort | uniq -c | head -3 | tr '\n' ';')"
 seconds=$(echo "$line" | sed -E 's/.* in ([0-9.]+)s.*/\1/')
-source "$root/bench/lib.sh"
 serve false
 cluster_psql
 stored=$("${psql_cmd[@]}" -t -A -c "SELECT sum(coalesce(cardinality(sa.vals), 1)) FROM samples sa JOIN series s ON s.id = sa.series_id JOIN resources r ON r.id = s.resource_id WHERE r.\"group\" = 'bench'")

@@ -47,16 +47,9 @@ copy() {
   awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'
 }
 
-# CPU seconds (user + system) of the service, and of PostgreSQL (the postmaster with its exited children, plus its live
-# processes: backends, WAL writer, checkpointer, autovacuum), around each API run: wall time is noise on a shared machine.
+# CPU seconds (user + system) of the service, and of PostgreSQL (pgcpu, bench/lib.sh), around each API run: wall time is
+# noise on a shared machine.
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
-pgcpu() {
-  local data pm
-  data=$(python3 -c "import json;print(json.load(open('$FORECASTER_HOME/cluster.json'))['DataDir'])")
-  pm=$(head -n 1 "$data/postmaster.pid")
-  { cat "/proc/$pm/stat"; for c in $(cat "/proc/$pm/task/$pm/children"); do cat "/proc/$c/stat" 2>/dev/null || true; done; } |
-    awk -v hz="$(getconf CLK_TCK)" -v pm="$pm" '{ t += $14 + $15; if ($1 == pm) t += $16 + $17 } END { printf "%.2f", t / hz }'
-}
 c1=$(copy)
 f0=$(cpu "$server"); g0=$(pgcpu); a1=$(api); f1=$(cpu "$server"); g1=$(pgcpu)
 c2=$(copy)

@@ -42,3 +42,13 @@ service_training_run() {
   done
   printf '%s\n' "$run"
 }
+
+# CPU seconds (user + system) of the embedded cluster of $FORECASTER_HOME: the postmaster with its exited children (its
+# cutime and cstime), plus its live processes (backends, WAL writer, checkpointer, autovacuum), each counted once.
+pgcpu() {
+  local data pm
+  data=$(python3 -c "import json;print(json.load(open('$FORECASTER_HOME/cluster.json'))['DataDir'])")
+  pm=$(head -n 1 "$data/postmaster.pid")
+  { cat "/proc/$pm/stat"; for c in $(cat "/proc/$pm/task/$pm/children"); do cat "/proc/$c/stat" 2>/dev/null || true; done; } |
+    awk -v hz="$(getconf CLK_TCK)" -v pm="$pm" '{ t += $14 + $15; if ($1 == pm) t += $16 + $17 } END { printf "%.2f", t / hz }'
+}
