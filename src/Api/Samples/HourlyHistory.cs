@@ -11,7 +11,7 @@ public sealed record HourlyAggregates(double[] Mean, double[] Max)
 }
 
 /// <summary>
-/// Samples aggregated to UTC hours, for many series in one query: what training fits on and what the planner's fallbacks
+/// Samples aggregated to UTC hours, for many series at once: what training fits on and what the planner's fallbacks
 /// read. Samples are stored one block per (series, hour) (migration 0140), so PostgreSQL walks the primary key in order
 /// and sends each block's values as one array (or, in the one-point form, its one value); the mean and max of an hour
 /// are its block's, summed here in time order (the order of the array), so they equal what avg/max over the rows gave. Memory stays one pair of arrays per series.

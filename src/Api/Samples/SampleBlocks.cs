@@ -1,7 +1,5 @@
 using System.Buffers.Binary;
 using Forecaster.Api.Database;
-using NpgsqlTypes;
-using Npgsql;
 
 namespace Forecaster.Api.Samples;
 
@@ -80,6 +78,15 @@ public static class SampleBlocks
                    ELSE sample_block_changes(s.ts, s.vals, ARRAY[EXCLUDED.hour], ARRAY[EXCLUDED.value]) END
         """;
 
+    /// <summary>
+    /// One block as a row of <paramref name="copy"/> (a COPY of <see cref="Copy"/>): every writer of blocks (the import's direct
+    /// path, the bulk write of pulled history) lays them out with <see cref="WriteRaw"/>, where Npgsql's importer wrote an
+    /// hourly point as two generic arrays (a DateTime[] and a double[] allocated, then its array writer), which made the
+    /// import's insert of hourly rows ~19% slower than point rows. <paramref name="points"/> are one hour's, strictly increasing in time.
+    /// </summary>
+    public static void Write(RawBinaryCopy copy, int seriesId, long hourTicks, ReadOnlySpan<(DateTime Ts, double Value)> points) =>
+        WriteRaw(copy.Row(RowBytes(points.Length, IsOnePoint(points.Length, points[0].Ts.Ticks, hourTicks))), seriesId, hourTicks, points);
+
     /// <summary>True when a block of <paramref name="n"/> points whose first is at <paramref name="firstTicks"/> is stored in the one-point form (value alone).</summary>
     public static bool IsOnePoint(int n, long firstTicks, long hourTicks) => n == 1 && firstTicks == hourTicks;
 
@@ -139,104 +146,6 @@ public static class SampleBlocks
 }
 
 /// <summary>
-/// A raw binary COPY of blocks into `samples` (<see cref="SampleBlocks.Copy"/>), each laid out by
-/// <see cref="SampleBlocks.WriteRaw"/> into one buffer: Npgsql's importer wrote each hourly point as two generic arrays
-/// (a DateTime[] and a double[] allocated, then its array writer), which made the import's insert of hourly rows ~19%
-/// slower than point rows. Every writer of blocks (the import's direct path, the bulk write of pulled history) goes
-/// through this. Writes are synchronous into the buffer, flushed to the socket when it fills (as the importer did: the
-/// import parses spans, which cannot cross an await). The COPY fails (a <see cref="PostgresException"/>, a unique
-/// violation when a block of the same hour is stored) in <see cref="CompleteAsync"/>; disposing without completing
-/// cancels it.
-/// </summary>
-public sealed class BlockCopy : IAsyncDisposable
-{
-    readonly NpgsqlRawCopyStream _stream;
-    byte[] _buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1 << 16);
-    int _used;
-    bool _done;
-
-    BlockCopy(NpgsqlRawCopyStream stream)
-    {
-        _stream = stream;
-        CopySignature.CopyTo(_buffer);
-        // Flags, then the length of the header extension: both zero.
-        BinaryPrimitives.WriteInt64BigEndian(_buffer.AsSpan(11), 0);
-        _used = 19;
-    }
-
-    /// <summary>"PGCOPY\n\377\r\n\0": a UTF-8 literal would encode \377 as two bytes.</summary>
-    public static ReadOnlySpan<byte> CopySignature => [(byte)'P', (byte)'G', (byte)'C', (byte)'O', (byte)'P', (byte)'Y', (byte)'\n', 0xFF, (byte)'\r', (byte)'\n', 0];
-
-    public static async Task<BlockCopy> BeginAsync(NpgsqlConnection conn, CancellationToken ct)
-    {
-        var stream = await conn.BeginRawBinaryCopyAsync(SampleBlocks.Copy, ct);
-        // A bulk load may stream for many minutes; the request's own limits bound it.
-        stream.WriteTimeout = (int)TimeSpan.FromHours(1).TotalMilliseconds;
-        return new BlockCopy(stream);
-    }
-
-    /// <summary>Blocks written so far.</summary>
-    public long Blocks { get; private set; }
-
-    /// <summary>One block: <paramref name="points"/> are one hour's, strictly increasing in time.</summary>
-    public void Write(int seriesId, long hourTicks, ReadOnlySpan<(DateTime Ts, double Value)> points)
-    {
-        var size = SampleBlocks.RowBytes(points.Length, SampleBlocks.IsOnePoint(points.Length, points[0].Ts.Ticks, hourTicks));
-        if (_used + size > _buffer.Length)
-        {
-            _stream.Write(_buffer, 0, _used);
-            _used = 0;
-            if (size > _buffer.Length)
-            {
-                System.Buffers.ArrayPool<byte>.Shared.Return(_buffer);
-                _buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(size);
-            }
-        }
-        SampleBlocks.WriteRaw(_buffer.AsSpan(_used, size), seriesId, hourTicks, points);
-        _used += size;
-        Blocks++;
-    }
-
-    /// <summary>Ends the COPY; throws the server's error (a <see cref="PostgresException"/>) when it failed.</summary>
-    public async Task CompleteAsync(CancellationToken ct)
-    {
-        if (_used + 2 > _buffer.Length)
-        {
-            await _stream.WriteAsync(_buffer.AsMemory(0, _used), ct);
-            _used = 0;
-        }
-        BinaryPrimitives.WriteInt16BigEndian(_buffer.AsSpan(_used), -1);
-        await _stream.WriteAsync(_buffer.AsMemory(0, _used + 2), ct);
-        _used = 0;
-        _done = true;
-        // Disposing the raw stream sends CopyDone and reads the outcome.
-        await _stream.DisposeAsync();
-    }
-
-    public async ValueTask DisposeAsync()
-    {
-        if (!_done)
-        {
-            _done = true;
-            try
-            {
-                await _stream.CancelAsync();
-                await _stream.DisposeAsync();
-            }
-            catch (NpgsqlException)
-            {
-                // Cancelled on purpose (or the connection is being discarded): the caller rolls back.
-            }
-        }
-        if (_buffer.Length > 0)
-        {
-            System.Buffers.ArrayPool<byte>.Shared.Return(_buffer);
-            _buffer = [];
-        }
-    }
-}
-
-/// <summary>
 /// The direct path's open blocks: points arriving in any order are gathered per series into the hour in progress, and a
 /// block is written to the COPY when its series moves to another hour (or at the end). Points of an hour arriving out of
 /// order are put in place, and a repeated ts keeps the last value, as the merge would. A series coming back to an hour
@@ -253,7 +162,7 @@ public sealed class OpenBlocks
 
     readonly Dictionary<int, Block> _open = [];
 
-    public void Add(BlockCopy copy, int seriesId, DateTime ts, double value)
+    public void Add(RawBinaryCopy copy, int seriesId, DateTime ts, double value)
     {
         var ticks = ts.Ticks;
         var hour = SampleBlocks.HourTicks(ticks);
@@ -265,7 +174,7 @@ public sealed class OpenBlocks
         {
             if (points.Count > 0)
             {
-                copy.Write(seriesId, b.Hour, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(points));
+                SampleBlocks.Write(copy, seriesId, b.Hour, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(points));
                 points.Clear();
             }
             b.Hour = hour;
@@ -315,13 +224,13 @@ public sealed class OpenBlocks
     }
 
     /// <summary>Writes every block still open.</summary>
-    public void Flush(BlockCopy copy)
+    public void Flush(RawBinaryCopy copy)
     {
         foreach (var (seriesId, b) in _open)
         {
             if (b.Points.Count > 0)
             {
-                copy.Write(seriesId, b.Hour, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(b.Points));
+                SampleBlocks.Write(copy, seriesId, b.Hour, System.Runtime.InteropServices.CollectionsMarshal.AsSpan(b.Points));
             }
         }
         _open.Clear();

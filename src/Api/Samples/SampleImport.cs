@@ -61,7 +61,7 @@ public sealed class SampleImport : IAsyncDisposable
     readonly List<Resource> _register = [];
     readonly List<(int Key, DateTime Ts, double Value)> _waiting = [];
     const int WaitingLimit = 1 << 16;
-    BlockCopy? _direct;
+    RawBinaryCopy? _direct;
     readonly OpenBlocks _blocks = new();
     DateTime _min = DateTime.MaxValue, _max = DateTime.MinValue;
     long _pending;
@@ -79,7 +79,7 @@ public sealed class SampleImport : IAsyncDisposable
     readonly DateTimeOffset _now;
     readonly List<string> _created = [];
 
-    SampleImport(NpgsqlConnection conn, NpgsqlConnection lookup, NpgsqlTransaction tx, BlockCopy? direct, SamplePartitions partitions,
+    SampleImport(NpgsqlConnection conn, NpgsqlConnection lookup, NpgsqlTransaction tx, RawBinaryCopy? direct, SamplePartitions partitions,
         bool createResources, DateTimeOffset now)
     {
         _createResources = createResources;
@@ -110,7 +110,7 @@ public sealed class SampleImport : IAsyncDisposable
             await tx.SaveAsync("direct", ct);
             // Undone with the savepoint when the direct path is abandoned; reset when it succeeds (FinishAsync).
             await conn.ExecuteAsync(new CommandDefinition($"SET LOCAL lock_timeout = '{DirectLockTimeout}'", transaction: tx, cancellationToken: ct));
-            BlockCopy? direct;
+            RawBinaryCopy? direct;
             try
             {
                 direct = await StartCopyAsync(conn, ct);
@@ -259,7 +259,7 @@ public sealed class SampleImport : IAsyncDisposable
     static TimeSpan Backoff(int attempt) =>
         TimeSpan.FromMilliseconds((10 + Random.Shared.NextDouble() * 20) * (1 << Math.Min(attempt - 1, 6)));
 
-    static Task<BlockCopy> StartCopyAsync(NpgsqlConnection conn, CancellationToken ct) => BlockCopy.BeginAsync(conn, ct);
+    static Task<RawBinaryCopy> StartCopyAsync(NpgsqlConnection conn, CancellationToken ct) => RawBinaryCopy.BeginAsync(conn, SampleBlocks.Copy, ct);
 
     /// <summary>Resources to create in the same transaction (when absent), before the samples are resolved.</summary>
     public void RegisterResources(IEnumerable<Resource> resources) =>
@@ -499,7 +499,7 @@ public sealed class SampleImport : IAsyncDisposable
     /// Completes a COPY; false (rolled back to <paramref name="savepoint"/>) when a row was already stored, or another
     /// writer held one of its rows (lock_timeout or deadlock): either way the merge stores those rows.
     /// </summary>
-    async Task<bool> FinishCopyAsync(BlockCopy copy, string savepoint, CancellationToken ct)
+    async Task<bool> FinishCopyAsync(RawBinaryCopy copy, string savepoint, CancellationToken ct)
     {
         try
         {
@@ -760,56 +760,29 @@ public sealed class SampleImport : IAsyncDisposable
     }
 
     /// <summary>
-    /// Streams (series_id, ts, value) rows in PostgreSQL's binary COPY format (header, rows of three length-prefixed
-    /// big-endian fields, trailer: https://www.postgresql.org/docs/current/sql-copy.html, "Binary Format") through a
-    /// raw COPY. A row is 38 bytes laid out here; the importer's per-field Write costs several times the row itself, and
-    /// pulled history is millions of rows. The COPY fails (a <see cref="PostgresException"/>) when it ends.
+    /// Streams (series_id, ts, value) rows through a <see cref="RawBinaryCopy"/>: three length-prefixed big-endian fields,
+    /// 38 bytes a row laid out here. The COPY fails (a <see cref="PostgresException"/>) when it ends.
     /// </summary>
     static async Task CopyRowsAsync(NpgsqlConnection conn, string copy, List<(int SeriesId, List<(DateTime Ts, double Value)> Points)> series, CancellationToken ct)
     {
         const int Row = 2 + 4 + 4 + 4 + 8 + 4 + 8;
-        var buffer = System.Buffers.ArrayPool<byte>.Shared.Rent(1 << 16);
-        try
+        await using var rows = await RawBinaryCopy.BeginAsync(conn, copy, ct);
+        foreach (var (seriesId, points) in series)
         {
-            await using var stream = await conn.BeginRawBinaryCopyAsync(copy, ct);
-            stream.WriteTimeout = (int)TimeSpan.FromHours(1).TotalMilliseconds;
-            BlockCopy.CopySignature.CopyTo(buffer);
-            // Flags, then the length of the header extension: both zero.
-            BinaryPrimitives.WriteInt64BigEndian(buffer.AsSpan(11), 0);
-            var used = 19;
-            foreach (var (seriesId, points) in series)
+            foreach (var (ts, value) in points)
             {
-                foreach (var (ts, value) in points)
-                {
-                    if (used + Row > buffer.Length)
-                    {
-                        await stream.WriteAsync(buffer.AsMemory(0, used), ct);
-                        used = 0;
-                    }
-                    var row = buffer.AsSpan(used, Row);
-                    BinaryPrimitives.WriteInt16BigEndian(row, 3);
-                    BinaryPrimitives.WriteInt32BigEndian(row[2..], 4);
-                    BinaryPrimitives.WriteInt32BigEndian(row[6..], seriesId);
-                    BinaryPrimitives.WriteInt32BigEndian(row[10..], 8);
-                    // timestamptz: microseconds since 2000-01-01 UTC.
-                    BinaryPrimitives.WriteInt64BigEndian(row[14..], (ts.Ticks - PostgresBinary.EpochTicks) / 10);
-                    BinaryPrimitives.WriteInt32BigEndian(row[22..], 8);
-                    BinaryPrimitives.WriteDoubleBigEndian(row[26..], value);
-                    used += Row;
-                }
+                var row = rows.Row(Row);
+                BinaryPrimitives.WriteInt16BigEndian(row, 3);
+                BinaryPrimitives.WriteInt32BigEndian(row[2..], 4);
+                BinaryPrimitives.WriteInt32BigEndian(row[6..], seriesId);
+                BinaryPrimitives.WriteInt32BigEndian(row[10..], 8);
+                // timestamptz: microseconds since 2000-01-01 UTC.
+                BinaryPrimitives.WriteInt64BigEndian(row[14..], (ts.Ticks - PostgresBinary.EpochTicks) / 10);
+                BinaryPrimitives.WriteInt32BigEndian(row[22..], 8);
+                BinaryPrimitives.WriteDoubleBigEndian(row[26..], value);
             }
-            if (used + 2 > buffer.Length)
-            {
-                await stream.WriteAsync(buffer.AsMemory(0, used), ct);
-                used = 0;
-            }
-            BinaryPrimitives.WriteInt16BigEndian(buffer.AsSpan(used), -1);
-            await stream.WriteAsync(buffer.AsMemory(0, used + 2), ct);
         }
-        finally
-        {
-            System.Buffers.ArrayPool<byte>.Shared.Return(buffer);
-        }
+        await rows.CompleteAsync(ct);
     }
 
     /// <summary>
@@ -819,7 +792,7 @@ public sealed class SampleImport : IAsyncDisposable
     /// </summary>
     static async Task CopyBlocksAsync(NpgsqlConnection conn, List<(int SeriesId, List<(DateTime Ts, double Value)> Points)> series, CancellationToken ct)
     {
-        await using var copy = await BlockCopy.BeginAsync(conn, ct);
+        await using var copy = await StartCopyAsync(conn, ct);
         foreach (var (seriesId, list) in series)
         {
             var points = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(list);
@@ -832,7 +805,7 @@ public sealed class SampleImport : IAsyncDisposable
                 {
                     end++;
                 }
-                copy.Write(seriesId, hour, points[start..end]);
+                SampleBlocks.Write(copy, seriesId, hour, points[start..end]);
                 start = end;
             }
         }
