@@ -65,6 +65,7 @@ public class ExactNumericsTests
     [InlineData(13)]
     [InlineData(34)]
     [InlineData(36)]
+    [InlineData(48)]
     public void SymmetricEigenEqualsMathNetsSymmetricEvdBitForBit(int n)
     {
         var random = new Random(n);
@@ -94,12 +95,24 @@ public class ExactNumericsTests
             var evd = Matrix<double>.Build.Dense(n, n, (i, j) => a[(i * n) + j]).Evd(Symmetricity.Symmetric);
             var (v, d) = ((double[])a.Clone(), new double[n]);
             SymmetricEigen.Decompose(v, n, d, new double[n]);
+            // The eigenvectors as rows: the same figures, transposed. Only the lower triangle is read (the upper one scrambled).
+            var (rows, dRows) = ((double[])a.Clone(), new double[n]);
+            for (int i = 0; i < n; i++)
+            {
+                for (int j = i + 1; j < n; j++)
+                {
+                    rows[(i * n) + j] = random.NextDouble();
+                }
+            }
+            SymmetricEigen.DecomposeToRows(rows, n, dRows, new double[n]);
             for (int i = 0; i < n; i++)
             {
                 Assert.Equal(Bits(evd.EigenValues[i].Real), Bits(d[i]));
+                Assert.Equal(Bits(evd.EigenValues[i].Real), Bits(dRows[i]));
                 for (int j = 0; j < n; j++)
                 {
                     Assert.Equal(Bits(evd.EigenVectors[i, j]), Bits(v[(i * n) + j]));
+                    Assert.Equal(Bits(evd.EigenVectors[i, j]), Bits(rows[(j * n) + i]));
                 }
             }
         }

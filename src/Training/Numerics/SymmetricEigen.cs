@@ -1,3 +1,7 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
+
 namespace Forecaster.Training.Numerics;
 
 /// <summary>
@@ -7,27 +11,66 @@ namespace Forecaster.Training.Numerics;
 /// <c>Evd(Symmetricity.Symmetric)</c>, so the same figures to the last bit (SymmetricEigenTests), without its matrix objects,
 /// complex eigenvalue vector and block-diagonal copy: SSA's Rayleigh–Ritz step solves one 34×34 problem per sweep.
 /// </summary>
+/// <remarks>
+/// Every element gets the operations tred2 and tql2 give it, in their order; only the order in which independent elements are
+/// computed differs, so that their O(n³) loops run four elements to a vector (issue 16): tred2 keeps its working block
+/// symmetric (both triangles, where the procedure updates only the lower one; an entry and its mirror get the same two
+/// products, added in either order, so the same value), which turns its symmetric matrix–vector product into rows; and tql2
+/// rotates V stored by column (eigenvectors as rows), so each rotation runs along two contiguous rows.
+/// </remarks>
 public static class SymmetricEigen
 {
     /// <summary>
-    /// Decomposes the symmetric n×n matrix in <paramref name="v"/> (row-major; only its values matter, both triangles) in
+    /// Decomposes the symmetric n×n matrix in <paramref name="v"/> (row-major; its lower triangle and diagonal are read) in
     /// place: afterwards column j of <paramref name="v"/> is the unit eigenvector of <paramref name="d"/>[j], the eigenvalues
     /// in ascending order. <paramref name="e"/> is scratch of length n.
     /// </summary>
     public static void Decompose(Span<double> v, int n, Span<double> d, Span<double> e)
     {
+        DecomposeToRows(v, n, d, e);
+        Transpose(v, n);
+    }
+
+    /// <summary>
+    /// <see cref="Decompose"/> with the eigenvectors as rows: afterwards row j of <paramref name="v"/> is the unit eigenvector of
+    /// <paramref name="d"/>[j] (the same figures, transposed).
+    /// </summary>
+    public static void DecomposeToRows(Span<double> v, int n, Span<double> d, Span<double> e)
+    {
         if (v.Length < n * n || d.Length < n || e.Length < n)
         {
             throw new ArgumentException("v needs n² entries, d and e n each.");
         }
+        // The upper triangle mirrors the lower one, which is what tred2 reads.
+        for (int i = 0; i < n; i++)
+        {
+            for (int j = 0; j < i; j++)
+            {
+                v[(j * n) + i] = v[(i * n) + j];
+            }
+        }
         Tridiagonalise(v, n, d, e);
+        Transpose(v, n);
         Diagonalise(v, n, d, e);
     }
 
-    // tred2: V is reduced to the accumulated orthogonal transformation, d and e to the tridiagonal matrix's diagonal and
-    // sub-diagonal (e[0] = 0).
+    private static void Transpose(Span<double> v, int n)
+    {
+        for (int i = 0; i < n; i++)
+        {
+            for (int j = i + 1; j < n; j++)
+            {
+                (v[(i * n) + j], v[(j * n) + i]) = (v[(j * n) + i], v[(i * n) + j]);
+            }
+        }
+    }
+
+    // tred2: V is reduced to the accumulated orthogonal transformation (row-major), d and e to the tridiagonal matrix's
+    // diagonal and sub-diagonal (e[0] = 0). The working block (rows and columns below i) is kept symmetric.
     private static void Tridiagonalise(Span<double> v, int n, Span<double> d, Span<double> e)
     {
+        // Vector scratch one block longer than a row, so a block that runs past the active columns needs no special case.
+        Span<double> sums = stackalloc double[n + 4];
         for (int j = 0; j < n; j++)
         {
             d[j] = v[((n - 1) * n) + j];
@@ -66,21 +109,17 @@ public static class SymmetricEigen
                 e[i] = scale * g;
                 h -= f * g;
                 d[i - 1] = f - g;
+                // e_k = Σ_j A[k, j] d_j over j = 0 … i − 1 in order from zero, as tred2's loop adds them (its e[k] += for j < k,
+                // its g for j ≥ k): A is symmetric, so row j holds A[·, j] and each lane k sums its own terms in that order.
+                sums[..i].Clear();
                 for (int j = 0; j < i; j++)
                 {
-                    e[j] = 0.0;
+                    AddScaledRow(v.Slice(j * n, i), d[j], sums);
                 }
                 for (int j = 0; j < i; j++)
                 {
-                    f = d[j];
-                    v[(j * n) + i] = f;
-                    g = e[j] + (v[(j * n) + j] * f);
-                    for (int k = j + 1; k <= i - 1; k++)
-                    {
-                        g += v[(k * n) + j] * d[k];
-                        e[k] += v[(k * n) + j] * f;
-                    }
-                    e[j] = g;
+                    e[j] = sums[j];
+                    v[(j * n) + i] = d[j];
                 }
                 f = 0.0;
                 for (int j = 0; j < i; j++)
@@ -93,14 +132,13 @@ public static class SymmetricEigen
                 {
                     e[j] -= hh * d[j];
                 }
+                // A[r, c] −= d_c e_r + e_c d_r on both triangles (tred2: A[k, j] −= d_j e_k + e_j d_k for k ≥ j).
+                for (int r = 0; r < i; r++)
+                {
+                    SubtractRankTwo(v.Slice(r * n, i), d[..i], e[..i], e[r], d[r]);
+                }
                 for (int j = 0; j < i; j++)
                 {
-                    f = d[j];
-                    g = e[j];
-                    for (int k = j; k <= i - 1; k++)
-                    {
-                        v[(k * n) + j] -= (f * e[k]) + (g * d[k]);
-                    }
                     d[j] = v[((i - 1) * n) + j];
                     v[(i * n) + j] = 0.0;
                 }
@@ -118,17 +156,16 @@ public static class SymmetricEigen
                 {
                     d[k] = v[(k * n) + i + 1] / h;
                 }
-                for (int j = 0; j <= i; j++)
+                // g_j = Σ_k V[k, i + 1] V[k, j] over k = 0 … i in order, for every j ≤ i at once (no column j is updated before
+                // the last g is taken: each g reads column i + 1 and its own column only), then V[k, j] −= g_j d_k.
+                sums[..(i + 1)].Clear();
+                for (int k = 0; k <= i; k++)
                 {
-                    double g = 0.0;
-                    for (int k = 0; k <= i; k++)
-                    {
-                        g += v[(k * n) + i + 1] * v[(k * n) + j];
-                    }
-                    for (int k = 0; k <= i; k++)
-                    {
-                        v[(k * n) + j] -= g * d[k];
-                    }
+                    AddScaledRow(v.Slice(k * n, i + 1), v[(k * n) + i + 1], sums);
+                }
+                for (int k = 0; k <= i; k++)
+                {
+                    SubtractScaled(v.Slice(k * n, i + 1), sums, d[k]);
                 }
             }
             for (int k = 0; k <= i; k++)
@@ -145,9 +182,64 @@ public static class SymmetricEigen
         e[0] = 0.0;
     }
 
-    // tql2: the implicit QL iterations with Wilkinson shifts on the tridiagonal matrix, accumulating the rotations into V,
-    // then the eigenpairs sorted by eigenvalue (a selection sort, so equal eigenvalues keep their order).
-    private static void Diagonalise(Span<double> v, int n, Span<double> d, Span<double> e)
+    // sums[c] += row[c] · w for c < row.Length (the product rounded, then the sum).
+    private static void AddScaledRow(ReadOnlySpan<double> row, double w, Span<double> sums)
+    {
+        ref double r = ref MemoryMarshal.GetReference(row);
+        ref double s = ref MemoryMarshal.GetReference(sums);
+        var wv = Vector256.Create(w);
+        int c = 0;
+        for (; c + 4 <= row.Length; c += 4)
+        {
+            (Vector256.LoadUnsafe(ref s, (nuint)c) + (Vector256.LoadUnsafe(ref r, (nuint)c) * wv)).StoreUnsafe(ref s, (nuint)c);
+        }
+        for (; c < row.Length; c++)
+        {
+            Unsafe.Add(ref s, c) += Unsafe.Add(ref r, c) * w;
+        }
+    }
+
+    // row[c] −= g[c] · w for c < row.Length.
+    private static void SubtractScaled(Span<double> row, ReadOnlySpan<double> g, double w)
+    {
+        ref double r = ref MemoryMarshal.GetReference(row);
+        ref double gr = ref MemoryMarshal.GetReference(g);
+        var wv = Vector256.Create(w);
+        int c = 0;
+        for (; c + 4 <= row.Length; c += 4)
+        {
+            (Vector256.LoadUnsafe(ref r, (nuint)c) - (Vector256.LoadUnsafe(ref gr, (nuint)c) * wv)).StoreUnsafe(ref r, (nuint)c);
+        }
+        for (; c < row.Length; c++)
+        {
+            Unsafe.Add(ref r, c) -= Unsafe.Add(ref gr, c) * w;
+        }
+    }
+
+    // row[c] −= (d[c] · er) + (e[c] · dr) for c < row.Length.
+    private static void SubtractRankTwo(Span<double> row, ReadOnlySpan<double> d, ReadOnlySpan<double> e, double er, double dr)
+    {
+        ref double r = ref MemoryMarshal.GetReference(row);
+        ref double dd = ref MemoryMarshal.GetReference(d);
+        ref double ee = ref MemoryMarshal.GetReference(e);
+        var erv = Vector256.Create(er);
+        var drv = Vector256.Create(dr);
+        int c = 0;
+        for (; c + 4 <= row.Length; c += 4)
+        {
+            var update = (Vector256.LoadUnsafe(ref dd, (nuint)c) * erv) + (Vector256.LoadUnsafe(ref ee, (nuint)c) * drv);
+            (Vector256.LoadUnsafe(ref r, (nuint)c) - update).StoreUnsafe(ref r, (nuint)c);
+        }
+        for (; c < row.Length; c++)
+        {
+            Unsafe.Add(ref r, c) -= (Unsafe.Add(ref dd, c) * er) + (Unsafe.Add(ref ee, c) * dr);
+        }
+    }
+
+    // tql2: the implicit QL iterations with Wilkinson shifts on the tridiagonal matrix, accumulating the rotations into V
+    // (stored by column here: w[j, k] = V[k, j], so each rotation of two columns runs along two rows), then the eigenpairs
+    // sorted by eigenvalue (a selection sort, so equal eigenvalues keep their order).
+    private static void Diagonalise(Span<double> w, int n, Span<double> d, Span<double> e)
     {
         for (int i = 1; i < n; i++)
         {
@@ -210,12 +302,7 @@ public static class SymmetricEigen
                         c = p / r;
                         p = (c * d[i]) - (s * g);
                         d[i + 1] = h + (s * ((c * g) + (s * d[i])));
-                        for (int k = 0; k < n; k++)
-                        {
-                            h = v[(k * n) + i + 1];
-                            v[(k * n) + i + 1] = (s * v[(k * n) + i]) + (c * h);
-                            v[(k * n) + i] = (c * v[(k * n) + i]) - (s * h);
-                        }
+                        Rotate(w.Slice(i * n, n), w.Slice((i + 1) * n, n), c, s);
                     }
                     p = -s * s2 * c3 * el1 * e[l] / dl1;
                     e[l] = s * p;
@@ -244,9 +331,32 @@ public static class SymmetricEigen
                 d[i] = p;
                 for (int j = 0; j < n; j++)
                 {
-                    (v[(j * n) + i], v[(j * n) + k]) = (v[(j * n) + k], v[(j * n) + i]);
+                    (w[(i * n) + j], w[(k * n) + j]) = (w[(k * n) + j], w[(i * n) + j]);
                 }
             }
+        }
+    }
+
+    // tql2's rotation of columns i and i + 1 of V, here rows a and b: b' = s·a + c·b, a' = c·a − s·b, element by element.
+    private static void Rotate(Span<double> a, Span<double> b, double c, double s)
+    {
+        ref double ar = ref MemoryMarshal.GetReference(a);
+        ref double br = ref MemoryMarshal.GetReference(b);
+        var cv = Vector256.Create(c);
+        var sv = Vector256.Create(s);
+        int k = 0;
+        for (; k + 4 <= a.Length; k += 4)
+        {
+            var x = Vector256.LoadUnsafe(ref ar, (nuint)k);
+            var y = Vector256.LoadUnsafe(ref br, (nuint)k);
+            ((sv * x) + (cv * y)).StoreUnsafe(ref br, (nuint)k);
+            ((cv * x) - (sv * y)).StoreUnsafe(ref ar, (nuint)k);
+        }
+        for (; k < a.Length; k++)
+        {
+            double h = Unsafe.Add(ref br, k);
+            Unsafe.Add(ref br, k) = (s * Unsafe.Add(ref ar, k)) + (c * h);
+            Unsafe.Add(ref ar, k) = (c * Unsafe.Add(ref ar, k)) - (s * h);
         }
     }
 

@@ -355,17 +355,14 @@ public static class Ssa
         }
         Span<double> eigenvalues = stackalloc double[p];
         Span<double> scratch = stackalloc double[p];
-        SymmetricEigen.Decompose(h, p, eigenvalues, scratch);
-        // Eigenvalues come ascending; Ritz pair k takes the k-th largest: rotation[k, a] = W[a, p − 1 − k].
+        SymmetricEigen.DecomposeToRows(h, p, eigenvalues, scratch);
+        // Eigenvalues come ascending, eigenvectors as rows; Ritz pair k takes the k-th largest: rotation[k, a] = W[a, p − 1 − k].
         var rotation = new double[p * p];
         for (int k = 0; k < p; k++)
         {
             int col = p - 1 - k;
             theta[k] = eigenvalues[col];
-            for (int a = 0; a < p; a++)
-            {
-                rotation[(k * p) + a] = h[(a * p) + col];
-            }
+            h.AsSpan(col * p, p).CopyTo(rotation.AsSpan(k * p, p));
         }
         Rotate(q, rotation, p, L, rotatedQ);
         Rotate(y, rotation, p, L, rotatedY);
