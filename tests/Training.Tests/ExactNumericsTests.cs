@@ -122,6 +122,7 @@ public class ExactNumericsTests
     [InlineData(3)]
     [InlineData(13)]
     [InlineData(36)]
+    [InlineData(48)]
     public void RidgeSolvesGiveMathNetsCholeskyAndProductsBitForBit(int p)
     {
         var random = new Random(p);

@@ -215,34 +215,34 @@ public static class Ridge
     /// <exception cref="ArgumentException">G + λI is not positive definite (as MathNet's).</exception>
     public static double[] Solve(double[] g, double[] b, int p, double lambda)
     {
-        var l = new double[p * p];
-        for (int i = 0; i < p; i++)
+        // L stored by column (lt[c, i] = L[i, c]): each column update below runs along a contiguous row, four entries to a
+        // vector, each entry with the same operations in the same order as the column-by-column loops.
+        var lt = new double[p * p];
+        for (int c = 0; c < p; c++)
         {
-            for (int j = 0; j <= i; j++)
+            for (int i = c; i < p; i++)
             {
-                l[(i * p) + j] = g[(j * p) + i] + (i == j ? lambda : 0);
+                lt[(c * p) + i] = g[(c * p) + i] + (i == c ? lambda : 0);
             }
         }
         for (int j = 0; j < p; j++)
         {
-            double pivot = l[(j * p) + j];
+            double pivot = lt[(j * p) + j];
             if (!(pivot > 0.0))
             {
                 throw new ArgumentException("Matrix must be positive definite.");
             }
             pivot = Math.Sqrt(pivot);
-            l[(j * p) + j] = pivot;
+            lt[(j * p) + j] = pivot;
             for (int i = j + 1; i < p; i++)
             {
-                l[(i * p) + j] /= pivot;
+                lt[(j * p) + i] /= pivot;
             }
+            var column = lt.AsSpan(j * p, p);
             for (int c = j + 1; c < p; c++)
             {
-                double lcj = l[(c * p) + j];
-                for (int i = c; i < p; i++)
-                {
-                    l[(i * p) + c] -= l[(i * p) + j] * lcj;
-                }
+                // L[i, c] −= L[i, j] · L[c, j] for i ≥ c.
+                SubtractScaled(lt.AsSpan((c * p) + c, p - c), column[c..], column[c]);
             }
         }
         var y = b[..p];
@@ -251,20 +251,37 @@ public static class Ridge
             double sum = y[i];
             for (int k = i - 1; k >= 0; k--)
             {
-                sum -= l[(i * p) + k] * y[k];
+                sum -= lt[(k * p) + i] * y[k];
             }
-            y[i] = sum / l[(i * p) + i];
+            y[i] = sum / lt[(i * p) + i];
         }
         for (int i = p - 1; i >= 0; i--)
         {
             double sum = y[i];
             for (int k = i + 1; k < p; k++)
             {
-                sum -= l[(k * p) + i] * y[k];
+                sum -= lt[(i * p) + k] * y[k];
             }
-            y[i] = sum / l[(i * p) + i];
+            y[i] = sum / lt[(i * p) + i];
         }
         return y;
+    }
+
+    // dest[k] −= src[k] · w, element by element (the product rounded, then the difference).
+    private static void SubtractScaled(Span<double> dest, ReadOnlySpan<double> src, double w)
+    {
+        ref double d = ref MemoryMarshal.GetReference(dest);
+        ref double s = ref MemoryMarshal.GetReference(src);
+        var wv = Vector256.Create(w);
+        int k = 0;
+        for (; k + 4 <= dest.Length; k += 4)
+        {
+            (Vector256.LoadUnsafe(ref d, (nuint)k) - (Vector256.LoadUnsafe(ref s, (nuint)k) * wv)).StoreUnsafe(ref d, (nuint)k);
+        }
+        for (; k < dest.Length; k++)
+        {
+            Unsafe.Add(ref d, k) -= Unsafe.Add(ref s, k) * w;
+        }
     }
 
     /// <summary>tr(G) / p: the mean eigenvalue, the unit penalties are given in.</summary>
