@@ -298,23 +298,51 @@ public sealed class GlobalModel
     /// double in tree order and the sum rounded to float (<c>TreeEnsembleModelParameters.Map</c> and
     /// <c>InternalRegressionTree.GetLeaf</c> in dotnet/machinelearning). Valid for rows without a missing feature only:
     /// ML.NET sends a NaN down each split's default side, which its public API does not expose.
-    /// A node index below zero is a leaf, ~index into <see cref="_leaves"/>.
+    /// A child index below zero is a leaf, ~index into the leaf values.
     /// </summary>
-    private sealed class FlatTrees(int[] roots, int[] features, float[] thresholds, int[] children, double[] leaves)
+    private sealed class FlatTrees
     {
-        // A split node: the feature it tests, the threshold, and its two children (a leaf as its index's complement, below
-        // zero). One 16-byte record per node, so each step of a walk touches one cache line instead of three arrays.
+        // A node: the feature it tests, the threshold, and its two children. One 16-byte record per node, so each step of a
+        // walk touches one cache line instead of three arrays. Leaves come after the splits (from _firstLeaf on), one node
+        // each whose children are itself: a walk that has reached its leaf stays there while the others of its group go on,
+        // without a test per walk and step.
         [StructLayout(LayoutKind.Sequential)]
-        private readonly record struct Node(int Feature, float Threshold, int Left, int Right);
+        private readonly struct Node(int feature, float threshold, int left, int right)
+        {
+            public readonly int Feature = feature;
+            public readonly float Threshold = threshold;
+            public readonly int Left = left;
+            public readonly int Right = right;
+        }
 
-        private readonly int[] _roots = roots;
-        private readonly Node[] _nodes = [.. Enumerable.Range(0, features.Length).Select(n => new Node(features[n], thresholds[n], children[2 * n], children[(2 * n) + 1]))];
-        private readonly double[] _leaves = leaves;
+        private readonly int[] _roots;
+        private readonly Node[] _nodes;
+        private readonly double[] _leaves;
+        private readonly int _firstLeaf;
+        private readonly int _maxFeature;
+
+        public FlatTrees(int[] roots, int[] features, float[] thresholds, int[] children, double[] leaves)
+        {
+            _firstLeaf = features.Length;
+            int Index(int child) => child >= 0 ? child : _firstLeaf + ~child;
+            _nodes = new Node[features.Length + leaves.Length];
+            for (int n = 0; n < features.Length; n++)
+            {
+                _nodes[n] = new Node(features[n], thresholds[n], Index(children[2 * n]), Index(children[(2 * n) + 1]));
+            }
+            for (int k = 0; k < leaves.Length; k++)
+            {
+                _nodes[_firstLeaf + k] = new Node(0, 0f, _firstLeaf + k, _firstLeaf + k);
+            }
+            _maxFeature = features.Length == 0 ? 0 : features.Max();
+            _roots = [.. roots.Select(Index)];
+            _leaves = leaves;
+        }
 
         public void Score(ReadOnlySpan<float> rows, int width, ReadOnlySpan<bool> use, Span<double> sums)
         {
-            // The rows that are scored here, by index; four of them walk each tree side by side (issue 16): one row's walk is a
-            // chain of dependent loads and a branch that mispredicts at its leaf, four independent chains keep the core busy.
+            // The rows that are scored here, by index; eight of them walk each tree side by side (issue 16): one row's walk is a
+            // chain of dependent loads (node, feature, child), eight independent chains keep the core busy.
             // Each row still adds its leaves in tree order, so every sum is the same as one row at a time.
             Span<int> scored = sums.Length <= 256 ? stackalloc int[sums.Length] : new int[sums.Length];
             int count = 0;
@@ -326,56 +354,78 @@ public sealed class GlobalModel
                 }
             }
             scored = scored[..count];
-            var nodes = _nodes;
-            foreach (int root in _roots)
+            // Every index below stays in range by construction: the nodes' children and the roots are nodes, the features are
+            // below the width (checked), and the rows scored are within `rows` (checked).
+            if (width <= _maxFeature || rows.Length < sums.Length * width || use.Length < sums.Length)
             {
+                throw new ArgumentException("The rows are narrower than the trees' features or fewer than the sums.");
+            }
+            ref var nodes = ref MemoryMarshal.GetArrayDataReference(_nodes);
+            ref float rowsRef = ref MemoryMarshal.GetReference(rows);
+            int firstLeaf = _firstLeaf;
+            for (int t = 0; t < _roots.Length; t++)
+            {
+                int root = _roots[t];
                 int k = 0;
-                for (; k + 4 <= count; k += 4)
+                for (; k + 8 <= count; k += 8)
                 {
                     int r0 = scored[k], r1 = scored[k + 1], r2 = scored[k + 2], r3 = scored[k + 3];
-                    var row0 = rows.Slice(r0 * width, width);
-                    var row1 = rows.Slice(r1 * width, width);
-                    var row2 = rows.Slice(r2 * width, width);
-                    var row3 = rows.Slice(r3 * width, width);
-                    int n0 = root, n1 = root, n2 = root, n3 = root;
-                    // A leaf's index is below zero and stays put: the walks go on until all four are at a leaf (all signs set).
-                    while ((n0 & n1 & n2 & n3) >= 0)
+                    int r4 = scored[k + 4], r5 = scored[k + 5], r6 = scored[k + 6], r7 = scored[k + 7];
+                    ref float row0 = ref Unsafe.Add(ref rowsRef, r0 * width);
+                    ref float row1 = ref Unsafe.Add(ref rowsRef, r1 * width);
+                    ref float row2 = ref Unsafe.Add(ref rowsRef, r2 * width);
+                    ref float row3 = ref Unsafe.Add(ref rowsRef, r3 * width);
+                    ref float row4 = ref Unsafe.Add(ref rowsRef, r4 * width);
+                    ref float row5 = ref Unsafe.Add(ref rowsRef, r5 * width);
+                    ref float row6 = ref Unsafe.Add(ref rowsRef, r6 * width);
+                    ref float row7 = ref Unsafe.Add(ref rowsRef, r7 * width);
+                    int n0 = root, n1 = root, n2 = root, n3 = root, n4 = root, n5 = root, n6 = root, n7 = root;
+                    // Until all eight are at a leaf (every n − firstLeaf at or above zero, so their OR too).
+                    while (((n0 - firstLeaf) | (n1 - firstLeaf) | (n2 - firstLeaf) | (n3 - firstLeaf)
+                        | (n4 - firstLeaf) | (n5 - firstLeaf) | (n6 - firstLeaf) | (n7 - firstLeaf)) < 0)
                     {
-                        n0 = Step(nodes, n0, row0);
-                        n1 = Step(nodes, n1, row1);
-                        n2 = Step(nodes, n2, row2);
-                        n3 = Step(nodes, n3, row3);
+                        n0 = Step(ref nodes, n0, ref row0);
+                        n1 = Step(ref nodes, n1, ref row1);
+                        n2 = Step(ref nodes, n2, ref row2);
+                        n3 = Step(ref nodes, n3, ref row3);
+                        n4 = Step(ref nodes, n4, ref row4);
+                        n5 = Step(ref nodes, n5, ref row5);
+                        n6 = Step(ref nodes, n6, ref row6);
+                        n7 = Step(ref nodes, n7, ref row7);
                     }
-                    sums[r0] += _leaves[~n0];
-                    sums[r1] += _leaves[~n1];
-                    sums[r2] += _leaves[~n2];
-                    sums[r3] += _leaves[~n3];
+                    sums[r0] += _leaves[n0 - firstLeaf];
+                    sums[r1] += _leaves[n1 - firstLeaf];
+                    sums[r2] += _leaves[n2 - firstLeaf];
+                    sums[r3] += _leaves[n3 - firstLeaf];
+                    sums[r4] += _leaves[n4 - firstLeaf];
+                    sums[r5] += _leaves[n5 - firstLeaf];
+                    sums[r6] += _leaves[n6 - firstLeaf];
+                    sums[r7] += _leaves[n7 - firstLeaf];
                 }
                 for (; k < count; k++)
                 {
                     int r = scored[k];
-                    var row = rows.Slice(r * width, width);
+                    ref float row = ref Unsafe.Add(ref rowsRef, r * width);
                     int node = root;
-                    while (node >= 0)
+                    while (node < firstLeaf)
                     {
-                        node = Step(nodes, node, row);
+                        node = Step(ref nodes, node, ref row);
                     }
                     // An empty tree (ML.NET's stand-in for a constant zero one) is a leaf of value 0 here.
-                    sums[r] += _leaves[~node];
+                    sums[r] += _leaves[node - firstLeaf];
                 }
             }
         }
 
-        // The child a row goes to from `node`, or the leaf itself (an index below zero) once there.
+        // The child a row goes to from `node` (a leaf's children are itself): Left when the feature is at most the threshold
+        // (no feature here is NaN, so "not above"), else Right, the int after it; picked by the comparison's value rather than
+        // a branch, which would mispredict about every other step.
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private static int Step(Node[] nodes, int node, ReadOnlySpan<float> row)
+        private static int Step(ref Node nodes, int node, ref float row)
         {
-            if (node < 0)
-            {
-                return node;
-            }
-            ref readonly var split = ref nodes[node];
-            return row[split.Feature] <= split.Threshold ? split.Left : split.Right;
+            ref readonly var split = ref Unsafe.Add(ref nodes, node);
+            bool right = Unsafe.Add(ref row, split.Feature) > split.Threshold;
+            return Unsafe.Add(ref Unsafe.AsRef(in split.Left), Unsafe.As<bool, byte>(ref right));
         }
 
         // Null unless the model is a LightGBM regression with numeric splits only (the trainer here never declares categoricals).
