@@ -182,5 +182,40 @@ public class ExactNumericsTests
         }
     }
 
+    [Theory]
+    [InlineData(48, 30)]
+    [InlineData(168, 30)]
+    [InlineData(12, 6)]
+    public void RankErrorsAreEachRanksRecurrenceRunOnItsOwn(int window, int maxRank)
+    {
+        var random = new Random(window);
+        for (int trial = 0; trial < 5; trial++)
+        {
+            int n = (4 * window) + 200 + random.Next(100);
+            var x = Enumerable.Range(0, n).Select(t => 100 + (20 * Math.Sin(2 * Math.PI * t / 24)) + (5 * Math.Cos(2 * Math.PI * t / 168)) + (0.01 * t) + (trial * random.NextDouble() * 3)).ToArray();
+            int stretch = 24, cut = n - stretch;
+            var dec = new Ssa.SsaWorkspace().Decompose(x.AsSpan(0, cut), cut, window, maxRank, 24, 168);
+            var pi = Ssa.Ssa.LastComponents(dec.Ut, window, maxRank);
+            var s = Ssa.Ssa.Project(dec.Ut, window, maxRank, x.AsSpan(cut - window, window));
+            var errors = Ssa.Ssa.RankErrors(dec.Shift, dec.Count, maxRank, pi, s, x.AsSpan(cut, stretch));
+            Assert.Equal(Bits(double.PositiveInfinity), Bits(errors[0]));
+            for (int r = 1; r <= maxRank; r++)
+            {
+                double expected = double.PositiveInfinity;
+                if (Ssa.Ssa.RecurrenceMatrix(dec.Ut, window, dec.Shift, dec.Count, r) is { } p)
+                {
+                    var f = Ssa.Ssa.Forecast(p, pi.AsSpan(0, r), s.AsSpan(0, r), stretch);
+                    double error = 0;
+                    for (int h = 0; h < stretch; h++)
+                    {
+                        error += Math.Abs(f[h] - x[cut + h]);
+                    }
+                    expected = double.IsFinite(error) ? error : double.PositiveInfinity;
+                }
+                Assert.Equal(Bits(expected), Bits(errors[r]));
+            }
+        }
+    }
+
     private static long Bits(double v) => BitConverter.DoubleToInt64Bits(v);
 }

@@ -101,6 +101,9 @@ public static class ExactDot
     /// <summary>The length <see cref="ColumnsForRows"/> needs for an r×r matrix.</summary>
     public static int ColumnsLength(int r) => r * ((r + 7) / 8 * 8);
 
+    /// <summary>Whether <see cref="MultiplyRows"/> serves an r×r matrix (AVX-512, 8 ≤ r ≤ 64), as <see cref="ColumnsForRows"/> decides.</summary>
+    public static bool MultipliesRows(int r) => Vector512.IsHardwareAccelerated && r >= 8 && r <= 64;
+
     /// <summary>
     /// Lays the r×r row-major matrix <paramref name="p"/> out for <see cref="MultiplyRows"/> in <paramref name="columns"/>
     /// (column by column, each column padded to a multiple of 8 rows; at least <see cref="ColumnsLength"/> long); false
@@ -108,7 +111,7 @@ public static class ExactDot
     /// </summary>
     public static bool ColumnsForRows(ReadOnlySpan<double> p, int r, Span<double> columns)
     {
-        if (!Vector512.IsHardwareAccelerated || r < 8 || r > 64 || p.Length < r * r || columns.Length < ColumnsLength(r))
+        if (!MultipliesRows(r) || p.Length < r * r || columns.Length < ColumnsLength(r))
         {
             return false;
         }

@@ -189,6 +189,85 @@ public static class Ssa
         return p;
     }
 
+    /// <summary>
+    /// Rank selection's trials: for every rank r = 1 … <paramref name="maxRank"/>, the recurrence of rank r
+    /// (<see cref="RecurrenceMatrix"/>) run from the first r components of <paramref name="s"/> (<see cref="Forecast"/>) for
+    /// <paramref name="actual"/>'s length, and the sum of its absolute errors against <paramref name="actual"/> in step order;
+    /// +∞ at index 0, for a rank without a recurrence and for an error that is not finite. <paramref name="pi"/> holds the last
+    /// components of the leading maxRank eigenvectors. The same figures as those two functions rank by rank, without their
+    /// arrays per rank: (πᵀM)_b is carried from rank to rank (its sum over k &lt; r is the running sum's value after r terms)
+    /// and P is written straight into the layout its products use.
+    /// </summary>
+    public static double[] RankErrors(ReadOnlySpan<double> m, int mRank, int maxRank, ReadOnlySpan<double> pi, ReadOnlySpan<double> s, ReadOnlySpan<double> actual)
+    {
+        var errors = new double[maxRank + 1];
+        errors.AsSpan().Fill(double.PositiveInfinity);
+        var piM = new double[maxRank];
+        var state = new double[maxRank];
+        var next = new double[maxRank];
+        var pooled = ArrayPool<double>.Shared.Rent(Math.Max(ExactDot.ColumnsLength(maxRank), maxRank * maxRank));
+        var p = pooled.AsSpan();
+        for (int r = 1; r <= maxRank; r++)
+        {
+            double last = pi[r - 1];
+            for (int b = 0; b < maxRank; b++)
+            {
+                piM[b] += last * m[((r - 1) * mRank) + b];
+            }
+            var piR = pi[..r];
+            double nu2 = ExactDot.Dot(piR, piR);
+            if (nu2 >= 1 - 1e-9)
+            {
+                continue;
+            }
+            double f = 1 / (1 - nu2);
+            bool byRows = ExactDot.MultipliesRows(r);
+            int stride = (r + 7) / 8 * 8;
+            for (int a = 0; a < r; a++)
+            {
+                double fa = f * pi[a];
+                for (int b = 0; b < r; b++)
+                {
+                    double entry = m[(a * mRank) + b] + (fa * piM[b]);
+                    p[byRows ? (b * stride) + a : (a * r) + b] = entry;
+                }
+            }
+            if (byRows)
+            {
+                // MultiplyRows' padding rows: computed and dropped, zeros keep them finite (as ColumnsForRows lays them).
+                for (int b = 0; b < r; b++)
+                {
+                    p.Slice((b * stride) + r, stride - r).Clear();
+                }
+            }
+            var current = state.AsSpan(0, r);
+            var following = next.AsSpan(0, r);
+            s[..r].CopyTo(current);
+            double error = 0;
+            for (int h = 0; h < actual.Length; h++)
+            {
+                if (byRows)
+                {
+                    ExactDot.MultiplyRows(p, r, current, following);
+                }
+                else
+                {
+                    for (int a = 0; a < r; a++)
+                    {
+                        following[a] = ExactDot.Dot(p.Slice(a * r, r), current);
+                    }
+                }
+                var swap = current;
+                current = following;
+                following = swap;
+                error += Math.Abs(ExactDot.Dot(piR, current) - actual[h]);
+            }
+            errors[r] = double.IsFinite(error) ? error : double.PositiveInfinity;
+        }
+        ArrayPool<double>.Shared.Return(pooled);
+        return errors;
+    }
+
     /// <summary>π: the last components of the leading r eigenvectors.</summary>
     public static double[] LastComponents(double[] ut, int L, int r)
     {

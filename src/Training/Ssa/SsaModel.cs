@@ -101,8 +101,6 @@ public sealed record SsaModel(
         var prefix = x[..cut];
         var dec = workspace.Decompose(prefix, end - stretch, L, maxRank, daily, weekly, fresh: false);
         var last = prefix[^L..];
-        var errors = new double[maxRank + 1];
-        errors.AsSpan().Fill(double.PositiveInfinity);
         double scale = 0;
         for (int h = 0; h < stretch; h++)
         {
@@ -111,21 +109,7 @@ public sealed record SsaModel(
         // π and s of rank r are the first r components of those of the largest rank: projected once, sliced per rank.
         var piAll = Ssa.LastComponents(dec.Ut, L, maxRank);
         var sAll = Ssa.Project(dec.Ut, L, maxRank, last);
-        for (int r = 1; r <= maxRank; r++)
-        {
-            var p = Ssa.RecurrenceMatrix(dec.Ut, L, dec.Shift, dec.Count, r);
-            if (p is null)
-            {
-                continue;
-            }
-            var f = Ssa.Forecast(p, piAll.AsSpan(0, r), sAll.AsSpan(0, r), stretch);
-            double error = 0;
-            for (int h = 0; h < stretch; h++)
-            {
-                error += Math.Abs(f[h] - x[cut + h]);
-            }
-            errors[r] = double.IsFinite(error) ? error : double.PositiveInfinity;
-        }
+        var errors = Ssa.RankErrors(dec.Shift, dec.Count, maxRank, piAll, sAll, x.Slice(cut, stretch));
         double min = errors.Min();
         if (!double.IsFinite(min))
         {
