@@ -46,7 +46,7 @@ public static class ModelArtifact
         var temp = path + ".tmp";
         var entries = new PackEntry[models.Count];
         // One buffer and one writer for the whole pack: each model is laid out in the buffer, then appended to the file, so a
-        // model that fails half way leaves nothing behind. Not indented: a line per model, and 0.6 of the indented size.
+        // model that fails half way leaves nothing behind. Not indented: a line per model, and 0.55 of the indented size (14.7 against 26.9 KB).
         var buffer = new ArrayBufferWriter<byte>(64 * 1024);
         using (var json = new Utf8JsonWriter(buffer))
         using (var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
