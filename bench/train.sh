@@ -42,7 +42,8 @@ awk -F': ' '/Maximum resident set size/ { printf "peak RSS of train: %.0f MB\n",
 # CPU seconds of `train` and its waited-for children (user + system), which a shared machine's wall time hides.
 awk -F': ' '/User time/ { u = $2 } /System time/ { s = $2 } END { printf "CPU of train: %.2f s (user %.2f + system %.2f)\n", u + s, u, s }' "$work/train.err"
 echo "load average after train: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "model artifacts: $(find "$work/models" -name '*.json' | wc -l) files, $(du -sh "$work/models" | cut -f1)"
+# One pack per batch (issue 16); one .json per model version before packs.
+echo "model artifacts: $(find "$work/models" -type f \( -name '*.jsonl' -o -name '*.json' \) | wc -l) files, $(du -sh "$work/models" | cut -f1) ($(du -sb --apparent-size "$work/models" | cut -f1) bytes)"
 
 # The train verb plans the fleet after the run; planning alone again, to tell its memory from training's.
 /usr/bin/time -v "$root/forecaster" plan > "$work/plan.out" 2> "$work/plan.err" || { cat "$work/plan.err" >&2; exit 1; }

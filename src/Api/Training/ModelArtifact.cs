@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Text.Json;
 using Forecaster.Training.Forecasting;
 
@@ -7,40 +8,126 @@ namespace Forecaster.Api.Training;
 public sealed record ArtifactHeader(long Version, string Resource, string Metric, long RunId, DateTimeOffset TrainedAt, int Horizon, double Level);
 
 /// <summary>
-/// One model version's file under models/: <c>{resource}/{metric}-v{version}.json</c>, the header above plus the fitted model's
-/// own JSON (<see cref="FittedModel.ToJson"/>: the model state, interval calibration, backtest, training window and notes).
-/// <c>FittedModel.FromJson(model).Forecast(horizon, level)</c> gives back the stored forecast exactly.
+/// Where a model version's artifact is (<c>model_versions.artifact</c>, <c>artifact_offset</c>, <c>artifact_length</c>): a
+/// file relative to the models directory, and in a pack the artifact's bytes within it. A version written before packs
+/// (one file each) has no offset and length: the whole file is its artifact.
+/// </summary>
+public sealed record ArtifactPlace(string Path, long? Offset, int? Length);
+
+/// <summary>What writing one model into a pack gave: its bytes' place, or why it could not be written.</summary>
+public readonly record struct PackEntry(long Offset, int Length, string? Error);
+
+/// <summary>
+/// A model version's artifact: <c>{"header":...,"model":...}</c>, the header above plus the fitted model's own JSON
+/// (<see cref="FittedModel.WriteJson(Utf8JsonWriter)"/>: the model state, interval calibration, backtest, training window and
+/// notes). <c>FittedModel.FromJson(model).Forecast(horizon, level)</c> gives back the stored forecast exactly.
+/// Training writes one pack per batch, <c>packs/run-{run}/shard-{shard}-v{first version}.jsonl</c>: the batch's artifacts, one
+/// JSON document per line (JSON Lines), written to a temporary name and renamed once, before the batch's transaction refers
+/// to it. Creating a file costs this disk about 1 ms of kernel time whatever its size, which one file per series made 10-16%
+/// of a training run's CPU (issue 16). Releases before packs wrote one file per version, <c>{resource}/{metric}-v{version}.json</c>
+/// (the model's JSON indented); those still read.
 /// </summary>
 public static class ModelArtifact
 {
     static readonly JsonSerializerOptions Json = new(JsonSerializerDefaults.Web);
 
-    /// <summary>The artifact's path relative to the models directory.</summary>
-    public static string RelativePath(string resource, string metric, long version) =>
-        Path.Combine(resource, $"{metric}-v{version}.json");
+    /// <summary>The pack of a batch, relative to the models directory; named by its first model's version, which no other batch has.</summary>
+    public static string PackPath(long runId, int shard, long firstVersion) =>
+        Path.Combine("packs", $"run-{runId}", $"shard-{shard}-v{firstVersion}.jsonl");
 
-    /// <summary>Writes the artifact (to a temporary name first, so a reader never sees half a file).</summary>
-    public static void Write(string modelsDir, string relativePath, ArtifactHeader header, FittedModel model)
+    /// <summary>
+    /// Writes <paramref name="models"/> as one pack (to a temporary name first and renamed once, so a reader never sees half a
+    /// pack and a version refers to it only once it is whole). A model whose JSON cannot be written gets an error and no bytes.
+    /// </summary>
+    public static PackEntry[] WritePack(string modelsDir, string relativePath, IReadOnlyList<(ArtifactHeader Header, FittedModel Model)> models)
     {
         var path = Path.Combine(modelsDir, relativePath);
         Directory.CreateDirectory(Path.GetDirectoryName(path)!);
         var temp = path + ".tmp";
-        // Serialised straight into the file as UTF-8 (the same bytes as building the text first, without a string of it).
-        using (var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None))
+        var entries = new PackEntry[models.Count];
+        // One buffer and one writer for the whole pack: each model is laid out in the buffer, then appended to the file, so a
+        // model that fails half way leaves nothing behind. Not indented: a line per model, and 0.55 of the indented size (14.7 against 26.9 KB).
+        var buffer = new ArrayBufferWriter<byte>(64 * 1024);
+        using (var json = new Utf8JsonWriter(buffer))
+        using (var file = new FileStream(temp, FileMode.Create, FileAccess.Write, FileShare.None, 1 << 16))
         {
-            file.Write("{\"header\":"u8);
-            JsonSerializer.Serialize(file, header, Json);
-            file.Write(",\"model\":"u8);
-            model.WriteJson(file);
-            file.Write("}"u8);
+            long offset = 0;
+            for (int i = 0; i < models.Count; i++)
+            {
+                buffer.ResetWrittenCount();
+                json.Reset(buffer);
+                try
+                {
+                    Write(json, models[i].Header, models[i].Model);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    entries[i] = new PackEntry(0, 0, $"writing its model artifact failed: {e.GetType().Name}: {e.Message}");
+                    continue;
+                }
+                int length = buffer.WrittenCount;
+                buffer.Write("\n"u8);
+                file.Write(buffer.WrittenSpan);
+                entries[i] = new PackEntry(offset, length, null);
+                offset += buffer.WrittenCount;
+            }
+            // On the disk before the transaction that refers to it commits.
+            file.Flush(flushToDisk: true);
         }
         File.Move(temp, path, overwrite: true);
+        return entries;
     }
 
-    /// <summary>Reads an artifact back.</summary>
-    public static (ArtifactHeader Header, FittedModel Model) Read(string path)
+    static void Write(Utf8JsonWriter json, ArtifactHeader header, FittedModel model)
     {
-        using var doc = JsonDocument.Parse(File.ReadAllText(path));
+        // The header's properties as the serializer names them (web defaults), written directly.
+        json.WriteStartObject();
+        json.WriteStartObject("header"u8);
+        json.WriteNumber("version"u8, header.Version);
+        json.WriteString("resource"u8, header.Resource);
+        json.WriteString("metric"u8, header.Metric);
+        json.WriteNumber("runId"u8, header.RunId);
+        json.WriteString("trainedAt"u8, header.TrainedAt);
+        json.WriteNumber("horizon"u8, header.Horizon);
+        json.WriteNumber("level"u8, header.Level);
+        json.WriteEndObject();
+        json.WritePropertyName("model"u8);
+        model.WriteJson(json);
+        json.WriteEndObject();
+        json.Flush();
+    }
+
+    /// <summary>Reads the artifact at <paramref name="place"/> under <paramref name="modelsDir"/>: a whole file, or its bytes in a pack.</summary>
+    public static (ArtifactHeader Header, FittedModel Model) Read(string modelsDir, ArtifactPlace place) =>
+        Parse(ReadBytes(modelsDir, place), place.Path);
+
+    /// <summary>The artifact's JSON as stored (UTF-8).</summary>
+    public static byte[] ReadBytes(string modelsDir, ArtifactPlace place)
+    {
+        var path = Path.Combine(modelsDir, place.Path);
+        if (place is not { Offset: long offset, Length: int length })
+        {
+            return File.ReadAllBytes(path);
+        }
+        using var file = File.OpenHandle(path);
+        var bytes = new byte[length];
+        for (int read = 0, n; read < length; read += n)
+        {
+            n = RandomAccess.Read(file, bytes.AsSpan(read), offset + read);
+            if (n == 0)
+            {
+                throw new InvalidDataException($"{place.Path} ends before its artifact at {offset} (+{length} bytes)");
+            }
+        }
+        return bytes;
+    }
+
+    /// <summary>Reads a one-file artifact back (the layout before packs).</summary>
+    public static (ArtifactHeader Header, FittedModel Model) Read(string path) => Parse(File.ReadAllBytes(path), path);
+
+    static (ArtifactHeader Header, FittedModel Model) Parse(byte[] utf8, string path)
+    {
+        using var doc = JsonDocument.Parse(utf8);
         var header = doc.RootElement.GetProperty("header").Deserialize<ArtifactHeader>(Json) ?? throw new JsonException($"{path}: no header");
         return (header, FittedModel.FromJson(doc.RootElement.GetProperty("model").GetRawText()));
     }

@@ -3,12 +3,13 @@ using Forecaster.Api.Errors;
 using Forecaster.Api.Samples;
 using Forecaster.Api.Security;
 using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Extensions.Options;
 using Npgsql;
 using Forecaster.Api.Resources;
 
 namespace Forecaster.Api.Training;
 
-/// <summary>/api/v1/resources/{name}/models and /forecast: a resource's model registry and its stored forecasts.</summary>
+/// <summary>/api/v1/resources/{name}/models and /forecast: a resource's model registry, its model artifacts and its stored forecasts.</summary>
 public static class ModelsApi
 {
     public static IEndpointRouteBuilder MapModels(this IEndpointRouteBuilder app)
@@ -20,6 +21,12 @@ public static class ModelsApi
             .WithSummary("Model versions of a resource (optionally one metric), newest first, with their backtest figures")
             .RequireAuthorization(ApiKeyExtensions.ReadPolicy)
             .ProducesProblem(StatusCodes.Status400BadRequest);
+        group.MapGet("/models/{version:long}/artifact", GetModelArtifact)
+            .WithName(nameof(GetModelArtifact))
+            .WithSummary("A model version's artifact as training wrote it: {header, model}, the fitted model that reproduces its stored forecast")
+            .RequireAuthorization(ApiKeyExtensions.ReadPolicy)
+            .Produces(StatusCodes.Status200OK, contentType: "application/json")
+            .ProducesProblem(StatusCodes.Status404NotFound);
         app.MapGet("/api/v1/models/active", ListActiveModels)
             .WithTags("Models")
             .WithName(nameof(ListActiveModels))
@@ -69,7 +76,7 @@ public static class ModelsApi
             SELECT mv.id AS Version, mv.metric, mv.status, mv.algorithm, mv.run_id AS RunId, mv.trained_at AS TrainedAt,
                    mv.train_from AS TrainFrom, mv.train_to AS TrainTo, mv.train_points AS TrainPoints, mv.backtest_origins AS BacktestOrigins,
                    mv.mase, mv.smape, mv.coverage, mv.snaive_mase AS SeasonalNaiveMase, mv.beats_seasonal_naive AS BeatsSeasonalNaive,
-                   mv.artifact, mv.error
+                   mv.artifact, mv.artifact_offset AS ArtifactOffset, mv.artifact_length AS ArtifactLength, mv.error
             FROM model_versions mv
             WHERE mv.resource_id = @resourceId AND (@metric::text IS NULL OR mv.metric = @metric)
             ORDER BY mv.id DESC
@@ -82,6 +89,39 @@ public static class ModelsApi
         }
         var rows = await conn.QueryAsync<ModelVersionView>(new CommandDefinition(versions, new { resourceId, metric, take }, cancellationToken: ct));
         return TypedResults.Ok(new ModelVersionPage(name, [.. rows]));
+    }
+
+    /// <remarks>
+    /// Read from this instance's models directory: with several instances, each holds the artifacts of the shards it trained
+    /// unless they share the directory (a volume), and the others answer 404.
+    /// </remarks>
+    static async Task<Results<FileContentHttpResult, ProblemHttpResult>> GetModelArtifact(
+        NpgsqlDataSource db, IOptions<TrainingOptions> options, string name, long version, CancellationToken ct)
+    {
+        const string place = """
+            SELECT mv.artifact AS Path, mv.artifact_offset AS Offset, mv.artifact_length AS Length
+            FROM model_versions mv JOIN resources r ON r.id = mv.resource_id
+            WHERE r.name = @name AND mv.id = @version
+            """;
+        await using var conn = await db.OpenConnectionAsync(ct);
+        var found = await conn.QuerySingleOrDefaultAsync<(string? Path, long? Offset, int? Length)?>(new CommandDefinition(place, new { name, version }, cancellationToken: ct));
+        if (found is not { } row)
+        {
+            return ProblemHandling.NotFound($"Resource '{name}' has no model version {version}.");
+        }
+        if (row.Path is null)
+        {
+            return ProblemHandling.NotFound($"Model version {version} of '{name}' has no artifact (its training failed).");
+        }
+        try
+        {
+            var bytes = ModelArtifact.ReadBytes(options.Value.ResolvedModelsPath, new ArtifactPlace(row.Path, row.Offset, row.Length));
+            return TypedResults.Bytes(bytes, "application/json");
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
+        {
+            return ProblemHandling.NotFound($"The artifact of model version {version} ({row.Path}) is not in this instance's models directory.");
+        }
     }
 
     static async Task<Results<Ok<StoredForecast>, ValidationProblem, ProblemHttpResult>> GetForecast(

@@ -28,11 +28,17 @@ public sealed record TrainingRunView(
 /// <summary>A page of runs, newest first.</summary>
 public sealed record TrainingRunPage(IReadOnlyList<TrainingRunView> Items);
 
-/// <summary>One model version of a series with its backtest figures (MASE against seasonal naive's, sMAPE, interval coverage).</summary>
+/// <summary>
+/// One model version of a series with its backtest figures (MASE against seasonal naive's, sMAPE, interval coverage). Its
+/// artifact (GET .../models/{version}/artifact) is the file <paramref name="Artifact"/> under the models directory: a pack's
+/// bytes from <paramref name="ArtifactOffset"/>, <paramref name="ArtifactLength"/> long, or the whole file for versions
+/// trained before packs (both null).
+/// </summary>
 public sealed record ModelVersionView(
     long Version, string Metric, string Status, string? Algorithm, long? RunId, DateTime TrainedAt,
     DateTime? TrainFrom, DateTime? TrainTo, int? TrainPoints, int? BacktestOrigins,
-    double? Mase, double? Smape, double? Coverage, double? SeasonalNaiveMase, bool? BeatsSeasonalNaive, string? Artifact, string? Error);
+    double? Mase, double? Smape, double? Coverage, double? SeasonalNaiveMase, bool? BeatsSeasonalNaive,
+    string? Artifact, long? ArtifactOffset, int? ArtifactLength, string? Error);
 
 /// <summary>The model versions of a resource, newest first.</summary>
 public sealed record ModelVersionPage(string Resource, IReadOnlyList<ModelVersionView> Items);

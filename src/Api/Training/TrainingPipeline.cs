@@ -55,8 +55,11 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
     /// <summary>One series to fit, with its pre-allocated model version id.</summary>
     sealed record Item(BatchResource Resource, string Metric, int SeriesId, long Version);
 
-    /// <summary>What fitting one series gave: the model and its forecast, or the error.</summary>
-    sealed record Fitted(FittedModel? Model, Forecast? Forecast, string? Artifact, string? Error);
+    /// <summary>What fitting one series gave: the model and its forecast, or the error; where its artifact went once the batch's pack is written.</summary>
+    sealed record Fitted(FittedModel? Model, Forecast? Forecast, string? Error)
+    {
+        public ArtifactPlace? Artifact { get; init; }
+    }
 
     /// <summary>Runs shard <paramref name="shard"/> of run <paramref name="runId"/>; <paramref name="written"/> hears of each batch written.</summary>
     public async Task<ShardOutcome> RunShardAsync(long runId, int shard, Action<BatchWritten>? written, CancellationToken ct)
@@ -140,6 +143,8 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
 
         async Task WriteBatchAsync(Fitting b, string? globalVersion)
         {
+            // The pack goes to disk before the transaction that refers to it (on a pool thread: this stage overlaps the next fit).
+            await Task.Run(() => WritePack(b, runId, shard, o), ct);
             var batchFailed = b.Results.Count(r => r.Error is not null);
             await WriteAsync(runId, shard, b.Batch, b.Items, b.Results, b.History, from, to, b.TrainedAt, o, globalVersion, ct);
             done += b.Items.Count;
@@ -241,7 +246,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
                 }
             }
         }
-        // Version ids up front, so artifact files can be written (named by version) while fitting in parallel.
+        // Version ids up front: the artifacts' headers and packs are named by them.
         const string allocate = "SELECT nextval(pg_get_serial_sequence('model_versions', 'id')) FROM generate_series(1, @n)";
         await using var conn = await db.OpenConnectionAsync(ct);
         var ids = (await conn.QueryAsync<long>(new CommandDefinition(allocate, new { n = pending.Count }, cancellationToken: ct))).ToList();
@@ -332,8 +337,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
     /// <summary>Fits the batch's items for which <paramref name="needsFleet"/> gives <paramref name="which"/>, into its results.</summary>
     void Fit(Fitting batch, Func<Item, bool> needsFleet, bool which, DateTimeOffset from, long runId, TrainingOptions o, GlobalModel? global, CancellationToken ct)
     {
-        var (items, history, unreadable, results, trainedAt) = (batch.Items, batch.History, batch.Unreadable, batch.Results, batch.TrainedAt);
-        var modelsDir = o.ResolvedModelsPath;
+        var (items, history, unreadable, results) = (batch.Items, batch.History, batch.Unreadable, batch.Results);
         var parallel = new ParallelOptions { MaxDegreeOfParallelism = o.EffectiveParallelism, CancellationToken = ct };
         var chosen = Enumerable.Range(0, items.Count).Where(i => needsFleet(items[i]) == which).ToArray();
         Parallel.For(0, chosen.Length, parallel, k =>
@@ -344,18 +348,18 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
             {
                 if (unreadable.TryGetValue(item.SeriesId, out var unread))
                 {
-                    results[i] = new Fitted(null, null, null, unread);
+                    results[i] = new Fitted(null, null, unread);
                     return;
                 }
                 if (!history.TryGetValue(item.SeriesId, out var hourly))
                 {
-                    results[i] = new Fitted(null, null, null, $"no samples in the last {o.HistoryDays} days");
+                    results[i] = new Fitted(null, null, $"no samples in the last {o.HistoryDays} days");
                     return;
                 }
                 if (hourly.Ignored > 0)
                 {
                     // Such values predate the ingestion rule or were written by hand; a model of the rest would hide them.
-                    results[i] = new Fitted(null, null, null,
+                    results[i] = new Fitted(null, null,
                         $"{hourly.Ignored} stored samples in the last {o.HistoryDays} days are beyond {SampleRules.AggregateLimit:R} or not numbers; " +
                         "overwrite or delete them (the previous model stays active)");
                     return;
@@ -363,23 +367,60 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
                 var fit = SeriesFitting.Fit(hourly.Mean, from, o, item.Metric == item.Resource.LoadMetric, global);
                 if (fit is not { Model: { } model, Forecast: { } forecast })
                 {
-                    results[i] = new Fitted(null, null, null, fit.Error);
+                    results[i] = new Fitted(null, null, fit.Error);
                     return;
                 }
-                var artifact = ModelArtifact.RelativePath(item.Resource.Name, item.Metric, item.Version);
-                ModelArtifact.Write(modelsDir, artifact,
-                    new ArtifactHeader(item.Version, item.Resource.Name, item.Metric, runId, trainedAt, o.HorizonHours, o.Level), model);
-                results[i] = new Fitted(model, forecast, artifact, null);
+                results[i] = new Fitted(model, forecast, null);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
                 // One series' failure never fails the run: it is recorded and the series keeps its previous model.
-                results[i] = new Fitted(null, null, null, $"{e.GetType().Name}: {e.Message}");
+                results[i] = new Fitted(null, null, $"{e.GetType().Name}: {e.Message}");
             }
         });
         foreach (int i in chosen.Where(i => results[i].Error is not null))
         {
             logger.LogWarning("Training run {RunId}: {Resource}/{Metric} failed and keeps its previous model: {Error}", runId, items[i].Resource.Name, items[i].Metric, results[i].Error);
+        }
+    }
+
+    /// <summary>
+    /// Writes the batch's fitted models as one pack (<see cref="ModelArtifact.WritePack"/>) and records each one's place in it.
+    /// A model that cannot be written, or a pack that cannot (a full disk), fails its series, which keep their previous model.
+    /// </summary>
+    void WritePack(Fitting b, long runId, int shard, TrainingOptions o)
+    {
+        var (items, results) = (b.Items, b.Results);
+        int[] fitted = [.. Enumerable.Range(0, items.Count).Where(i => results[i].Model is not null)];
+        if (fitted.Length == 0)
+        {
+            return;
+        }
+        var pack = ModelArtifact.PackPath(runId, shard, items[fitted[0]].Version);
+        PackEntry[] entries;
+        try
+        {
+            entries = ModelArtifact.WritePack(o.ResolvedModelsPath, pack, [.. fitted.Select(i => (
+                new ArtifactHeader(items[i].Version, items[i].Resource.Name, items[i].Metric, runId, b.TrainedAt, o.HorizonHours, o.Level),
+                results[i].Model!))]);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            var error = $"writing its model artifact failed: {e.GetType().Name}: {e.Message}";
+            entries = [.. fitted.Select(_ => new PackEntry(0, 0, error))];
+        }
+        for (int k = 0; k < fitted.Length; k++)
+        {
+            int i = fitted[k];
+            if (entries[k].Error is { } error)
+            {
+                results[i] = new Fitted(null, null, error);
+                logger.LogWarning("Training run {RunId}: {Resource}/{Metric} failed and keeps its previous model: {Error}", runId, items[i].Resource.Name, items[i].Metric, error);
+            }
+            else
+            {
+                results[i] = results[i] with { Artifact = new ArtifactPlace(pack, entries[k].Offset, entries[k].Length) };
+            }
         }
     }
 
@@ -404,7 +445,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         await using (var versions = await conn.BeginBinaryImportAsync("""
             COPY model_versions (id, resource_id, metric, run_id, status, algorithm, parameters, train_from, train_to, train_points,
                 train_observed, train_clipped, trained_at, horizon, level, backtest_origins, mase, smape, coverage, snaive_mase,
-                beats_seasonal_naive, artifact, error, upper_tail) FROM STDIN (FORMAT BINARY)
+                beats_seasonal_naive, artifact, artifact_offset, artifact_length, error, upper_tail) FROM STDIN (FORMAT BINARY)
             """, ct))
         {
             for (int i = 0; i < items.Count; i++)
@@ -462,7 +503,9 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         await Nullable(w, Finite(chosen?.Coverage), NpgsqlDbType.Double, ct);
         await Nullable(w, Finite(snaive?.Mase), NpgsqlDbType.Double, ct);
         await Nullable(w, SeriesFitting.BeatsSeasonalNaive(backtest), NpgsqlDbType.Boolean, ct);
-        await Nullable(w, r.Artifact, NpgsqlDbType.Text, ct);
+        await Nullable(w, r.Artifact?.Path, NpgsqlDbType.Text, ct);
+        await Nullable(w, r.Artifact?.Offset, NpgsqlDbType.Bigint, ct);
+        await Nullable(w, r.Artifact?.Length, NpgsqlDbType.Integer, ct);
         await Nullable(w, r.Error, NpgsqlDbType.Text, ct);
         // The planner's view of the upper errors, step 0 at the forecast's first hour (PlanInputs reads it back).
         await Nullable(w, r.Forecast is { UpperErrors: { } upper } f ? JsonSerializer.Serialize(Plans.PlanInputs.Tail(upper, f.Start), Json) : null, NpgsqlDbType.Jsonb, ct);

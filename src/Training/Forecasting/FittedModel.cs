@@ -63,6 +63,12 @@ public sealed record FittedModel(
     /// <summary>Writes the JSON artifact of <see cref="ToJson"/> to <paramref name="utf8"/> as UTF-8.</summary>
     public void WriteJson(Stream utf8) => JsonSerializer.Serialize(utf8, this, s_json);
 
+    /// <summary>
+    /// Writes the artifact's JSON to <paramref name="json"/>, laid out as the writer's options say (not indented by default):
+    /// the same values as <see cref="ToJson"/>, which <see cref="FromJson"/> reads.
+    /// </summary>
+    public void WriteJson(Utf8JsonWriter json) => JsonSerializer.Serialize(json, this, s_json);
+
     /// <summary>Reads an artifact written by <see cref="ToJson"/>.</summary>
     public static FittedModel FromJson(string json) =>
         JsonSerializer.Deserialize<FittedModel>(json, s_json) ?? throw new JsonException("Empty model artifact.");

@@ -21,7 +21,15 @@ public sealed class TrainCommandTests
             await using var conn = new NpgsqlConnection(db);
             Assert.Equal(6, await conn.ExecuteScalarAsync<int>("SELECT count(*)::int FROM model_versions WHERE status = 'active'"));
             Assert.Equal("cli", await conn.ExecuteScalarAsync<string>("SELECT trigger FROM training_runs"));
-            Assert.Equal(6, Directory.GetFiles(models, "*.json", SearchOption.AllDirectories).Length);
+            // The artifacts are in packs, one per batch (here one resource per shard), each version at its place in one.
+            var places = (await conn.QueryAsync<(long Id, string Path, long Offset, int Length)>(
+                "SELECT id, artifact, artifact_offset, artifact_length FROM model_versions WHERE status = 'active'")).ToList();
+            Assert.Equal(places.Select(p => p.Path).Distinct().Count(), Directory.GetFiles(models, "*.jsonl", SearchOption.AllDirectories).Length);
+            Assert.Empty(Directory.GetFiles(models, "*.json", SearchOption.AllDirectories));
+            foreach (var p in places)
+            {
+                Assert.Equal(p.Id, Forecaster.Api.Training.ModelArtifact.Read(models, new(p.Path, p.Offset, p.Length)).Header.Version);
+            }
 
             // The upper backtest errors a risk-targeted plan reads (issue 15), with each load series' model version: three
             // origins give 144 errors (at least 100 are needed; cpu and memory, with one origin, have 48). Step 0 is the

@@ -69,9 +69,12 @@ public sealed class TrainingKillTests(ITestOutputHelper output)
             var after = await WaitAsync(client, id, TimeSpan.FromMinutes(3));
             Assert.Contains(after.GetProperty("status").GetString(), new[] { "succeeded", "failed" });
             Assert.True(activeBefore.SetEquals(await ActiveAsync(db)), "every series keeps an active model");
+            // A pack is renamed into place before the transaction that refers to it: the kill left no version without its artifact.
+            await ModelArtifactChecks.AssertEveryArtifactReadsAsync(db, models);
 
             var next = await RunToEndAsync(client);
             Assert.Equal("succeeded", next.GetProperty("status").GetString());
+            await ModelArtifactChecks.AssertEveryArtifactReadsAsync(db, models);
         }
         finally
         {

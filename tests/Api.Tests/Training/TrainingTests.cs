@@ -69,11 +69,11 @@ public sealed class TrainingTests(TrainingFixture fx) : IClassFixture<TrainingFi
     {
         await fx.FullRunAsync();
         await using var conn = new NpgsqlConnection(fx.ConnectionString);
-        var (version, artifact, horizon, level) = await conn.QuerySingleAsync<(long, string, int, double)>("""
-            SELECT mv.id, mv.artifact, mv.horizon, mv.level FROM model_versions mv JOIN resources r ON r.id = mv.resource_id
+        var (version, artifact, offset, length, horizon, level) = await conn.QuerySingleAsync<(long, string, long, int, int, double)>("""
+            SELECT mv.id, mv.artifact, mv.artifact_offset, mv.artifact_length, mv.horizon, mv.level FROM model_versions mv JOIN resources r ON r.id = mv.resource_id
             WHERE r.name = 'search' AND mv.metric = 'qps' AND mv.status = 'active'
             """);
-        var (header, model) = ModelArtifact.Read(Path.Combine(fx.ModelsDir, artifact));
+        var (header, model) = ModelArtifact.Read(fx.ModelsDir, new ArtifactPlace(artifact, offset, length));
         Assert.Equal(version, header.Version);
         Assert.Equal(("search", "qps"), (header.Resource, header.Metric));
         var forecast = model.Forecast(horizon, level);
