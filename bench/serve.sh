@@ -4,10 +4,13 @@
 # a benchmark by design) and the time until it is ready with every plan loaded, then wrk on loopback (2 threads, 64
 # connections, 30 s each, in the same run): GET plan/current of random resources, and /health/live as the baseline.
 # Prints requests/s and p50/p99 of both, their ratio, the batch endpoint's time for one page (median of 7 calls), the
-# service's RSS and what each planned resource adds to it above the empty service.
+# service's RSS and what each planned resource adds to it above the empty service. For each wrk run it also prints the
+# service's CPU seconds and allocated bytes per request served (from its /metrics before and after the run): with wrk
+# sharing the cores, these say what a request costs the service, which requests/s alone do not.
 #   bench/serve.sh [resources] [seconds]
+# FORECASTER_ROOT=<another checkout> measures that checkout's build with this script (e.g. a baseline worktree).
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
+root="${FORECASTER_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}"
 n="${1:-10000}"
 secs="${2:-30}"
 port=18080
@@ -69,7 +72,18 @@ function init(args)
 end
 function request() i = i % #reqs + 1; return reqs[i] end
 LUA
-bench() { wrk -t2 -c64 -d"${secs}s" --latency "$@"; }
+# The service's process CPU seconds and bytes allocated so far, as its /metrics reports them.
+counters() { curl -s "$base/metrics" | awk '/^process_cpu_seconds_total / { c = $2 } /^system_runtime_dotnet_gc_heap_total_allocated / { a = $2 } END { print c, a }'; }
+bench() {
+  local before after out
+  before=$(counters)
+  out=$(wrk -t2 -c64 -d"${secs}s" --latency "$@")
+  after=$(counters)
+  printf '%s\n' "$out"
+  awk -v b="$before" -v a="$after" -v n="$(awk '/requests in/ { print $1 }' <<<"$out")" 'BEGIN {
+    split(b, x, " "); split(a, y, " ")
+    printf "service: %.2f CPU s for %d requests = %.1f us per request; %.0f bytes allocated per request\n", y[1] - x[1], n, (y[1] - x[1]) * 1e6 / n, (y[2] - x[2]) / n }'
+}
 # Warm-up (JIT tiers, connection pools, first GCs) so neither measured run pays it: 5 s each, not reported.
 wrk -t2 -c64 -d5s -s "$work/current.lua" "$base" -- "$n" >/dev/null
 wrk -t2 -c64 -d5s "$base/health/live" >/dev/null
@@ -88,6 +102,7 @@ echo "== wrk /health/live through Lua =="
 bench -s "$work/live.lua" "$base" | tee "$work/live-lua.txt"
 
 rps() { awk '/^Requests\/sec:/ { print $2 }' "$1"; }
+cost() { awk '/^service:/ { print $9 " us, " $13 " B" }' "$1"; }
 pct() { awk -v p="$2" '$1 == p { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } print v }' "$1"; }
 # One page holds at most Forecaster:Serving:MaxBatch (10,000) resources: above that, the first page.
 page=$(( n < 10000 ? n : 10000 ))
@@ -101,13 +116,14 @@ done
 batch_ms=$(printf '%s\n' "${times[@]}" | sort -n | awk '{ a[NR] = $1 } END { printf "%.1f", a[int((NR + 1) / 2)] * 1000 }')
 rss_mb=$(rss_of "$server")
 
-awk -v c="$(rps "$work/current.txt")" -v l="$(rps "$work/live.txt")" -v ll="$(rps "$work/live-lua.txt")" \
+awk -v cc="$(cost "$work/current.txt")" -v lc="$(cost "$work/live.txt")" -v llc="$(cost "$work/live-lua.txt")" -v c="$(rps "$work/current.txt")" -v l="$(rps "$work/live.txt")" -v ll="$(rps "$work/live-lua.txt")" \
     -v ll50="$(pct "$work/live-lua.txt" 50%)" -v ll99="$(pct "$work/live-lua.txt" 99%)" \
     -v c50="$(pct "$work/current.txt" 50%)" -v c99="$(pct "$work/current.txt" 99%)" \
     -v l50="$(pct "$work/live.txt" 50%)" -v l99="$(pct "$work/live.txt" 99%)" -v b="$batch_ms" -v n="$n" -v page="$page" -v rss="$rss_mb" -v empty="$empty_mb" 'BEGIN {
   printf "\nplan/current: %.0f req/s, p50 %.2f ms, p99 %.2f ms\n", c, c50, c99
   printf "/health/live: %.0f req/s, p50 %.2f ms, p99 %.2f ms\n", l, l50, l99
   printf "/health/live through Lua: %.0f req/s, p50 %.2f ms, p99 %.2f ms\n", ll, ll50, ll99
+  printf "service per request (CPU, allocated): plan/current %s; live %s; live through Lua %s\n", cc, lc, llc
   printf "ratio plan/current / live: %.2f (through Lua: %.2f; goal >= 0.80); p50 difference %.2f ms (goal <= 0.2 ms)\n", c / l, c / ll, c50 - l50
   printf "batch, %d resources: median %.1f ms (goal < 100 ms); service RSS %s MB\n", page, b, rss
   printf "above the empty service (%s MB): %.1f KB per planned resource (goal <= 4 KB)\n", empty, (rss - empty) * 1024 / n }'

@@ -60,11 +60,13 @@ public static class RequestChecks
         {
             pathPart = pathPart[..q];
         }
-        foreach (var segment in pathPart.ToString().Split('/'))
+        foreach (var range in pathPart.Split('/'))
         {
-            if (TextRules.DecodeUrlComponent(segment, out var error) is null)
+            // Printable ASCII without a percent escape decodes to itself and is clean text: nothing to decode (the common case).
+            var segment = pathPart[range];
+            if (segment.ContainsAnyExcept(PlainUrlText) && TextRules.DecodeUrlComponent(segment, out var error) is null)
             {
-                return (400, PathField(context, segment), error!);
+                return (400, PathField(context, segment.ToString()), error!);
             }
         }
         foreach (var (name, value) in request.RouteValues)
@@ -102,7 +104,7 @@ public static class RequestChecks
         }
         // One timestamp rule: a query parameter the handler takes as a DateTimeOffset or DateTime passes UtcTimestamp (explicit
         // offset required), instead of the framework's parser, which reads a time without offset as the server's local time.
-        foreach (var name in TimestampParameters(context.GetEndpoint()))
+        foreach (var name in request.QueryString.HasValue ? TimestampParameters(context.GetEndpoint()) : [])
         {
             foreach (var value in request.Query[name])
             {
@@ -131,7 +133,7 @@ public static class RequestChecks
     static void NormalizeTimestamps(HttpContext context)
     {
         var names = TimestampParameters(context.GetEndpoint());
-        if (names.Length == 0 || !names.Any(context.Request.Query.ContainsKey))
+        if (names.Length == 0 || !AnyPresent(context.Request, names))
         {
             return;
         }
@@ -139,6 +141,26 @@ public static class RequestChecks
             : new KeyValuePair<string, Microsoft.Extensions.Primitives.StringValues>(q.Key, new([.. q.Value.Select(v =>
                 UtcTimestamp.TryParse(v, out var utc, out _) ? utc.ToString("yyyy-MM-ddTHH:mm:ss.fffffffZ", System.Globalization.CultureInfo.InvariantCulture) : v)]))));
     }
+
+    static bool AnyPresent(HttpRequest request, string[] names)
+    {
+        if (!request.QueryString.HasValue)
+        {
+            return false;
+        }
+        foreach (var name in names)
+        {
+            if (request.Query.ContainsKey(name))
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /// <summary>Printable ASCII except '%': a URL component made only of these is its own decoding.</summary>
+    static readonly System.Buffers.SearchValues<char> PlainUrlText =
+        System.Buffers.SearchValues.Create(" !\"#$&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~");
 
     static readonly ConcurrentDictionary<Endpoint, string[]> Timestamps = new();
 

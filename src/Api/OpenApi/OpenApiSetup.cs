@@ -38,11 +38,16 @@ public static class OpenApiSetup
 
     public static WebApplication UseForecasterOpenApi(this WebApplication app)
     {
-        app.UseSwagger();
-        app.UseSwaggerUI(o =>
+        // Only /swagger paths reach them: otherwise both run for every request, Swagger's resolving its document
+        // provider (a SwaggerGenerator and its options) and Swagger UI's matching a regular expression, to pass it on.
+        app.UseWhen(http => http.Request.Path.StartsWithSegments("/swagger"), swagger =>
         {
-            o.SwaggerEndpoint("/swagger/v1/swagger.json", "Forecaster v1");
-            o.DocumentTitle = "Forecaster API";
+            swagger.UseSwagger();
+            swagger.UseSwaggerUI(o =>
+            {
+                o.SwaggerEndpoint("/swagger/v1/swagger.json", "Forecaster v1");
+                o.DocumentTitle = "Forecaster API";
+            });
         });
         return app;
     }

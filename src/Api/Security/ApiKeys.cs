@@ -3,6 +3,9 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.Encodings.Web;
 using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Authorization;
+using Microsoft.AspNetCore.Authorization.Infrastructure;
+using Microsoft.AspNetCore.Authorization.Policy;
 using Microsoft.Extensions.Options;
 
 namespace Forecaster.Api.Security;
@@ -134,10 +137,43 @@ public static class ApiKeyExtensions
             .AddScheme<AuthenticationSchemeOptions, ApiKeyHandler>(ApiKeyHandler.SchemeName, null);
         services.AddAuthorizationBuilder()
             .AddPolicy(WritePolicy, p => p.RequireAuthenticatedUser())
-            .AddPolicy(ReadPolicy, p => p.RequireAssertion(ctx =>
-                ctx.User.Identity?.IsAuthenticated == true
-                || ctx.Resource is HttpContext http
-                   && !http.RequestServices.GetRequiredService<IOptions<ForecasterOptions>>().Value.RequireApiKeyForReads));
+            .AddPolicy(ReadPolicy, p => p.AddRequirements(ReadRequirement));
+        services.AddSingleton<IPolicyEvaluator, ApiKeyPolicyEvaluator>();
         return services;
     }
+
+    /// <summary>The read policy's one rule: a known key, or none needed for reads (requests are the resource the middleware passes).</summary>
+    internal static readonly AssertionRequirement ReadRequirement = new(ctx =>
+        ctx.User.Identity?.IsAuthenticated == true
+        || ctx.Resource is HttpContext http && !http.RequestServices.GetRequiredService<IOptions<ForecasterOptions>>().Value.RequireApiKeyForReads);
+}
+
+/// <summary>
+/// The framework's policy evaluator, except that a request under the read policy alone is admitted at once while reads need no
+/// key (<see cref="ForecasterOptions.RequireApiKeyForReads"/> off): <see cref="ApiKeyExtensions.ReadRequirement"/> would admit
+/// it anyway, and running the authorization service for that (a context, its handlers, the assertion) on every plan poll
+/// costs the polled endpoints a good part of their time.
+/// </summary>
+public sealed class ApiKeyPolicyEvaluator(IOptions<ForecasterOptions> options) : IPolicyEvaluator
+{
+    static readonly Task<PolicyAuthorizationResult> Admitted = Task.FromResult(PolicyAuthorizationResult.Success());
+
+    /// <summary>
+    /// For a policy without schemes of its own (every policy here) the framework's evaluator authenticates nothing again: it
+    /// answers the request's result. The same, without building an authorization service (and its handlers) to do it.
+    /// </summary>
+    public Task<AuthenticateResult> AuthenticateAsync(AuthorizationPolicy policy, HttpContext context) =>
+        policy.AuthenticationSchemes.Count > 0
+            ? Framework(context).AuthenticateAsync(policy, context)
+            : Task.FromResult(context.Features.Get<IAuthenticateResultFeature>()?.AuthenticateResult
+                ?? (context.User.Identity?.IsAuthenticated == true
+                    ? AuthenticateResult.Success(new AuthenticationTicket(context.User, "context.User"))
+                    : AuthenticateResult.NoResult()));
+
+    public Task<PolicyAuthorizationResult> AuthorizeAsync(AuthorizationPolicy policy, AuthenticateResult authenticationResult, HttpContext context, object? resource) =>
+        resource is HttpContext && !options.Value.RequireApiKeyForReads && policy.Requirements is [var only] && ReferenceEquals(only, ApiKeyExtensions.ReadRequirement)
+            ? Admitted
+            : Framework(context).AuthorizeAsync(policy, authenticationResult, context, resource);
+
+    static PolicyEvaluator Framework(HttpContext context) => new(context.RequestServices.GetRequiredService<IAuthorizationService>());
 }

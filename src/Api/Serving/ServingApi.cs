@@ -20,8 +20,11 @@ public static class ServingApi
     public static IEndpointRouteBuilder MapServing(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/api/v1").WithTags("Serving").RequireAuthorization(ApiKeyExtensions.ReadPolicy);
+        // The most polled endpoint gets its two singletons once, not from the request's services on every poll.
+        var cache = app.ServiceProvider.GetRequiredService<PlanCache>();
+        var clock = app.ServiceProvider.GetRequiredService<TimeProvider>();
 
-        group.MapGet("/resources/{name}/plan/current", GetCurrentPlan)
+        group.MapGet("/resources/{name}/plan/current", (string name, DateTimeOffset? at) => GetCurrentPlan(cache, clock, name, at))
             .WithName(nameof(GetCurrentPlan))
             .WithSummary("The desired state now (or at `at`): replicas or parallelism, cpu, memory, validity, the next differing step, source, plan version, stale flag and explanation")
             .Produces<CurrentPlan>(StatusCodes.Status200OK)
@@ -184,7 +187,8 @@ public static class ServingApi
         }
         var now = clock.GetUtcNow();
         var answer = resource.Current(at ?? now, now, cache.Stale, cache.Options);
-        AnswerCounter(answer).Inc();
+        // No exemplar: the default one formats the request's trace id on every answer, and these answers are counted by the thousand per second.
+        AnswerCounter(answer).Inc(1, Prometheus.Exemplar.None);
         return (answer, now);
     }
 
@@ -233,8 +237,20 @@ public static class ServingApi
     internal static void CacheHeaders(HttpResponse response, string etag, int maxAge)
     {
         response.Headers.ETag = etag;
-        response.Headers.CacheControl = maxAge == 0 ? "no-cache" : "max-age=" + maxAge.ToString(CultureInfo.InvariantCulture);
+        response.Headers.CacheControl = maxAge == 0 ? "no-cache" : MaxAgeValue(maxAge);
     }
+
+    /// <summary>`max-age=N`, kept once per N up to an hour (a step's length), the usual values, rather than two strings per answer.</summary>
+    static string MaxAgeValue(int maxAge)
+    {
+        if ((uint)maxAge >= (uint)MaxAgeValues.Length)
+        {
+            return "max-age=" + maxAge.ToString(CultureInfo.InvariantCulture);
+        }
+        return MaxAgeValues[maxAge] ??= "max-age=" + maxAge.ToString(CultureInfo.InvariantCulture);
+    }
+
+    static readonly string?[] MaxAgeValues = new string?[3601];
 }
 
 /// <summary>A body rendered beforehand, with its ETag and max-age: 304 when the client has it, else the bytes as they are.</summary>
