@@ -25,7 +25,7 @@ public sealed record HourlyAggregates(double[] Mean, double[] Max)
 /// The rows come in no particular order (no ORDER BY): an hour is one row, so the order of the rows changes no sum, and
 /// without it PostgreSQL takes a bitmap heap scan, which visits each heap page once, where the index scan in key order
 /// visits a page again for each series on it (the blocks of an import lie hour by hour, every series of a resource on the
-/// same pages): 45% less executor CPU on the same 7.56 M rows, and about 8-10% less for the read with its rows sent (issue 16,
+/// same pages): on 7.56 M rows, about 40% less executor CPU and about 6% less for the read with its rows sent (issue 16,
 /// bench/README.md's session 8).
 /// </para>
 /// </remarks>
