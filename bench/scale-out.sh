@@ -34,6 +34,11 @@ fleet_csv "$resources" $(( 35 * 24 )) "$work/samples.csv"
 "$root/forecaster" import "$work/samples.csv" --create-resources | tail -1
 rm -f "$work/samples.csv"
 "$root/forecaster" db status >/dev/null
+# Each timed case starts from a vacuumed, analyzed database: neither pays for autovacuum's pass over what came before it
+# (the import's 25 M rows for the first case, the first case's superseded versions and replaced forecasts for the second).
+cluster_psql
+vacuum() { "${psql_cmd[@]}" -c "VACUUM (ANALYZE)" >/dev/null; }
+vacuum
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
@@ -111,6 +116,7 @@ one=$(train "$port1" "$pid1") || { grep -ihE 'fail|exception' "$work/one.log" | 
 echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 kill "$pid1"; while kill -0 "$pid1" 2>/dev/null; do sleep 0.2; done; pids=()
 
+vacuum
 echo "two instances, taskset -c 0 and -c 1:"
 read -r pid1 port1 < <(start 0 "$work/a.log"); pids+=("$pid1")
 read -r pid2 port2 < <(start 1 "$work/b.log"); pids+=("$pid2")

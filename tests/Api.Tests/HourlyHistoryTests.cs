@@ -15,8 +15,12 @@ namespace Forecaster.Api.Tests;
 /// </summary>
 public sealed class HourlyHistoryTests
 {
-    /// <summary>Series 1-3, four samples an hour at irregular minutes from February 26 to March 3, 2026, some hours empty; one value beyond the limit.</summary>
-    static async Task<(NpgsqlDataSource Db, List<(int Series, DateTime Ts, double Value)> Samples)> SeededAsync()
+    /// <summary>
+    /// Series 1-3, four samples an hour at irregular minutes from February 26 to March 3, 2026, some hours empty; one value
+    /// beyond the limit. Written series by series, or with <paramref name="timeMajor"/> in time order across the series (as an
+    /// import of a fleet lays them: the blocks of different series interleaved on the heap).
+    /// </summary>
+    static async Task<(NpgsqlDataSource Db, List<(int Series, DateTime Ts, double Value)> Samples)> SeededAsync(bool timeMajor = false)
     {
         var db = NpgsqlDataSource.Create(await TestCluster.CreateDatabaseAsync("hourly-history"));
         await MigrationRunner.ApplyAsync(db, Migration.Embedded, NullLogger.Instance);
@@ -39,10 +43,11 @@ public sealed class HourlyHistoryTests
             }
         }
         samples.Add((2, new DateTime(2026, 3, 1, 0, 30, 0, DateTimeKind.Utc), SampleRules.AggregateLimit * 2));
+        var written = timeMajor ? [.. samples.OrderBy(s => s.Ts)] : samples;
         await using var conn = await db.OpenConnectionAsync();
         // Through the points view (0140): its trigger merges each point into its hour's block.
         await conn.ExecuteAsync("INSERT INTO sample_points (series_id, ts, value) SELECT * FROM unnest(@ids, @ts, @values)",
-            new { ids = samples.Select(s => s.Series).ToArray(), ts = samples.Select(s => s.Ts).ToArray(), values = samples.Select(s => s.Value).ToArray() });
+            new { ids = written.Select(s => s.Series).ToArray(), ts = written.Select(s => s.Ts).ToArray(), values = written.Select(s => s.Value).ToArray() });
         return (db, samples);
     }
 
@@ -97,6 +102,35 @@ public sealed class HourlyHistoryTests
         await using var _ = db;
         var (from, to) = (DateTimeOffset.Parse(fromText, System.Globalization.CultureInfo.InvariantCulture), DateTimeOffset.Parse(toText, System.Globalization.CultureInfo.InvariantCulture));
         await using var conn = await db.OpenConnectionAsync();
+
+        var read = await HourlyHistory.ReadAsync(conn, [1, 2, 3, 4], from, to, default);
+
+        var expected = Expected(samples, from, to);
+        Assert.Equal(expected.Keys.Order(), read.Keys.Order());
+        foreach (var (series, (mean, max, ignored)) in expected)
+        {
+            Assert.Equal(mean, read[series].Mean);
+            Assert.Equal(max, read[series].Max);
+            Assert.Equal(ignored, read[series].Ignored);
+        }
+    }
+
+    /// <summary>
+    /// The read asks for no order (a bitmap heap scan sends the rows page by page): rows of different series interleaved, as
+    /// a sequential scan of blocks written in time order sends them, give the same arrays as rows in key order.
+    /// </summary>
+    [Fact]
+    public async Task RowsInHeapOrderGiveTheSameHoursAsRowsInKeyOrder()
+    {
+        var (db, samples) = await SeededAsync(timeMajor: true);
+        await using var _ = db;
+        var (from, to) = (new DateTimeOffset(2026, 2, 27, 0, 0, 0, TimeSpan.Zero), new DateTimeOffset(2026, 3, 2, 0, 0, 0, TimeSpan.Zero));
+        await using var conn = await db.OpenConnectionAsync();
+        await conn.ExecuteAsync("SET enable_indexscan = off; SET enable_indexonlyscan = off; SET enable_bitmapscan = off");
+        // The scan does interleave the series here, so the test sees what it means to.
+        var order = (await conn.QueryAsync<int>("SELECT series_id FROM samples WHERE series_id = ANY(@ids) AND hour >= @from AND hour < @to",
+            new { ids = new[] { 1, 2, 3 }, from = from.UtcDateTime, to = new DateTime(2026, 3, 1, 0, 0, 0, DateTimeKind.Utc) })).ToList();
+        Assert.NotEqual(order.Order(), order);
 
         var read = await HourlyHistory.ReadAsync(conn, [1, 2, 3, 4], from, to, default);
 
