@@ -51,6 +51,18 @@ public sealed class HourlyHistoryTests
         return (db, samples);
     }
 
+    /// <summary>The read gives exactly the expected series, and for each the same hourly means, maxima and ignored count.</summary>
+    static void AssertSameHours(Dictionary<int, (double[] Mean, double[] Max, long Ignored)> expected, Dictionary<int, HourlyAggregates> read)
+    {
+        Assert.Equal(expected.Keys.Order(), read.Keys.Order());
+        foreach (var (series, (mean, max, ignored)) in expected)
+        {
+            Assert.Equal(mean, read[series].Mean);
+            Assert.Equal(max, read[series].Max);
+            Assert.Equal(ignored, read[series].Ignored);
+        }
+    }
+
     /// <summary>The hourly means and maxima of one pass over the samples in time order, as the single query gave them.</summary>
     static Dictionary<int, (double[] Mean, double[] Max, long Ignored)> Expected(List<(int Series, DateTime Ts, double Value)> samples, DateTimeOffset from, DateTimeOffset to)
     {
@@ -105,14 +117,7 @@ public sealed class HourlyHistoryTests
 
         var read = await HourlyHistory.ReadAsync(conn, [1, 2, 3, 4], from, to, default);
 
-        var expected = Expected(samples, from, to);
-        Assert.Equal(expected.Keys.Order(), read.Keys.Order());
-        foreach (var (series, (mean, max, ignored)) in expected)
-        {
-            Assert.Equal(mean, read[series].Mean);
-            Assert.Equal(max, read[series].Max);
-            Assert.Equal(ignored, read[series].Ignored);
-        }
+        AssertSameHours(Expected(samples, from, to), read);
     }
 
     /// <summary>
@@ -134,14 +139,7 @@ public sealed class HourlyHistoryTests
 
         var read = await HourlyHistory.ReadAsync(conn, [1, 2, 3, 4], from, to, default);
 
-        var expected = Expected(samples, from, to);
-        Assert.Equal(expected.Keys.Order(), read.Keys.Order());
-        foreach (var (series, (mean, max, ignored)) in expected)
-        {
-            Assert.Equal(mean, read[series].Mean);
-            Assert.Equal(max, read[series].Max);
-            Assert.Equal(ignored, read[series].Ignored);
-        }
+        AssertSameHours(Expected(samples, from, to), read);
     }
 
     [Fact]

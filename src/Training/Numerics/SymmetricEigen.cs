@@ -165,7 +165,7 @@ public static class SymmetricEigen
                 }
                 for (int k = 0; k <= i; k++)
                 {
-                    SubtractScaled(v.Slice(k * n, i + 1), sums, d[k]);
+                    ElementWise.SubtractScaled(v.Slice(k * n, i + 1), sums, d[k]);
                 }
             }
             for (int k = 0; k <= i; k++)
@@ -196,23 +196,6 @@ public static class SymmetricEigen
         for (; c < row.Length; c++)
         {
             Unsafe.Add(ref s, c) += Unsafe.Add(ref r, c) * w;
-        }
-    }
-
-    // row[c] −= g[c] · w for c < row.Length.
-    private static void SubtractScaled(Span<double> row, ReadOnlySpan<double> g, double w)
-    {
-        ref double r = ref MemoryMarshal.GetReference(row);
-        ref double gr = ref MemoryMarshal.GetReference(g);
-        var wv = Vector256.Create(w);
-        int c = 0;
-        for (; c + 4 <= row.Length; c += 4)
-        {
-            (Vector256.LoadUnsafe(ref r, (nuint)c) - (Vector256.LoadUnsafe(ref gr, (nuint)c) * wv)).StoreUnsafe(ref r, (nuint)c);
-        }
-        for (; c < row.Length; c++)
-        {
-            Unsafe.Add(ref r, c) -= Unsafe.Add(ref gr, c) * w;
         }
     }
 

@@ -242,7 +242,7 @@ public static class Ridge
             for (int c = j + 1; c < p; c++)
             {
                 // L[i, c] −= L[i, j] · L[c, j] for i ≥ c.
-                SubtractScaled(lt.AsSpan((c * p) + c, p - c), column[c..], column[c]);
+                ElementWise.SubtractScaled(lt.AsSpan((c * p) + c, p - c), column[c..], column[c]);
             }
         }
         var y = b[..p];
@@ -265,23 +265,6 @@ public static class Ridge
             y[i] = sum / lt[(i * p) + i];
         }
         return y;
-    }
-
-    // dest[k] −= src[k] · w, element by element (the product rounded, then the difference).
-    private static void SubtractScaled(Span<double> dest, ReadOnlySpan<double> src, double w)
-    {
-        ref double d = ref MemoryMarshal.GetReference(dest);
-        ref double s = ref MemoryMarshal.GetReference(src);
-        var wv = Vector256.Create(w);
-        int k = 0;
-        for (; k + 4 <= dest.Length; k += 4)
-        {
-            (Vector256.LoadUnsafe(ref d, (nuint)k) - (Vector256.LoadUnsafe(ref s, (nuint)k) * wv)).StoreUnsafe(ref d, (nuint)k);
-        }
-        for (; k < dest.Length; k++)
-        {
-            Unsafe.Add(ref d, k) -= Unsafe.Add(ref s, k) * w;
-        }
     }
 
     /// <summary>tr(G) / p: the mean eigenvalue, the unit penalties are given in.</summary>
