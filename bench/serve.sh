@@ -84,7 +84,22 @@ bench() {
     split(b, x, " "); split(a, y, " ")
     printf "service: %.2f CPU s for %d requests = %.1f us per request; %.0f bytes allocated per request\n", y[1] - x[1], n, (y[1] - x[1]) * 1e6 / n, (y[2] - x[2]) / n }'
 }
-# Warm-up (JIT tiers, connection pools, first GCs) so neither measured run pays it: 5 s each, not reported.
+cat >"$work/every.lua" <<'LUA'
+-- Every resource in turn (wrk's two threads start half the fleet apart), so each one's answer has been rendered once.
+local threads, reqs, i = 0, {}, 0
+function setup(thread) thread:set("first", threads); threads = threads + 1 end
+function init(args)
+  local n = tonumber(args[1])
+  for k = 1, n do reqs[k] = wrk.format("GET", "/api/v1/resources/bench-" .. ((k - 1 + first * math.floor(n / 2)) % n + 1) .. "/plan/current") end
+end
+function request() i = i % #reqs + 1; return reqs[i] end
+LUA
+# Warm-up (JIT tiers, connection pools, first GCs) so neither measured run pays it, not reported. First every resource once:
+# an answer is rendered on its first request in an hour and then served as stored bytes, and executors poll each resource
+# every 15-30 s, so a rendering serves some 120 polls. Random picks alone (5 s) left about a fifth of 100,000 answers
+# unrendered, and the timed run then measured those first renderings (session 8: 63-67 against 42 us per request). 20 s:
+# a first rendering costs about ten times a stored answer, and each thread must get through its half of the fleet.
+echo "warm-up, every resource in turn: $(wrk -t2 -c64 -d20s -s "$work/every.lua" "$base" -- "$n" | awk '/requests in/ { print $1 }') requests for $n resources"
 wrk -t2 -c64 -d5s -s "$work/current.lua" "$base" -- "$n" >/dev/null
 wrk -t2 -c64 -d5s "$base/health/live" >/dev/null
 echo "== wrk plan/current (random of $n) =="
