@@ -98,8 +98,12 @@ public static class ModelArtifact
     }
 
     /// <summary>Reads the artifact at <paramref name="place"/> under <paramref name="modelsDir"/>: a whole file, or its bytes in a pack.</summary>
-    public static (ArtifactHeader Header, FittedModel Model) Read(string modelsDir, ArtifactPlace place) =>
-        Parse(ReadBytes(modelsDir, place), place.Path);
+    public static (ArtifactHeader Header, FittedModel Model) Read(string modelsDir, ArtifactPlace place)
+    {
+        using var doc = JsonDocument.Parse(ReadBytes(modelsDir, place));
+        var header = doc.RootElement.GetProperty("header").Deserialize<ArtifactHeader>(Json) ?? throw new JsonException($"{place.Path}: no header");
+        return (header, FittedModel.FromJson(doc.RootElement.GetProperty("model").GetRawText()));
+    }
 
     /// <summary>The artifact's JSON as stored (UTF-8).</summary>
     public static byte[] ReadBytes(string modelsDir, ArtifactPlace place)
@@ -120,15 +124,5 @@ public static class ModelArtifact
             }
         }
         return bytes;
-    }
-
-    /// <summary>Reads a one-file artifact back (the layout before packs).</summary>
-    public static (ArtifactHeader Header, FittedModel Model) Read(string path) => Parse(File.ReadAllBytes(path), path);
-
-    static (ArtifactHeader Header, FittedModel Model) Parse(byte[] utf8, string path)
-    {
-        using var doc = JsonDocument.Parse(utf8);
-        var header = doc.RootElement.GetProperty("header").Deserialize<ArtifactHeader>(Json) ?? throw new JsonException($"{path}: no header");
-        return (header, FittedModel.FromJson(doc.RootElement.GetProperty("model").GetRawText()));
     }
 }

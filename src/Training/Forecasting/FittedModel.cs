@@ -60,9 +60,6 @@ public sealed record FittedModel(
     /// <summary>The JSON artifact (System.Text.Json, web defaults).</summary>
     public string ToJson() => JsonSerializer.Serialize(this, s_json);
 
-    /// <summary>Writes the JSON artifact of <see cref="ToJson"/> to <paramref name="utf8"/> as UTF-8.</summary>
-    public void WriteJson(Stream utf8) => JsonSerializer.Serialize(utf8, this, s_json);
-
     /// <summary>
     /// Writes the artifact's JSON to <paramref name="json"/>, laid out as the writer's options say (not indented by default):
     /// the same values as <see cref="ToJson"/>, which <see cref="FromJson"/> reads.

@@ -107,7 +107,7 @@ public sealed class ModelArtifactTests(TrainingFixture fx) : IClassFixture<Train
 
             var served = await client.GetByteArrayAsync($"/api/v1/resources/checkout/models/{version}/artifact");
             Assert.Equal(oldBytes, served);
-            var (oldHeader, oldModel) = ModelArtifact.Read(Path.Combine(fx.ModelsDir, old));
+            var (oldHeader, oldModel) = ModelArtifact.Read(fx.ModelsDir, new ArtifactPlace(old, null, null));
             Assert.Equal(header, oldHeader);
             await AssertStoredAsync(conn, version, oldModel.Forecast(horizon, level));
             await ModelArtifactChecks.AssertEveryArtifactReadsAsync(fx.ConnectionString, fx.ModelsDir);
