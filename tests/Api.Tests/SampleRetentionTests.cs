@@ -96,4 +96,35 @@ public sealed class SampleRetentionTests
         Assert.Empty(outcome.Partitions);
         Assert.Equal(all, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM sample_points"));
     }
+
+    /// <summary>
+    /// Hourly rollups outlive the raw samples: after a pass with raw samples kept 40 days and rollups 400, the hours of
+    /// January (raw samples emptied) still read as before from their rollups, and only rollup months wholly older than
+    /// 400 days are dropped.
+    /// </summary>
+    [Fact]
+    public async Task HourlyRollupsOutliveRawSamplesAndGoOnlyWhenOlderThanTheirOwnRetention()
+    {
+        await using var db = await SeededAsync("retention-rollups");
+        await using var conn = await db.OpenConnectionAsync();
+        var (from, to) = (new DateTimeOffset(2025, 3, 1, 0, 0, 0, TimeSpan.Zero), new DateTimeOffset(2026, 2, 1, 0, 0, 0, TimeSpan.Zero));
+        var before = await HourlyHistory.ReadAsync(conn, [1, 2, 3], from, to, default);
+        Assert.Equal(3, before.Count);
+
+        var outcome = await SampleRetention.ApplyAsync(db, rawDays: 40, historyDays: 35, maxSampleAgeDays: 400, Now, default, hourlyDays: 400);
+
+        Assert.Equal(0, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM sample_points WHERE ts < '2026-02-01'"));
+        var after = await HourlyHistory.ReadAsync(conn, [1, 2, 3], from, to, default);
+        foreach (var series in new[] { 1, 2, 3 })
+        {
+            Assert.Equal(before[series].Mean, after[series].Mean);
+            Assert.Equal(before[series].Max, after[series].Max);
+            Assert.Contains(1.0, after[series].Mean);
+        }
+        // 400 days before March 15, 2026 is February 8, 2025: November 2024 to January 2025 go, February 2025 stays.
+        var rollupMonths = (await conn.QueryAsync<string>("SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'sample_hours'::regclass ORDER BY 1")).ToList();
+        Assert.Equal("sample_hours_202502", rollupMonths[0]);
+        Assert.Contains(outcome.Partitions, p => p is { Partition: "sample_hours_202501", Action: "dropped" });
+        Assert.DoesNotContain(outcome.Partitions, p => p.Partition == "sample_hours_202502");
+    }
 }

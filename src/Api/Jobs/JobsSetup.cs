@@ -99,6 +99,7 @@ sealed class RecurringJobsRegistration(
     {
         TrainingJobs.ScheduleNightly(manager, training.Value.NightlyCron);
         Samples.SampleRetention.Schedule(manager, retention.Value.Cron);
+        Samples.HourlyRollupRefresh.Schedule(manager);
         return Task.CompletedTask;
     }
 

@@ -175,9 +175,14 @@ public static class ResourcesApi
     static async Task<Results<NoContent, ProblemHttpResult>> DeleteResource(NpgsqlDataSource db, string name, CancellationToken ct)
     {
         // Samples carry no foreign key (it would slow bulk ingestion), so they go explicitly, in the same transaction.
+        // Their hourly rollups (0170) and the stale marks the samples' deletion leaves go with them.
         const string deleteSamples = """
             DELETE FROM samples
-            WHERE series_id IN (SELECT s.id FROM series s JOIN resources r ON r.id = s.resource_id WHERE r.name = @name)
+            WHERE series_id IN (SELECT s.id FROM series s JOIN resources r ON r.id = s.resource_id WHERE r.name = @name);
+            DELETE FROM sample_hours
+            WHERE series_id IN (SELECT s.id FROM series s JOIN resources r ON r.id = s.resource_id WHERE r.name = @name);
+            DELETE FROM sample_hours_stale
+            WHERE series_id IN (SELECT s.id FROM series s JOIN resources r ON r.id = s.resource_id WHERE r.name = @name);
             """;
         const string deleteResource = "DELETE FROM resources WHERE name = @name RETURNING id";
         await using var conn = await db.OpenConnectionAsync(ct);

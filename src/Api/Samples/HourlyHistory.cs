@@ -12,22 +12,15 @@ public sealed record HourlyAggregates(double[] Mean, double[] Max)
 
 /// <summary>
 /// Samples aggregated to UTC hours, for many series at once: what training fits on and what the planner's fallbacks
-/// read. Samples are stored one block per (series, hour) (migration 0140), and PostgreSQL sends each block's values as one
-/// array (or, in the one-point form, its one value); the mean and max of an hour are its block's, summed here in time order
-/// (the order of the array), so they equal what avg/max over the rows gave. Memory stays one pair of arrays per series.
+/// read. Each day comes from its hourly rollup (migration 0170, <see cref="HourlyRollups"/>: one row of 24 means and maxima
+/// per series and day), or, while a writer's mark says the rollup is stale, from its sample blocks (0140), summed here in
+/// time order as the refresh would. Both in one statement, so one snapshot: a day is never counted twice or missed while
+/// the refresh runs. Memory stays one pair of arrays per series.
 /// </summary>
 /// <remarks>
-/// The range is read one UTC month at a time, one query each: `samples` is partitioned by month (0001, 0140), so each query
-/// walks one partition's index, where a query across months merges the partitions' streams (a Merge Append comparing every
-/// row), which cost PostgreSQL about a tenth more CPU for the same rows (issue 16, bench/README). A block never spans two
-/// months, so each hour is still its one block.
-/// <para>
-/// The rows come in no particular order (no ORDER BY): an hour is one row, so the order of the rows changes no sum, and
-/// without it PostgreSQL takes a bitmap heap scan, which visits each heap page once, where the index scan in key order
-/// visits a page again for each series on it (the blocks of an import lie hour by hour, every series of a resource on the
-/// same pages): on 7.56 M rows, about 40% less executor CPU and about 6% less for the read with its rows sent (issue 16,
-/// bench/README.md's session 8).
-/// </para>
+/// Reading rollups instead of blocks: 35 rows of a 35-day series instead of 840, which cost PostgreSQL about an eighth of
+/// the CPU to send (issue 16, bench/README.md's session 9). The rows come in no particular order (no ORDER BY): a day and
+/// an hour are each one row, so the order changes no sum.
 /// </remarks>
 public static class HourlyHistory
 {
@@ -38,55 +31,41 @@ public static class HourlyHistory
         {
             throw new ArgumentException($"the range [{from:O}, {to:O}) must start and end on whole UTC hours");
         }
-        var result = new Dictionary<int, HourlyAggregates>();
-        var start = from;
-        foreach (var end in MonthStarts(from, to).Append(to))
-        {
-            await ReadRangeAsync(conn, ids, from, to, start, end, result, ct);
-            start = end;
-        }
-        return result;
-    }
-
-    /// <summary>The starts of the UTC months within (<paramref name="from"/>, <paramref name="to"/>), at which the read is split.</summary>
-    static IEnumerable<DateTimeOffset> MonthStarts(DateTimeOffset from, DateTimeOffset to)
-    {
-        var utc = from.UtcDateTime;
-        for (var month = new DateTimeOffset(utc.Year, utc.Month, 1, 0, 0, 0, TimeSpan.Zero).AddMonths(1); month < to; month = month.AddMonths(1))
-        {
-            yield return month;
-        }
-    }
-
-    /// <summary>The blocks of [<paramref name="start"/>, <paramref name="end"/>) summed into <paramref name="result"/>'s arrays over [<paramref name="from"/>, <paramref name="to"/>).</summary>
-    static async Task ReadRangeAsync(
-        NpgsqlConnection conn, int[] ids, DateTimeOffset from, DateTimeOffset to, DateTimeOffset start, DateTimeOffset end,
-        Dictionary<int, HourlyAggregates> result, CancellationToken ct)
-    {
+        // Rollups of the days not marked stale; the blocks of the stale ones (each day once, however many marks it has).
         const string history = """
-            SELECT series_id, hour, value, vals FROM samples
-            WHERE series_id = ANY(@ids) AND hour >= @from AND hour < @to
+            SELECT h.series_id, h.day, h.mean, h.max, h.ignored, NULL::float8 AS value, NULL::float8[] AS vals
+            FROM sample_hours h
+            WHERE h.series_id = ANY(@ids) AND h.day >= @fromDay AND h.day < @to
+              AND NOT EXISTS (SELECT 1 FROM sample_hours_stale m WHERE m.series_id = h.series_id AND m.day = h.day)
+            UNION ALL
+            SELECT s.series_id, s.hour, NULL, NULL, NULL, s.value, s.vals
+            FROM (SELECT DISTINCT series_id, day FROM sample_hours_stale WHERE series_id = ANY(@ids) AND day >= @fromDay AND day < @to) m
+            JOIN samples s ON s.series_id = m.series_id AND s.hour >= m.day AND s.hour < m.day + interval '1 day'
+            WHERE s.hour >= @from AND s.hour < @to
             """;
         var hours = (int)((to - from) / Hour);
         var fromTicks = from.UtcTicks;
+        var result = new Dictionary<int, HourlyAggregates>();
         await using var cmd = new NpgsqlCommand(history, conn);
         cmd.Parameters.AddWithValue("ids", ids);
-        cmd.Parameters.AddWithValue("from", start.UtcDateTime);
-        cmd.Parameters.AddWithValue("to", end.UtcDateTime);
+        cmd.Parameters.AddWithValue("fromDay", HourlyRollups.Day(from.UtcDateTime));
+        cmd.Parameters.AddWithValue("from", from.UtcDateTime);
+        cmd.Parameters.AddWithValue("to", to.UtcDateTime);
         cmd.CommandTimeout = 600;
         await using var reader = await cmd.ExecuteReaderAsync(System.Data.CommandBehavior.SequentialAccess, ct);
         HourlyAggregates? series = null;
         var current = 0;
+        var mean = new byte[HourlyRollups.ValuesBytes];
+        var max = new byte[HourlyRollups.ValuesBytes];
+        var ignored = new byte[HourlyRollups.HoursPerDay * sizeof(int)];
         while (await reader.ReadAsync(ct))
         {
             var id = reader.GetInt32(0);
-            var h = (int)((reader.GetFieldValue<DateTime>(1).Ticks - fromTicks) / Hour.Ticks);
-            var one = reader.IsDBNull(2) ? double.NaN : reader.GetDouble(2);
-            var values = reader.IsDBNull(3) ? null : reader.GetFieldValue<double[]>(3);
+            var time = reader.GetFieldValue<DateTime>(1);
             if (series is null || id != current)
             {
                 current = id;
-                // A series already met (in an earlier month, or earlier in this one: the rows come in no order) goes on in its arrays.
+                // A series already met (the rows come in no order) goes on in its arrays.
                 if (!result.TryGetValue(id, out series))
                 {
                     series = new HourlyAggregates(new double[hours], new double[hours]);
@@ -95,25 +74,48 @@ public static class HourlyHistory
                     result.Add(id, series);
                 }
             }
-            if (values is null)
+            if (!reader.IsDBNull(2))
             {
-                AddHour(series, h, new ReadOnlySpan<double>(in one));
+                ReadBytes(reader, 2, mean);
+                ReadBytes(reader, 3, max);
+                var counted = !reader.IsDBNull(4);
+                if (counted)
+                {
+                    ReadBytes(reader, 4, ignored);
+                }
+                HourlyRollups.CopyHours(series, fromTicks, time, mean, max, counted ? ignored : default);
+                continue;
             }
-            else
-            {
-                AddHour(series, h, values);
-            }
+            var h = (int)((time.Ticks - fromTicks) / Hour.Ticks);
+            var one = reader.IsDBNull(5) ? double.NaN : reader.GetDouble(5);
+            var values = reader.IsDBNull(6) ? null : reader.GetFieldValue<double[]>(6);
+            var (hourMean, hourMax, hourIgnored) = Aggregate(values is null ? new ReadOnlySpan<double>(in one) : values);
+            series.Mean[h] = hourMean;
+            series.Max[h] = hourMax;
+            series.Ignored += hourIgnored;
+        }
+        return result;
+    }
+
+    /// <summary>A rollup column of known length into <paramref name="buffer"/>; a stored value of another length is refused.</summary>
+    static void ReadBytes(NpgsqlDataReader reader, int ordinal, byte[] buffer)
+    {
+        var length = reader.GetBytes(ordinal, 0, buffer, 0, buffer.Length);
+        if (length != buffer.Length)
+        {
+            throw new InvalidDataException($"an hourly rollup's {reader.GetName(ordinal)} holds {length} bytes, not {buffer.Length}");
         }
     }
 
     /// <summary>
-    /// The mean and max of hour <paramref name="h"/>'s values within SampleRules.AggregateLimit, as avg/max would; values
-    /// beyond it (and NaN) are counted, not aggregated: they cannot overflow a mean here.
+    /// The mean and max of one hour's values (in time order) within SampleRules.AggregateLimit, as avg/max would (NaN for
+    /// both when none is); values beyond it (and NaN) are counted, not aggregated: they cannot overflow a mean here.
     /// </summary>
-    static void AddHour(HourlyAggregates series, int h, ReadOnlySpan<double> values)
+    public static (double Mean, double Max, int Ignored) Aggregate(ReadOnlySpan<double> values)
     {
         double sum = 0, max = double.NegativeInfinity;
         var count = 0;
+        var ignored = 0;
         foreach (var value in values)
         {
             if (Math.Abs(value) <= SampleRules.AggregateLimit)
@@ -124,13 +126,9 @@ public static class HourlyHistory
             }
             else
             {
-                series.Ignored++;
+                ignored++;
             }
         }
-        if (count > 0)
-        {
-            series.Mean[h] = sum / count;
-            series.Max[h] = max;
-        }
+        return count > 0 ? (sum / count, max, ignored) : (double.NaN, double.NaN, ignored);
     }
 }

@@ -73,6 +73,11 @@ public sealed class SampleImport : IAsyncDisposable
 
         /// <summary>Created by this transaction after the savepoint, so undone when the direct path rolls back.</summary>
         public bool CreatedHere { get; set; }
+
+        /// <summary>The earliest and latest timestamp written to this series: the days whose hourly rollups it makes stale.</summary>
+        public DateTime First { get; set; } = DateTime.MaxValue;
+
+        public DateTime Last { get; set; } = DateTime.MinValue;
     }
 
     readonly bool _createResources;
@@ -302,6 +307,14 @@ public sealed class SampleImport : IAsyncDisposable
         {
             _max = utc;
         }
+        if (utc < k.First)
+        {
+            k.First = utc;
+        }
+        if (utc > k.Last)
+        {
+            k.Last = utc;
+        }
         if (!direct)
         {
             // After a conflict, or in a month without a partition yet: replayed at the end.
@@ -349,6 +362,8 @@ public sealed class SampleImport : IAsyncDisposable
                 {
                     return (null, errors);
                 }
+                var written = _keyList.Where(k => k.SeriesId is not null && k.First <= k.Last).ToList();
+                await HourlyRollups.MarkStaleAsync(_conn, _tx, [.. written.Select(k => k.SeriesId!.Value)], [.. written.Select(k => k.First)], [.. written.Select(k => k.Last)], ct);
                 await _tx.CommitAsync(ct);
                 if (ensured)
                 {
@@ -719,6 +734,8 @@ public sealed class SampleImport : IAsyncDisposable
                 maybe.UnionWith(direct);
             }
         }
+
+        await HourlyRollups.MarkStaleAsync(conn, tx, [.. order.Select(i => ids[i]!.Value)], [.. order.Select(i => items[i].Points[0].Ts)], [.. order.Select(i => items[i].Points[^1].Ts)], ct);
 
         var merged = order.Where(maybe.Contains).ToList();
         if (merged.Count > 0)

@@ -21,6 +21,13 @@ public sealed partial class RetentionOptions : IValidatableObject
     [Range(0, 36500)]
     public int RawDays { get; set; } = 40;
 
+    /// <summary>
+    /// Days of hourly rollups (`sample_hours`, what training reads) kept; 0 keeps everything. Never less than the training
+    /// window or than <see cref="RawDays"/>: the larger of the three is kept. Whole monthly partitions go.
+    /// </summary>
+    [Range(0, 36500)]
+    public int HourlyDays { get; set; } = 400;
+
     /// <summary>Cron of the retention job, in UTC.</summary>
     [Required]
     public string Cron { get; set; } = "30 3 * * *";
@@ -63,7 +70,7 @@ public sealed class SampleRetention(
     [AutomaticRetry(Attempts = 3)]
     public async Task<RetentionOutcome> RunAsync(CancellationToken ct)
     {
-        var outcome = await ApplyAsync(db, retention.Value.RawDays, training.Value.HistoryDays, forecaster.Value.MaxSampleAgeDays, clock.GetUtcNow(), ct);
+        var outcome = await ApplyAsync(db, retention.Value.RawDays, training.Value.HistoryDays, forecaster.Value.MaxSampleAgeDays, clock.GetUtcNow(), ct, retention.Value.HourlyDays);
         foreach (var (partition, upper, action) in outcome.Partitions)
         {
             logger.LogInformation("Retention: {Action} {Partition} (samples before {Upper:u}; cutoff {Cutoff:u})", action, partition, upper, outcome.Cutoff);
@@ -72,14 +79,40 @@ public sealed class SampleRetention(
     }
 
     /// <summary>
+    /// The start of the raw samples retention keeps at <paramref name="now"/> at least (null: all of them): days before it may
+    /// have lost samples to retention, so their hourly rollups keep what the samples no longer show (HourlyRollups.RefreshAsync).
+    /// </summary>
+    public static DateTimeOffset? RawKeptFrom(int rawDays, int historyDays, DateTimeOffset now) =>
+        rawDays <= 0 ? null : now - TimeSpan.FromDays(Math.Max(rawDays, historyDays));
+
+    /// <summary>
     /// One pass at <paramref name="now"/>: the cutoff is <paramref name="rawDays"/> (at least <paramref name="historyDays"/>) days
     /// back, moved earlier to the window start of the oldest run still queued or running; partitions wholly before it go.
+    /// First every stale hourly rollup is refreshed, so that the rollups hold those samples before they go. Then the
+    /// rollups' own partitions wholly older than <paramref name="hourlyDays"/> (at least the raw and training days) go.
     /// </summary>
-    public static async Task<RetentionOutcome> ApplyAsync(NpgsqlDataSource db, int rawDays, int historyDays, int maxSampleAgeDays, DateTimeOffset now, CancellationToken ct)
+    public static async Task<RetentionOutcome> ApplyAsync(NpgsqlDataSource db, int rawDays, int historyDays, int maxSampleAgeDays, DateTimeOffset now, CancellationToken ct, int hourlyDays = 0)
     {
-        if (rawDays <= 0)
+        if (rawDays <= 0 && hourlyDays <= 0)
         {
             return new RetentionOutcome(null, []);
+        }
+        await HourlyRollups.RefreshAsync(db, RawKeptFrom(rawDays, historyDays, now), ct);
+        var hourly = new List<(string Partition, DateTime UpperBound, string Action)>();
+        if (hourlyDays > 0)
+        {
+            var hourlyCutoff = now - TimeSpan.FromDays(Math.Max(hourlyDays, Math.Max(rawDays, historyDays)));
+            await using var hconn = await db.OpenConnectionAsync(ct);
+            await using var htx = await hconn.BeginTransactionAsync(ct);
+            await hconn.ExecuteAsync(new CommandDefinition("SET LOCAL lock_timeout = '5s'", transaction: htx, cancellationToken: ct));
+            hourly.AddRange(await hconn.QueryAsync<(string Partition, DateTime UpperBound, string Action)>(new CommandDefinition(
+                "SELECT partition, upper_bound AS UpperBound, action FROM drop_sample_hour_partitions_before(@hourlyCutoff)",
+                new { hourlyCutoff }, htx, cancellationToken: ct)));
+            await htx.CommitAsync(ct);
+        }
+        if (rawDays <= 0)
+        {
+            return new RetentionOutcome(null, hourly);
         }
         var days = TimeSpan.FromDays(Math.Max(rawDays, historyDays));
         await using var conn = await db.OpenConnectionAsync(ct);
@@ -107,7 +140,7 @@ public sealed class SampleRetention(
                 var rows = (await conn.QueryAsync<(string Partition, DateTime UpperBound, string Action)>(
                     new CommandDefinition(apply, new { cutoff, keepFrom }, tx, cancellationToken: ct))).ToList();
                 await tx.CommitAsync(ct);
-                return new RetentionOutcome(cutoff, rows);
+                return new RetentionOutcome(cutoff, [.. rows, .. hourly]);
             }
             catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable && attempt < 5)
             {
@@ -127,6 +160,7 @@ public static class RetentionSetup
             .ValidateDataAnnotations()
             .ValidateOnStart();
         builder.Services.AddTransient<SampleRetention>();
+        builder.Services.AddTransient<HourlyRollupRefresh>();
         return builder;
     }
 }
