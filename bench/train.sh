@@ -32,6 +32,11 @@ cluster_psql
   SELECT (SELECT sum(coalesce(cardinality(vals), 1)) FROM samples), sum(pg_relation_size(relid)), sum(pg_indexes_size(relid)), sum(pg_total_relation_size(relid))
   FROM pg_partition_tree('samples') WHERE isleaf" |
   awk 'NF == 4 { printf "storage: %d samples, table %.0f MB + indexes %.0f MB = %.0f MB, %.1f bytes per sample\n", $1, $2 / 1048576, $3 / 1048576, $4 / 1048576, $4 / $1 }'
+# The hourly rollups training reads (migration 0170, refreshed by the import): their bytes, also per hourly sample.
+"${psql_cmd[@]}" -At -F ' ' -c "VACUUM ANALYZE sample_hours" -c "
+  SELECT (SELECT count(*) FROM sample_hours), (SELECT sum(coalesce(cardinality(vals), 1)) FROM samples), sum(pg_total_relation_size(relid))
+  FROM pg_partition_tree('sample_hours') WHERE isleaf" |
+  awk 'NF == 3 { printf "hourly rollups: %d series-days, %.0f MB with indexes, %.1f bytes per hourly sample\n", $1, $3 / 1048576, $3 / $2 }'
 # Warm the page cache and statistics the way a nightly run finds them.
 "$root/forecaster" db status >/dev/null
 

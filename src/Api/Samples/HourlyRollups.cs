@@ -282,8 +282,10 @@ public static class HourlyRollups
 }
 
 /// <summary>
-/// The recurring refresh of stale hourly rollups, every minute on any instance (one at a time: HourlyRollups' advisory
-/// lock), so that training and the planner read rollups rather than samples. Readers are right without it, only slower.
+/// The recurring refresh of stale hourly rollups, every five minutes on any instance (one at a time: HourlyRollups'
+/// advisory lock), so that training and the planner read rollups rather than samples. Readers are right without it, only
+/// slower. Five minutes, not one: a day is recomputed whole (its 24 blocks), so a fleet pushing every minute would have
+/// every series' current day recomputed every minute; the marks of five pushes are one recompute.
 /// </summary>
 public sealed class HourlyRollupRefresh(
     NpgsqlDataSource db, Microsoft.Extensions.Options.IOptions<RetentionOptions> retention, Microsoft.Extensions.Options.IOptions<Training.TrainingOptions> training,
@@ -292,7 +294,7 @@ public sealed class HourlyRollupRefresh(
     public const string RecurringId = "hourly-rollups";
 
     public static void Schedule(IRecurringJobManager manager) =>
-        manager.AddOrUpdate<HourlyRollupRefresh>(RecurringId, Jobs.JobQueues.Default, j => j.RunAsync(CancellationToken.None), Cron.Minutely(),
+        manager.AddOrUpdate<HourlyRollupRefresh>(RecurringId, Jobs.JobQueues.Default, j => j.RunAsync(CancellationToken.None), "*/5 * * * *",
             new RecurringJobOptions { TimeZone = TimeZoneInfo.Utc, MisfireHandling = MisfireHandlingMode.Relaxed });
 
     [System.ComponentModel.DisplayName("Hourly rollups refresh")]
