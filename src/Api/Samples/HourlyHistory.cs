@@ -14,8 +14,7 @@ public sealed record HourlyAggregates(double[] Mean, double[] Max)
 /// Samples aggregated to UTC hours, for many series at once: what training fits on and what the planner's fallbacks
 /// read. Each day comes from its hourly rollup (migration 0170, <see cref="HourlyRollups"/>: one row of 24 means and maxima
 /// per series and day), or, while a writer's mark says the rollup is stale, from its sample blocks (0140), summed here in
-/// time order as the refresh would. Both in one statement, so one snapshot: a day is never counted twice or missed while
-/// the refresh runs. Memory stays one pair of arrays per series.
+/// time order as the refresh would. Memory stays one pair of arrays per series.
 /// </summary>
 /// <remarks>
 /// Reading rollups instead of blocks: 35 rows of a 35-day series instead of 840, which cost PostgreSQL about an eighth of
@@ -31,26 +30,53 @@ public static class HourlyHistory
         {
             throw new ArgumentException($"the range [{from:O}, {to:O}) must start and end on whole UTC hours");
         }
-        // Rollups of the days not marked stale; the blocks of the stale ones (each day once, however many marks it has).
-        const string history = """
-            SELECT h.series_id, h.day, h.mean, h.max, h.ignored, NULL::float8 AS value, NULL::float8[] AS vals
-            FROM sample_hours h
-            WHERE h.series_id = ANY(@ids) AND h.day >= @fromDay AND h.day < @to
-              AND NOT EXISTS (SELECT 1 FROM sample_hours_stale m WHERE m.series_id = h.series_id AND m.day = h.day)
+        // The stale days first (few: the days written since the last refresh), then in one statement the rollups of every
+        // day and the blocks of those stale days; a stale day's rollup row is skipped here. A day turning stale between
+        // the two statements is read from its rollup as it was a moment before (its new samples are not counted); one
+        // refreshed meanwhile is still read from its samples. Either way each day is whole: never counted twice, never
+        // missing an hour that was stored when the read began. Excluding them in SQL instead (NOT EXISTS) cost an index
+        // probe per rollup row, more than the rollups themselves.
+        const string staleDays = """
+            SELECT DISTINCT series_id, day FROM sample_hours_stale WHERE series_id = ANY(@ids) AND day >= @fromDay AND day < @to
+            """;
+        var fromDay = HourlyRollups.Day(from.UtcDateTime);
+        var stale = new HashSet<(int, DateTime)>();
+        await using (var staleCmd = new NpgsqlCommand(staleDays, conn))
+        {
+            staleCmd.Parameters.AddWithValue("ids", ids);
+            staleCmd.Parameters.AddWithValue("fromDay", fromDay);
+            staleCmd.Parameters.AddWithValue("to", to.UtcDateTime);
+            await using var staleReader = await staleCmd.ExecuteReaderAsync(ct);
+            while (await staleReader.ReadAsync(ct))
+            {
+                stale.Add((staleReader.GetInt32(0), staleReader.GetFieldValue<DateTime>(1)));
+            }
+        }
+        const string rollups = """
+            SELECT series_id, day, mean, max, ignored, NULL::float8 AS value, NULL::float8[] AS vals
+            FROM sample_hours
+            WHERE series_id = ANY(@ids) AND day >= @fromDay AND day < @to
+            """;
+        const string withStale = rollups + "\n" + """
             UNION ALL
             SELECT s.series_id, s.hour, NULL, NULL, NULL, s.value, s.vals
-            FROM (SELECT DISTINCT series_id, day FROM sample_hours_stale WHERE series_id = ANY(@ids) AND day >= @fromDay AND day < @to) m
+            FROM unnest(@staleIds, @staleDays) AS m(series_id, day)
             JOIN samples s ON s.series_id = m.series_id AND s.hour >= m.day AND s.hour < m.day + interval '1 day'
             WHERE s.hour >= @from AND s.hour < @to
             """;
         var hours = (int)((to - from) / Hour);
         var fromTicks = from.UtcTicks;
         var result = new Dictionary<int, HourlyAggregates>();
-        await using var cmd = new NpgsqlCommand(history, conn);
+        await using var cmd = new NpgsqlCommand(stale.Count == 0 ? rollups : withStale, conn);
         cmd.Parameters.AddWithValue("ids", ids);
-        cmd.Parameters.AddWithValue("fromDay", HourlyRollups.Day(from.UtcDateTime));
+        cmd.Parameters.AddWithValue("fromDay", fromDay);
         cmd.Parameters.AddWithValue("from", from.UtcDateTime);
         cmd.Parameters.AddWithValue("to", to.UtcDateTime);
+        if (stale.Count > 0)
+        {
+            cmd.Parameters.AddWithValue("staleIds", stale.Select(k => k.Item1).ToArray());
+            cmd.Parameters.AddWithValue("staleDays", stale.Select(k => k.Item2).ToArray());
+        }
         cmd.CommandTimeout = 600;
         await using var reader = await cmd.ExecuteReaderAsync(System.Data.CommandBehavior.SequentialAccess, ct);
         HourlyAggregates? series = null;
@@ -62,6 +88,11 @@ public static class HourlyHistory
         {
             var id = reader.GetInt32(0);
             var time = reader.GetFieldValue<DateTime>(1);
+            var rollup = !reader.IsDBNull(2);
+            if (rollup && stale.Contains((id, time)))
+            {
+                continue;
+            }
             if (series is null || id != current)
             {
                 current = id;
@@ -74,7 +105,7 @@ public static class HourlyHistory
                     result.Add(id, series);
                 }
             }
-            if (!reader.IsDBNull(2))
+            if (rollup)
             {
                 ReadBytes(reader, 2, mean);
                 ReadBytes(reader, 3, max);
