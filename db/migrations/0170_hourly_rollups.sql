@@ -1,7 +1,7 @@
 -- 0170: hourly rollups, what training and the planner's fallbacks read (issue 16). One row per (series, UTC day) holds
 -- the day's 24 hourly means and maxima as bytes, so that a 35-day history is 35 rows where it was 840 blocks: PostgreSQL
 -- pays per row and per field it sends (an array's elements are sent one by one), and on 2.52 M hourly blocks reading the
--- rollups instead cost its backend about a ninth of the CPU (bench/README.md, session 9). The rollups also outlive raw
+-- rollups instead cost its backend about a seventh of the CPU (bench/README.md, session 9). The rollups also outlive raw
 -- samples: `Forecaster:Retention:HourlyDays` keeps them longer than `RawDays` keeps the samples.
 --
 -- Layout (src/Api/Samples/HourlyRollups.cs writes and reads it): `mean` and `max` are 24 IEEE 754 binary64 values each,

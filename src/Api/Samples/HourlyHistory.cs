@@ -17,7 +17,7 @@ public sealed record HourlyAggregates(double[] Mean, double[] Max)
 /// time order as the refresh would. Memory stays one pair of arrays per series.
 /// </summary>
 /// <remarks>
-/// Reading rollups instead of blocks: 35 rows of a 35-day series instead of 840, which cost PostgreSQL about an eighth of
+/// Reading rollups instead of blocks: 35 rows of a 35-day series instead of 840, which cost PostgreSQL about a seventh of
 /// the CPU to send (issue 16, bench/README.md's session 9). The rows come in no particular order (no ORDER BY): a day and
 /// an hour are each one row, so the order changes no sum.
 /// </remarks>
