@@ -364,3 +364,31 @@ sealed class ModelSweeper(NpgsqlDataSource db, IOptions<ModelRetentionOptions> r
         }
     }
 }
+
+/// <summary>
+/// <c>forecaster prune-models</c>: one model retention pass now, with the configured <c>Forecaster:ModelRetention</c> rules
+/// (as the recurring job runs it): the versions nothing keeps, then the files of this models directory no version refers to.
+/// Prints <c>removed=N resources=R packs=P one-file=O fleet=F temporary=T bytes=B seconds=S</c>. Exit codes: 0 done, 1 failure.
+/// </summary>
+public static class PruneModelsCommand
+{
+    public static System.CommandLine.Command Create()
+    {
+        var command = new System.CommandLine.Command("prune-models",
+            "Apply model retention now (Forecaster:ModelRetention: KeepSuperseded, KeepDays, BatchVersions, SweepGraceMinutes): delete the model " +
+            "versions nothing keeps, then the packs and other model files of this models directory that no version refers to.");
+        command.SetAction(async (parse, ct) =>
+        {
+            await using var host = await ForecasterServices.BuildForVerbAsync(LogLevel.Information, ct);
+            var retention = host.Services.GetRequiredService<ModelRetention>();
+            var o = host.Services.GetRequiredService<IOptions<ModelRetentionOptions>>().Value;
+            var started = Stopwatch.GetTimestamp();
+            var outcome = await retention.PassAsync(o, host.Services.GetRequiredService<TimeProvider>().GetUtcNow(), ct);
+            var f = outcome.Files;
+            Console.WriteLine(string.Create(System.Globalization.CultureInfo.InvariantCulture,
+                $"removed={outcome.Removed} resources={outcome.Resources} packs={f.Packs} one-file={f.OneFileArtifacts} fleet={f.FleetModels} temporary={f.Temporary} bytes={f.Bytes} seconds={Stopwatch.GetElapsedTime(started).TotalSeconds:F2}"));
+            return 0;
+        });
+        return command;
+    }
+}
