@@ -120,7 +120,7 @@ public static class ModelArtifact
         if (offset < 0 || length < 0 || offset + length > size)
         {
             throw new ArtifactDamagedException(place.Path,
-                $"is {size} bytes long and ends before the artifact's bytes {offset} to {offset + length} (the pack was truncated)");
+                $"is {size} bytes long and ends before the artifact's bytes {offset} to {offset + length} (it was cut short, or the version points past its end)");
         }
         var bytes = new byte[length];
         for (int read = 0, n; read < length; read += n)

@@ -193,7 +193,7 @@ public sealed class ModelRetentionTests(ModelRetentionFixture fx) : IClassFixtur
             Assert.Equal("Model artifact damaged", problem.GetProperty("title").GetString());
             Assert.Equal(path, problem.GetProperty("artifact").GetString());
             var detail = problem.GetProperty("detail").GetString()!;
-            Assert.Contains($"{path} (in the models directory) is {offset + length / 2} bytes long and ends before the artifact's bytes {offset} to {offset + length} (the pack was truncated)", detail, StringComparison.Ordinal);
+            Assert.Contains($"{path} (in the models directory) is {offset + length / 2} bytes long and ends before the artifact's bytes {offset} to {offset + length} (it was cut short, or the version points past its end)", detail, StringComparison.Ordinal);
 
             // The same length, other bytes: not the artifact.
             var corrupt = whole.ToArray();
