@@ -375,8 +375,7 @@ public static class PruneModelsCommand
     public static System.CommandLine.Command Create()
     {
         var command = new System.CommandLine.Command("prune-models",
-            "Apply model retention now (Forecaster:ModelRetention: KeepSuperseded, KeepDays, BatchVersions, SweepGraceMinutes): delete the model " +
-            "versions nothing keeps, then the packs and other model files of this models directory that no version refers to.");
+            "Apply model retention now (Forecaster:ModelRetention): delete model versions nothing keeps and model files no version refers to.");
         command.SetAction(async (parse, ct) =>
         {
             await using var host = await ForecasterServices.BuildForVerbAsync(LogLevel.Information, ct);
