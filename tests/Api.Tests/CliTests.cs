@@ -66,6 +66,7 @@ public sealed class CliTests
     [InlineData("migrate")]
     [InlineData("train")]
     [InlineData("plan")]
+    [InlineData("prune-models")]
     [InlineData("import", "/etc/hostname")]
     public async Task AVerbFacingAnUnreachableDatabaseSaysSoInOneLineAndExits1(params string[] args)
     {
@@ -82,6 +83,8 @@ public sealed class CliTests
     [InlineData("Forecaster__Planning__BatchResources", "0", "plan")]
     [InlineData("Forecaster__Training__HistoryDays", "1", "simulate", "--demo", "--policy", "POLICY")]
     [InlineData("Forecaster__Prometheus__StepSeconds", "0", "migrate")]
+    [InlineData("Forecaster__ModelRetention__KeepSuperseded", "0", "prune-models")]
+    [InlineData("Forecaster__ModelRetention__Cron", "every night", "prune-models")]
     public async Task AVerbWithAnInvalidOptionNamesItAndExits2BeforeTouchingTheDatabase(string variable, string value, params string[] args)
     {
         // The service's own start-up validation, on the service's container: the same message the service would stop with.

@@ -19,6 +19,7 @@ public static class Verbs
         Training.TrainCommand.Create(),
         Training.ShardProcesses.Command(),
         Plans.PlanCommand.Create(),
+        Training.PruneModelsCommand.Create(),
         Simulations.SimulateCommand.Create(),
         Executors.ManifestCommand.Create(),
         Sources.SourcesCommand.Create(),

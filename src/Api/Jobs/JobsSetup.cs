@@ -93,13 +93,14 @@ public static class JobsSetup
 /// <summary>Registers the recurring jobs with the configured schedules once the service has started.</summary>
 sealed class RecurringJobsRegistration(
     IRecurringJobManager manager, Microsoft.Extensions.Options.IOptions<TrainingOptions> training,
-    Microsoft.Extensions.Options.IOptions<Samples.RetentionOptions> retention) : IHostedService
+    Microsoft.Extensions.Options.IOptions<Samples.RetentionOptions> retention, Microsoft.Extensions.Options.IOptions<ModelRetentionOptions> models) : IHostedService
 {
     public Task StartAsync(CancellationToken cancellationToken)
     {
         TrainingJobs.ScheduleNightly(manager, training.Value.NightlyCron);
         Samples.SampleRetention.Schedule(manager, retention.Value.Cron);
         Samples.HourlyRollupRefresh.Schedule(manager);
+        ModelRetention.Schedule(manager, models.Value);
         return Task.CompletedTask;
     }
 

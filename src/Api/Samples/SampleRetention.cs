@@ -34,12 +34,22 @@ public sealed partial class RetentionOptions : IValidatableObject
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
     {
-        // Hangfire parses the expression when it registers the schedule; this catches the shape at start, with the field named.
-        var fields = (Cron ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries);
-        if (fields.Length is not (5 or 6) || fields.Any(f => !CronField().IsMatch(f)))
+        if (CronError(Cron) is { } error)
         {
-            yield return new ValidationResult($"'{Cron}' is not a cron expression (minute hour day month weekday, e.g. '30 3 * * *').", [nameof(Cron)]);
+            yield return new ValidationResult(error, [nameof(Cron)]);
         }
+    }
+
+    /// <summary>
+    /// Why <paramref name="cron"/> is not a cron expression, or null. Hangfire parses the expression when it registers the
+    /// schedule; this catches the shape at start, with the field named (also for `Forecaster:ModelRetention:Cron`).
+    /// </summary>
+    public static string? CronError(string? cron)
+    {
+        var fields = (cron ?? "").Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        return fields.Length is not (5 or 6) || fields.Any(f => !CronField().IsMatch(f))
+            ? $"'{cron}' is not a cron expression (minute hour day month weekday, e.g. '30 3 * * *')."
+            : null;
     }
 
     [System.Text.RegularExpressions.GeneratedRegex(@"^[0-9A-Za-z*?/,#\-]+$")]
@@ -152,7 +162,10 @@ public sealed class SampleRetention(
 
 public static class RetentionSetup
 {
-    /// <summary>Retention options (validated at start) and the job; the recurring schedule is registered with the other jobs.</summary>
+    /// <summary>
+    /// Retention options of samples and of model versions (validated at start), their jobs and each instance's sweep of its
+    /// models directory; the recurring schedules are registered with the other jobs.
+    /// </summary>
     public static WebApplicationBuilder AddForecasterRetention(this WebApplicationBuilder builder)
     {
         builder.Services.AddOptions<RetentionOptions>()
@@ -161,6 +174,12 @@ public static class RetentionSetup
             .ValidateOnStart();
         builder.Services.AddTransient<SampleRetention>();
         builder.Services.AddTransient<HourlyRollupRefresh>();
+        builder.Services.AddOptions<Training.ModelRetentionOptions>()
+            .BindConfiguration(Training.ModelRetentionOptions.Section)
+            .ValidateDataAnnotations()
+            .ValidateOnStart();
+        builder.Services.AddTransient<Training.ModelRetention>();
+        builder.Services.AddHostedService<Training.ModelSweeper>();
         return builder;
     }
 }

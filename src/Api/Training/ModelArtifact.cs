@@ -106,6 +106,7 @@ public static class ModelArtifact
     }
 
     /// <summary>The artifact's JSON as stored (UTF-8).</summary>
+    /// <exception cref="ArtifactDamagedException">the pack ends before the artifact's bytes.</exception>
     public static byte[] ReadBytes(string modelsDir, ArtifactPlace place)
     {
         var path = Path.Combine(modelsDir, place.Path);
@@ -114,15 +115,62 @@ public static class ModelArtifact
             return File.ReadAllBytes(path);
         }
         using var file = File.OpenHandle(path);
+        // The length first: a truncated pack (a disk that filled, a copy cut short) is named as such, with its size.
+        var size = RandomAccess.GetLength(file);
+        if (offset < 0 || length < 0 || offset + length > size)
+        {
+            throw new ArtifactDamagedException(place.Path,
+                $"is {size} bytes long and ends before the artifact's bytes {offset} to {offset + length} (it was cut short, or the version points past its end)");
+        }
         var bytes = new byte[length];
         for (int read = 0, n; read < length; read += n)
         {
             n = RandomAccess.Read(file, bytes.AsSpan(read), offset + read);
             if (n == 0)
             {
-                throw new InvalidDataException($"{place.Path} ends before its artifact at {offset} (+{length} bytes)");
+                throw new ArtifactDamagedException(place.Path, $"ends before its artifact at {offset} (+{length} bytes)");
             }
         }
         return bytes;
     }
+
+    /// <summary>
+    /// The stored JSON of model version <paramref name="version"/>'s artifact, checked before it is served: it must be whole
+    /// and be the artifact of that version (a JSON document whose header names it), so that a damaged pack is reported as
+    /// such instead of being handed out as if it were a model.
+    /// </summary>
+    /// <exception cref="ArtifactDamagedException">the file is truncated, or its bytes at the place are not that version's artifact.</exception>
+    public static byte[] ReadChecked(string modelsDir, ArtifactPlace place, long version)
+    {
+        var bytes = ReadBytes(modelsDir, place);
+        var (where, are, hold) = place is { Offset: long offset, Length: int length }
+            ? ($"bytes {offset} to {offset + length}", "are", "hold")
+            : ("the file", "is", "holds");
+        long named;
+        try
+        {
+            using var doc = JsonDocument.Parse(bytes);
+            named = doc.RootElement.GetProperty("header").GetProperty("version").GetInt64();
+            _ = doc.RootElement.GetProperty("model");
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            throw new ArtifactDamagedException(place.Path, $"{where} {are} not a model artifact ({e.GetType().Name}: {e.Message})");
+        }
+        if (named != version)
+        {
+            throw new ArtifactDamagedException(place.Path, $"{where} {hold} the artifact of version {named}, not of version {version}");
+        }
+        return bytes;
+    }
+}
+
+/// <summary>A model artifact's file is there but its bytes are not the artifact its version row points at (truncated or corrupt).</summary>
+public sealed class ArtifactDamagedException(string path, string problem) : IOException($"{path} {problem}")
+{
+    /// <summary>The file, relative to the models directory.</summary>
+    public string ArtifactPath { get; } = path;
+
+    /// <summary>What is wrong with it, as a sentence part following the file's name.</summary>
+    public string Problem { get; } = problem;
 }

@@ -26,7 +26,9 @@ public static class ModelsApi
             .WithSummary("A model version's artifact as training wrote it: {header, model}, the fitted model that reproduces its stored forecast")
             .RequireAuthorization(ApiKeyExtensions.ReadPolicy)
             .Produces(StatusCodes.Status200OK, contentType: "application/json")
-            .ProducesProblem(StatusCodes.Status404NotFound);
+            .ProducesProblem(StatusCodes.Status404NotFound)
+            .ProducesProblem(StatusCodes.Status410Gone)
+            .ProducesProblem(StatusCodes.Status500InternalServerError);
         app.MapGet("/api/v1/models/active", ListActiveModels)
             .WithTags("Models")
             .WithName(nameof(ListActiveModels))
@@ -93,10 +95,12 @@ public static class ModelsApi
 
     /// <remarks>
     /// Read from this instance's models directory: with several instances, each holds the artifacts of the shards it trained
-    /// unless they share the directory (a volume), and the others answer 404.
+    /// unless they share the directory (a volume), and the others answer 404. A version that model retention removed answers
+    /// 410 saying so; a file that is there but truncated or not the version's artifact answers 500 naming the file and what is
+    /// wrong with it: the request is right and the stored data is not, which neither the client nor a retry can mend.
     /// </remarks>
     static async Task<Results<FileContentHttpResult, ProblemHttpResult>> GetModelArtifact(
-        NpgsqlDataSource db, IOptions<TrainingOptions> options, string name, long version, CancellationToken ct)
+        NpgsqlDataSource db, IOptions<TrainingOptions> options, ILoggerFactory logs, string name, long version, CancellationToken ct)
     {
         const string place = """
             SELECT mv.artifact AS Path, mv.artifact_offset AS Offset, mv.artifact_length AS Length
@@ -107,7 +111,7 @@ public static class ModelsApi
         var found = await conn.QuerySingleOrDefaultAsync<(string? Path, long? Offset, int? Length)?>(new CommandDefinition(place, new { name, version }, cancellationToken: ct));
         if (found is not { } row)
         {
-            return ProblemHandling.NotFound($"Resource '{name}' has no model version {version}.");
+            return await RemovedAsync(conn, name, version, ct) ?? ProblemHandling.NotFound($"Resource '{name}' has no model version {version}.");
         }
         if (row.Path is null)
         {
@@ -115,13 +119,51 @@ public static class ModelsApi
         }
         try
         {
-            var bytes = ModelArtifact.ReadBytes(options.Value.ResolvedModelsPath, new ArtifactPlace(row.Path, row.Offset, row.Length));
+            var bytes = ModelArtifact.ReadChecked(options.Value.ResolvedModelsPath, new ArtifactPlace(row.Path, row.Offset, row.Length), version);
             return TypedResults.Bytes(bytes, "application/json");
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
-            return ProblemHandling.NotFound($"The artifact of model version {version} ({row.Path}) is not in this instance's models directory.");
+            // Retention may have removed the version and its pack since it was read above.
+            return await RemovedAsync(conn, name, version, ct)
+                ?? ProblemHandling.NotFound($"The artifact of model version {version} ({row.Path}) is not in this instance's models directory.");
         }
+        catch (ArtifactDamagedException e)
+        {
+            logs.CreateLogger(typeof(ModelsApi)).LogError("Model version {Version} of {Resource}: its artifact {Path} {Problem}", version, name, e.ArtifactPath, e.Problem);
+            return TypedResults.Problem(statusCode: StatusCodes.Status500InternalServerError, title: "Model artifact damaged",
+                detail: $"The artifact of model version {version} of '{name}' cannot be served: {e.ArtifactPath} (in the models directory) {e.Problem}. " +
+                    "Restore the file from a backup, or train the resource again for a new version.",
+                extensions: new Dictionary<string, object?> { ["artifact"] = e.ArtifactPath, ["artifactOffset"] = row.Offset, ["artifactLength"] = row.Length });
+        }
+    }
+
+    /// <summary>
+    /// A 410 when model retention removed versions of <paramref name="name"/> from before <paramref name="version"/> to after
+    /// it and no version <paramref name="version"/> is stored (of any resource); null otherwise. Version ids are shared by every
+    /// resource, so the answer says what retention removed rather than claiming this id was one of them.
+    /// </summary>
+    static async Task<ProblemHttpResult?> RemovedAsync(NpgsqlConnection conn, string name, long version, CancellationToken ct)
+    {
+        const string removed = """
+            SELECT m.from_version AS FromVersion, m.through_version AS ThroughVersion, m.versions, m.removed_at AS RemovedAt,
+                   (SELECT min(mv.id) FROM model_versions mv WHERE mv.resource_id = r.id) AS OldestKept
+            FROM resources r JOIN model_versions_removed m ON m.resource_id = r.id
+            WHERE r.name = @name AND @version BETWEEN m.from_version AND m.through_version
+              AND NOT EXISTS (SELECT 1 FROM model_versions WHERE id = @version)
+            """;
+        var mark = await conn.QuerySingleOrDefaultAsync<(long From, long Through, long Versions, DateTime RemovedAt, long? OldestKept)?>(
+            new CommandDefinition(removed, new { name, version }, cancellationToken: ct));
+        if (mark is not { } m)
+        {
+            return null;
+        }
+        var oldest = m.OldestKept is long kept ? $"; its oldest version still stored is {kept}" : "";
+        return TypedResults.Problem(statusCode: StatusCodes.Status410Gone, title: "Removed by model retention",
+            detail: $"Resource '{name}' has no model version {version} stored. Model retention (Forecaster:ModelRetention) removed " +
+                $"{m.Versions} of its versions that nothing kept, numbered from {m.From} to {m.Through} (version ids are shared by all resources), " +
+                $"the last on {DateTime.SpecifyKind(m.RemovedAt, DateTimeKind.Utc):yyyy-MM-ddTHH:mm:ssZ}, and their artifacts with them{oldest}.",
+            extensions: new Dictionary<string, object?> { ["field"] = "version" });
     }
 
     static async Task<Results<Ok<StoredForecast>, ValidationProblem, ProblemHttpResult>> GetForecast(
