@@ -154,9 +154,8 @@ public sealed class ShardProcesses(ResolvedDatabase database, IConfiguration con
         // collector let the process's memory climb with the fleet). The rest of the environment is the service's.
         start.Environment["DOTNET_TieredCompilation"] = "0";
         start.Environment["DOTNET_gcServer"] = "0";
-        // No spinning of idle thread-pool threads: the child's pool threads only carry the reads and writes beside the fitting,
-        // and a thread that spins (sched_yield) before it sleeps takes turns from the fitting on a pinned core (issue 16).
-        start.Environment["DOTNET_ThreadPool_UnfairSemaphoreSpinLimit"] = "0";
+        // No spinning of idle thread-pool threads either, as for every verb of this executable (its runtimeconfig, see
+        // Forecaster.Api.csproj): the child's pool threads only carry the reads and writes beside the fitting.
         // The same configuration as the service, whatever its source (a test host's in-memory settings included), and the
         // database the service resolved (the embedded cluster's address): never a second resolution that could differ.
         foreach (var (key, value) in configuration.AsEnumerable())
