@@ -321,11 +321,15 @@ public sealed class HourlyRollupRefresh(
     public async Task<long> RunAsync(CancellationToken ct)
     {
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
-        var days = await HourlyRollups.RefreshAsync(db, SampleRetention.RawKeptFrom(retention.Value.RawDays, training.Value.HistoryDays, clock.GetUtcNow()), ct);
+        var days = await RefreshAsync(null, ct);
         if (days > 0)
         {
             logger.LogInformation("Hourly rollups: {Days} stale series-days refreshed in {Seconds:F1} s", days, System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds);
         }
         return days;
     }
+
+    /// <summary>Every stale day refreshed under the configured retention (see HourlyRollups.RefreshAsync); the running count to <paramref name="progress"/>.</summary>
+    public Task<long> RefreshAsync(Action<long>? progress, CancellationToken ct) =>
+        HourlyRollups.RefreshAsync(db, SampleRetention.RawKeptFrom(retention.Value.RawDays, training.Value.HistoryDays, clock.GetUtcNow()), ct, progress: progress);
 }

@@ -61,7 +61,7 @@ public static class ImportCommand
                 if (summary is not null)
                 {
                     var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
-                    await RefreshRollupsAsync(host.Services, now, ct);
+                    await RefreshRollupsAsync(host.Services.GetRequiredService<HourlyRollupRefresh>(), ct);
                     if (summary.ResourcesCreated.Count > 0)
                     {
                         var shown = string.Join(", ", summary.ResourcesCreated.Take(10));
@@ -87,22 +87,18 @@ public static class ImportCommand
     /// The hourly rollups of the days just imported, computed now rather than by the service's next refresh, so that
     /// training right after an import reads rollups; progress and the time taken on stderr (stdout keeps the import's line).
     /// </summary>
-    static async Task RefreshRollupsAsync(IServiceProvider services, DateTimeOffset now, CancellationToken ct)
+    static async Task RefreshRollupsAsync(HourlyRollupRefresh refresh, CancellationToken ct)
     {
-        var db = services.GetRequiredService<Npgsql.NpgsqlDataSource>();
-        var keptFrom = SampleRetention.RawKeptFrom(
-            services.GetRequiredService<Microsoft.Extensions.Options.IOptions<RetentionOptions>>().Value.RawDays,
-            services.GetRequiredService<Microsoft.Extensions.Options.IOptions<Training.TrainingOptions>>().Value.HistoryDays, now);
         var started = Stopwatch.GetTimestamp();
         var last = started;
-        var days = await HourlyRollups.RefreshAsync(db, keptFrom, ct, progress: done =>
+        var days = await refresh.RefreshAsync(done =>
         {
             if (Cli.Verbs.ShowProgress && Stopwatch.GetElapsedTime(last).TotalSeconds >= 1)
             {
                 last = Stopwatch.GetTimestamp();
                 Console.Error.WriteLine($"hourly rollups: {done} series-days refreshed ...");
             }
-        });
+        }, ct);
         Console.Error.WriteLine($"hourly rollups: {days} series-days refreshed in {Stopwatch.GetElapsedTime(started).TotalSeconds:F2} s");
     }
 }
