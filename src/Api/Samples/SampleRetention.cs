@@ -108,27 +108,25 @@ public sealed class SampleRetention(
             return new RetentionOutcome(null, []);
         }
         await HourlyRollups.RefreshAsync(db, RawKeptFrom(rawDays, historyDays, now), ct);
-        var hourly = new List<(string Partition, DateTime UpperBound, string Action)>();
+        IReadOnlyList<(string Partition, DateTime UpperBound, string Action)> hourly = [];
         if (hourlyDays > 0)
         {
             var hourlyCutoff = now - TimeSpan.FromDays(Math.Max(hourlyDays, Math.Max(rawDays, historyDays)));
-            await using var hconn = await db.OpenConnectionAsync(ct);
-            await using var htx = await hconn.BeginTransactionAsync(ct);
-            await hconn.ExecuteAsync(new CommandDefinition("SET LOCAL lock_timeout = '5s'", transaction: htx, cancellationToken: ct));
-            hourly.AddRange(await hconn.QueryAsync<(string Partition, DateTime UpperBound, string Action)>(new CommandDefinition(
-                "SELECT partition, upper_bound AS UpperBound, action FROM drop_sample_hour_partitions_before(@hourlyCutoff)",
-                new { hourlyCutoff }, htx, cancellationToken: ct)));
-            await htx.CommitAsync(ct);
+            hourly = await DropPartitionsAsync(db,
+                "SELECT partition, upper_bound AS UpperBound, action FROM drop_sample_hour_partitions_before(@hourlyCutoff)", new { hourlyCutoff }, ct);
         }
         if (rawDays <= 0)
         {
             return new RetentionOutcome(null, hourly);
         }
         var days = TimeSpan.FromDays(Math.Max(rawDays, historyDays));
-        await using var conn = await db.OpenConnectionAsync(ct);
         // A run's window ends at its creation hour and reaches HistoryDays back (SeriesFitting.Window); a day more covers any rounding.
         const string oldestActive = "SELECT min(created_at) FROM training_runs WHERE status IN ('queued', 'running')";
-        var active = await conn.ExecuteScalarAsync<DateTime?>(new CommandDefinition(oldestActive, cancellationToken: ct));
+        DateTime? active;
+        await using (var conn = await db.OpenConnectionAsync(ct))
+        {
+            active = await conn.ExecuteScalarAsync<DateTime?>(new CommandDefinition(oldestActive, cancellationToken: ct));
+        }
         var cutoff = now - days;
         if (active is DateTime created && new DateTimeOffset(DateTime.SpecifyKind(created, DateTimeKind.Utc)) - TimeSpan.FromDays(historyDays + 1) is var window && window < cutoff)
         {
@@ -136,21 +134,28 @@ public sealed class SampleRetention(
         }
         var keepFrom = now - TimeSpan.FromDays(maxSampleAgeDays);
 
-        // Dropping or truncating a partition waits for an exclusive lock; queued behind a long read it would stall every reader
-        // and writer after it, so it gives up after a few seconds and tries again shortly (Hangfire retries the job too).
-        const string apply = """
-            SET LOCAL lock_timeout = '5s';
-            SELECT partition, upper_bound AS UpperBound, action FROM drop_sample_partitions_before(@cutoff, @keepFrom);
-            """;
+        var rows = await DropPartitionsAsync(db,
+            "SELECT partition, upper_bound AS UpperBound, action FROM drop_sample_partitions_before(@cutoff, @keepFrom)", new { cutoff, keepFrom }, ct);
+        return new RetentionOutcome(cutoff, [.. rows, .. hourly]);
+    }
+
+    /// <summary>
+    /// Runs one of the partition-dropping functions (<paramref name="sql"/>) in its own transaction. Dropping or truncating a
+    /// partition waits for an exclusive lock; queued behind a long read it would stall every reader and writer after it, so
+    /// it gives up after a few seconds and tries again shortly, up to five times (Hangfire retries the job too).
+    /// </summary>
+    static async Task<IReadOnlyList<(string Partition, DateTime UpperBound, string Action)>> DropPartitionsAsync(NpgsqlDataSource db, string sql, object parameters, CancellationToken ct)
+    {
+        await using var conn = await db.OpenConnectionAsync(ct);
         for (int attempt = 1; ; attempt++)
         {
             try
             {
                 await using var tx = await conn.BeginTransactionAsync(ct);
-                var rows = (await conn.QueryAsync<(string Partition, DateTime UpperBound, string Action)>(
-                    new CommandDefinition(apply, new { cutoff, keepFrom }, tx, cancellationToken: ct))).ToList();
+                await conn.ExecuteAsync(new CommandDefinition("SET LOCAL lock_timeout = '5s'", transaction: tx, cancellationToken: ct));
+                var rows = (await conn.QueryAsync<(string Partition, DateTime UpperBound, string Action)>(new CommandDefinition(sql, parameters, tx, cancellationToken: ct))).ToList();
                 await tx.CommitAsync(ct);
-                return new RetentionOutcome(cutoff, [.. rows, .. hourly]);
+                return rows;
             }
             catch (PostgresException e) when (e.SqlState == PostgresErrorCodes.LockNotAvailable && attempt < 5)
             {

@@ -71,9 +71,24 @@ public sealed class JobsDashboardBrowserTests(JobsBrowserFixture fx) : IClassFix
     public async Task TheJobsDashboardOpensFromTheNavReadOnlyAndSigningInAllowsTriggering()
     {
         var page = await fx.Browser.NewPageAsync(new BrowserNewPageOptions { ViewportSize = new ViewportSize { Width = 1400, Height = 1000 } });
-        await page.GotoAsync($"{fx.BaseUrl}/");
-        await page.ClickAsync("nav a:text-is('Jobs')");
-        await page.WaitForURLAsync($"{fx.BaseUrl}/jobs");
+        // The page's requests with their times, for the failure message: a 30 s wait for /jobs failed twice in full runs
+        // beside other suites' load and never alone, and the timeout alone does not say which request was still open.
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        var timeline = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        page.Request += (_, r) => timeline.Enqueue($"{clock.ElapsedMilliseconds} ms: {r.Method} {r.Url}");
+        page.RequestFinished += (_, r) => timeline.Enqueue($"{clock.ElapsedMilliseconds} ms: finished {r.Url}");
+        page.RequestFailed += (_, r) => timeline.Enqueue($"{clock.ElapsedMilliseconds} ms: failed {r.Url} ({r.Failure})");
+        page.Load += (_, p) => timeline.Enqueue($"{clock.ElapsedMilliseconds} ms: load event of {p.Url}");
+        try
+        {
+            await page.GotoAsync($"{fx.BaseUrl}/");
+            await page.ClickAsync("nav a:text-is('Jobs')");
+            await page.WaitForURLAsync($"{fx.BaseUrl}/jobs");
+        }
+        catch (TimeoutException e)
+        {
+            throw new Xunit.Sdk.XunitException($"{e.Message}\nat {page.Url}; the page's requests:\n{string.Join('\n', timeline)}");
+        }
         Assert.Contains("Forecaster jobs", await page.TitleAsync(), StringComparison.Ordinal);
 
         // Anonymous from loopback: the recurring nightly job is listed, and nothing can be triggered.
