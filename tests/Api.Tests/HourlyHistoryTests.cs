@@ -211,6 +211,31 @@ public sealed class HourlyHistoryTests
                 await HourlyRollups.RefreshAsync(db, null, default, batch: 7);
             }
         });
+        // Beside them, one session writes and deletes points of a series of its own (1000) through the view and deletes its
+        // blocks by plain SQL: marks of single hours and of deleted hour ranges (its own series, so it cannot deadlock
+        // with the bulk writers, whose series' ids it does not know in advance).
+        var viewWriter = Task.Run(async () =>
+        {
+            var random = new Random(99);
+            await using var conn = await db.OpenConnectionAsync();
+            for (var round = 0; round < 40; round++)
+            {
+                var at = new DateTime(2026, 2, 26, 0, 0, 0, DateTimeKind.Utc).AddMinutes(random.Next(0, 6 * 24 * 60));
+                switch (random.Next(3))
+                {
+                    case 0:
+                        await conn.ExecuteAsync("INSERT INTO sample_points (series_id, ts, value) SELECT 1000, @at + i * interval '13 minutes', random() * 50 FROM generate_series(0, @n) i",
+                            new { at, n = random.Next(0, 10) });
+                        break;
+                    case 1:
+                        await conn.ExecuteAsync("DELETE FROM sample_points WHERE series_id = 1000 AND ts >= @at AND ts < @at + interval '40 minutes'", new { at });
+                        break;
+                    default:
+                        await conn.ExecuteAsync("DELETE FROM samples WHERE series_id = 1000 AND hour >= @at AND hour < @at + @span * interval '1 hour'", new { at, span = random.Next(1, 30) });
+                        break;
+                }
+            }
+        });
         var writers = Enumerable.Range(0, 4).Select(w => Task.Run(async () =>
         {
             var random = new Random(w);
@@ -225,7 +250,7 @@ public sealed class HourlyHistoryTests
                 await tx.CommitAsync();
             }
         })).ToList();
-        await Task.WhenAll(writers);
+        await Task.WhenAll([.. writers, viewWriter]);
         stop.Cancel();
         await refresher;
         await HourlyRollups.RefreshAsync(db, null, default);
@@ -239,6 +264,228 @@ public sealed class HourlyHistoryTests
         AssertSameHours(Expected(all, from, to), await HourlyHistory.ReadAsync(conn, ids, from, to, default));
         // Read from the rollups alone: nothing is stale.
         Assert.Equal(0, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM sample_hours_stale"));
+        await AssertSameAsWholeDaysAsync(db);
+    }
+
+    /// <summary>Every rollup row, in key order, as stored.</summary>
+    static async Task<List<(int SeriesId, DateTime Day, byte[] Mean, byte[] Max, byte[]? Ignored)>> RollupRowsAsync(NpgsqlConnection conn) =>
+        [.. await conn.QueryAsync<(int, DateTime, byte[], byte[], byte[]?)>("SELECT series_id, day, mean, max, ignored FROM sample_hours ORDER BY series_id, day")];
+
+    /// <summary>
+    /// The rollups as they stand (nothing stale) are byte for byte what recomputing every stored day whole gives: all rows
+    /// dropped, every day with samples marked without hours (as before 0210), refreshed.
+    /// </summary>
+    static async Task AssertSameAsWholeDaysAsync(NpgsqlDataSource db)
+    {
+        await using var conn = await db.OpenConnectionAsync();
+        Assert.Equal(0, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM sample_hours_stale"));
+        var rows = await RollupRowsAsync(conn);
+        await conn.ExecuteAsync("""
+            DELETE FROM sample_hours;
+            INSERT INTO sample_hours_stale (series_id, day) SELECT DISTINCT series_id, date_bin('1 day', hour, timestamptz '2000-01-01 00:00:00+00') FROM samples;
+            """);
+        await HourlyRollups.RefreshAsync(db, null, default);
+        var whole = await RollupRowsAsync(conn);
+        Assert.Equal(whole.Count, rows.Count);
+        for (var i = 0; i < rows.Count; i++)
+        {
+            Assert.Equal((whole[i].SeriesId, whole[i].Day), (rows[i].SeriesId, rows[i].Day));
+            Assert.Equal(whole[i].Mean, rows[i].Mean);
+            Assert.Equal(whole[i].Max, rows[i].Max);
+            Assert.Equal(whole[i].Ignored, rows[i].Ignored);
+        }
+    }
+
+    /// <summary>The stale marks as (series, day, first hour, last hour), in order; null hours for a mark of the whole day.</summary>
+    static async Task<List<(int, DateTime, int?, int?)>> MarksAsync(NpgsqlConnection conn) =>
+        [.. (await conn.QueryAsync<(int, DateTime, int?, int?)>("SELECT series_id, day, first_hour::int, last_hour::int FROM sample_hours_stale"))
+            .Select(m => (m.Item1, DateTime.SpecifyKind(m.Item2, DateTimeKind.Utc), m.Item3, m.Item4)).Order()];
+
+    static async Task<int> ResourceAsync(NpgsqlDataSource db, string name)
+    {
+        await using var conn = await db.OpenConnectionAsync();
+        return await conn.ExecuteScalarAsync<int>("INSERT INTO resources (name, kind, load_metric, created_at, updated_at) VALUES (@name, 'service', 'rps', now(), now()) RETURNING id", new { name });
+    }
+
+    /// <summary>Writes <paramref name="points"/> of (resource, metric) through the service's bulk path, in a transaction of its own; returns the series id.</summary>
+    static async Task<int> WriteBulkAsync(NpgsqlDataSource db, int resourceId, string metric, List<(DateTime, double)> points)
+    {
+        await using var conn = await db.OpenConnectionAsync();
+        await using (var tx = await conn.BeginTransactionAsync())
+        {
+            await SampleImport.WriteSeriesAsync(conn, tx, new SamplePartitions(db), [new SampleImport.SeriesPoints(resourceId, metric, points, MayExist: true)], default);
+            await tx.CommitAsync();
+        }
+        return await conn.ExecuteScalarAsync<int>("SELECT id FROM series WHERE resource_id = @resourceId AND metric = @metric", new { resourceId, metric });
+    }
+
+    /// <summary>
+    /// Each write marks the hours it touched, one mark per day: a bulk write across three days its first day from its first
+    /// sample's hour, the inner day whole, the last day to its last sample's hour; a point through the view its hour; a
+    /// deletion of blocks the hours from its first deleted block to its last.
+    /// </summary>
+    [Fact]
+    public async Task MarksNameTheHoursEachWriteTouched()
+    {
+        var (db, samples) = await SeededAsync();
+        await using var _ = db;
+        await using var conn = await db.OpenConnectionAsync();
+        await HourlyRollups.RefreshAsync(db, null, default);
+        var resourceId = await ResourceAsync(db, "marks");
+
+        var start = new DateTime(2026, 2, 27, 14, 10, 0, DateTimeKind.Utc);
+        var bulk = await WriteBulkAsync(db, resourceId, "rps", [.. Enumerable.Range(0, 120).Select(i => (start.AddMinutes(i * 20), (double)i))]);
+        await conn.ExecuteAsync("INSERT INTO sample_points (series_id, ts, value) VALUES (1, '2026-02-26 07:15+00', 3)");
+        // Series 2's blocks from 03:00 to 08:59 on 27 February: the first and last of them present give the mark's hours.
+        var deleted = samples.Where(s => s.Series == 2 && s.Ts >= new DateTime(2026, 2, 27, 3, 0, 0, DateTimeKind.Utc) && s.Ts < new DateTime(2026, 2, 27, 9, 0, 0, DateTimeKind.Utc)).ToList();
+        await conn.ExecuteAsync("DELETE FROM samples WHERE series_id = 2 AND hour >= '2026-02-27 03:00+00' AND hour < '2026-02-27 09:00+00'");
+
+        // The bulk series' last point: 14:10 + 119 × 20 min = 1 March 05:50.
+        var day = (int d, int m) => new DateTime(2026, m, d, 0, 0, 0, DateTimeKind.Utc);
+        List<(int, DateTime, int?, int?)> expected =
+        [
+            (bulk, day(27, 2), 14, 23), (bulk, day(28, 2), 0, 23), (bulk, day(1, 3), 0, 5),
+            (1, day(26, 2), 7, 7),
+            (2, day(27, 2), deleted.Min(s => s.Ts.Hour), deleted.Max(s => s.Ts.Hour)),
+        ];
+        Assert.Equal(expected.Order(), await MarksAsync(conn));
+    }
+
+    /// <summary>
+    /// Random writes and deletions across hours and days (points through the view, bulk writes spanning midnight, deletions
+    /// of points and of block ranges, days that had no row), each round refreshed (in batches of a few marks or all at once):
+    /// the history read equals the samples before and after each refresh, and in the end every rollup is byte for byte what
+    /// recomputing its day whole gives.
+    /// </summary>
+    [Fact]
+    public async Task RandomWritesAcrossHoursAndDaysRefreshTheSameRollupsAsWholeDays()
+    {
+        var (db, _) = await SeededAsync();
+        await using var _db = db;
+        await using var conn = await db.OpenConnectionAsync();
+        await HourlyRollups.RefreshAsync(db, null, default);
+        var resourceId = await ResourceAsync(db, "random-writes");
+        var random = new Random(11);
+        // A day before and a day after the seeded ones: days without a row yet.
+        var (from, to) = (new DateTimeOffset(2026, 2, 25, 0, 0, 0, TimeSpan.Zero), new DateTimeOffset(2026, 3, 4, 0, 0, 0, TimeSpan.Zero));
+        DateTime At() => from.UtcDateTime.AddMinutes(random.Next(0, (int)(to - from).TotalMinutes));
+        for (var round = 0; round < 12; round++)
+        {
+            for (var op = random.Next(1, 5); op > 0; op--)
+            {
+                var at = At();
+                switch (random.Next(4))
+                {
+                    case 0:
+                        await conn.ExecuteAsync("INSERT INTO sample_points (series_id, ts, value) SELECT @series, @at + i * interval '7 minutes', random() * 100 FROM generate_series(0, @n) i WHERE @at + i * interval '7 minutes' < @to",
+                            new { series = random.Next(1, 5), at, n = random.Next(0, 6), to = to.UtcDateTime });
+                        break;
+                    case 1:
+                        await conn.ExecuteAsync("DELETE FROM sample_points WHERE series_id = @series AND ts >= @at AND ts < @at + @minutes * interval '1 minute'",
+                            new { series = random.Next(1, 5), at, minutes = random.Next(10, 300) });
+                        break;
+                    case 2:
+                        await conn.ExecuteAsync("DELETE FROM samples WHERE series_id = @series AND hour >= @at AND hour < @at + @hours * interval '1 hour'",
+                            new { series = random.Next(1, 5), at, hours = random.Next(1, 40) });
+                        break;
+                    default:
+                        // Every 17 minutes for up to 50 hours, from the bulk path (across midnight more often than not).
+                        var points = Enumerable.Range(0, random.Next(1, 180)).Select(i => (at.AddMinutes(i * 17), random.NextDouble() * 1e3)).Where(p => p.Item1 < to.UtcDateTime).ToList();
+                        await WriteBulkAsync(db, resourceId, $"m{random.Next(2)}", points);
+                        break;
+                }
+            }
+            var all = (await conn.QueryAsync<(int Series, DateTime Ts, double Value)>("SELECT series_id, ts, value FROM sample_points")).ToList();
+            int[] ids = [.. all.Select(s => s.Series).Distinct(), 4];
+            AssertSameHours(Expected(all, from, to), await HourlyHistory.ReadAsync(conn, ids, from, to, default));
+            await HourlyRollups.RefreshAsync(db, null, default, batch: random.Next(2) == 0 ? 3 : 10_000);
+            Assert.Equal(0, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM sample_hours_stale"));
+            AssertSameHours(Expected(all, from, to), await HourlyHistory.ReadAsync(conn, ids, from, to, default));
+        }
+        await AssertSameAsWholeDaysAsync(db);
+    }
+
+    /// <summary>
+    /// A refresh recomputes the marked hours only: an hour of the stored row outside them keeps what the row said (here a
+    /// value planted in it, which no sample gives), while the marked hour takes its new samples. A mark without hours (as
+    /// before 0210) recomputes the whole day. A write that changes no hour leaves the row as it was (no new row version).
+    /// </summary>
+    [Fact]
+    public async Task AnExistingRollupsOtherHoursAreNotRecomputed()
+    {
+        var (db, samples) = await SeededAsync();
+        await using var _ = db;
+        await using var conn = await db.OpenConnectionAsync();
+        await HourlyRollups.RefreshAsync(db, null, default);
+        var day = new DateTime(2026, 2, 28, 0, 0, 0, DateTimeKind.Utc);
+        var (from, to) = (new DateTimeOffset(day), new DateTimeOffset(day.AddDays(1)));
+        // Hour 3's mean planted as 42 in series 1's row of 28 February.
+        await conn.ExecuteAsync("UPDATE sample_hours SET mean = overlay(mean PLACING @planted FROM 3 * 8 + 1) WHERE series_id = 1 AND day = @day",
+            new { planted = BitConverter.GetBytes(42.0), day });
+        var before = (await HourlyHistory.ReadAsync(conn, [1], from, to, default))[1];
+        Assert.Equal(42, before.Mean[3]);
+
+        await conn.ExecuteAsync("INSERT INTO sample_points (series_id, ts, value) VALUES (1, '2026-02-28 10:33+00', 1234.5)");
+        samples.Add((1, new DateTime(2026, 2, 28, 10, 33, 0, DateTimeKind.Utc), 1234.5));
+        await HourlyRollups.RefreshAsync(db, null, default);
+
+        var after = (await HourlyHistory.ReadAsync(conn, [1], from, to, default))[1];
+        var expected = Expected(samples, from, to)[1];
+        Assert.Equal(42, after.Mean[3]);
+        Assert.Equal(expected.Mean[10], after.Mean[10]);
+        Assert.Equal(expected.Max[10], after.Max[10]);
+        Assert.NotEqual(before.Mean[10], after.Mean[10]);
+        for (var h = 0; h < 24; h++)
+        {
+            if (h != 10)
+            {
+                Assert.Equal(before.Mean[h], after.Mean[h]);
+                Assert.Equal(before.Max[h], after.Max[h]);
+            }
+        }
+
+        // The same point again: its hour is marked and recomputed, to the same bytes, so the row is not written.
+        const string version = "SELECT xmin::text FROM sample_hours WHERE series_id = 1 AND day = @day";
+        var written = await conn.ExecuteScalarAsync<string>(version, new { day });
+        await conn.ExecuteAsync("INSERT INTO sample_points (series_id, ts, value) VALUES (1, '2026-02-28 10:33+00', 1234.5)");
+        Assert.Equal(1, await HourlyRollups.RefreshAsync(db, null, default));
+        Assert.Equal(written, await conn.ExecuteScalarAsync<string>(version, new { day }));
+
+        // A mark without hours: the whole day from its samples, the planted value gone.
+        await conn.ExecuteAsync("INSERT INTO sample_hours_stale (series_id, day) VALUES (1, @day)", new { day });
+        await HourlyRollups.RefreshAsync(db, null, default);
+        AssertSameHours(new() { [1] = expected }, await HourlyHistory.ReadAsync(conn, [1], from, to, default));
+    }
+
+    /// <summary>
+    /// A day without a row yet (no samples before) gets one from its marked hours, every other hour empty; when its last
+    /// sample is deleted the row goes.
+    /// </summary>
+    [Fact]
+    public async Task ADayWithoutARowGetsOneFromItsMarkedHoursAndLosesItWithTheirSamples()
+    {
+        var (db, _) = await SeededAsync();
+        await using var _db = db;
+        await using var conn = await db.OpenConnectionAsync();
+        await HourlyRollups.RefreshAsync(db, null, default);
+        var day = new DateTime(2026, 3, 3, 0, 0, 0, DateTimeKind.Utc);
+        Assert.Equal(0, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM sample_hours WHERE day = @day", new { day }));
+
+        await conn.ExecuteAsync("INSERT INTO sample_points (series_id, ts, value) VALUES (1, '2026-03-03 05:20+00', 7), (1, '2026-03-03 05:40+00', 9)");
+        List<(int, DateTime, int?, int?)> marks = [(1, day, 5, 5), (1, day, 5, 5)];
+        Assert.Equal(marks, await MarksAsync(conn));
+        Assert.Equal(1, await HourlyRollups.RefreshAsync(db, null, default));
+
+        var read = (await HourlyHistory.ReadAsync(conn, [1], new DateTimeOffset(day), new DateTimeOffset(day.AddDays(1)), default))[1];
+        Assert.Equal(Enumerable.Range(0, 24).Select(h => h == 5 ? 8 : double.NaN), read.Mean);
+        Assert.Equal(Enumerable.Range(0, 24).Select(h => h == 5 ? 9 : double.NaN), read.Max);
+        Assert.Equal(0, read.Ignored);
+        Assert.Null(await conn.ExecuteScalarAsync<byte[]?>("SELECT ignored FROM sample_hours WHERE series_id = 1 AND day = @day", new { day }));
+
+        await conn.ExecuteAsync("DELETE FROM sample_points WHERE series_id = 1 AND ts >= '2026-03-03'");
+        await HourlyRollups.RefreshAsync(db, null, default);
+        Assert.Equal(0, await conn.ExecuteScalarAsync<long>("SELECT count(*) FROM sample_hours WHERE day = @day", new { day }));
+        Assert.Empty(await HourlyHistory.ReadAsync(conn, [1], new DateTimeOffset(day), new DateTimeOffset(day.AddDays(1)), default));
     }
 
     /// <summary>Upgrading a database that already holds samples (0170 applied after them): every stored day is marked stale, and the first refresh makes its rollup.</summary>

@@ -8,8 +8,8 @@ namespace Forecaster.Api.Samples;
 
 /// <summary>
 /// The hourly rollups of migration 0170: one `sample_hours` row per (series, UTC day) with the day's 24 hourly means,
-/// maxima and ignored counts as bytes, recomputed from the samples for the days writers marked stale. This class owns the
-/// table: its layout, the marks writers add, and the refresh.
+/// maxima and ignored counts as bytes, recomputed from the samples for the hours writers marked stale (0210: a mark names
+/// a day and the hours a write touched in it). This class owns the table: its layout, the marks writers add, and the refresh.
 /// </summary>
 /// <remarks>
 /// Why the refresh is correct with concurrent writers (READ COMMITTED): a writer commits its samples and its marks
@@ -18,6 +18,15 @@ namespace Forecaster.Api.Samples;
 /// deleted (a deleted mark was committed before the deletion); a writer still open then has a mark the deletion could
 /// not see, which stays for the next refresh. Refreshes run one at a time (an advisory lock per batch), so two never
 /// write the same day from different snapshots.
+/// <para>
+/// Why recomputing only the marked hours is enough: outside the hours of its marks a day's rollup row, or its absence,
+/// equals the samples. Every write of samples marks the hours it wrote (or, for a deletion, the hours it emptied) in the
+/// transaction that writes them, and the refresh replaces the hours of the marks it deleted by what the samples hold in its
+/// later snapshot; the other hours of the row are left as the last refresh wrote them (it held the lock, and committed
+/// before this one took it, so the row read here is its row). Recomputing more hours than marked is always right (an hour
+/// is what the snapshot's samples say), so the marks of a day are taken as the one span from the first marked hour to the
+/// last. A mark without hours (before 0210) is the whole day, which needs no stored row.
+/// </para>
 /// </remarks>
 public static class HourlyRollups
 {
@@ -29,10 +38,15 @@ public static class HourlyRollups
     /// <summary>The UTC midnight starting the day of <paramref name="utc"/>.</summary>
     public static DateTime Day(DateTime utc) => new(utc.Ticks - utc.Ticks % TimeSpan.TicksPerDay, DateTimeKind.Utc);
 
+    /// <summary>The UTC hour of the day (0-23) of <paramref name="utc"/>.</summary>
+    static short HourOfDay(DateTime utc) => (short)(utc.Ticks % TimeSpan.TicksPerDay / TimeSpan.TicksPerHour);
+
     /// <summary>
-    /// Marks every day from <paramref name="firsts"/>[i] to <paramref name="lasts"/>[i] of series <paramref name="seriesIds"/>[i]
-    /// stale, in the writer's transaction: what a write of samples in those ranges must do before it commits. A plain
-    /// INSERT (no key to conflict on), so it never waits for another writer.
+    /// Marks the hours from <paramref name="firsts"/>[i] to <paramref name="lasts"/>[i] of series <paramref name="seriesIds"/>[i]
+    /// stale, in the writer's transaction: what a write of samples in those ranges must do before it commits. One mark per
+    /// day: the first from the hour of the first sample, the inner days whole, the last to the hour of the last sample (so an
+    /// import of 35 days adds 35 marks, and a push of one point a mark of one hour). A plain INSERT (no key to conflict on),
+    /// so it never waits for another writer.
     /// </summary>
     public static async Task MarkStaleAsync(NpgsqlConnection conn, NpgsqlTransaction? tx, int[] seriesIds, DateTime[] firsts, DateTime[] lasts, CancellationToken ct)
     {
@@ -41,20 +55,29 @@ public static class HourlyRollups
             return;
         }
         const string mark = """
-            INSERT INTO sample_hours_stale (series_id, day)
-            SELECT k.id, d
-            FROM unnest(@seriesIds, @firsts, @lasts) AS k(id, first_ts, last_ts)
-            CROSS JOIN LATERAL generate_series(date_bin('1 day', k.first_ts, timestamptz '2000-01-01 00:00:00+00'), k.last_ts, interval '1 day') AS d
+            INSERT INTO sample_hours_stale (series_id, day, first_hour, last_hour)
+            SELECT k.id, d.day,
+                   CASE WHEN d.day = k.first_day THEN k.first_hour ELSE 0 END,
+                   CASE WHEN d.day = k.last_day THEN k.last_hour ELSE 23 END
+            FROM unnest(@seriesIds, @firstDays, @firstHours, @lastDays, @lastHours) AS k(id, first_day, first_hour, last_day, last_hour)
+            CROSS JOIN LATERAL generate_series(k.first_day, k.last_day, interval '24 hours') AS d(day)
             """;
-        await conn.ExecuteAsync(new CommandDefinition(mark, new { seriesIds, firsts, lasts }, tx, cancellationToken: ct, commandTimeout: 0));
+        await conn.ExecuteAsync(new CommandDefinition(mark, new
+        {
+            seriesIds,
+            firstDays = firsts.Select(Day).ToArray(),
+            firstHours = firsts.Select(HourOfDay).ToArray(),
+            lastDays = lasts.Select(Day).ToArray(),
+            lastHours = lasts.Select(HourOfDay).ToArray(),
+        }, tx, cancellationToken: ct, commandTimeout: 0));
     }
 
     /// <summary>
-    /// Recomputes every stale day from the samples, <paramref name="batch"/> days per transaction, until no mark is left
+    /// Recomputes every stale hour from the samples, <paramref name="batch"/> marks per transaction, until no mark is left
     /// (or another instance holds the refresh; it finishes the work). Days before <paramref name="keepBefore"/> (older than
     /// raw retention keeps samples: their month may have been emptied since) keep the hours their samples no longer show;
-    /// younger days are exactly their samples (a day without any loses its row). Returns the days refreshed;
-    /// <paramref name="progress"/> hears the running count after each batch.
+    /// in younger days a recomputed hour is exactly its samples (a day left without any loses its row). Returns the days
+    /// refreshed; <paramref name="progress"/> hears the running count after each batch.
     /// </summary>
     public static async Task<long> RefreshAsync(NpgsqlDataSource db, DateTimeOffset? keepBefore, CancellationToken ct, int batch = 10_000, Action<long>? progress = null)
     {
@@ -75,6 +98,16 @@ public static class HourlyRollups
         }
     }
 
+    /// <summary>A stale day and the span of its marked hours (first to last, 0-23).</summary>
+    readonly record struct StaleDay(int SeriesId, DateTime Day, int First, int Last)
+    {
+        public bool Whole => First == 0 && Last == HoursPerDay - 1;
+
+        public DateTime From => Day.AddHours(First);
+
+        public DateTime To => Day.AddHours(Last + 1);
+    }
+
     /// <summary>One batch in one transaction: the days refreshed, 0 when nothing was stale, -1 when another refresh holds the lock.</summary>
     static async Task<int> RefreshBatchAsync(NpgsqlDataSource db, DateTimeOffset? keepBefore, int batch, CancellationToken ct)
     {
@@ -84,6 +117,10 @@ public static class HourlyRollups
         {
             return -1;
         }
+        // No JIT compilation of this batch's statements: their row estimates put them above jit_above_cost, and compiling
+        // cost the backend more than running them (the blocks' read of 10,000 series: 235 ms of JIT on 285 ms of work,
+        // bench/README.md, session 10).
+        await conn.ExecuteAsync(new CommandDefinition("SET LOCAL jit = off", transaction: tx, cancellationToken: ct));
         // Every mark up to the batch's last key in key order: both statements walk the index from its start (a semi-join
         // on the keys took a scan of the whole table per batch).
         const string last = """
@@ -96,40 +133,47 @@ public static class HourlyRollups
             await tx.CommitAsync(ct);
             return 0;
         }
-        const string take = "DELETE FROM sample_hours_stale WHERE (series_id, day) <= (@SeriesId, @Day) RETURNING series_id, day";
-        var keys = (await conn.QueryAsync<(int SeriesId, DateTime Day)>(new CommandDefinition(take,
-                new { through.SeriesId, Day = DateTime.SpecifyKind(through.Day, DateTimeKind.Utc) }, tx, cancellationToken: ct)))
-            .Select(k => (k.SeriesId, Day: DateTime.SpecifyKind(k.Day, DateTimeKind.Utc)))
-            .Distinct().OrderBy(k => k.SeriesId).ThenBy(k => k.Day).ToList();
-        var ids = keys.Select(k => k.SeriesId).ToArray();
-        var days = keys.Select(k => k.Day).ToArray();
+        // A mark without hours (written before 0210) is the whole day.
+        const string take = """
+            DELETE FROM sample_hours_stale WHERE (series_id, day) <= (@SeriesId, @Day)
+            RETURNING series_id, day, coalesce(first_hour, 0)::int AS first_hour, coalesce(last_hour, 23)::int AS last_hour
+            """;
+        var spans = new Dictionary<(int, DateTime), (int First, int Last)>();
+        foreach (var (seriesId, markDay, first, lastHour) in await conn.QueryAsync<(int, DateTime, int, int)>(new CommandDefinition(take,
+            new { through.SeriesId, Day = DateTime.SpecifyKind(through.Day, DateTimeKind.Utc) }, tx, cancellationToken: ct)))
+        {
+            var key = (seriesId, DateTime.SpecifyKind(markDay, DateTimeKind.Utc));
+            spans[key] = spans.TryGetValue(key, out var span) ? (Math.Min(span.First, first), Math.Max(span.Last, lastHour)) : (first, lastHour);
+        }
+        var keys = spans.Select(s => new StaleDay(s.Key.Item1, s.Key.Item2, s.Value.First, s.Value.Last))
+            .OrderBy(k => k.SeriesId).ThenBy(k => k.Day).ToList();
         var index = new Dictionary<(int, DateTime), int>(keys.Count);
         for (var i = 0; i < keys.Count; i++)
         {
-            index[keys[i]] = i;
+            index[(keys[i].SeriesId, keys[i].Day)] = i;
         }
 
-        // Consecutive days of a series read as one range (an import's days are all consecutive): one index range scan
-        // each, where a scan per day cost PostgreSQL about three times the CPU per block.
+        // Consecutive marked hours of a series read as one range (an import's days are all consecutive, its inner days
+        // whole): one index range scan each, where a scan per day cost PostgreSQL about three times the CPU per block.
         var (rangeIds, rangeFroms, rangeTos) = (new List<int>(), new List<DateTime>(), new List<DateTime>());
-        foreach (var (id, day) in keys)
+        foreach (var k in keys)
         {
-            if (rangeIds.Count > 0 && rangeIds[^1] == id && rangeTos[^1] == day)
+            if (rangeIds.Count > 0 && rangeIds[^1] == k.SeriesId && rangeTos[^1] == k.From)
             {
-                rangeTos[^1] = day.AddDays(1);
+                rangeTos[^1] = k.To;
                 continue;
             }
-            rangeIds.Add(id);
-            rangeFroms.Add(day);
-            rangeTos.Add(day.AddDays(1));
+            rangeIds.Add(k.SeriesId);
+            rangeFroms.Add(k.From);
+            rangeTos.Add(k.To);
         }
 
         // A new statement, so a new snapshot: it sees every writer whose marks were just deleted (see the class remarks).
         var computed = new DayAggregates?[keys.Count];
         const string blocks = """
             SELECT s.series_id, s.hour, s.value, s.vals
-            FROM unnest(@ids, @froms, @tos) AS k(id, from_day, to_day)
-            JOIN samples s ON s.series_id = k.id AND s.hour >= k.from_day AND s.hour < k.to_day
+            FROM unnest(@ids, @froms, @tos) AS k(id, from_hour, to_hour)
+            JOIN samples s ON s.series_id = k.id AND s.hour >= k.from_hour AND s.hour < k.to_hour
             """;
         await using (var cmd = new NpgsqlCommand(blocks, conn, tx))
         {
@@ -151,47 +195,94 @@ public static class HourlyRollups
             }
         }
 
-        if (keepBefore is { } keep && keys.Any(k => k.Day < keep.UtcDateTime))
+        // The stored rows the recomputed hours go into: of days marked in part (their other hours stay as stored), and of
+        // days older than raw retention (an hour without samples keeps what its rollup says).
+        var keep = keepBefore?.UtcDateTime;
+        var stored = new StoredDay?[keys.Count];
+        var partial = keys.Where(k => !k.Whole || k.Day < keep).ToList();
+        if (partial.Count > 0)
         {
-            // Days older than raw retention: an hour without samples keeps what its rollup says.
-            var old = keys.Where(k => k.Day < keep.UtcDateTime).ToList();
-            const string stored = """
+            // One index probe per day: the LIMIT keeps the subquery a nested loop's inner side. As a plain join the planner
+            // took a parallel scan of the month's rollups and two sorts when the month was young (420 ms per 10,000 days
+            // against 66-98 ms probing; session 10).
+            const string rows = """
                 SELECT h.series_id, h.day, h.mean, h.max, h.ignored
-                FROM unnest(@ids, @days) AS k(id, day) JOIN sample_hours h ON h.series_id = k.id AND h.day = k.day
+                FROM unnest(@ids, @days) AS k(id, day)
+                CROSS JOIN LATERAL (SELECT * FROM sample_hours h WHERE h.series_id = k.id AND h.day = k.day LIMIT 1) h
                 """;
-            foreach (var row in await conn.QueryAsync<(int SeriesId, DateTime Day, byte[] Mean, byte[] Max, byte[]? Ignored)>(new CommandDefinition(stored,
-                new { ids = old.Select(k => k.SeriesId).ToArray(), days = old.Select(k => k.Day).ToArray() }, tx, cancellationToken: ct)))
+            foreach (var row in await conn.QueryAsync<(int SeriesId, DateTime Day, byte[] Mean, byte[] Max, byte[]? Ignored)>(new CommandDefinition(rows, new
             {
-                var i = index[(row.SeriesId, DateTime.SpecifyKind(row.Day, DateTimeKind.Utc))];
-                var kept = DayAggregates.FromStored(row.Mean, row.Max, row.Ignored);
-                computed[i] = computed[i] is { } fresh ? kept.OverwrittenBy(fresh) : kept;
+                ids = partial.Select(k => k.SeriesId).ToArray(),
+                days = partial.Select(k => k.Day).ToArray(),
+            }, tx, cancellationToken: ct, commandTimeout: 0)))
+            {
+                stored[index[(row.SeriesId, DateTime.SpecifyKind(row.Day, DateTimeKind.Utc))]] = new StoredDay(row.Mean, row.Max, row.Ignored);
             }
         }
 
-        var write = Enumerable.Range(0, keys.Count).Where(i => computed[i] is not null).ToList();
-        const string upsert = """
-            INSERT INTO sample_hours AS h (series_id, day, mean, max, ignored)
-            SELECT * FROM unnest(@ids, @days, @means, @maxima, @ignored)
-            ON CONFLICT (series_id, day) DO UPDATE SET mean = EXCLUDED.mean, max = EXCLUDED.max, ignored = EXCLUDED.ignored
-            """;
-        await conn.ExecuteAsync(new CommandDefinition(upsert, new
+        var (writeIds, writeDays, means, maxima, ignored) = (new List<int>(), new List<DateTime>(), new List<byte[]>(), new List<byte[]>(), new List<byte[]?>());
+        var (emptyIds, emptyDays) = (new List<int>(), new List<DateTime>());
+        for (var i = 0; i < keys.Count; i++)
         {
-            ids = write.Select(i => ids[i]).ToArray(),
-            days = write.Select(i => days[i]).ToArray(),
-            means = write.Select(i => computed[i]!.MeanBytes()).ToArray(),
-            maxima = write.Select(i => computed[i]!.MaxBytes()).ToArray(),
-            ignored = write.Select(i => computed[i]!.IgnoredBytes()).ToArray(),
-        }, tx, cancellationToken: ct, commandTimeout: 0));
-        var empty = Enumerable.Range(0, keys.Count).Where(i => computed[i] is null).ToList();
-        if (empty.Count > 0)
+            var k = keys[i];
+            var day = computed[i];
+            if (stored[i] is { } row)
+            {
+                var kept = DayAggregates.FromStored(row.Mean, row.Max, row.Ignored);
+                if (!(k.Day < keep))
+                {
+                    // The marked hours are what the samples say now: those without a block are empty.
+                    kept.Clear(k.First, k.Last);
+                }
+                day = day is null ? kept : kept.OverwrittenBy(day);
+            }
+            if (day is null || !day.AnyHour)
+            {
+                emptyIds.Add(k.SeriesId);
+                emptyDays.Add(k.Day);
+                continue;
+            }
+            var (mean, max, counts) = (day.MeanBytes(), day.MaxBytes(), day.IgnoredBytes());
+            if (stored[i] is { } same && mean.AsSpan().SequenceEqual(same.Mean) && max.AsSpan().SequenceEqual(same.Max)
+                && (counts ?? []).AsSpan().SequenceEqual(same.Ignored ?? []))
+            {
+                // Unchanged (a pull writing again the points it wrote last time): no new row version.
+                continue;
+            }
+            writeIds.Add(k.SeriesId);
+            writeDays.Add(k.Day);
+            means.Add(mean);
+            maxima.Add(max);
+            ignored.Add(counts);
+        }
+        if (writeIds.Count > 0)
+        {
+            const string upsert = """
+                INSERT INTO sample_hours AS h (series_id, day, mean, max, ignored)
+                SELECT * FROM unnest(@ids, @days, @means, @maxima, @ignored)
+                ON CONFLICT (series_id, day) DO UPDATE SET mean = EXCLUDED.mean, max = EXCLUDED.max, ignored = EXCLUDED.ignored
+                """;
+            await conn.ExecuteAsync(new CommandDefinition(upsert, new
+            {
+                ids = writeIds.ToArray(),
+                days = writeDays.ToArray(),
+                means = means.ToArray(),
+                maxima = maxima.ToArray(),
+                ignored = ignored.ToArray(),
+            }, tx, cancellationToken: ct, commandTimeout: 0));
+        }
+        if (emptyIds.Count > 0)
         {
             const string remove = "DELETE FROM sample_hours h USING unnest(@ids, @days) AS k(id, day) WHERE h.series_id = k.id AND h.day = k.day";
             await conn.ExecuteAsync(new CommandDefinition(remove,
-                new { ids = empty.Select(i => ids[i]).ToArray(), days = empty.Select(i => days[i]).ToArray() }, tx, cancellationToken: ct, commandTimeout: 0));
+                new { ids = emptyIds.ToArray(), days = emptyDays.ToArray() }, tx, cancellationToken: ct, commandTimeout: 0));
         }
         await tx.CommitAsync(ct);
         return keys.Count;
     }
+
+    /// <summary>A rollup row as stored.</summary>
+    sealed record StoredDay(byte[] Mean, byte[] Max, byte[]? Ignored);
 
     /// <summary>
     /// Writes the hours of one stored rollup row that fall inside [<paramref name="fromTicks"/>, + hours) into
@@ -240,9 +331,24 @@ public static class HourlyRollups
                 day._mean[k] = BinaryPrimitives.ReadDoubleLittleEndian(mean.AsSpan(k * sizeof(double)));
                 day._max[k] = BinaryPrimitives.ReadDoubleLittleEndian(max.AsSpan(k * sizeof(double)));
                 day._ignored[k] = ignored is null ? 0 : BinaryPrimitives.ReadInt32LittleEndian(ignored.AsSpan(k * sizeof(int)));
+                // A block always yields a mean or an ignored count (an emptied block is deleted, 0140), so an hour with
+                // neither had no block.
+                day._set[k] = !double.IsNaN(day._mean[k]) || day._ignored[k] > 0;
             }
             return day;
         }
+
+        /// <summary>Hours <paramref name="first"/> to <paramref name="last"/> emptied, as if they had no block.</summary>
+        public void Clear(int first, int last)
+        {
+            for (var k = first; k <= last; k++)
+            {
+                (_mean[k], _max[k], _ignored[k], _set[k]) = (double.NaN, double.NaN, 0, false);
+            }
+        }
+
+        /// <summary>Whether any hour has a block (else the day has no row).</summary>
+        public bool AnyHour => Array.IndexOf(_set, true) >= 0;
 
         /// <summary>
         /// Hour <paramref name="k"/> from its block's values, as HourlyHistory.AddHour aggregates them: the mean (summed in the
@@ -264,7 +370,7 @@ public static class HourlyRollups
             {
                 if (fresh._set[k])
                 {
-                    (_mean[k], _max[k], _ignored[k]) = (fresh._mean[k], fresh._max[k], fresh._ignored[k]);
+                    (_mean[k], _max[k], _ignored[k], _set[k]) = (fresh._mean[k], fresh._max[k], fresh._ignored[k], true);
                 }
             }
             return this;
@@ -303,8 +409,9 @@ public static class HourlyRollups
 /// <summary>
 /// The recurring refresh of stale hourly rollups, every five minutes on any instance (one at a time: HourlyRollups'
 /// advisory lock), so that training and the planner read rollups rather than samples. Readers are right without it, only
-/// slower. Five minutes, not one: a day is recomputed whole (its 24 blocks), so a fleet pushing every minute would have
-/// every series' current day recomputed every minute; the marks of five pushes are one recompute.
+/// slower. Five minutes, not one: a fleet pushing every minute has every series' current hour marked every minute, and
+/// each refresh reads and writes the series' rollup row of the day besides that hour's block; the marks of five pushes
+/// are one recompute.
 /// </summary>
 public sealed class HourlyRollupRefresh(
     NpgsqlDataSource db, Microsoft.Extensions.Options.IOptions<RetentionOptions> retention, Microsoft.Extensions.Options.IOptions<Training.TrainingOptions> training,
