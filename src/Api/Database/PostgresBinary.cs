@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using System.Text;
 
 namespace Forecaster.Api.Database;
 
@@ -9,7 +10,7 @@ public static class PostgresBinary
     public static readonly long EpochTicks = new DateTime(2000, 1, 1, 0, 0, 0, DateTimeKind.Utc).Ticks;
 
     // Element type oids (src/include/catalog/pg_type.dat): array_recv refuses an array whose element type is not the column's.
-    const int Int4Oid = 23, Int8Oid = 20, Float8Oid = 701;
+    const int Int4Oid = 23, Int8Oid = 20, Float8Oid = 701, TextOid = 25;
 
     /// <summary>An int4[] in binary form, for a binary COPY field written as its bytes (see <see cref="Array{T}"/>).</summary>
     public static byte[] Int4Array(ReadOnlySpan<int> values) =>
@@ -22,6 +23,39 @@ public static class PostgresBinary
     /// <summary>A float8[] in binary form.</summary>
     public static byte[] Float8Array(ReadOnlySpan<double> values) =>
         Array(values, Float8Oid, 8, static (span, v) => BinaryPrimitives.WriteDoubleBigEndian(span, v));
+
+    /// <summary>
+    /// A text[] in binary form (laid out as <see cref="Array{T}"/> writes it, each element its UTF-8 bytes: textsend): a plan's
+    /// notes, mostly none, where Npgsql's generic array writer bound a converter per row.
+    /// </summary>
+    public static byte[] TextArray(IReadOnlyList<string> values)
+    {
+        if (values.Count == 0)
+        {
+            var empty = new byte[12];
+            BinaryPrimitives.WriteInt32BigEndian(empty.AsSpan(8), TextOid);
+            return empty;
+        }
+        var length = 20;
+        for (var i = 0; i < values.Count; i++)
+        {
+            length += 4 + Encoding.UTF8.GetByteCount(values[i]);
+        }
+        var bytes = new byte[length];
+        var span = bytes.AsSpan();
+        BinaryPrimitives.WriteInt32BigEndian(span, 1);
+        BinaryPrimitives.WriteInt32BigEndian(span[4..], 0);
+        BinaryPrimitives.WriteInt32BigEndian(span[8..], TextOid);
+        BinaryPrimitives.WriteInt32BigEndian(span[12..], values.Count);
+        BinaryPrimitives.WriteInt32BigEndian(span[16..], 1);
+        for (int i = 0, at = 20; i < values.Count; i++)
+        {
+            var n = Encoding.UTF8.GetBytes(values[i], span[(at + 4)..]);
+            BinaryPrimitives.WriteInt32BigEndian(span[at..], n);
+            at += 4 + n;
+        }
+        return bytes;
+    }
 
     delegate void WriteElement<T>(Span<byte> span, T value);
 

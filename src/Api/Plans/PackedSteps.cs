@@ -395,27 +395,41 @@ public static class PackedSteps
 
         public byte[] ToArray() => _buffer.AsSpan(0, _length).ToArray();
 
-        Span<byte> Take(int n)
+        void Ensure(int n)
         {
             if (_length + n > _buffer.Length)
             {
                 Array.Resize(ref _buffer, Math.Max(_buffer.Length * 2, _length + n));
             }
+        }
+
+        Span<byte> Take(int n)
+        {
+            Ensure(n);
             var span = _buffer.AsSpan(_length, n);
             _length += n;
             return span;
         }
 
-        public void Byte(byte b) => Take(1)[0] = b;
+        public void Byte(byte b)
+        {
+            Ensure(1);
+            _buffer[_length++] = b;
+        }
 
+        /// <summary>Seven bits a byte, low first; room for the longest (10 bytes) is made once rather than per byte.</summary>
         public void VarUInt(ulong v)
         {
+            Ensure(10);
+            var buffer = _buffer;
+            var at = _length;
             while (v >= 0x80)
             {
-                Byte((byte)(v | 0x80));
+                buffer[at++] = (byte)(v | 0x80);
                 v >>= 7;
             }
-            Byte((byte)v);
+            buffer[at++] = (byte)v;
+            _length = at;
         }
 
         public void VarInt(long v) => VarUInt((ulong)((v << 1) ^ (v >> 63)));

@@ -45,7 +45,7 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
     /// what planning allocates) then die young, instead of outliving the batch's publication and the collections meanwhile.
     /// </summary>
     sealed record PlanRow(
-        string Mode, DateTime GeneratedAt, DateTime HorizonStart, int HorizonHours, int LeadMinutes, string? CapacityModel, string[] Notes,
+        string Mode, DateTime GeneratedAt, DateTime HorizonStart, int HorizonHours, int LeadMinutes, string? CapacityModel, byte[] Notes,
         byte[] Steps, byte[] Requests, byte[] Counts, byte[] CpuHours, byte[] MemoryHours, bool RequestsKnown);
 
     /// <summary>What publishing one batch did.</summary>
@@ -176,8 +176,8 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
     }
 
     /// <summary>
-    /// The plan's columns: steps packed, requests as jsonb, and per step the planned count and count × request, these three as
-    /// int4[], float8[] and int8[] already in PostgreSQL's binary form (<see cref="PostgresBinary"/>).
+    /// The plan's columns: steps packed, requests as jsonb, notes as text[] and per step the planned count and count × request,
+    /// these three as int4[], float8[] and int8[], the arrays already in PostgreSQL's binary form (<see cref="PostgresBinary"/>).
     /// </summary>
     static PlanRow Row(Plan plan)
     {
@@ -193,7 +193,7 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
             memory[i] = s.Count * (s.Memory ?? 0);
         }
         return new PlanRow(plan.Mode == PlanMode.ForecastOnly ? "forecastOnly" : "scale", plan.GeneratedAt.UtcDateTime, steps[0].Hour.UtcDateTime,
-            steps.Count, (int)(steps[0].Hour - steps[0].Start).TotalMinutes, plan.CapacityModelVersion, [.. plan.Notes],
+            steps.Count, (int)(steps[0].Hour - steps[0].Start).TotalMinutes, plan.CapacityModelVersion, PostgresBinary.TextArray(plan.Notes),
             PackedSteps.Write(steps), PlanJson.WriteJsonb(plan.Requests), PostgresBinary.Int4Array(counts), PostgresBinary.Float8Array(cpu),
             PostgresBinary.Int8Array(memory), plan.Requests.Cpu is not null && plan.Requests.Memory is not null);
     }
@@ -247,7 +247,7 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
                 await copy.WriteAsync(r.Resource.StoredPolicy, NpgsqlDbType.Jsonb, ct);
                 // The jsonb's binary form (PlanJson.WriteJsonb), sent as it is like the arrays below.
                 await copy.WriteAsync(plan.Requests, NpgsqlDbType.Bytea, ct);
-                await copy.WriteAsync(plan.Notes, NpgsqlDbType.Array | NpgsqlDbType.Text, ct);
+                await copy.WriteAsync(plan.Notes, NpgsqlDbType.Bytea, ct);
                 await copy.WriteAsync(plan.Steps, NpgsqlDbType.Bytea, ct);
                 // The int4[], float8[] and int8[] columns' binary forms, encoded by Row: a binary COPY field is its bytes, which
                 // the server reads with the column type's receive function (array_recv), so they go as they are.

@@ -104,11 +104,14 @@ public static class ResourcePolicy
 /// </summary>
 public static class ResourceStore
 {
-    /// <summary>The columns of <see cref="ResourceRow"/>, from <c>resources r</c>.</summary>
-    public const string Columns = """
+    /// <summary>The columns of <see cref="ResourceRow"/> but its sources, from <c>resources r</c>.</summary>
+    const string OwnColumns = """
         r.id AS Id, r.name AS Name, r.kind AS Kind, r."group" AS Group, r.load_metric AS LoadMetric, r.policy::text AS Policy,
-        r.policy_problems AS PolicyProblems, r.created_at AS CreatedAt, r.updated_at AS UpdatedAt,
-        """ + Sources.SourceDefinitions.OwnSourcesColumn + " AS Sources";
+        r.policy_problems AS PolicyProblems, r.created_at AS CreatedAt, r.updated_at AS UpdatedAt
+        """;
+
+    /// <summary>The columns of <see cref="ResourceRow"/>, from <c>resources r</c>.</summary>
+    public const string Columns = OwnColumns + ", " + Sources.SourceDefinitions.OwnSourcesColumn + " AS Sources";
 
     public static async Task<Resource?> FindAsync(NpgsqlConnection conn, string name, CancellationToken ct, NpgsqlTransaction? tx = null) =>
         (await conn.QuerySingleOrDefaultAsync<ResourceRow>(new CommandDefinition(
@@ -132,11 +135,15 @@ public static class ResourceStore
             .Select(r => r.ToResource())];
     }
 
-    /// <summary>The next <paramref name="take"/> resources after id <paramref name="after"/> (all, or the named): keyset paging keeps memory flat.</summary>
+    /// <summary>
+    /// The next <paramref name="take"/> resources after id <paramref name="after"/> (all, or the named), for planning: keyset
+    /// paging keeps memory flat. Their <see cref="Resource.Sources"/> are left empty: planning never reads them, and their
+    /// subquery (an index probe and a jsonb aggregate per resource) was a cost of every planned resource.
+    /// </summary>
     public static async Task<List<Resource>> NextBatchAsync(NpgsqlDataSource db, string[]? names, int after, int take, CancellationToken ct)
     {
         var sql = $"""
-            SELECT {Columns}
+            SELECT {OwnColumns}
             FROM resources r
             WHERE r.id > @after AND (@names::text[] IS NULL OR r.name = ANY(@names))
             ORDER BY r.id
