@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Globalization;
 using System.Text.Json;
 using Forecaster.Api.Errors;
@@ -273,7 +274,10 @@ public sealed class CachedBody(byte[] body, string contentType, string etag, int
         }
         response.ContentType = contentType;
         response.ContentLength = body.Length;
-        return response.Body.WriteAsync(body, 0, body.Length);
+        // Copied into the server's buffer and sent when the request ends: no flush (and awaited write) of its own before
+        // the one that ends every response.
+        response.BodyWriter.Write(body);
+        return Task.CompletedTask;
     }
 }
 
