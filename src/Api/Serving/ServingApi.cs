@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Globalization;
 using System.Text.Json;
 using Forecaster.Api.Errors;
@@ -274,10 +273,8 @@ public sealed class CachedBody(byte[] body, string contentType, string etag, int
         }
         response.ContentType = contentType;
         response.ContentLength = body.Length;
-        // Copied into the server's buffer and sent when the request ends: no flush (and awaited write) of its own before
-        // the one that ends every response.
-        response.BodyWriter.Write(body);
-        return Task.CompletedTask;
+        // Written and flushed here, not left for the end of the request: the client has its answer while the middleware unwinds.
+        return response.Body.WriteAsync(body, 0, body.Length);
     }
 }
 
