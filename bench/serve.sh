@@ -2,8 +2,10 @@
 # Issue 6's and 16's serving benchmark: the empty service's RSS first, then N planned resources (default 10,000; seeded
 # as in bench/plan.sh, then `forecaster plan`), `forecaster serve` with the rate limiter disabled (it would answer 429 to
 # a benchmark by design) and the time until it is ready with every plan loaded, then wrk on loopback (2 threads, 64
-# connections, 30 s each, in the same run): GET plan/current of random resources, and /health/live as the baseline.
-# Prints requests/s and p50/p99 of both, their ratio, the batch endpoint's time for one page (median of 7 calls), the
+# connections, in the same run): GET plan/current of random resources, and /health/live as the baseline (also through
+# the same Lua path), alternated in ROUNDS rounds (default 3) of seconds/2 each (so 3 x 3 x 15 s at the default 30).
+# Prints each round, then medians over the rounds: requests/s and p50/p99 of each, the median of the rounds' ratios and
+# p50 differences (each round against the live run beside it), the batch endpoint's time for one page (median of 7 calls), the
 # service's RSS and what each planned resource adds to it above the empty service. For each wrk run it also prints the
 # service's CPU seconds and allocated bytes per request served (from its /metrics before and after the run): with wrk
 # sharing the cores, these say what a request costs the service, which requests/s alone do not.
@@ -77,7 +79,7 @@ counters() { curl -s "$base/metrics" | awk '/^process_cpu_seconds_total / { c = 
 bench() {
   local before after out
   before=$(counters)
-  out=$(wrk -t2 -c64 -d"${secs}s" --latency "$@")
+  out=$(wrk -t2 -c64 -d"${run_secs}s" --latency "$@")
   after=$(counters)
   printf '%s\n' "$out"
   awk -v b="$before" -v a="$after" -v n="$(awk '/requests in/ { print $1 }' <<<"$out")" 'BEGIN {
@@ -102,23 +104,52 @@ LUA
 echo "warm-up, every resource in turn: $(wrk -t2 -c64 -d20s -s "$work/every.lua" "$base" -- "$n" | awk '/requests in/ { print $1 }') requests for $n resources"
 wrk -t2 -c64 -d5s -s "$work/current.lua" "$base" -- "$n" >/dev/null
 wrk -t2 -c64 -d5s "$base/health/live" >/dev/null
-echo "== wrk plan/current (random of $n) =="
-bench -s "$work/current.lua" "$base" -- "$n" | tee "$work/current.txt"
-echo "== wrk /health/live =="
-bench "$base/health/live" | tee "$work/live.txt"
-# The same probe through a Lua request() like the one above: wrk shares the 2 cores, and calling into Lua for each
+# The same probe through a Lua request() like plan/current's: wrk shares the 2 cores, and calling into Lua for each
 # request costs it CPU the server then lacks, so this isolates the server's share of the difference.
 cat >"$work/live.lua" <<'LUA'
 local req
 function init(args) req = wrk.format("GET", "/health/live") end
 function request() return req end
 LUA
-echo "== wrk /health/live through Lua =="
-bench -s "$work/live.lua" "$base" | tee "$work/live-lua.txt"
+# Rounds: one 20 s run per endpoint compared runs minutes apart on a machine whose speed drifts (live alone cost 38-46 us
+# per request from one run to the next), so the three are alternated in short runs, each round's ratio taken against the
+# live runs beside it, and the medians over the rounds reported. The order flips every round so neither endpoint always
+# runs first after the other.
+rounds="${ROUNDS:-3}"
+run_secs=$(( secs / 2 > 2 ? secs / 2 : 2 ))
+for r in $(seq 1 "$rounds"); do
+  order=(current live live-lua)
+  [ $(( r % 2 )) -eq 0 ] && order=(live-lua live current)
+  for what in "${order[@]}"; do
+    case "$what" in
+      current) echo "== round $r: wrk plan/current (random of $n), $run_secs s =="; bench -s "$work/current.lua" "$base" -- "$n" >"$work/$what-$r.txt" ;;
+      live) echo "== round $r: wrk /health/live, $run_secs s =="; bench "$base/health/live" >"$work/$what-$r.txt" ;;
+      live-lua) echo "== round $r: wrk /health/live through Lua, $run_secs s =="; bench -s "$work/live.lua" "$base" >"$work/$what-$r.txt" ;;
+    esac
+    cat "$work/$what-$r.txt"
+  done
+done
 
 rps() { awk '/^Requests\/sec:/ { print $2 }' "$1"; }
-cost() { awk '/^service:/ { print $9 " us, " $13 " B" }' "$1"; }
+us() { awk '/^service:/ { print $9 }' "$1"; }
+bytes() { awk '/^service:/ { print $13 }' "$1"; }
 pct() { awk -v p="$2" '$1 == p { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms$/, "", v) } else if (v ~ /s$/) { sub(/s$/, "", v); v *= 1000 } print v }' "$1"; }
+median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+# Each round on one line: the rates, the service's CPU per request, and that round's own ratio and p50 difference.
+for r in $(seq 1 "$rounds"); do
+  c="$work/current-$r.txt"; l="$work/live-$r.txt"; ll="$work/live-lua-$r.txt"
+  awk -v r="$r" -v c="$(rps "$c")" -v l="$(rps "$l")" -v ll="$(rps "$ll")" -v c50="$(pct "$c" 50%)" -v l50="$(pct "$l" 50%)" \
+      -v cu="$(us "$c")" -v lu="$(us "$l")" -v llu="$(us "$ll")" 'BEGIN {
+    printf "round %d: plan/current %.0f req/s (%s us), live %.0f req/s (%s us), live through Lua %.0f req/s (%s us): ratio %.2f (through Lua %.2f), p50 difference %.2f ms\n", r, c, cu, l, lu, ll, llu, c / l, c / ll, c50 - l50 }'
+done >"$work/rounds.txt"
+of() { # of WHAT FUNCTION [ARG]: the median over the rounds of FUNCTION applied to WHAT's run
+  for r in $(seq 1 "$rounds"); do "$2" "$work/$1-$r.txt" ${3:+"$3"}; done | median
+}
+ratio_of() { # the median over the rounds of plan/current's rate over WHAT's in the same round
+  for r in $(seq 1 "$rounds"); do awk -v c="$(rps "$work/current-$r.txt")" -v l="$(rps "$work/$1-$r.txt")" 'BEGIN { print c / l }'; done | median
+}
+p50_diff=$(for r in $(seq 1 "$rounds"); do awk -v c="$(pct "$work/current-$r.txt" 50%)" -v l="$(pct "$work/live-$r.txt" 50%)" 'BEGIN { print c - l }'; done | median)
+
 # One page holds at most Forecaster:Serving:MaxBatch (10,000) resources: above that, the first page.
 page=$(( n < 10000 ? n : 10000 ))
 echo "== batch GET /api/v1/plans/current (first $page of $n) =="
@@ -131,14 +162,20 @@ done
 batch_ms=$(printf '%s\n' "${times[@]}" | sort -n | awk '{ a[NR] = $1 } END { printf "%.1f", a[int((NR + 1) / 2)] * 1000 }')
 rss_mb=$(rss_of "$server")
 
-awk -v cc="$(cost "$work/current.txt")" -v lc="$(cost "$work/live.txt")" -v llc="$(cost "$work/live-lua.txt")" -v c="$(rps "$work/current.txt")" -v l="$(rps "$work/live.txt")" -v ll="$(rps "$work/live-lua.txt")" \
-    -v ll50="$(pct "$work/live-lua.txt" 50%)" -v ll99="$(pct "$work/live-lua.txt" 99%)" \
-    -v c50="$(pct "$work/current.txt" 50%)" -v c99="$(pct "$work/current.txt" 99%)" \
-    -v l50="$(pct "$work/live.txt" 50%)" -v l99="$(pct "$work/live.txt" 99%)" -v b="$batch_ms" -v n="$n" -v page="$page" -v rss="$rss_mb" -v empty="$empty_mb" 'BEGIN {
-  printf "\nplan/current: %.0f req/s, p50 %.2f ms, p99 %.2f ms\n", c, c50, c99
+echo
+cat "$work/rounds.txt"
+awk -v rounds="$rounds" -v run="$run_secs" \
+    -v c="$(of current rps)" -v l="$(of live rps)" -v ll="$(of live-lua rps)" \
+    -v c50="$(of current pct 50%)" -v c99="$(of current pct 99%)" -v l50="$(of live pct 50%)" -v l99="$(of live pct 99%)" \
+    -v ll50="$(of live-lua pct 50%)" -v ll99="$(of live-lua pct 99%)" \
+    -v cu="$(of current us)" -v cb="$(of current bytes)" -v lu="$(of live us)" -v lb="$(of live bytes)" -v llu="$(of live-lua us)" -v llb="$(of live-lua bytes)" \
+    -v ratio="$(ratio_of live)" -v ratio_lua="$(ratio_of live-lua)" -v d50="$p50_diff" \
+    -v b="$batch_ms" -v n="$n" -v page="$page" -v rss="$rss_mb" -v empty="$empty_mb" 'BEGIN {
+  printf "\nmedians of %d rounds of %d s per endpoint (ratio and p50 difference: medians over the rounds, each against the live run of the same round):\n", rounds, run
+  printf "plan/current: %.0f req/s, p50 %.2f ms, p99 %.2f ms\n", c, c50, c99
   printf "/health/live: %.0f req/s, p50 %.2f ms, p99 %.2f ms\n", l, l50, l99
   printf "/health/live through Lua: %.0f req/s, p50 %.2f ms, p99 %.2f ms\n", ll, ll50, ll99
-  printf "service per request (CPU, allocated): plan/current %s; live %s; live through Lua %s\n", cc, lc, llc
-  printf "ratio plan/current / live: %.2f (through Lua: %.2f; goal >= 0.80); p50 difference %.2f ms (goal <= 0.2 ms)\n", c / l, c / ll, c50 - l50
+  printf "service per request (CPU, allocated): plan/current %.1f us, %.0f B; live %.1f us, %.0f B; live through Lua %.1f us, %.0f B\n", cu, cb, lu, lb, llu, llb
+  printf "ratio plan/current / live: %.2f (through Lua: %.2f; goal >= 0.80); p50 difference %.2f ms (goal <= 0.2 ms)\n", ratio, ratio_lua, d50
   printf "batch, %d resources: median %.1f ms (goal < 100 ms); service RSS %s MB\n", page, b, rss
   printf "above the empty service (%s MB): %.1f KB per planned resource (goal <= 4 KB)\n", empty, (rss - empty) * 1024 / n }'

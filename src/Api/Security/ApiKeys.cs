@@ -158,6 +158,9 @@ public sealed class ApiKeyPolicyEvaluator(IOptions<ForecasterOptions> options) :
 {
     static readonly Task<PolicyAuthorizationResult> Admitted = Task.FromResult(PolicyAuthorizationResult.Success());
 
+    /// <summary>An anonymous request's result, once: AuthenticateResult exposes nothing to change, and anonymous reads are most polls.</summary>
+    static readonly Task<AuthenticateResult> NoResult = Task.FromResult(AuthenticateResult.NoResult());
+
     /// <summary>
     /// For a policy without schemes of its own (every policy here) the framework's evaluator authenticates nothing again: it
     /// answers the request's result. The same, without building an authorization service (and its handlers) to do it.
@@ -165,10 +168,9 @@ public sealed class ApiKeyPolicyEvaluator(IOptions<ForecasterOptions> options) :
     public Task<AuthenticateResult> AuthenticateAsync(AuthorizationPolicy policy, HttpContext context) =>
         policy.AuthenticationSchemes.Count > 0
             ? Framework(context).AuthenticateAsync(policy, context)
-            : Task.FromResult(context.Features.Get<IAuthenticateResultFeature>()?.AuthenticateResult
-                ?? (context.User.Identity?.IsAuthenticated == true
-                    ? AuthenticateResult.Success(new AuthenticationTicket(context.User, "context.User"))
-                    : AuthenticateResult.NoResult()));
+            : context.Features.Get<IAuthenticateResultFeature>()?.AuthenticateResult is { } result ? Task.FromResult(result)
+            : context.User.Identity?.IsAuthenticated == true ? Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(context.User, "context.User")))
+            : NoResult;
 
     public Task<PolicyAuthorizationResult> AuthorizeAsync(AuthorizationPolicy policy, AuthenticateResult authenticationResult, HttpContext context, object? resource) =>
         resource is HttpContext && !options.Value.RequireApiKeyForReads && policy.Requirements is [var only] && ReferenceEquals(only, ApiKeyExtensions.ReadRequirement)

@@ -62,6 +62,20 @@ public sealed class ServedPlan
     /// <summary>The served steps, decoded (explanations included).</summary>
     public PlanStep[] Steps => [.. PackedSteps.Read(_packed).Skip(_first)];
 
+    /// <summary>
+    /// The instants [from, until) at which <see cref="IndexAt"/> gives <paramref name="index"/>, as UTC ticks, for a regular
+    /// plan (each step an hour, the last one up to the plan's end); empty (0, 0) for any other, whose steps IndexAt walks.
+    /// </summary>
+    public (long From, long Until) Window(int index)
+    {
+        if (!_regular || index < 0 || index >= Count)
+        {
+            return (0, 0);
+        }
+        var from = _start + (index * TimeSpan.TicksPerHour);
+        return (from, index == Count - 1 ? _end : from + TimeSpan.TicksPerHour);
+    }
+
     /// <summary>The step in force at <paramref name="at"/>, or -1.</summary>
     public int IndexAt(DateTimeOffset at)
     {
@@ -137,6 +151,14 @@ public sealed class Rendered
     internal long Key { get; init; }
     internal bool Stale { get; init; }
     internal bool FromPlan { get; init; }
+
+    /// <summary>
+    /// A plan answer's step as UTC ticks [<see cref="FromTicks"/>, <see cref="UntilTicks"/>) (empty when its plan is not
+    /// regular) and the plan's GeneratedAt, so that a repeated poll is answered from this object alone, without reading the plan.
+    /// </summary>
+    internal long FromTicks { get; init; }
+    internal long UntilTicks { get; init; }
+    internal long GeneratedAtTicks { get; init; }
 }
 
 /// <summary>
@@ -184,6 +206,14 @@ public sealed class ServedResource(
     public Rendered Current(DateTimeOffset at, DateTimeOffset now, bool databaseStale, ServingOptions o)
     {
         var last = Volatile.Read(ref _last);
+        // The common poll: the answer held is the plan's step in force at `at` (its window) and its staleness is unchanged,
+        // decided from the answer alone. With 100,000 resources polled at random, each object read is a cache miss, and the
+        // plan is one fewer. The same test as below (a plan answer is from this resource's plan, which never changes).
+        if (last is { FromPlan: true } && at.UtcTicks >= last.FromTicks && at.UtcTicks < last.UntilTicks
+            && last.Stale == (databaseStale || new TimeSpan(now.UtcTicks - last.GeneratedAtTicks).TotalHours > o.PlanStaleAfterHours))
+        {
+            return last;
+        }
         if (plan is not null && plan.IndexAt(at) is var i and >= 0)
         {
             var stale = databaseStale || (now - plan.GeneratedAt).TotalHours > o.PlanStaleAfterHours;
@@ -268,6 +298,7 @@ public sealed class ServedResource(
         var view = new CurrentPlan(name, kind, job ? null : step.Count, job ? step.Count : null, step.Cpu, step.Memory,
             step.Start, step.End, step.Hour, next, step.Source, from?.Version, from?.GeneratedAt, stale, from?.ForecastOnly ?? step.ForecastOnly, step.CapacityShortfall, step.Explanation);
         var body = JsonSerializer.SerializeToUtf8Bytes(view, ServingJson.Options);
+        var (fromTicks, untilTicks) = fromPlan && from is not null ? from.Window((int)key) : (0, 0);
         return new Rendered
         {
             Body = body,
@@ -279,6 +310,9 @@ public sealed class ServedResource(
             Key = key,
             Stale = stale,
             FromPlan = fromPlan,
+            FromTicks = fromTicks,
+            UntilTicks = untilTicks,
+            GeneratedAtTicks = from?.GeneratedAt.UtcTicks ?? 0,
         };
     }
 

@@ -273,6 +273,7 @@ public sealed class CachedBody(byte[] body, string contentType, string etag, int
         }
         response.ContentType = contentType;
         response.ContentLength = body.Length;
+        // Written and flushed here, not left for the end of the request: the client has its answer while the middleware unwinds.
         return response.Body.WriteAsync(body, 0, body.Length);
     }
 }
