@@ -195,17 +195,22 @@ public sealed class FuzzTests(FuzzFixture api, ITestOutputHelper output) : IClas
     /// <summary>
     /// The fingerprint once the work an accepted write started is over: no training run or simulation unfinished, no
     /// Hangfire job waiting or running (planning after a run is a job of its own, enqueued as the run ends), no other
-    /// session of this database inside a statement or transaction (planning after a run, a listener reloading), and three
-    /// readings 100 ms apart that agree; at most 30 s.
+    /// session of this database inside a statement or transaction (planning after a run, a listener reloading), the hourly
+    /// rollups of what was written refreshed here (the recurring refresh would otherwise change them minutes later, beside
+    /// some rejected request), and three readings 100 ms apart that agree; at most 120 s (a training run beside other
+    /// suites' load has taken longer than 30).
     /// </summary>
     async Task<Dictionary<string, string>> Settled(string sql)
     {
+        var db = api.Factory.Services.GetRequiredService<NpgsqlDataSource>();
+        await Forecaster.Api.Samples.HourlyRollups.RefreshAsync(db, null, CancellationToken.None);
         var last = await Fingerprint(sql);
         var agreeing = 0;
         var deadline = Stopwatch.StartNew();
-        while (deadline.Elapsed < TimeSpan.FromSeconds(30))
+        while (deadline.Elapsed < TimeSpan.FromSeconds(120))
         {
             await Task.Delay(100);
+            await Forecaster.Api.Samples.HourlyRollups.RefreshAsync(db, null, CancellationToken.None);
             var next = await Fingerprint(sql);
             var busy = await api.ScalarAsync<long>("""
                 SELECT (SELECT count(*) FROM training_runs WHERE status IN ('queued', 'running'))
