@@ -7,6 +7,13 @@
 #   bench/scale-out.sh [series] [shards]     (shards: the service's default, Forecaster:Training:Shards, unless given)
 # SCALE_OUT_LOGS=DIR keeps the instances' logs there (one.log, a.log, b.log: each shard's fitting seconds, and its CPU
 # seconds where the shard ran in a child process).
+# SCALE_OUT_WARM=1 trains once through the first instance before the timed cases (untimed, then vacuumed), so that both
+# timed cases retrain over stored models, as a nightly run does: by default the first case writes into empty tables while
+# the second supersedes the first's versions, deletes its forecasts and updates its capacity models and weekly peaks.
+# SCALE_OUT_PGSTAT=DIR profiles PostgreSQL in each case (not for timings: the sampler costs CPU of its own): loads
+# pg_stat_statements into the cluster (a restart after the import), and writes per case to DIR the statements by total
+# time, pg_stat_wal, the tables' row counts and vacuums, and the cluster's CPU seconds per application_name / backend_type
+# (bench/pg-sampler.py).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 series="${1:-20000}"
@@ -38,6 +45,30 @@ rm -f "$work/samples.csv"
 # (the import's 25 M rows for the first case, the first case's superseded versions and replaced forecasts for the second).
 cluster_psql
 vacuum() { "${psql_cmd[@]}" -c "VACUUM (ANALYZE)" >/dev/null; }
+datadir() { python3 -c "import json;print(json.load(open('$FORECASTER_HOME/cluster.json'))['DataDir'])"; }
+case_name=one
+if [ -n "${SCALE_OUT_PGSTAT:-}" ]; then
+  mkdir -p "$SCALE_OUT_PGSTAT"
+  "${psql_cmd[@]}" -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" -c "ALTER SYSTEM SET track_functions = 'all'"
+  pg_ctl=$(ls /usr/lib/postgresql/*/bin/pg_ctl | tail -1)
+  su postgres -s /bin/sh -c "$pg_ctl restart -D '$(datadir)' -w -m fast" >/dev/null
+  cluster_psql
+  "${psql_cmd[@]}" -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements"
+fi
+profile_begin() {
+  [ -n "${SCALE_OUT_PGSTAT:-}" ] || return 0
+  "${psql_cmd[@]}" -c "SELECT pg_stat_statements_reset(), pg_stat_reset_shared('wal'), pg_stat_reset(), pg_stat_reset_shared('bgwriter')" >/dev/null
+  python3 "$root/bench/pg-sampler.py" "$(head -1 "$(datadir)/postmaster.pid")" "${psql_cmd[@]}" > "$SCALE_OUT_PGSTAT/$case_name-cpu.txt" &
+  sampler=$!
+}
+profile_end() {
+  [ -n "${SCALE_OUT_PGSTAT:-}" ] || return 0
+  kill -TERM "$sampler"; wait "$sampler" || true
+  local out="$SCALE_OUT_PGSTAT/$case_name"
+  "${psql_cmd[@]}" -P pager=off -c "SELECT calls, round(total_exec_time::numeric, 1) AS ms, round((total_exec_time / calls)::numeric, 3) AS ms_per_call, rows, wal_bytes, shared_blks_hit + shared_blks_read AS blks, left(regexp_replace(query, '\s+', ' ', 'g'), 220) AS query FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 60" > "$out-statements.txt"
+  "${psql_cmd[@]}" -P pager=off -c "SELECT sum(calls) AS calls, round(sum(total_exec_time)::numeric) AS ms FROM pg_stat_statements" -c "SELECT * FROM pg_stat_wal" -c "SELECT * FROM pg_stat_bgwriter" -c "SELECT schemaname, relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del, seq_scan, idx_scan, autovacuum_count, autoanalyze_count FROM pg_stat_user_tables WHERE n_tup_ins + n_tup_upd + n_tup_del + seq_scan + coalesce(idx_scan, 0) > 0 ORDER BY n_tup_ins + n_tup_upd + n_tup_del DESC" -c "SELECT funcname, calls, total_time, self_time FROM pg_stat_user_functions ORDER BY total_time DESC LIMIT 20" > "$out-tables.txt"
+  echo "  PostgreSQL CPU by process ($case_name):"; cat "$SCALE_OUT_PGSTAT/$case_name-cpu.txt"
+}
 vacuum
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -71,10 +102,12 @@ train() {
   local port="$1" id run before=() after=() pg0 pg1 p
   shift
   for p in "$@"; do before+=("$(cpu "$p")"); done
+  profile_begin
   pg0=$(pg_cpu)
   run=$(service_training_run "$port")
   for p in "$@"; do after+=("$(cpu "$p")"); done
   pg1=$(pg_cpu)
+  profile_end >&2
   id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' <<<"$run")
   echo "$run" | CPU_BEFORE="${before[*]}" CPU_AFTER="${after[*]}" PG_CPU="$pg0 $pg1" python3 -c '
 import json, os, sys, collections, datetime
@@ -112,11 +145,19 @@ print("%.3f" % r["seconds"])' || return 1
 "$root/forecaster" --help >/dev/null   # builds once, before anything is timed
 echo "one instance, taskset -c 0:"
 read -r pid1 port1 < <(start 0 "$work/one.log"); pids+=("$pid1")
+if [ -n "${SCALE_OUT_WARM:-}" ]; then
+  case_name=warm
+  echo "  untimed warm-up run (SCALE_OUT_WARM):"
+  train "$port1" "$pid1" >/dev/null || { grep -ihE 'fail|exception' "$work/one.log" | head -20 >&2; exit 1; }
+  vacuum
+  case_name=one
+fi
 one=$(train "$port1" "$pid1") || { grep -ihE 'fail|exception' "$work/one.log" | head -20 >&2; exit 1; }
 echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 kill "$pid1"; while kill -0 "$pid1" 2>/dev/null; do sleep 0.2; done; pids=()
 
 vacuum
+case_name=two
 echo "two instances, taskset -c 0 and -c 1:"
 read -r pid1 port1 < <(start 0 "$work/a.log"); pids+=("$pid1")
 read -r pid2 port2 < <(start 1 "$work/b.log"); pids+=("$pid2")

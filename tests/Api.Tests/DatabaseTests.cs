@@ -22,6 +22,35 @@ public sealed class MigrationTests
     }
 
     [Fact]
+    public async Task ARunsFailedVersionsAreReadThroughTheirOwnIndexNotThroughEveryVersionOfTheRun()
+    {
+        // A run's page lists its failed versions while the run trains (and is polled): the lookup must not grow with the
+        // versions the run has written (migration 0190).
+        await using var db = NpgsqlDataSource.Create(await TestCluster.CreateDatabaseAsync("failedversions"));
+        await MigrationRunner.ApplyAsync(db, Migration.Embedded, NullLogger.Instance);
+        await using var conn = await db.OpenConnectionAsync();
+        var run = await conn.ExecuteScalarAsync<long>("""
+            INSERT INTO training_runs (trigger, status, created_at) VALUES ('api', 'running', now()) RETURNING id
+            """);
+        await conn.ExecuteAsync("""
+            INSERT INTO resources (name, kind, load_metric, created_at, updated_at)
+            SELECT 'r-' || g, 'service', 'qps', now(), now() FROM generate_series(1, 5000) g;
+            INSERT INTO model_versions (resource_id, metric, run_id, status, trained_at, error)
+            SELECT r.id, 'qps', @run, CASE WHEN r.id % 1000 = 0 THEN 'failed' ELSE 'active' END, now(),
+                   CASE WHEN r.id % 1000 = 0 THEN 'no history' END
+            FROM resources r;
+            ANALYZE resources, model_versions;
+            """, new { run });
+        var plan = await conn.ExecuteScalarAsync<string>($"""
+            EXPLAIN (FORMAT JSON)
+            SELECT r.name, mv.metric, mv.error FROM model_versions mv JOIN resources r ON r.id = mv.resource_id
+            WHERE mv.run_id = {run} AND mv.status = 'failed' ORDER BY r.name, mv.metric LIMIT 100
+            """);
+        Assert.Contains("\"model_versions_failed_by_run\"", plan);
+        Assert.Equal(5, await conn.ExecuteScalarAsync<int>("SELECT count(*) FROM model_versions WHERE run_id = @run AND status = 'failed'", new { run }));
+    }
+
+    [Fact]
     public async Task AChangedAppliedMigrationIsRefused()
     {
         await using var db = NpgsqlDataSource.Create(await TestCluster.CreateDatabaseAsync("checksum"));

@@ -43,11 +43,15 @@ public static class JobsSetup
             };
             // Hangfire's own pool, bounded and quick to let idle connections go: its many background processes query
             // briefly, and PostgreSQL's connection slots are shared with the service's pool (and, in tests, other hosts').
+            // No reset on close: Hangfire keeps no session state (its locks are rows), and every poll returns its connection,
+            // so the reset was a DISCARD ALL before nearly every one of its statements (about 2,000 in a 6,000-series run of
+            // two instances, bench/README.md session 10).
             var connection = new Npgsql.NpgsqlConnectionStringBuilder(sp.GetRequiredService<ResolvedDatabase>().ConnectionString)
             {
                 ApplicationName = "forecaster-jobs",
                 MaxPoolSize = 20,
                 ConnectionIdleLifetime = 15,
+                NoResetOnClose = true,
             };
             return new PostgreSqlStorage(new NpgsqlConnectionFactory(connection.ConnectionString, storage), storage);
         });
