@@ -32,9 +32,7 @@ public static class PostgresBinary
     {
         if (values.Count == 0)
         {
-            var empty = new byte[12];
-            BinaryPrimitives.WriteInt32BigEndian(empty.AsSpan(8), TextOid);
-            return empty;
+            return Empty(TextOid);
         }
         var length = 20;
         for (var i = 0; i < values.Count; i++)
@@ -43,11 +41,7 @@ public static class PostgresBinary
         }
         var bytes = new byte[length];
         var span = bytes.AsSpan();
-        BinaryPrimitives.WriteInt32BigEndian(span, 1);
-        BinaryPrimitives.WriteInt32BigEndian(span[4..], 0);
-        BinaryPrimitives.WriteInt32BigEndian(span[8..], TextOid);
-        BinaryPrimitives.WriteInt32BigEndian(span[12..], values.Count);
-        BinaryPrimitives.WriteInt32BigEndian(span[16..], 1);
+        WriteHeader(span, TextOid, values.Count);
         for (int i = 0, at = 20; i < values.Count; i++)
         {
             var n = Encoding.UTF8.GetBytes(values[i], span[(at + 4)..]);
@@ -69,17 +63,11 @@ public static class PostgresBinary
     {
         if (values.IsEmpty)
         {
-            var empty = new byte[12];
-            BinaryPrimitives.WriteInt32BigEndian(empty.AsSpan(8), elementOid);
-            return empty;
+            return Empty(elementOid);
         }
         var bytes = new byte[20 + (values.Length * (4 + elementSize))];
         var span = bytes.AsSpan();
-        BinaryPrimitives.WriteInt32BigEndian(span, 1);
-        BinaryPrimitives.WriteInt32BigEndian(span[4..], 0);
-        BinaryPrimitives.WriteInt32BigEndian(span[8..], elementOid);
-        BinaryPrimitives.WriteInt32BigEndian(span[12..], values.Length);
-        BinaryPrimitives.WriteInt32BigEndian(span[16..], 1);
+        WriteHeader(span, elementOid, values.Length);
         for (int i = 0, at = 20; i < values.Length; i++, at += 4 + elementSize)
         {
             BinaryPrimitives.WriteInt32BigEndian(span[at..], elementSize);
@@ -115,5 +103,23 @@ public static class PostgresBinary
             values[i] = BinaryPrimitives.ReadDoubleBigEndian(elements[((i * 12) + 4)..]);
         }
         return values;
+    }
+
+    /// <summary>An empty array: no dimensions, no nulls, the element type.</summary>
+    static byte[] Empty(int elementOid)
+    {
+        var empty = new byte[12];
+        BinaryPrimitives.WriteInt32BigEndian(empty.AsSpan(8), elementOid);
+        return empty;
+    }
+
+    /// <summary>The 20-byte header of a one-dimensional array without nulls of <paramref name="count"/> elements, lower bound 1.</summary>
+    static void WriteHeader(Span<byte> span, int elementOid, int count)
+    {
+        BinaryPrimitives.WriteInt32BigEndian(span, 1);
+        BinaryPrimitives.WriteInt32BigEndian(span[4..], 0);
+        BinaryPrimitives.WriteInt32BigEndian(span[8..], elementOid);
+        BinaryPrimitives.WriteInt32BigEndian(span[12..], count);
+        BinaryPrimitives.WriteInt32BigEndian(span[16..], 1);
     }
 }

@@ -202,15 +202,15 @@ public sealed class FuzzTests(FuzzFixture api, ITestOutputHelper output) : IClas
     /// </summary>
     async Task<Dictionary<string, string>> Settled(string sql)
     {
-        var db = api.Factory.Services.GetRequiredService<NpgsqlDataSource>();
-        await Forecaster.Api.Samples.HourlyRollups.RefreshAsync(db, null, CancellationToken.None);
+        var rollups = api.Factory.Services.GetRequiredService<Forecaster.Api.Samples.HourlyRollupRefresh>();
+        await rollups.RefreshAsync(null, CancellationToken.None);
         var last = await Fingerprint(sql);
         var agreeing = 0;
         var deadline = Stopwatch.StartNew();
         while (deadline.Elapsed < TimeSpan.FromSeconds(120))
         {
             await Task.Delay(100);
-            await Forecaster.Api.Samples.HourlyRollups.RefreshAsync(db, null, CancellationToken.None);
+            await rollups.RefreshAsync(null, CancellationToken.None);
             var next = await Fingerprint(sql);
             var busy = await api.ScalarAsync<long>("""
                 SELECT (SELECT count(*) FROM training_runs WHERE status IN ('queued', 'running'))
