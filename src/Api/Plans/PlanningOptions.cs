@@ -23,6 +23,13 @@ public sealed class PlanningOptions
     [Range(0, 1024)]
     public int Parallelism { get; set; }
 
+    /// <summary>
+    /// Batches published at once, each in its own transaction on its own connection. Two keep PostgreSQL busy while the
+    /// planner works and while the other publication waits for its commit.
+    /// </summary>
+    [Range(1, 16)]
+    public int PublishingConnections { get; set; } = 2;
+
     /// <summary>A `replicas` (or backlog) sample older than this is not taken as the current count.</summary>
     [Range(1, 24 * 30)]
     public int CurrentMaxAgeHours { get; set; } = 6;

@@ -69,12 +69,14 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
             skipped += b.Resources - b.Published - b.Cannot;
             progress?.Invoke(resources);
         }
-        // Three batches are in flight: the next one is read and the previous one published while this one is planned. Reading
-        // and publishing are mostly PostgreSQL's work and planning is ours, so on two cores each hides behind the other.
-        // Publishing re-checks each resource's updated_at under a lock, so a batch read early never publishes over a newer
-        // policy; batches are published one at a time, in order.
+        // Batches overlap: the next one is read and up to PublishingConnections earlier ones are published while this one is
+        // planned. Reading and publishing are mostly PostgreSQL's work and planning is ours, so on two cores each hides behind
+        // the other; a second publication keeps PostgreSQL busy while the first waits for its commit or for the planner.
+        // Batches hold disjoint resources (id order), so concurrent publications never wait for each other's row locks, and
+        // each re-checks its resources' updated_at under a lock, so a batch read early never publishes over a newer policy.
+        // They are counted in order.
         var next = ReadBatchAsync(scope, after, now, horizonStart, o, ct);
-        Task<BatchOutcome>? publish = null;
+        var inFlight = new Queue<Task<BatchOutcome>>();
         try
         {
             while (true)
@@ -92,28 +94,28 @@ public sealed class PlanningPipeline(NpgsqlDataSource db, IOptions<PlanningOptio
                 var results = Plan(requests, o, ct);
                 var t2 = Stopwatch.GetTimestamp();
                 planning += Stopwatch.GetElapsedTime(t1, t2);
-                if (publish is not null)
+                if (inFlight.Count >= o.PublishingConnections)
                 {
-                    Count(await publish);
+                    Count(await inFlight.Dequeue());
                     publishing += Stopwatch.GetElapsedTime(t2);
                 }
-                publish = Task.Run(() => PublishAsync(results, scope, now, ct), ct);
+                inFlight.Enqueue(Task.Run(() => PublishAsync(results, scope, now, ct), ct));
             }
-            if (publish is not null)
+            var t3 = Stopwatch.GetTimestamp();
+            while (inFlight.TryDequeue(out var p))
             {
-                var t3 = Stopwatch.GetTimestamp();
-                Count(await publish);
-                publishing += Stopwatch.GetElapsedTime(t3);
+                Count(await p);
             }
+            publishing += Stopwatch.GetElapsedTime(t3);
         }
         catch
         {
-            // A failed batch abandons the read ahead and the publication in flight: observe them so that their own failures (or
-            // cancellations) are not lost unobserved, and so that no transaction of this run is still open when it ends.
+            // A failed batch abandons the read ahead and the publications in flight: observe them so that their own failures
+            // (or cancellations) are not lost unobserved, and so that no transaction of this run is still open when it ends.
             await next.ContinueWith(static t => _ = t.Exception, TaskScheduler.Default);
-            if (publish is not null)
+            foreach (var p in inFlight)
             {
-                await publish.ContinueWith(static t => _ = t.Exception, TaskScheduler.Default);
+                await p.ContinueWith(static t => _ = t.Exception, TaskScheduler.Default);
             }
             throw;
         }
