@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Serialization;
 using Forecaster.Api.Plans;
 using Forecaster.Api.Serving;
 using Forecaster.Planner;
@@ -136,6 +137,35 @@ public sealed class PackedStepsTests
                 Assert.Equal((plan.Steps[i].Count, plan.Steps[i].Cpu, plan.Steps[i].Memory, plan.Steps[i].Start, plan.Steps[i].End),
                     (reader.StepCount, reader.Cpu, reader.Memory, reader.Start, reader.End));
             }
+        }
+    }
+
+    [Fact]
+    public void StepsOfDifferentPlansMixedRoundTrip()
+    {
+        // Format 2 writes most fields as "the same as the last one written": steps drawn from different plans (job after
+        // service, risk after none, a value after a step without one, -0 and NaN) change every field from step to step.
+        var options = new JsonSerializerOptions(ServingJson.Options) { NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals };
+        var steps = VariedPlans().SelectMany(p => p.Steps).ToList();
+        var r = new Random(16);
+        for (var run = 0; run < 200; run++)
+        {
+            var mixed = Enumerable.Range(0, 48).Select(_ => steps[r.Next(steps.Count)]).Select(s => r.Next(10) switch
+            {
+                0 => s with { Explanation = s.Explanation with { Load = -0.0, Clamps = [.. s.Explanation.Clamps, new Clamp(ClampRule.Tolerance, 3, 3, -0.0)] } },
+                1 => s with { Cpu = double.NaN, Explanation = s.Explanation with { Demand = null, Load = double.NaN } },
+                _ => s,
+            }).ToList();
+            var packed = PackedSteps.Write(mixed);
+            Assert.Equal(JsonSerializer.Serialize(mixed, options), JsonSerializer.Serialize(PackedSteps.Read(packed), options));
+            var k = r.Next(48);
+            var reader = new PackedSteps.StepReader(packed);
+            for (var i = 0; i < k; i++)
+            {
+                reader.Next(explain: false);
+            }
+            reader.Next(explain: true);
+            Assert.Equal(JsonSerializer.Serialize(mixed[k], options), JsonSerializer.Serialize(reader.Step(), options));
         }
     }
 
