@@ -3,9 +3,11 @@
 # time window, 10% whose model does not beat seasonal naive) with active models, 48-hour forecasts and weekly peaks
 # inserted in bulk, then `forecaster plan` twice (first publication, then steady state: every plan supersedes one), then
 # the pure planner in memory (`Forecaster.Bench planner`) in the same run. Prints resources/s and the ratio.
-#   bench/plan.sh [resources]
+# FORECASTER_ROOT=<another checkout> measures that checkout's build with this script (e.g. a baseline worktree).
+#   [FORECASTER_ROOT=DIR] bench/plan.sh [resources]
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
+here="$(cd "$(dirname "$0")/.." && pwd)"
+root="${FORECASTER_ROOT:-$here}"
 n="${1:-100000}"
 work="$(mktemp -d /tmp/forecaster-plan.XXXXXX)"
 chmod 755 "$work"   # as root the cluster runs as `postgres`, which must reach its data here
@@ -13,12 +15,12 @@ export FORECASTER_HOME="$work/home"
 trap '"$root/forecaster" db stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 
 "$root/forecaster" migrate >/dev/null
-source "$root/bench/lib.sh"
+source "$here/bench/lib.sh"
 cluster_psql
 
 echo "seeding $n resources with models, 48-hour forecasts (one row of arrays each) and weekly peaks ..."
 t0=$(date +%s.%N)
-"${psql_cmd[@]}" -v n="$n" -f "$root/bench/seed-planned.sql"
+"${psql_cmd[@]}" -v n="$n" -f "$here/bench/seed-planned.sql"
 t1=$(date +%s.%N)
 awk -v a="$t0" -v b="$t1" 'BEGIN { printf "seeded in %.1f s\n", b - a }'
 
@@ -51,6 +53,9 @@ plan() {
 first=$(plan); echo "forecaster plan (first publication): $first"
 second=$(plan); echo "forecaster plan (steady state):      $second"
 "${psql_cmd[@]}" -t -A -c "SELECT 'stored: ' || count(*) || ' plan versions, ' || pg_size_pretty(pg_total_relation_size('plan_versions')) FROM plan_versions"
+# The packed steps' share of a row (PackedSteps; issue 16), and the TOAST table that rows over toast_tuple_target go to.
+"${psql_cmd[@]}" -t -A -c "SELECT 'steps_packed: ' || round(avg(octet_length(steps_packed))) || ' bytes a plan on average, max ' || max(octet_length(steps_packed))
+    || '; TOAST ' || pg_size_pretty(pg_total_relation_size((SELECT reltoastrelid FROM pg_class WHERE oid = 'plan_versions'::regclass))) FROM plan_versions"
 
 echo "pure planner in memory:"
 dotnet run -c Release --project "$root/bench/Forecaster.Bench" -- planner "$n" 5 | tee "$work/memory.txt"
