@@ -131,10 +131,6 @@ public static class PackedSteps
         public double Load, Cpu, Capacity, Target, Backlog, CatchUp, Restart, RiskFraction, RiskQuantile;
     }
 
-    /// <summary>A streaming job's needed rate as <c>PlanningContext.JobRate</c> computes it (the same operations in the same order).</summary>
-    static double NeededRate(double rate, double target, double backlog, double catchUp, double restart) =>
-        (rate / target) + (backlog / catchUp) + (rate * restart / catchUp);
-
     /// <summary>
     /// The raw count as the planner computes it from the other numbers (load ÷ target ÷ capacity; a job's needed rate ÷
     /// capacity), or null when one is missing. Where it gives the stored value to the bit, the value is not stored.
@@ -226,7 +222,7 @@ public static class PackedSteps
                 | (job is not null && e.Load is { } l3 && Same(job.Rate, l3) ? G.JobRateIsLoad : 0)
                 | (job is not null && Same(job.Backlog, last.Backlog) ? G.JobBacklogSame : 0)
                 | (job is not null && Same(job.CatchUpSeconds, last.CatchUp) && Same(job.RestartSeconds, last.Restart) ? G.JobConstantsSame : 0)
-                | (job is not null && Same(job.NeededRate, NeededRate(job.Rate, e.TargetUtilization, job.Backlog, job.CatchUpSeconds, job.RestartSeconds)) ? G.JobNeededDerived : 0)
+                | (job is not null && Same(job.NeededRate, JobDemand.Needed(job.Rate, e.TargetUtilization, job.Backlog, job.CatchUpSeconds, job.RestartSeconds)) ? G.JobNeededDerived : 0)
                 | (risk is not null ? G.Risk : 0)
                 | (risk is not null && Same(risk.Fraction, last.RiskFraction) ? G.RiskFractionSame : 0)
                 | (risk is not null && Same(risk.Quantile, last.RiskQuantile) ? G.RiskQuantileSame : 0)
@@ -581,7 +577,7 @@ public static class PackedSteps
                     _last.CatchUp = Double();
                     _last.Restart = Double();
                 }
-                needed = (f & G.JobNeededDerived) != 0 ? NeededRate(rate, target, _last.Backlog, _last.CatchUp, _last.Restart) : Double();
+                needed = (f & G.JobNeededDerived) != 0 ? JobDemand.Needed(rate, target, _last.Backlog, _last.CatchUp, _last.Restart) : Double();
                 job = explain ? new JobDemand(rate, _last.Backlog, _last.CatchUp, _last.Restart, needed.Value) : null;
             }
             if ((f & G.RawDerived) != 0)

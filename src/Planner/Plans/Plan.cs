@@ -53,7 +53,15 @@ public readonly record struct Clamp(ClampRule Rule, int From, int To, double Lim
 /// The terms of a streaming job's needed rate, after Flink's autoscaler: rate / targetUtilization + backlog / catch-up
 /// + rate × restart / catch-up (records/s; times in seconds).
 /// </summary>
-public sealed record JobDemand(double Rate, double Backlog, double CatchUpSeconds, double RestartSeconds, double NeededRate);
+public sealed record JobDemand(double Rate, double Backlog, double CatchUpSeconds, double RestartSeconds, double NeededRate)
+{
+    /// <summary>
+    /// Needed rate = rate / targetUtilization + backlog / catch-up + rate × restart / catch-up. The one place it is computed:
+    /// the planner sizes with it, and the packed steps leave out a needed rate it gives to the bit.
+    /// </summary>
+    public static double Needed(double rate, double targetUtilization, double backlog, double catchUpSeconds, double restartSeconds) =>
+        (rate / targetUtilization) + (backlog / catchUpSeconds) + (rate * restartSeconds / catchUpSeconds);
+}
 
 /// <summary>The numbers behind a step, structured, with <see cref="Sentence"/> for people.</summary>
 public sealed record StepExplanation(

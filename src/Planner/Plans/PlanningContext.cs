@@ -216,7 +216,7 @@ internal sealed class PlanningContext
             : input.CurrentBacklog is double current && at < input.Now + TimeSpan.FromMinutes(Math.Max(catchUpMinutes, 60)) ? current
             : 0;
         backlog = Math.Max(0, backlog);
-        var needed = (rate / utilization) + (backlog / catchUp) + (rate * restart / catchUp);
+        var needed = JobDemand.Needed(rate, utilization, backlog, catchUp, restart);
         return new JobDemand(rate, backlog, catchUp, restart, needed);
     }
 
