@@ -29,21 +29,11 @@ awk -v a="$t0" -v b="$t1" 'BEGIN { printf "seeded in %.1f s\n", b - a }'
 "${psql_cmd[@]}" -t -A -c "SELECT 'forecast storage: ' || round(pg_total_relation_size(t)::numeric / $n) || ' bytes per series (' || t || ')'
   FROM (SELECT coalesce(to_regclass('series_forecasts'), to_regclass('forecasts')) AS t) x"
 
-# CPU seconds of the cluster so far: the postmaster's own and its reaped children's (utime, stime, cutime, cstime), plus its
-# live children's (backends, autovacuum, the checkpointer...).
-data=$(python3 -c "import json;print(json.load(open('$FORECASTER_HOME/cluster.json'))['DataDir'])")
-pg_cpu() {
-  local pm; pm=$(sed -n 1p "$data/postmaster.pid")
-  { sed 's/^.*) //' "/proc/$pm/stat" | awk '{ print $12 + $13 + $14 + $15 }'
-    for c in $(ps --ppid "$pm" -o pid=); do sed 's/^.*) //' "/proc/$c/stat" 2>/dev/null | awk '{ print $12 + $13 }'; done
-  } | awk -v hz="$(getconf CLK_TCK)" '{ t += $1 } END { printf "%.2f", t / hz }'
-}
-
 plan() {
   local line before after
-  before=$(pg_cpu)
+  before=$(pgcpu)
   line=$(/usr/bin/time -f '%U %S' -o "$work/plan.time" "$root/forecaster" plan 2>"$work/plan.err") || { cat "$work/plan.err" >&2; exit 1; }
-  after=$(pg_cpu)
+  after=$(pgcpu)
   # Where the time went (reading inputs, planning, publishing), from the run's own log line.
   grep -o 'reading [0-9.]* s, planning [0-9.]* s, publishing [0-9.]* s' "$work/plan.err" >&2 || true
   # CPU seconds: the forecaster process (user + system) and PostgreSQL, and the load average after the run.

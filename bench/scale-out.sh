@@ -91,9 +91,6 @@ cpu() {
   for c in $(pgrep -P "$1"); do total=$(awk -v t="$total" '{print t + ($14 + $15 + $16 + $17) / 100}' "/proc/$c/stat" 2>/dev/null || echo "$total"); done
   echo "$total"
 }
-pg_cpu() {
-  cpu "$(head -1 "$(python3 -c "import json;print(json.load(open('$FORECASTER_HOME/cluster.json'))['DataDir'])")/postmaster.pid")"
-}
 
 # One run through the instance on port $1 (instances' pids after it); prints "seconds" after the run's summary line: which
 # instance trained how many series, each instance's and PostgreSQL's CPU seconds during the run, and the idle tail (from the
@@ -103,10 +100,10 @@ train() {
   shift
   for p in "$@"; do before+=("$(cpu "$p")"); done
   profile_begin
-  pg0=$(pg_cpu)
+  pg0=$(pgcpu)
   run=$(service_training_run "$port")
   for p in "$@"; do after+=("$(cpu "$p")"); done
-  pg1=$(pg_cpu)
+  pg1=$(pgcpu)
   profile_end >&2
   id=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' <<<"$run")
   echo "$run" | CPU_BEFORE="${before[*]}" CPU_AFTER="${after[*]}" PG_CPU="$pg0 $pg1" python3 -c '
