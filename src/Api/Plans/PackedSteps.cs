@@ -135,8 +135,8 @@ public static class PackedSteps
     /// The raw count as the planner computes it from the other numbers (load ÷ target ÷ capacity; a job's needed rate ÷
     /// capacity), or null when one is missing. Where it gives the stored value to the bit, the value is not stored.
     /// </summary>
-    static double? DeriveRaw(double? load, double target, double? capacity, JobDemand? job) =>
-        capacity is not { } c ? null : job is not null ? job.NeededRate / c : load is { } l ? l / target / c : null;
+    static double? DeriveRaw(double? load, double target, double? capacity, double? neededRate) =>
+        capacity is not { } c ? null : neededRate is { } n ? n / c : load is { } l ? l / target / c : null;
 
     /// <summary>The steps in their compact form.</summary>
     public static byte[] Write(IReadOnlyList<PlanStep> steps)
@@ -211,7 +211,7 @@ public static class PackedSteps
                 | (e.Capacity is { } cap && Same(cap, last.Capacity) ? G.CapacitySame : 0)
                 | (Same(e.TargetUtilization, last.Target) ? G.TargetSame : 0)
                 | (e.RawCount is not null ? G.RawCount : 0)
-                | (e.RawCount is { } r && DeriveRaw(e.Load, e.TargetUtilization, e.Capacity, job) is { } d && Same(r, d) ? G.RawDerived : 0)
+                | (e.RawCount is { } r && DeriveRaw(e.Load, e.TargetUtilization, e.Capacity, job?.NeededRate) is { } d && Same(r, d) ? G.RawDerived : 0)
                 | (e.Demand is not null ? G.Demand : 0)
                 | (e.Demand is { } demand && demand == last.Demand ? G.DemandSame : 0)
                 | (e.Window is not null ? G.Window : 0)
@@ -582,8 +582,8 @@ public static class PackedSteps
             }
             if ((f & G.RawDerived) != 0)
             {
-                // DeriveRaw's arithmetic, on the numbers just read (the job's needed rate without building its record).
-                raw = capacity is not { } c ? null : needed is { } n ? n / c : load is { } l ? l / target / c : null;
+                // On the numbers just read: the job's needed rate without building its record.
+                raw = DeriveRaw(load, target, capacity, needed);
             }
             var explainedCount = (f & G.ExplainedCountDiffers) != 0 ? (int)VarInt() : StepCount;
             Clamp[]? clamps = null;
@@ -685,7 +685,7 @@ public static class PackedSteps
             JobDemand? job = (f & F.JobDemand) != 0 ? new JobDemand(Double(), Double(), Double(), Double(), Double()) : null;
             if ((f & F.RawDerived) != 0)
             {
-                raw = DeriveRaw(load, _target, _capacity, job);
+                raw = DeriveRaw(load, _target, _capacity, job?.NeededRate);
             }
             var clampCount = (int)VarUInt();
             var clamps = explain ? new Clamp[clampCount] : null;
