@@ -4,7 +4,12 @@
 # on the same database, pinned to one core each (`-c 0`, `-c 1`), sharing the run's shards through Hangfire. PostgreSQL is
 # not pinned (it serves both cases alike). Prints each run's seconds, which instance ran which shards, the load average,
 # and the ratio two ÷ one (goal ≤ 0.6).
-#   bench/scale-out.sh [series] [shards]     (shards: the service's default, Forecaster:Training:Shards, unless given)
+#   [FORECASTER_ROOT=DIR] [SCALE_OUT_ROUNDS=N] bench/scale-out.sh [series] [shards]
+# shards: the service's default (Forecaster:Training:Shards) unless given. FORECASTER_ROOT=<another checkout> measures that
+# checkout's build with this script (e.g. a baseline worktree). SCALE_OUT_ROUNDS=N (default 1) times the pair of cases N
+# times on the one imported database and prints each round's ratio and their median: this machine's speed drifts between
+# runs (one instance took 78.7-91.9 s within an hour), so one pair is one sample. Rounds after the first retrain over
+# stored models, as SCALE_OUT_WARM's do.
 # SCALE_OUT_LOGS=DIR keeps the instances' logs there (one.log, a.log, b.log: each shard's fitting seconds, and its CPU
 # seconds where the shard ran in a child process).
 # SCALE_OUT_WARM=1 trains once through the first instance before the timed cases (untimed, then vacuumed), so that both
@@ -15,7 +20,9 @@
 # time, pg_stat_wal, the tables' row counts and vacuums, and the cluster's CPU seconds per application_name / backend_type
 # (bench/pg-sampler.py).
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
+here="$(cd "$(dirname "$0")/.." && pwd)"
+root="${FORECASTER_ROOT:-$here}"
+rounds="${SCALE_OUT_ROUNDS:-1}"
 series="${1:-20000}"
 shards="${2:-}"
 resources=$(( series / 2 ))
@@ -33,7 +40,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
-source "$root/bench/lib.sh"
+source "$here/bench/lib.sh"
 
 echo "generating $resources resources x 3 metrics x $(( 35 * 24 )) hourly points ..."
 fleet_csv "$resources" $(( 35 * 24 )) "$work/samples.csv"
@@ -58,7 +65,7 @@ fi
 profile_begin() {
   [ -n "${SCALE_OUT_PGSTAT:-}" ] || return 0
   "${psql_cmd[@]}" -c "SELECT pg_stat_statements_reset(), pg_stat_reset_shared('wal'), pg_stat_reset(), pg_stat_reset_shared('bgwriter')" >/dev/null
-  python3 "$root/bench/pg-sampler.py" "$(head -1 "$(datadir)/postmaster.pid")" "${psql_cmd[@]}" > "$SCALE_OUT_PGSTAT/$case_name-cpu.txt" &
+  python3 "$here/bench/pg-sampler.py" "$(head -1 "$(datadir)/postmaster.pid")" "${psql_cmd[@]}" > "$SCALE_OUT_PGSTAT/$case_name-cpu.txt" &
   sampler=$!
 }
 profile_end() {
@@ -140,27 +147,44 @@ print("%.3f" % r["seconds"])' || return 1
 }
 
 "$root/forecaster" --help >/dev/null   # builds once, before anything is timed
-echo "one instance, taskset -c 0:"
-read -r pid1 port1 < <(start 0 "$work/one.log"); pids+=("$pid1")
 if [ -n "${SCALE_OUT_WARM:-}" ]; then
+  echo "untimed warm-up run (SCALE_OUT_WARM), one instance, taskset -c 0:"
+  read -r pid1 port1 < <(start 0 "$work/warm.log"); pids+=("$pid1")
   case_name=warm
-  echo "  untimed warm-up run (SCALE_OUT_WARM):"
-  train "$port1" "$pid1" >/dev/null || { grep -ihE 'fail|exception' "$work/one.log" | head -20 >&2; exit 1; }
+  train "$port1" "$pid1" >/dev/null || { grep -ihE 'fail|exception' "$work/warm.log" | head -20 >&2; exit 1; }
+  kill "$pid1"; while kill -0 "$pid1" 2>/dev/null; do sleep 0.2; done; pids=()
   vacuum
-  case_name=one
 fi
-one=$(train "$port1" "$pid1") || { grep -ihE 'fail|exception' "$work/one.log" | head -20 >&2; exit 1; }
-echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-kill "$pid1"; while kill -0 "$pid1" 2>/dev/null; do sleep 0.2; done; pids=()
+ratios=()
+for round in $(seq "$rounds"); do
+  [ "$rounds" = 1 ] || echo "round $round of $rounds:"
+  suffix=""; [ "$round" = 1 ] || suffix="-$round"
+  case_name=one$suffix
+  echo "one instance, taskset -c 0:"
+  read -r pid1 port1 < <(start 0 "$work/one$suffix.log"); pids+=("$pid1")
+  one=$(train "$port1" "$pid1") || { grep -ihE 'fail|exception' "$work/one$suffix.log" | head -20 >&2; exit 1; }
+  echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+  kill "$pid1"; while kill -0 "$pid1" 2>/dev/null; do sleep 0.2; done; pids=()
 
-vacuum
-case_name=two
-echo "two instances, taskset -c 0 and -c 1:"
-read -r pid1 port1 < <(start 0 "$work/a.log"); pids+=("$pid1")
-read -r pid2 port2 < <(start 1 "$work/b.log"); pids+=("$pid2")
-two=$(train "$port1" "$pid1" "$pid2") || { grep -ihE 'fail|exception' "$work/a.log" "$work/b.log" | head -20 >&2; exit 1; }
-echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-python3 -c "print('scale-out: one instance %.1f s, two instances %.1f s, ratio two/one %.2f (goal <= 0.60)' % ($one, $two, $two / $one))"
+  vacuum
+  case_name=two$suffix
+  echo "two instances, taskset -c 0 and -c 1:"
+  read -r pid1 port1 < <(start 0 "$work/a$suffix.log"); pids+=("$pid1")
+  read -r pid2 port2 < <(start 1 "$work/b$suffix.log"); pids+=("$pid2")
+  two=$(train "$port1" "$pid1" "$pid2") || { grep -ihE 'fail|exception' "$work/a$suffix.log" "$work/b$suffix.log" | head -20 >&2; exit 1; }
+  echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+  ratio=$(python3 -c "print('%.3f' % ($two / $one))")
+  ratios+=("$ratio")
+  python3 -c "print('scale-out: one instance %.1f s, two instances %.1f s, ratio two/one %.2f (goal <= 0.60)' % ($one, $two, $two / $one))"
+  if [ "$round" != "$rounds" ]; then
+    kill "$pid1" "$pid2"; while kill -0 "$pid1" 2>/dev/null || kill -0 "$pid2" 2>/dev/null; do sleep 0.2; done; pids=()
+    vacuum
+  fi
+done
+[ "$rounds" = 1 ] || python3 -c "
+import statistics, sys
+r = [float(x) for x in sys.argv[1:]]
+print('scale-out over %d rounds: ratios %s, median %.2f (goal <= 0.60)' % (len(r), ', '.join('%.2f' % x for x in r), statistics.median(r)))" "${ratios[@]}"
 
 # The other half of the goal, with two separate processes: a plan published through instance A (a policy change replans
 # and publishes it before PUT answers) is served by instance B, which hears it through PostgreSQL's NOTIFY.

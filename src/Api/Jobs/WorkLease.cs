@@ -25,8 +25,9 @@ public sealed class WorkLease : IAsyncDisposable
     /// <summary>
     /// Takes the lease named <paramref name="name"/>, waiting while another session holds it: when the holder finishes, the
     /// caller finds the work done; when the holder dies, the caller takes the work over. <paramref name="waited"/> says whether it had to wait.
+    /// <paramref name="waiting"/> hears, before the wait, that another session holds the lease.
     /// </summary>
-    public static async Task<(WorkLease Lease, bool Waited)> AcquireAsync(NpgsqlDataSource db, string name, CancellationToken ct)
+    public static async Task<(WorkLease Lease, bool Waited)> AcquireAsync(NpgsqlDataSource db, string name, CancellationToken ct, Action? waiting = null)
     {
         // hashtextextended gives the 64-bit key the advisory lock functions take; a collision would only serialise two works.
         const string tryAcquire = "SELECT pg_try_advisory_lock(hashtextextended(@name, 0))";
@@ -38,6 +39,7 @@ public sealed class WorkLease : IAsyncDisposable
             {
                 return (new WorkLease(connection, name), false);
             }
+            waiting?.Invoke();
             // No command timeout: the wait lasts as long as the holder works (or until this instance stops).
             await connection.ExecuteAsync(new CommandDefinition(acquire, new { name }, commandTimeout: 0, cancellationToken: ct));
             return (new WorkLease(connection, name), true);

@@ -44,11 +44,14 @@ public static class FleetModel
     /// <summary>
     /// The run's model: loaded when an instance already stored it, else trained (reading the fleet's sample), saved under the
     /// models directory and stored for the other instances. Null when the fleet gives too little to train on.
+    /// <paramref name="trainsHere"/> hears, as soon as it is known, whether this call trains the model (true) or another
+    /// instance does or did (false: the lease is held, or the model is stored).
     /// </summary>
     public static async Task<FleetModelResult> GetAsync(
-        NpgsqlDataSource db, long runId, DateTimeOffset from, DateTimeOffset to, TrainingOptions o, TimeProvider clock, CancellationToken ct)
+        NpgsqlDataSource db, long runId, DateTimeOffset from, DateTimeOffset to, TrainingOptions o, TimeProvider clock, CancellationToken ct,
+        Action<bool>? trainsHere = null)
     {
-        var (lease, _) = await WorkLease.AcquireAsync(db, LeaseName(runId), ct);
+        var (lease, _) = await WorkLease.AcquireAsync(db, LeaseName(runId), ct, () => trainsHere?.Invoke(false));
         await using var held = lease;
         var forecast = SeriesFitting.Options(o, loadMetric: true);
         var relative = RelativePath(runId);
@@ -64,6 +67,7 @@ public static class FleetModel
         }
         if (found is not null)
         {
+            trainsHere?.Invoke(false);
             if (found.Artifact is null || found.ResidualRms is null)
             {
                 return new FleetModelResult(null, false);
@@ -77,6 +81,7 @@ public static class FleetModel
                 GlobalModel.Load(found.Artifact, found.Version, found.ResidualRms, found.Rows, found.Series, forecast.GlobalModel), false);
         }
 
+        trainsHere?.Invoke(true);
         var model = await TrainAsync(db, from, to, relative, o, ct);
         var zip = model?.ToZip();
         if (zip is not null)

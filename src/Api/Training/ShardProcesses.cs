@@ -55,6 +55,9 @@ public sealed class ShardProcesses(ResolvedDatabase database, IConfiguration con
     readonly ConcurrentBag<Process> _idle = [];
     readonly ConcurrentDictionary<int, Process> _children = new();
 
+    /// <summary>Whether a child waits for work: a shard of any size is then fitted there, its start and JIT already paid.</summary>
+    public bool HasIdleChild => _idle.Any(c => !c.HasExited);
+
     /// <summary>The children alive now (busy or idle), by process id.</summary>
     public IReadOnlyCollection<int> ProcessIds => [.. _children.Keys];
 

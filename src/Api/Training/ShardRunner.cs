@@ -18,7 +18,7 @@ public sealed class ShardRunner(
     /// failed (an interrupted verb: an open run would refuse every later one until a service's watchdog noticed).</param>
     /// <param name="recordAttempts">How often recording the end is tried, 5 s apart.</param>
     /// <param name="inChildProcess">Fit in a child process without tiered compilation (<see cref="ShardProcesses"/>), as the
-    /// service does, when at least <see cref="TrainingOptions.ShardProcessMinSeries"/> series are left; false fits here (the
+    /// service does, when a child is idle or at least <see cref="TrainingOptions.ShardProcessMinSeries"/> series are left; false fits here (the
     /// `train` verb, which already runs without tiering).</param>
     public async Task<ShardRun> RunAsync(
         long runId, int shard, string owner, Action<int, int>? progress, bool handBack, int recordAttempts, CancellationToken ct,
@@ -40,7 +40,7 @@ public sealed class ShardRunner(
                 return new ShardRun(false, null, null, null);
             }
             logger.LogInformation("Training run {RunId} shard {Shard} on {Instance}", runId, shard, owner);
-            outcome = inChildProcess && await TrainingRuns.ShardSeriesLeftAsync(db, runId, shard, ct) >= options.Value.ShardProcessMinSeries
+            outcome = inChildProcess && (processes.HasIdleChild || await TrainingRuns.ShardSeriesLeftAsync(db, runId, shard, ct) >= options.Value.ShardProcessMinSeries)
                 ? await processes.RunShardAsync(runId, shard, Written, ct)
                 : await pipeline.RunShardAsync(runId, shard, Written, ct);
         }

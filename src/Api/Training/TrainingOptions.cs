@@ -28,8 +28,9 @@ public sealed partial class TrainingOptions : IValidatableObject
 
     /// <summary>
     /// Shards a scheduled run is split into; each is a Hangfire job any instance's workers may take, so the instances share
-    /// a run by taking the next shard when one is done. Sixteen: small enough that the last shard leaves little idle tail
-    /// on two instances, large enough that each shard's own start and end (its first read, its last write) stay small (issue 16).
+    /// a run by taking the next shard when one is done. Sixteen: the last (the smallest: shards shrink towards the run's
+    /// end, <see cref="TrainingRuns.Layout"/>) leaves little idle tail on two instances, and there are few enough that each
+    /// shard's own start and end (its first read, its last write) stay small (issue 16).
     /// </summary>
     [Range(1, 1024)]
     public int Shards { get; set; } = 16;
@@ -69,7 +70,8 @@ public sealed partial class TrainingOptions : IValidatableObject
     public bool ShardProcess { get; set; } = true;
 
     /// <summary>
-    /// A shard with fewer series left than this is fitted in the service all the same: a child's start and its JIT of every
+    /// A shard with fewer series left than this is fitted in the service all the same, unless a child is idle (an earlier
+    /// shard started it, so its JIT is paid; the last shards of a run are the smallest): a child's start and its JIT of every
     /// method at full optimisation (the fleet-wide model's ML.NET included) cost several CPU seconds, more than tiering's
     /// warm-up on a few dozen series (the demo fleet's shards, a restarted shard's last batches). Not measured at its
     /// crossing point: at 375 series per shard the child was ahead (bench/README.md, session 6).

@@ -26,7 +26,7 @@ public sealed record ShardOutcome(int Series, int Failed, TimeSpan Reading, Time
 public sealed record BatchWritten(int Done, int Failed, int Trained, int BatchFailed, double?[] ChosenMase, double?[] SeasonalNaiveMase);
 
 /// <summary>
-/// Trains one shard of a run: the shard's resources (id modulo shard count) in batches of <see cref="TrainingOptions.BatchResources"/>,
+/// Trains one shard of a run: the shard's resources (its slots: <see cref="TrainingRuns.Layout"/>) in batches of <see cref="TrainingOptions.BatchResources"/>,
 /// each read with one query (hourly mean and max of every series of the batch), fitted in parallel on every core, and written
 /// in one transaction: new model versions active, the previous ones superseded, forecasts replaced, capacity models and weekly
 /// peaks upserted, progress counted. A series that fails is recorded as a failed version and keeps its active model and
@@ -66,15 +66,17 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
     {
         var o = options.Value;
         TrainingRunRow run;
+        (int Slots, int From, int To) slots;
         await using (var conn = await db.OpenConnectionAsync(ct))
         {
             run = await TrainingRuns.GetAsync(conn, runId, ct) ?? throw new InvalidOperationException($"training run {runId} does not exist");
+            slots = await TrainingRuns.ShardSlotsAsync(conn, runId, shard, ct);
         }
         // Every shard of a run sees the same window, ending at the last whole hour before the run was created.
         var (from, to) = SeriesFitting.Window(new DateTimeOffset(DateTime.SpecifyKind(run.CreatedAt, DateTimeKind.Utc)), o);
         // Not awaited here: while the fleet-wide model trains (or another instance trains it), the series that do not need it
         // are fitted (issue 16).
-        var fleet = o.GlobalModel ? GlobalModelAsync(runId, from, to, o, ct) : Task.FromResult<GlobalModel?>(null);
+        var (fleet, fleetTrainsHere) = o.GlobalModel ? GlobalModelAsync(runId, from, to, o, ct) : (Task.FromResult<GlobalModel?>(null), Task.FromResult(false));
         GlobalModel? global;
 
         int done = 0, failed = 0;
@@ -85,7 +87,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         // so the database's work overlaps the fitting instead of leaving the cores idle (issue 16). While the fleet-wide model
         // is not ready, up to MaxAwaitingFleet batches have their other series fitted and wait for it; memory stays flat in
         // the fleet's size either way.
-        var read = ReadBatchAsync(runId, shard, run, 0, from, to, o, ct);
+        var read = ReadBatchAsync(runId, slots, run, 0, from, to, o, ct);
         var lastWrite = Task.CompletedTask;
         var awaiting = new Queue<Fitting>();
         try
@@ -97,10 +99,26 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
                 reading += Stopwatch.GetElapsedTime(started);
                 if (next is { } current)
                 {
-                    read = ReadBatchAsync(runId, shard, run, current.Batch[^1].Id, from, to, o, ct);
+                    read = ReadBatchAsync(runId, slots, run, current.Batch[^1].Id, from, to, o, ct);
+                    // While this process trains the fleet-wide model, every other instance's first shard waits for it once its
+                    // other series are fitted: the model goes first, with a core of its own (LightGBM trains on one), so that
+                    // they wait as little as possible. On one core the fitting waits for it: the same CPU, spent in the order
+                    // that idles nobody (issue 16: the other instance waited 3.5 s for a model ready 6.5 s after the start,
+                    // whose training took 2 s of CPU).
+                    int parallelism = o.EffectiveParallelism;
+                    if (!fleet.IsCompleted && await Task.WhenAny(fleetTrainsHere, fleet) == fleetTrainsHere && fleetTrainsHere.Result)
+                    {
+                        if (--parallelism == 0)
+                        {
+                            var waitStarted = Stopwatch.GetTimestamp();
+                            await ((Task)fleet).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                            waitingForFleet += Stopwatch.GetElapsedTime(waitStarted);
+                            parallelism = o.EffectiveParallelism;
+                        }
+                    }
                     started = Stopwatch.GetTimestamp();
                     var batch = new Fitting(current.Batch, current.History, current.Unreadable, current.Items, new Fitted[current.Items.Count], clock.GetUtcNow());
-                    Fit(batch, NeedsFleet, false, from, runId, o, null, ct);
+                    Fit(batch, NeedsFleet, false, from, runId, o, null, parallelism, ct);
                     fitting += Stopwatch.GetElapsedTime(started);
                     awaiting.Enqueue(batch);
                     if (!fleet.IsCompleted && awaiting.Count < MaxAwaitingFleet)
@@ -118,7 +136,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
                 while (awaiting.TryDequeue(out var batch))
                 {
                     started = Stopwatch.GetTimestamp();
-                    Fit(batch, NeedsFleet, true, from, runId, o, global, ct);
+                    Fit(batch, NeedsFleet, true, from, runId, o, global, o.EffectiveParallelism, ct);
                     fitting += Stopwatch.GetElapsedTime(started);
 
                     started = Stopwatch.GetTimestamp();
@@ -160,9 +178,9 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
 
     /// <summary>The shard's next batch after resource <paramref name="after"/>, its history and version ids; null when none is left.</summary>
     async Task<(List<BatchResource> Batch, Dictionary<int, HourlyAggregates> History, Dictionary<int, string> Unreadable, List<Item> Items)?> ReadBatchAsync(
-        long runId, int shard, TrainingRunRow run, int after, DateTimeOffset from, DateTimeOffset to, TrainingOptions o, CancellationToken ct)
+        long runId, (int Slots, int From, int To) slots, TrainingRunRow run, int after, DateTimeOffset from, DateTimeOffset to, TrainingOptions o, CancellationToken ct)
     {
-        var batch = await NextBatchAsync(runId, shard, run.ShardCount, run.Resources, after, o.BatchResources, ct);
+        var batch = await NextBatchAsync(runId, slots, run.Resources, after, o.BatchResources, ct);
         if (batch.Count == 0)
         {
             return null;
@@ -171,13 +189,13 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         return (batch, history, unreadable, await AllocateAsync(batch, ct));
     }
 
-    async Task<List<BatchResource>> NextBatchAsync(long runId, int shard, int shardCount, string[]? resources, int after, int take, CancellationToken ct)
+    async Task<List<BatchResource>> NextBatchAsync(long runId, (int Slots, int From, int To) slots, string[]? resources, int after, int take, CancellationToken ct)
     {
         // Keyset paging by id keeps memory flat however large the fleet; resources this run already wrote are skipped.
         const string next = $"""
             SELECT {ResourceStore.Columns}, array_agg(s.id ORDER BY s.metric) AS SeriesIds, array_agg(s.metric ORDER BY s.metric) AS Metrics
             FROM resources r JOIN series s ON s.resource_id = r.id
-            WHERE mod(r.id, @shardCount) = @shard AND r.id > @after
+            WHERE {TrainingRuns.SlotOf} >= @slotFrom AND {TrainingRuns.SlotOf} < @slotTo AND r.id > @after
               AND (@resources::text[] IS NULL OR r.name = ANY(@resources))
               AND s.metric IN (r.load_metric, 'cpu_cores', 'memory_bytes', 'replicas')
               AND NOT EXISTS (SELECT 1 FROM model_versions mv WHERE mv.run_id = @runId AND mv.resource_id = r.id)
@@ -187,7 +205,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
             LIMIT @take
             """;
         await using var conn = await db.OpenConnectionAsync(ct);
-        return [.. (await conn.QueryAsync<BatchRow>(new CommandDefinition(next, new { runId, shard, shardCount, resources, after, take }, cancellationToken: ct)))
+        return [.. (await conn.QueryAsync<BatchRow>(new CommandDefinition(next, new { runId, slots = slots.Slots, slotFrom = slots.From, slotTo = slots.To, resources, after, take }, cancellationToken: ct)))
             .Select(r => new BatchResource(r.ToResource(), r.SeriesIds, r.Metrics))];
     }
 
@@ -256,7 +274,8 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
     /// <summary>
     /// The run's fleet-wide model: trained or loaded (<see cref="FleetModel"/>) once per instance, by the first shard this
     /// instance runs, and shared by its other shards (one run at a time is kept). The returned task ends when the model is
-    /// there or when <paramref name="ct"/> (this shard's) is cancelled, whichever comes first.
+    /// there or when <paramref name="ct"/> (this shard's) is cancelled, whichever comes first; <c>TrainsHere</c> ends as soon as
+    /// it is known whether this process trains the model (true) or another instance does or did (false).
     /// </summary>
     /// <remarks>
     /// The shared work runs under a cancellation of its own, not the token of the shard that happened to start it: that shard
@@ -265,7 +284,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
     /// (issue 16). The shared work is cancelled once no shard of this instance waits for it, so that its lease goes to the
     /// next instance at once.
     /// </remarks>
-    Task<GlobalModel?> GlobalModelAsync(long runId, DateTimeOffset from, DateTimeOffset to, TrainingOptions o, CancellationToken ct)
+    (Task<GlobalModel?> Model, Task<bool> TrainsHere) GlobalModelAsync(long runId, DateTimeOffset from, DateTimeOffset to, TrainingOptions o, CancellationToken ct)
     {
         SharedFleetModel shared;
         lock (_globalLock)
@@ -273,22 +292,30 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
             if (_global is not { } current || current.RunId != runId || current.Model.IsFaulted || current.Model.IsCanceled)
             {
                 var cancel = new CancellationTokenSource();
+                var trainsHere = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
                 var model = Task.Run(async () =>
                 {
-                    var started = Stopwatch.GetTimestamp();
-                    var (model, trained) = await FleetModel.GetAsync(db, runId, from, to, o, clock, cancel.Token);
-                    logger.LogInformation("Training run {RunId}: fleet-wide model {Version} {How} ({Rows} rows of {Series} series) in {Seconds:F1}s",
-                        runId, model?.Version ?? "none (too little history)", trained ? "trained" : "loaded", model?.Rows ?? 0, model?.Series ?? 0,
-                        Stopwatch.GetElapsedTime(started).TotalSeconds);
-                    return model;
+                    try
+                    {
+                        var started = Stopwatch.GetTimestamp();
+                        var (model, trained) = await FleetModel.GetAsync(db, runId, from, to, o, clock, cancel.Token, here => trainsHere.TrySetResult(here));
+                        logger.LogInformation("Training run {RunId}: fleet-wide model {Version} {How} ({Rows} rows of {Series} series) in {Seconds:F1}s",
+                            runId, model?.Version ?? "none (too little history)", trained ? "trained" : "loaded", model?.Rows ?? 0, model?.Series ?? 0,
+                            Stopwatch.GetElapsedTime(started).TotalSeconds);
+                        return model;
+                    }
+                    finally
+                    {
+                        trainsHere.TrySetResult(false);
+                    }
                 }, cancel.Token);
-                current = new SharedFleetModel(runId, model, cancel);
+                current = new SharedFleetModel(runId, model, trainsHere.Task, cancel);
                 _global = current;
             }
             shared = current;
             shared.Waiting++;
         }
-        return WaitAsync(shared, ct);
+        return (WaitAsync(shared, ct), shared.TrainsHere);
     }
 
     async Task<GlobalModel?> WaitAsync(SharedFleetModel shared, CancellationToken ct)
@@ -315,11 +342,15 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         }
     }
 
-    /// <summary>The fleet-wide model of run <see cref="RunId"/> as this instance gets it, and how many shards wait for it.</summary>
-    sealed class SharedFleetModel(long runId, Task<GlobalModel?> model, CancellationTokenSource cancel)
+    /// <summary>
+    /// The fleet-wide model of run <see cref="RunId"/> as this instance gets it, whether this instance trains it, and how many
+    /// shards wait for it.
+    /// </summary>
+    sealed class SharedFleetModel(long runId, Task<GlobalModel?> model, Task<bool> trainsHere, CancellationTokenSource cancel)
     {
         public long RunId { get; } = runId;
         public Task<GlobalModel?> Model { get; } = model;
+        public Task<bool> TrainsHere { get; } = trainsHere;
         public CancellationTokenSource Cancel { get; } = cancel;
         public int Waiting { get; set; }
     }
@@ -335,10 +366,10 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         Fitted[] Results, DateTimeOffset TrainedAt);
 
     /// <summary>Fits the batch's items for which <paramref name="needsFleet"/> gives <paramref name="which"/>, into its results.</summary>
-    void Fit(Fitting batch, Func<Item, bool> needsFleet, bool which, DateTimeOffset from, long runId, TrainingOptions o, GlobalModel? global, CancellationToken ct)
+    void Fit(Fitting batch, Func<Item, bool> needsFleet, bool which, DateTimeOffset from, long runId, TrainingOptions o, GlobalModel? global, int parallelism, CancellationToken ct)
     {
         var (items, history, unreadable, results) = (batch.Items, batch.History, batch.Unreadable, batch.Results);
-        var parallel = new ParallelOptions { MaxDegreeOfParallelism = o.EffectiveParallelism, CancellationToken = ct };
+        var parallel = new ParallelOptions { MaxDegreeOfParallelism = parallelism, CancellationToken = ct };
         var chosen = Enumerable.Range(0, items.Count).Where(i => needsFleet(items[i]) == which).ToArray();
         Parallel.For(0, chosen.Length, parallel, k =>
         {

@@ -11,6 +11,8 @@ public sealed record TrainingRunRow
     public string Status { get; init; } = "";
     public string[]? Resources { get; init; }
     public int ShardCount { get; init; }
+    /// <summary>The slots the run's resources are dealt into (<see cref="TrainingRuns.SlotOf"/>); each shard takes a range of them (<see cref="TrainingRuns.Layout"/>).</summary>
+    public int ShardSlots { get; init; }
     public int SeriesTotal { get; init; }
     public int SeriesDone { get; init; }
     public int SeriesFailed { get; init; }
@@ -21,7 +23,7 @@ public sealed record TrainingRunRow
     public string? Planning { get; init; }
 
     public const string Columns = """
-        id, trigger, status, resources, shard_count AS ShardCount, series_total AS SeriesTotal, series_done AS SeriesDone,
+        id, trigger, status, resources, shard_count AS ShardCount, shard_slots AS ShardSlots, series_total AS SeriesTotal, series_done AS SeriesDone,
         series_failed AS SeriesFailed, created_at AS CreatedAt, started_at AS StartedAt, finished_at AS FinishedAt, error, planning
         """;
 }
@@ -58,35 +60,73 @@ public static class TrainingRuns
     }
 
     /// <summary>
-    /// Moves a queued run to running: counts the series of each shard (resources by id modulo <paramref name="shards"/>) and
-    /// writes the shard rows. Returns the shards to start: all of them, or, for a run already running (its start delivered
-    /// again after a crash), those still pending; none for a finished run.
+    /// A resource's slot, as SQL over <c>r.id</c> and <c>@slots</c>: the fractional part of its id times the golden ratio,
+    /// scaled to the slots. Consecutive ids spread evenly over every range of slots (the golden ratio's Weyl sequence has the
+    /// lowest discrepancy: Knuth, TAOCP vol. 3, section 6.4), so each shard's range holds its share of a fleet of 25 as of one
+    /// of 100,000, of old and new resources alike; a plain modulo would put ids 1 to 25 all in the first shard's slots.
+    /// </summary>
+    public const string SlotOf = "floor((r.id * 0.6180339887498949::float8 - floor(r.id * 0.6180339887498949::float8)) * @slots)::int";
+
+    /// <summary>
+    /// How a run's resources are split into <paramref name="shards"/> shards: each resource has one of <c>Slots</c> slots
+    /// (<see cref="SlotOf"/>), and shard s takes the slots from <c>Bounds[s]</c> up to <c>Bounds[s + 1]</c>; the many slots
+    /// let shards differ in size.
+    /// </summary>
+    /// <remarks>
+    /// Shards shrink linearly towards the end of the run, the first up to four times the last (guided self-scheduling,
+    /// Polychronopoulos and Kuck, IEEE Trans. Computers 36(12), 1987): instances take the next shard as they finish one, so
+    /// they start on large shards (few starts and ends) and finish on small ones, and when the last one ends the others have
+    /// been idle for at most a small shard's time rather than a whole average one (issue 16). The ratio is the shard count
+    /// over four, between one and four: with few shards, as many as the instances perhaps, equal shards end together.
+    /// </remarks>
+    public static (int Slots, int[] Bounds) Layout(int shards)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(shards, 1);
+        double ratio = Math.Clamp(shards / 4.0, 1, 4);
+        int slots = 64 * shards;
+        double Weight(int s) => shards == 1 ? 1 : ratio - ((ratio - 1) * s / (shards - 1));
+        double total = Enumerable.Range(0, shards).Sum(Weight), sum = 0;
+        var bounds = new int[shards + 1];
+        for (int s = 0; s < shards; s++)
+        {
+            sum += Weight(s);
+            bounds[s + 1] = s == shards - 1 ? slots : (int)Math.Round(slots * sum / total);
+        }
+        return (slots, bounds);
+    }
+
+    /// <summary>
+    /// Moves a queued run to running: lays its shards out (<see cref="Layout"/>), counts the series of each and writes the
+    /// shard rows. Returns the shards to start: all of them, or, for a run already running (its start delivered again after
+    /// a crash), those still pending; none for a finished run.
     /// </summary>
     public static async Task<IReadOnlyList<int>> StartAsync(NpgsqlDataSource db, long runId, int shards, DateTimeOffset now, CancellationToken ct)
     {
+        var (slots, bounds) = Layout(shards);
         const string start = """
-            UPDATE training_runs SET status = 'running', shard_count = @shards, started_at = @now, heartbeat_at = @now
+            UPDATE training_runs SET status = 'running', shard_count = @shards, shard_slots = @slots, started_at = @now, heartbeat_at = @now
             WHERE id = @runId AND status = 'queued'
             RETURNING resources
             """;
-        // The series a run trains: each resource's load metric, cpu_cores and memory_bytes.
-        const string count = """
-            INSERT INTO training_shards (run_id, shard, status, series_total)
-            SELECT @runId, g.shard, 'pending', coalesce(c.n, 0)
-            FROM generate_series(0, @shards - 1) AS g(shard)
-            LEFT JOIN (
-                SELECT mod(r.id, @shards) AS shard, count(*)::int AS n
+        // The series a run trains: each resource's load metric, cpu_cores and memory_bytes, counted per slot, summed per shard.
+        const string count = $"""
+            WITH per_slot AS (
+                SELECT {SlotOf} AS slot, count(*)::int AS n
                 FROM resources r JOIN series s ON s.resource_id = r.id
                 WHERE s.metric IN (r.load_metric, 'cpu_cores', 'memory_bytes')
                   AND (@resources::text[] IS NULL OR r.name = ANY(@resources))
                 GROUP BY 1
-            ) c ON c.shard = g.shard;
+            )
+            INSERT INTO training_shards (run_id, shard, status, series_total, slot_from, slot_to)
+            SELECT @runId, (l.n - 1)::int, 'pending', coalesce((SELECT sum(p.n) FROM per_slot p WHERE p.slot >= l.slot_from AND p.slot < l.slot_to), 0),
+                   l.slot_from, l.slot_to
+            FROM unnest(@slotFrom, @slotTo) WITH ORDINALITY AS l(slot_from, slot_to, n);
             UPDATE training_runs SET series_total = (SELECT sum(series_total) FROM training_shards WHERE run_id = @runId)
             WHERE id = @runId;
             """;
         await using var conn = await db.OpenConnectionAsync(ct);
         await using var tx = await conn.BeginTransactionAsync(ct);
-        var started = (await conn.QueryAsync<string[]?>(new CommandDefinition(start, new { runId, shards, now }, tx, cancellationToken: ct))).ToList();
+        var started = (await conn.QueryAsync<string[]?>(new CommandDefinition(start, new { runId, shards, slots, now }, tx, cancellationToken: ct))).ToList();
         if (started.Count == 0)
         {
             const string pending = """
@@ -96,10 +136,18 @@ public static class TrainingRuns
                 """;
             return [.. await conn.QueryAsync<int>(new CommandDefinition(pending, new { runId }, tx, cancellationToken: ct))];
         }
-        await conn.ExecuteAsync(new CommandDefinition(count, new { runId, shards, resources = started[0] }, tx, cancellationToken: ct));
+        await conn.ExecuteAsync(new CommandDefinition(count, new { runId, slots, slotFrom = bounds[..^1], slotTo = bounds[1..], resources = started[0] }, tx, cancellationToken: ct));
         await tx.CommitAsync(ct);
         return [.. Enumerable.Range(0, shards)];
     }
+
+    /// <summary>The slots shard <paramref name="shard"/> of run <paramref name="runId"/> takes: resources whose slot (<see cref="SlotOf"/>, of <c>Slots</c>) is in [From, To).</summary>
+    public static async Task<(int Slots, int From, int To)> ShardSlotsAsync(NpgsqlConnection conn, long runId, int shard, CancellationToken ct) =>
+        await conn.QuerySingleOrDefaultAsync<(int Slots, int From, int To)?>(new CommandDefinition("""
+            SELECT r.shard_slots, sh.slot_from, sh.slot_to FROM training_runs r JOIN training_shards sh ON sh.run_id = r.id
+            WHERE r.id = @runId AND sh.shard = @shard
+            """, new { runId, shard }, cancellationToken: ct))
+        ?? throw new InvalidOperationException($"training run {runId} has no shard {shard}");
 
     /// <summary>
     /// Marks a shard running on <paramref name="instance"/>; false when it is finished or its run is no longer running (nothing

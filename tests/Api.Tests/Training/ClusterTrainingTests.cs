@@ -66,10 +66,12 @@ public sealed class ClusterTrainingTests
                 "SELECT version, artifact FROM fleet_models WHERE run_id = @Id", new { run.Id });
             Assert.Equal(FleetModel.RelativePath(run.Id), fleet.Version);
             // Both instances' load series name it, and both models directories hold exactly the stored zip.
-            var versions = (await conn.QueryAsync<(string Instance, string? Global)>("""
+            var slot = TrainingRuns.SlotOf.Replace("@slots", "tr.shard_slots", StringComparison.Ordinal);
+            var versions = (await conn.QueryAsync<(string Instance, string? Global)>($"""
                 SELECT DISTINCT sh.instance_id, mv.parameters ->> 'globalModel'
                 FROM model_versions mv JOIN resources r ON r.id = mv.resource_id AND mv.metric = r.load_metric
-                JOIN training_shards sh ON sh.run_id = mv.run_id AND sh.shard = mod(r.id, 6)
+                JOIN training_runs tr ON tr.id = mv.run_id
+                JOIN training_shards sh ON sh.run_id = mv.run_id AND {slot} >= sh.slot_from AND {slot} < sh.slot_to
                 WHERE mv.run_id = @Id AND mv.status <> 'failed'
                 """, new { run.Id })).ToList();
             Assert.Equal(2, versions.Count);

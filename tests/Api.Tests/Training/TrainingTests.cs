@@ -213,9 +213,9 @@ public sealed class TrainingTests(TrainingFixture fx) : IClassFixture<TrainingFi
         await using var conn = await db.OpenConnectionAsync();
         var now = ApiFixture.Now;
         var dead = await conn.ExecuteScalarAsync<long>("""
-            INSERT INTO training_runs (trigger, status, created_at, started_at, heartbeat_at, shard_count) VALUES ('nightly', 'running', @t, @t, @t, 1) RETURNING id
+            INSERT INTO training_runs (trigger, status, created_at, started_at, heartbeat_at, shard_count, shard_slots) VALUES ('nightly', 'running', @t, @t, @t, 1, 1) RETURNING id
             """, new { t = now.AddHours(-2) });
-        await conn.ExecuteAsync("INSERT INTO training_shards (run_id, shard, status) VALUES (@dead, 0, 'running')", new { dead });
+        await conn.ExecuteAsync("INSERT INTO training_shards (run_id, shard, status, slot_from, slot_to) VALUES (@dead, 0, 'running', 0, 1)", new { dead });
         Assert.Equal([dead], await TrainingRuns.FailStaleAsync(db, now.AddMinutes(-15), now, default));
         Assert.StartsWith("abandoned", await conn.ExecuteScalarAsync<string>("SELECT error FROM training_runs WHERE id = @dead", new { dead }), StringComparison.Ordinal);
         var next = await fx.RunAsync(["payments"]);
