@@ -12,7 +12,7 @@
 # stored models, as SCALE_OUT_WARM's do.
 # SCALE_OUT_LOGS=DIR keeps the instances' logs there (one.log, a.log, b.log: each shard's fitting seconds, and its CPU
 # seconds where the shard ran in a child process).
-# SCALE_OUT_WARM=1 trains once through the first instance before the timed cases (untimed, then vacuumed), so that both
+# SCALE_OUT_WARM=1 trains once through an instance of its own (core 0, stopped after) before the timed cases (untimed, then vacuumed), so that both
 # timed cases retrain over stored models, as a nightly run does: by default the first case writes into empty tables while
 # the second supersedes the first's versions, deletes its forecasts and updates its capacity models and weekly peaks.
 # SCALE_OUT_PGSTAT=DIR profiles PostgreSQL in each case (not for timings: the sampler costs CPU of its own): loads
