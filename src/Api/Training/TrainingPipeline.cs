@@ -66,7 +66,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
     {
         var o = options.Value;
         TrainingRunRow run;
-        (int Slots, int From, int To) slots;
+        ShardSlots slots;
         await using (var conn = await db.OpenConnectionAsync(ct))
         {
             run = await TrainingRuns.GetAsync(conn, runId, ct) ?? throw new InvalidOperationException($"training run {runId} does not exist");
@@ -108,12 +108,15 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
                     int parallelism = o.EffectiveParallelism;
                     if (!fleet.IsCompleted && await Task.WhenAny(fleetTrainsHere, fleet) == fleetTrainsHere && fleetTrainsHere.Result)
                     {
-                        if (--parallelism == 0)
+                        if (parallelism > 1)
+                        {
+                            parallelism--;
+                        }
+                        else
                         {
                             var waitStarted = Stopwatch.GetTimestamp();
                             await ((Task)fleet).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
                             waitingForFleet += Stopwatch.GetElapsedTime(waitStarted);
-                            parallelism = o.EffectiveParallelism;
                         }
                     }
                     started = Stopwatch.GetTimestamp();
@@ -178,7 +181,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
 
     /// <summary>The shard's next batch after resource <paramref name="after"/>, its history and version ids; null when none is left.</summary>
     async Task<(List<BatchResource> Batch, Dictionary<int, HourlyAggregates> History, Dictionary<int, string> Unreadable, List<Item> Items)?> ReadBatchAsync(
-        long runId, (int Slots, int From, int To) slots, TrainingRunRow run, int after, DateTimeOffset from, DateTimeOffset to, TrainingOptions o, CancellationToken ct)
+        long runId, ShardSlots slots, TrainingRunRow run, int after, DateTimeOffset from, DateTimeOffset to, TrainingOptions o, CancellationToken ct)
     {
         var batch = await NextBatchAsync(runId, slots, run.Resources, after, o.BatchResources, ct);
         if (batch.Count == 0)
@@ -189,7 +192,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         return (batch, history, unreadable, await AllocateAsync(batch, ct));
     }
 
-    async Task<List<BatchResource>> NextBatchAsync(long runId, (int Slots, int From, int To) slots, string[]? resources, int after, int take, CancellationToken ct)
+    async Task<List<BatchResource>> NextBatchAsync(long runId, ShardSlots slots, string[]? resources, int after, int take, CancellationToken ct)
     {
         // Keyset paging by id keeps memory flat however large the fleet; resources this run already wrote are skipped.
         const string next = $"""

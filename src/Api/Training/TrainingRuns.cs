@@ -11,8 +11,6 @@ public sealed record TrainingRunRow
     public string Status { get; init; } = "";
     public string[]? Resources { get; init; }
     public int ShardCount { get; init; }
-    /// <summary>The slots the run's resources are dealt into (<see cref="TrainingRuns.SlotOf"/>); each shard takes a range of them (<see cref="TrainingRuns.Layout"/>).</summary>
-    public int ShardSlots { get; init; }
     public int SeriesTotal { get; init; }
     public int SeriesDone { get; init; }
     public int SeriesFailed { get; init; }
@@ -23,10 +21,16 @@ public sealed record TrainingRunRow
     public string? Planning { get; init; }
 
     public const string Columns = """
-        id, trigger, status, resources, shard_count AS ShardCount, shard_slots AS ShardSlots, series_total AS SeriesTotal, series_done AS SeriesDone,
+        id, trigger, status, resources, shard_count AS ShardCount, series_total AS SeriesTotal, series_done AS SeriesDone,
         series_failed AS SeriesFailed, created_at AS CreatedAt, started_at AS StartedAt, finished_at AS FinishedAt, error, planning
         """;
 }
+
+/// <summary>
+/// The resources a shard trains: those whose slot (<see cref="TrainingRuns.SlotOf"/>, one of the run's <paramref name="Slots"/>)
+/// is in [<paramref name="From"/>, <paramref name="To"/>).
+/// </summary>
+public readonly record struct ShardSlots(int Slots, int From, int To);
 
 /// <summary>One shard of a run as stored.</summary>
 public sealed record TrainingShardRow(
@@ -141,13 +145,17 @@ public static class TrainingRuns
         return [.. Enumerable.Range(0, shards)];
     }
 
-    /// <summary>The slots shard <paramref name="shard"/> of run <paramref name="runId"/> takes: resources whose slot (<see cref="SlotOf"/>, of <c>Slots</c>) is in [From, To).</summary>
-    public static async Task<(int Slots, int From, int To)> ShardSlotsAsync(NpgsqlConnection conn, long runId, int shard, CancellationToken ct) =>
-        await conn.QuerySingleOrDefaultAsync<(int Slots, int From, int To)?>(new CommandDefinition("""
-            SELECT r.shard_slots, sh.slot_from, sh.slot_to FROM training_runs r JOIN training_shards sh ON sh.run_id = r.id
+    /// <summary>The slots shard <paramref name="shard"/> of run <paramref name="runId"/> takes.</summary>
+    public static async Task<ShardSlots> ShardSlotsAsync(NpgsqlConnection conn, long runId, int shard, CancellationToken ct)
+    {
+        const string slots = """
+            SELECT r.shard_slots AS "Slots", sh.slot_from AS "From", sh.slot_to AS "To" FROM training_runs r JOIN training_shards sh ON sh.run_id = r.id
             WHERE r.id = @runId AND sh.shard = @shard
-            """, new { runId, shard }, cancellationToken: ct))
-        ?? throw new InvalidOperationException($"training run {runId} has no shard {shard}");
+            """;
+        // A started run has at least one slot per shard: no slots means no such shard.
+        var found = await conn.QuerySingleOrDefaultAsync<ShardSlots>(new CommandDefinition(slots, new { runId, shard }, cancellationToken: ct));
+        return found.Slots > 0 ? found : throw new InvalidOperationException($"training run {runId} has no shard {shard}");
+    }
 
     /// <summary>
     /// Marks a shard running on <paramref name="instance"/>; false when it is finished or its run is no longer running (nothing
