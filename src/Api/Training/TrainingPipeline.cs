@@ -522,7 +522,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         await w.WriteAsync(runId, NpgsqlDbType.Bigint, ct);
         await w.WriteAsync(r.Error is null ? "active" : "failed", NpgsqlDbType.Text, ct);
         await Nullable(w, r.Forecast?.Model, NpgsqlDbType.Text, ct);
-        await Nullable(w, m is null ? null : JsonSerializer.Serialize(new { model = r.Forecast!.Model, notes = m.Notes, candidates = backtest?.Candidates, globalModel = globalVersion }, Json), NpgsqlDbType.Jsonb, ct);
+        await Nullable(w, m is null ? null : JsonSerializer.Serialize(new { model = r.Forecast!.Model, notes = m.Notes, candidates = backtest?.Candidates, globalModel = globalVersion }, Json), NpgsqlDbType.Json, ct);
         await Nullable(w, m?.Training.From.UtcDateTime, NpgsqlDbType.TimestampTz, ct);
         await Nullable(w, m?.Training.To.UtcDateTime, NpgsqlDbType.TimestampTz, ct);
         await Nullable(w, m?.Training.Points, NpgsqlDbType.Integer, ct);
@@ -542,7 +542,7 @@ public sealed class TrainingPipeline(NpgsqlDataSource db, IOptions<TrainingOptio
         await Nullable(w, r.Artifact?.Length, NpgsqlDbType.Integer, ct);
         await Nullable(w, r.Error, NpgsqlDbType.Text, ct);
         // The planner's view of the upper errors, step 0 at the forecast's first hour (PlanInputs reads it back).
-        await Nullable(w, r.Forecast is { UpperErrors: { } upper } f ? JsonSerializer.Serialize(Plans.PlanInputs.Tail(upper, f.Start), Json) : null, NpgsqlDbType.Jsonb, ct);
+        await Nullable(w, r.Forecast is { UpperErrors: { } upper } f ? JsonSerializer.Serialize(Plans.PlanInputs.Tail(upper, f.Start), Json) : null, NpgsqlDbType.Json, ct);
     }
 
     static double? Finite(double? v) => v is double d && double.IsFinite(d) ? d : null;

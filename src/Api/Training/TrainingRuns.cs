@@ -77,16 +77,18 @@ public static class TrainingRuns
     /// let shards differ in size.
     /// </summary>
     /// <remarks>
-    /// Shards shrink linearly towards the end of the run, the first up to four times the last (guided self-scheduling,
+    /// Shards shrink linearly towards the end of the run, the first up to eight times the last (guided self-scheduling,
     /// Polychronopoulos and Kuck, IEEE Trans. Computers 36(12), 1987): instances take the next shard as they finish one, so
     /// they start on large shards (few starts and ends) and finish on small ones, and when the last one ends the others have
     /// been idle for at most a small shard's time rather than a whole average one (issue 16). The ratio is the shard count
-    /// over four, between one and four: with few shards, as many as the instances perhaps, equal shards end together.
+    /// over two, between one and eight: with few shards, as many as the instances perhaps, equal shards end together. At 16
+    /// shards of 20,000 series the last holds about 280 series (under a second's fitting); a ratio of four left 500, and the
+    /// instance that ran out of shards first waited 1.5-1.8 s for the other (bench/README.md, session 13).
     /// </remarks>
     public static (int Slots, int[] Bounds) Layout(int shards)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(shards, 1);
-        double ratio = Math.Clamp(shards / 4.0, 1, 4);
+        double ratio = Math.Clamp(shards / 2.0, 1, 8);
         int slots = 64 * shards;
         double Weight(int s) => shards == 1 ? 1 : ratio - ((ratio - 1) * s / (shards - 1));
         double total = Enumerable.Range(0, shards).Sum(Weight), sum = 0;

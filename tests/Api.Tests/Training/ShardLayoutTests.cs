@@ -33,12 +33,13 @@ public sealed class ShardLayoutTests
     }
 
     [Theory]
+    [InlineData(1, 1.0)]
     [InlineData(2, 1.0)]
-    [InlineData(4, 1.0)]
-    [InlineData(8, 2.0)]
-    [InlineData(16, 4.0)]
-    [InlineData(64, 4.0)]
-    public void TheFirstShardIsTheShardCountOverFourTimesTheLastBetweenOneAndFour(int shards, double ratio)
+    [InlineData(4, 2.0)]
+    [InlineData(8, 4.0)]
+    [InlineData(16, 8.0)]
+    [InlineData(64, 8.0)]
+    public void TheFirstShardIsTheShardCountOverTwoTimesTheLastBetweenOneAndEight(int shards, double ratio)
     {
         var (_, bounds) = TrainingRuns.Layout(shards);
         double first = bounds[1] - bounds[0], last = bounds[^1] - bounds[^2];

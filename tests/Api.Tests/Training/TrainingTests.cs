@@ -60,7 +60,7 @@ public sealed class TrainingTests(TrainingFixture fx) : IClassFixture<TrainingFi
         // It competed in each load series' backtest.
         Assert.Equal(25, await fx.ScalarAsync<int>($$"""
             SELECT count(*)::int FROM model_versions mv JOIN resources r ON r.id = mv.resource_id
-            WHERE mv.run_id = {{id}} AND mv.metric = r.load_metric AND mv.parameters->'candidates' @> '[{"model":"lgbm"}]'
+            WHERE mv.run_id = {{id}} AND mv.metric = r.load_metric AND (mv.parameters->'candidates')::jsonb @> '[{"model":"lgbm"}]'
             """));
     }
 
