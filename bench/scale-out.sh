@@ -8,8 +8,14 @@
 # shards: the service's default (Forecaster:Training:Shards) unless given. FORECASTER_ROOT=<another checkout> measures that
 # checkout's build with this script (e.g. a baseline worktree). SCALE_OUT_ROUNDS=N (default 1) times the pair of cases N
 # times on the one imported database and prints each round's ratio and their median: this machine's speed drifts between
-# runs (one instance took 78.7-91.9 s within an hour), so one pair is one sample. Rounds after the first retrain over
+# runs (one instance took 78.7-91.9 s within an hour), so one pair is one sample. Odd rounds time one instance first,
+# even rounds the pair first. Rounds after the first retrain over
 # stored models, as SCALE_OUT_WARM's do.
+# SCALE_OUT_SETTLE=S (default 90): each timed case's instances are up S seconds before the run starts, as a nightly run
+# meets them. A service just started spends its first minute tiering up its own code (JIT), about 3.5 CPU s on the
+# core the run needs; a run that starts with it pays that once per instance, in both cases, which says nothing about
+# sharing a run (bench/README.md, session 13). SCALE_OUT_SETTLE=0 starts the run as soon as the instances are ready
+# (sessions 9-12). The shard processes start with the run either way, as they do at night (they exit after 10 idle minutes).
 # SCALE_OUT_LOGS=DIR keeps the instances' logs there (one.log, a.log, b.log: each shard's fitting seconds, and its CPU
 # seconds where the shard ran in a child process).
 # SCALE_OUT_WARM=1 trains once through an instance of its own (core 0, stopped after) before the timed cases (untimed, then vacuumed), so that both
@@ -99,6 +105,16 @@ cpu() {
   echo "$total"
 }
 
+# Waits SCALE_OUT_SETTLE seconds with the instances $@ up and idle; says how much CPU each spent meanwhile.
+settle() {
+  local s="${SCALE_OUT_SETTLE:-90}" before=() spent=() p i=0
+  [ "$s" -gt 0 ] || return 0
+  for p in "$@"; do before+=("$(cpu "$p")"); done
+  sleep "$s"
+  for p in "$@"; do spent+=("$(python3 -c "print('%.1f' % ($(cpu "$p") - ${before[$i]}))")"); i=$((i + 1)); done
+  echo "  the instances were up ${s} s before the run (SCALE_OUT_SETTLE); CPU seconds meanwhile, in start order: ${spent[*]}"
+}
+
 # One run through the instance on port $1 (instances' pids after it); prints "seconds" after the run's summary line: which
 # instance trained how many series, each instance's and PostgreSQL's CPU seconds during the run, and the idle tail (from the
 # first instance's last shard ending to the run's end: the time one instance had no shard left while the other still worked).
@@ -155,36 +171,53 @@ if [ -n "${SCALE_OUT_WARM:-}" ]; then
   kill "$pid1"; while kill -0 "$pid1" 2>/dev/null; do sleep 0.2; done; pids=()
   vacuum
 fi
-ratios=()
-for round in $(seq "$rounds"); do
-  [ "$rounds" = 1 ] || echo "round $round of $rounds:"
-  suffix=""; [ "$round" = 1 ] || suffix="-$round"
+# The instances of the case that ran last (pids), stopped before the next case starts.
+stop_instances() {
+  [ "${#pids[@]}" -gt 0 ] || return 0
+  kill "${pids[@]}"
+  for p in "${pids[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.2; done; done
+  pids=()
+}
+case_one() {
+  stop_instances; vacuum
   case_name=one$suffix
   echo "one instance, taskset -c 0:"
   read -r pid1 port1 < <(start 0 "$work/one$suffix.log"); pids+=("$pid1")
+  settle "$pid1"
   one=$(train "$port1" "$pid1") || { grep -ihE 'fail|exception' "$work/one$suffix.log" | head -20 >&2; exit 1; }
   echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-  kill "$pid1"; while kill -0 "$pid1" 2>/dev/null; do sleep 0.2; done; pids=()
-
-  vacuum
+}
+case_two() {
+  stop_instances; vacuum
   case_name=two$suffix
   echo "two instances, taskset -c 0 and -c 1:"
   read -r pid1 port1 < <(start 0 "$work/a$suffix.log"); pids+=("$pid1")
   read -r pid2 port2 < <(start 1 "$work/b$suffix.log"); pids+=("$pid2")
+  settle "$pid1" "$pid2"
   two=$(train "$port1" "$pid1" "$pid2") || { grep -ihE 'fail|exception' "$work/a$suffix.log" "$work/b$suffix.log" | head -20 >&2; exit 1; }
   echo "  load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+# Odd rounds time one instance first, even rounds the pair first, so that a drift of the machine's speed over the rounds
+# (this machine's shared cores drift by 10% within minutes) does not favour either case.
+ratios=()
+for round in $(seq "$rounds"); do
+  [ "$rounds" = 1 ] || echo "round $round of $rounds:"
+  suffix=""; [ "$round" = 1 ] || suffix="-$round"
+  if [ $((round % 2)) = 1 ]; then case_one; case_two; else case_two; case_one; fi
   ratio=$(python3 -c "print('%.3f' % ($two / $one))")
   ratios+=("$ratio")
   python3 -c "print('scale-out: one instance %.1f s, two instances %.1f s, ratio two/one %.2f (goal <= 0.60)' % ($one, $two, $two / $one))"
-  if [ "$round" != "$rounds" ]; then
-    kill "$pid1" "$pid2"; while kill -0 "$pid1" 2>/dev/null || kill -0 "$pid2" 2>/dev/null; do sleep 0.2; done; pids=()
-    vacuum
-  fi
 done
 [ "$rounds" = 1 ] || python3 -c "
 import statistics, sys
 r = [float(x) for x in sys.argv[1:]]
 print('scale-out over %d rounds: ratios %s, median %.2f (goal <= 0.60)' % (len(r), ', '.join('%.2f' % x for x in r), statistics.median(r)))" "${ratios[@]}"
+
+if [ "${#pids[@]}" != 2 ]; then
+  stop_instances
+  read -r pid1 port1 < <(start 0 "$work/a-propagation.log"); pids+=("$pid1")
+  read -r pid2 port2 < <(start 1 "$work/b-propagation.log"); pids+=("$pid2")
+fi
 
 # The other half of the goal, with two separate processes: a plan published through instance A (a policy change replans
 # and publishes it before PUT answers) is served by instance B, which hears it through PostgreSQL's NOTIFY.

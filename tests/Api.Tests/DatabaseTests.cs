@@ -51,6 +51,43 @@ public sealed class MigrationTests
     }
 
     [Fact]
+    public async Task VersionsTrainedBeforeTheDocumentsBecameJsonReadTheSameAfter()
+    {
+        // Migration 0240 turns a version's parameters and upper tail from jsonb into json: a database trained before it keeps
+        // every document, read through the same operators and parsed by the planner as before.
+        await using var db = NpgsqlDataSource.Create(await TestCluster.CreateDatabaseAsync("jsondocs"));
+        var before = Migration.Embedded.Where(m => m.Version < 240).ToList();
+        await MigrationRunner.ApplyAsync(db, before, NullLogger.Instance);
+        await using var conn = await db.OpenConnectionAsync();
+        await conn.ExecuteAsync("""
+            INSERT INTO resources (name, kind, load_metric, created_at, updated_at) VALUES ('r', 'service', 'qps', now(), now());
+            INSERT INTO model_versions (resource_id, metric, status, trained_at, parameters, upper_tail)
+            SELECT id, 'qps', 'active', now(),
+                   '{"model": "combo", "candidates": [{"model": "lgbm", "mase": 0.3684921395708109}], "globalModel": "global/run-7.zip"}'::jsonb,
+                   '{"origin": "2026-12-01T22:00:00+00:00", "levels": [0.5, 0.995], "quantiles": [0.010566594807314393, 0.8551379749386004], "samples": 288, "stepScale": [1.0140899216340202, 0.9545287317927583]}'::jsonb
+            FROM resources;
+            """);
+
+        Assert.Equal(Migration.Embedded.Count - before.Count, await MigrationRunner.ApplyAsync(db, Migration.Embedded, NullLogger.Instance));
+
+        Assert.Equal(["json", "json"], await conn.QueryAsync<string>("""
+            SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+            WHERE attrelid = 'model_versions'::regclass AND attname IN ('parameters', 'upper_tail') ORDER BY attname
+            """));
+        var (globalModel, mase) = await conn.QuerySingleAsync<(string, double)>(
+            "SELECT parameters ->> 'globalModel', (parameters -> 'candidates' -> 0 ->> 'mase')::float8 FROM model_versions");
+        Assert.Equal("global/run-7.zip", globalModel);
+        Assert.Equal(0.3684921395708109, mase);
+        var tail = System.Text.Json.JsonSerializer.Deserialize<Forecaster.Planner.UpperTail>(
+            (await conn.ExecuteScalarAsync<string>("SELECT upper_tail::text FROM model_versions"))!,
+            new System.Text.Json.JsonSerializerOptions(System.Text.Json.JsonSerializerDefaults.Web))!;
+        Assert.Equal(new DateTimeOffset(2026, 12, 1, 22, 0, 0, TimeSpan.Zero), tail.Origin);
+        Assert.Equal([1.0140899216340202, 0.9545287317927583], tail.StepScale);
+        Assert.Equal([0.010566594807314393, 0.8551379749386004], tail.Quantiles);
+        Assert.Equal(288, tail.Samples);
+    }
+
+    [Fact]
     public async Task AChangedAppliedMigrationIsRefused()
     {
         await using var db = NpgsqlDataSource.Create(await TestCluster.CreateDatabaseAsync("checksum"));
