@@ -82,7 +82,7 @@ public static class TrainingRuns
     /// they start on large shards (few starts and ends) and finish on small ones, and when the last one ends the others have
     /// been idle for at most a small shard's time rather than a whole average one (issue 16). The ratio is the shard count
     /// over two, between one and eight: with few shards, as many as the instances perhaps, equal shards end together. At 16
-    /// shards of 20,000 series the last holds about 280 series (under a second's fitting); a ratio of four left 500, and the
+    /// shards of 20,000 series the last holds about 270 series (under a second's fitting); a ratio of four left 500, and the
     /// instance that ran out of shards first waited 1.5-1.8 s for the other (bench/README.md, session 13).
     /// </remarks>
     public static (int Slots, int[] Bounds) Layout(int shards)
