@@ -82,7 +82,6 @@ profile_end() {
   "${psql_cmd[@]}" -P pager=off -c "SELECT sum(calls) AS calls, round(sum(total_exec_time)::numeric) AS ms FROM pg_stat_statements" -c "SELECT * FROM pg_stat_wal" -c "SELECT * FROM pg_stat_bgwriter" -c "SELECT schemaname, relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del, seq_scan, idx_scan, autovacuum_count, autoanalyze_count FROM pg_stat_user_tables WHERE n_tup_ins + n_tup_upd + n_tup_del + seq_scan + coalesce(idx_scan, 0) > 0 ORDER BY n_tup_ins + n_tup_upd + n_tup_del DESC" -c "SELECT funcname, calls, total_time, self_time FROM pg_stat_user_functions ORDER BY total_time DESC LIMIT 20" > "$out-tables.txt"
   echo "  PostgreSQL CPU by process ($case_name):"; cat "$SCALE_OUT_PGSTAT/$case_name-cpu.txt"
 }
-vacuum
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
@@ -162,22 +161,21 @@ print("%.3f" % r["seconds"])' || return 1
   done
 }
 
-"$root/forecaster" --help >/dev/null   # builds once, before anything is timed
-if [ -n "${SCALE_OUT_WARM:-}" ]; then
-  echo "untimed warm-up run (SCALE_OUT_WARM), one instance, taskset -c 0:"
-  read -r pid1 port1 < <(start 0 "$work/warm.log"); pids+=("$pid1")
-  case_name=warm
-  train "$port1" "$pid1" >/dev/null || { grep -ihE 'fail|exception' "$work/warm.log" | head -20 >&2; exit 1; }
-  kill "$pid1"; while kill -0 "$pid1" 2>/dev/null; do sleep 0.2; done; pids=()
-  vacuum
-fi
-# The instances of the case that ran last (pids), stopped before the next case starts.
+# The instances of the case (or warm-up run) that ran last (pids), stopped before the next case starts.
 stop_instances() {
   [ "${#pids[@]}" -gt 0 ] || return 0
   kill "${pids[@]}"
   for p in "${pids[@]}"; do while kill -0 "$p" 2>/dev/null; do sleep 0.2; done; done
   pids=()
 }
+
+"$root/forecaster" --help >/dev/null   # builds once, before anything is timed
+if [ -n "${SCALE_OUT_WARM:-}" ]; then
+  echo "untimed warm-up run (SCALE_OUT_WARM), one instance, taskset -c 0:"
+  read -r pid1 port1 < <(start 0 "$work/warm.log"); pids+=("$pid1")
+  case_name=warm
+  train "$port1" "$pid1" >/dev/null || { grep -ihE 'fail|exception' "$work/warm.log" | head -20 >&2; exit 1; }
+fi
 case_one() {
   stop_instances; vacuum
   case_name=one$suffix

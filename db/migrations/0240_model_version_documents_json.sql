@@ -5,7 +5,8 @@
 -- syntax and keeps the text. Inserting 20,000 versions cost PostgreSQL 0.79 s against 1.14 s (bench/README.md, session 13),
 -- and the planner's read of 20,000 upper tails no longer renders them.
 -- Applied once by the migration runner inside a transaction; idempotent (only a jsonb column is converted). The type change
--- rewrites the table; the compression and statistics targets of 0190 are set again after it rather than trusted to survive it.
+-- rewrites the table and resets the columns' compression (PostgreSQL 15 drops 0190's lz4), so 0190's settings are set again
+-- after it; its statistics targets survived on 15 and are set again for servers where they may not.
 DO $$
 BEGIN
     IF (SELECT atttypid FROM pg_attribute WHERE attrelid = 'model_versions'::regclass AND attname = 'parameters') = 'jsonb'::regtype THEN
